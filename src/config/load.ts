@@ -1,0 +1,143 @@
+// Loads the configuration once: the file named by NEMO_CONFIG (YAML or JSON), env overrides,
+// validation listing every problem, secrets resolved from env vars, then a deep freeze.
+// This is the only module that reads process.env.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { configFileSchema, type ConfigFile, type DeploymentConfig, type MockBehaviour } from './schema.js';
+import { DEFAULT_MOCK_MODELS } from './default-models.js';
+
+export interface Deployment extends Omit<DeploymentConfig, 'id' | 'apiKeyEnv' | 'mock'> {
+  readonly id: string;
+  /** Public model name this deployment serves. */
+  readonly publicModel: string;
+  readonly baseUrl: string | undefined;
+  /** Non-enumerable: never shows up in logs or JSON. */
+  readonly apiKey: string | undefined;
+  readonly mock: MockBehaviour | undefined;
+}
+
+export interface ModelRoute {
+  readonly name: string;
+  readonly ownedBy: string;
+  readonly deployments: readonly Deployment[];
+  /** The smallest max output across deployments: a request above it is refused up front. */
+  readonly maxOutputTokens: number;
+}
+
+export interface Config {
+  readonly server: ConfigFile['server'];
+  readonly upstream: ConfigFile['upstream'];
+  readonly masterKey: string | undefined;
+  readonly models: ReadonlyMap<string, ModelRoute>;
+  /** Where the model table came from, for the start-up log. */
+  readonly source: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const DEFAULT_BASE_URLS: Partial<Record<DeploymentConfig['provider'], string>> = {
+  anthropic: 'https://api.anthropic.com/v1',
+};
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const path = env.NEMO_CONFIG;
+  let raw: unknown = {};
+  if (path) {
+    try {
+      const text = readFileSync(path, 'utf8');
+      raw = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
+      raw ??= {};
+    } catch (err) {
+      throw new ConfigError([`NEMO_CONFIG=${path}: ${(err as Error).message}`]);
+    }
+  }
+  return buildConfig(raw, env, path ? `config file ${path}` : 'built-in mock models (no NEMO_CONFIG)', problems);
+}
+
+/** Validates an already-parsed config object; exported for tests. */
+export function buildConfig(raw: unknown, env: Env, source: string, problems: string[] = []): Config {
+  const withEnv = applyEnvOverrides(raw, env, problems);
+  const parsed = configFileSchema.safeParse(withEnv);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const file = parsed.data;
+  const models = resolveModels(file, env, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const masterKey = env[file.auth.masterKeyEnv] || undefined;
+  return deepFreeze({ server: file.server, upstream: file.upstream, masterKey, models, source });
+}
+
+function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const obj = raw as Record<string, unknown>;
+  const server = { ...((obj.server as Record<string, unknown> | undefined) ?? {}) };
+  const intFromEnv = (name: string, key: string) => {
+    const value = env[name];
+    if (value === undefined || value === '') return;
+    const n = Number(value);
+    if (!Number.isInteger(n)) problems.push(`${name}: must be an integer, got ${JSON.stringify(value)}`);
+    else server[key] = n;
+  };
+  intFromEnv('PORT', 'port');
+  intFromEnv('NEMO_MAX_BODY_BYTES', 'maxBodyBytes');
+  intFromEnv('NEMO_SHUTDOWN_GRACE_MS', 'shutdownGraceMs');
+  if (env.HOST) server.host = env.HOST;
+  return { ...obj, server };
+}
+
+function resolveModels(file: ConfigFile, env: Env, problems: string[]): Map<string, ModelRoute> {
+  const routes = new Map<string, ModelRoute>();
+  const deploymentIds = new Set<string>();
+  for (const [m, model] of (file.models ?? DEFAULT_MOCK_MODELS).entries()) {
+    if (routes.has(model.name)) problems.push(`models.${m}.name: duplicate model name ${JSON.stringify(model.name)}`);
+    const deployments: Deployment[] = [];
+    for (const [d, dep] of model.deployments.entries()) {
+      const at = `models.${m}.deployments.${d}`;
+      const id = dep.id ?? `${model.name}#${d}`;
+      if (deploymentIds.has(id)) problems.push(`${at}.id: duplicate deployment id ${JSON.stringify(id)}`);
+      deploymentIds.add(id);
+      const baseUrl = (dep.baseUrl ?? DEFAULT_BASE_URLS[dep.provider])?.replace(/\/+$/, '');
+      if (dep.provider !== 'mock' && !baseUrl) problems.push(`${at}.baseUrl: required for provider ${dep.provider}`);
+      if (dep.provider !== 'mock' && dep.mock) problems.push(`${at}.mock: only for provider mock`);
+      let apiKey: string | undefined;
+      if (dep.apiKeyEnv) {
+        apiKey = env[dep.apiKeyEnv];
+        if (!apiKey) problems.push(`${at}.apiKeyEnv: environment variable ${dep.apiKeyEnv} is not set`);
+      }
+      const { apiKeyEnv: _omit, mock, ...rest } = dep;
+      const deployment = {
+        ...rest,
+        id,
+        publicModel: model.name,
+        baseUrl,
+        mock: dep.provider === 'mock' ? { ...MOCK_DEFAULTS, ...mock } : undefined,
+      } as Deployment;
+      Object.defineProperty(deployment, 'apiKey', { value: apiKey, enumerable: false });
+      deployments.push(deployment);
+    }
+    const maxOutputTokens = Math.min(...deployments.map((d) => d.maxOutputTokens));
+    routes.set(model.name, { name: model.name, ownedBy: model.ownedBy, deployments, maxOutputTokens });
+  }
+  return routes;
+}
+
+const MOCK_DEFAULTS: MockBehaviour = { ttftMs: 0, tokensPerSecond: 0, completionTokens: 16, reportUsage: true, fault: 'none' };
+
+function deepFreeze<T>(value: T): T {
+  if (value instanceof Map) {
+    for (const v of value.values()) deepFreeze(v);
+  } else if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,86 @@
+// The configuration schema: the config file (NEMO_CONFIG, YAML or JSON) plus the env overrides.
+// Validated once at boot by load.ts; everything downstream receives the frozen result.
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+
+export const mockBehaviourSchema = z.strictObject({
+  /** Time to first token. */
+  ttftMs: nonNegativeInt.default(0),
+  /** Streaming speed; 0 sends every token at once. */
+  tokensPerSecond: z.number().nonnegative().default(0),
+  /** Completion length in tokens when the request's max_tokens allows it. */
+  completionTokens: positiveInt.default(16),
+  reportUsage: z.boolean().default(true),
+  /** Injected fault, applied to every request this deployment serves. */
+  fault: z.enum(['none', 'http-429', 'http-500', 'timeout', 'cut-mid-stream']).default('none'),
+});
+export type MockBehaviour = z.infer<typeof mockBehaviourSchema>;
+
+export const deploymentSchema = z.strictObject({
+  /** Stable id for logs and metrics; defaults to `<model>#<index>`. */
+  id: z.string().min(1).optional(),
+  provider: z.enum(['openai-compatible', 'anthropic', 'mock']),
+  /** Model name sent upstream. */
+  model: z.string().min(1),
+  baseUrl: z.url().optional(),
+  /** Name of the environment variable that holds the upstream key. */
+  apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  inputPricePerMTok: z.number().nonnegative().default(0),
+  outputPricePerMTok: z.number().nonnegative().default(0),
+  maxOutputTokens: positiveInt.default(4096),
+  weight: z.number().positive().default(1),
+  /** Extra headers sent upstream (e.g. OpenRouter's HTTP-Referer). */
+  headers: z.record(z.string(), z.string()).default({}),
+  mock: mockBehaviourSchema.optional(),
+});
+
+export const modelSchema = z.strictObject({
+  /** Public model name clients send. */
+  name: z.string().min(1).max(256),
+  ownedBy: z.string().default('nemorouter'),
+  deployments: z.array(deploymentSchema).min(1),
+});
+
+export const configFileSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      maxBodyBytes: positiveInt.default(4 * 1024 * 1024),
+      /** How long in-flight requests may run after SIGTERM before they are cut. */
+      shutdownGraceMs: nonNegativeInt.default(30_000),
+      /** A client that keeps a stream unread this long while the gateway holds data for it is cut off. */
+      stalledClientTimeoutMs: positiveInt.default(60_000),
+      /** Bytes buffered for a slow client before upstream reading pauses. */
+      maxBufferedBytesPerStream: positiveInt.default(256 * 1024),
+    })
+    .prefault({}),
+  upstream: z
+    .strictObject({
+      connectTimeoutMs: positiveInt.default(5_000),
+      headersTimeoutMs: positiveInt.default(60_000),
+      /** Longest silence between two body chunks. */
+      bodyTimeoutMs: positiveInt.default(120_000),
+      connectionsPerOrigin: positiveInt.default(256),
+      keepAliveTimeoutMs: positiveInt.default(30_000),
+      /** Attempts across deployments before the first byte reaches the client. */
+      maxAttempts: positiveInt.max(10).default(3),
+      /** How long a failed deployment is skipped. */
+      cooldownMs: nonNegativeInt.default(30_000),
+      maxResponseBytes: positiveInt.default(32 * 1024 * 1024),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      /** Name of the env var that holds the master key; unset disables auth (development only). */
+      masterKeyEnv: z.string().default('NEMO_MASTER_KEY'),
+    })
+    .prefault({}),
+  models: z.array(modelSchema).min(1).optional(),
+});
+
+export type ConfigFile = z.infer<typeof configFileSchema>;
+export type DeploymentConfig = z.infer<typeof deploymentSchema>;
+export type ModelConfig = z.infer<typeof modelSchema>;

@@ -1,0 +1,116 @@
+// What every provider adapter is: data (how to reach it) plus a few transforms between the
+// OpenAI chat-completions shape the gateway speaks and the provider's own wire format.
+import type { Dispatcher } from 'undici';
+import type { Deployment } from '../config/load.js';
+import type { SseEvent } from '../streaming/sse-parser.js';
+
+/** A validated OpenAI chat-completions request body; unknown fields pass through untouched. */
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean } | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  tools?: ChatTool[];
+  tool_choice?: unknown;
+  user?: string;
+  [extra: string]: unknown;
+}
+
+export type Role = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+
+export interface ChatMessage {
+  role: Role;
+  content: string | ContentPart[] | null;
+  name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
+}
+
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image_url'; image_url: { url: string; detail?: string } };
+
+export interface ChatTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown> };
+}
+
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** An OpenAI `chat.completion` object (non-stream response). */
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] };
+    finish_reason: string | null;
+    logprobs: null;
+  }>;
+  usage?: Usage;
+}
+
+/** The HTTP request to send upstream, ready for undici. */
+export interface UpstreamRequest {
+  /** Scheme, host and port: the undici pool key. */
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Per-request facts the transforms need. */
+export interface TranslateContext {
+  /** The gateway's request id, used as completion id where the provider has none. */
+  requestId: string;
+  /** The public model name the client asked for. */
+  publicModel: string;
+  /** Unix seconds. */
+  created: number;
+  /** Whether the client asked for the usage chunk (stream_options.include_usage). */
+  clientWantsUsage: boolean;
+}
+
+/** Receives the OpenAI SSE frames a translator produces, each a complete `data: ...\n\n` frame. */
+export interface FrameSink {
+  push(frame: string | Uint8Array): void;
+}
+
+/** Turns one upstream SSE stream into OpenAI `chat.completion.chunk` frames. One per request. */
+export interface StreamTranslator {
+  /** Handles one upstream event; throws GatewayError('NR_UPSTREAM_BAD_RESPONSE' | 'NR_UPSTREAM_ERROR') on garbage or an upstream error event. */
+  onEvent(event: SseEvent, sink: FrameSink): void;
+  /** True once the upstream signalled a complete stream ([DONE], message_stop). */
+  readonly finished: boolean;
+  /** Usage as reported by upstream, if it was. */
+  readonly usage: Usage | undefined;
+  /** Completion tokens' text seen so far, in characters; for estimating when usage is missing. */
+  readonly completionChars: number;
+}
+
+export interface ProviderAdapter {
+  readonly kind: Deployment['provider'];
+  buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest;
+  /** Translates a complete, successful (2xx) upstream JSON body. */
+  parseResponse(json: unknown, ctx: TranslateContext): ChatCompletion;
+  createStreamTranslator(ctx: TranslateContext): StreamTranslator;
+  /** Where requests go: undici pools for HTTP providers, an in-process dispatcher for the mock. */
+  dispatcherFor?(deployment: Deployment): Dispatcher | undefined;
+}
