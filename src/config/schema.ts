@@ -5,6 +5,14 @@ import { z } from 'zod';
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
+/**
+ * Faults the mock can inject: http-429 (with Retry-After), http-500, timeout (never answers),
+ * cut-mid-stream (connection dropped halfway), stall-mid-stream (stops sending, keeps the
+ * connection open), malformed-sse (a garbage event halfway), no-done (ends cleanly without [DONE]).
+ */
+export const MOCK_FAULTS = ['none', 'http-429', 'http-500', 'timeout', 'cut-mid-stream', 'stall-mid-stream', 'malformed-sse', 'no-done'] as const;
+export type MockFault = (typeof MOCK_FAULTS)[number];
+
 export const mockBehaviourSchema = z.strictObject({
   /** Time to first token. */
   ttftMs: nonNegativeInt.default(0),
@@ -14,7 +22,7 @@ export const mockBehaviourSchema = z.strictObject({
   completionTokens: positiveInt.default(16),
   reportUsage: z.boolean().default(true),
   /** Injected fault, applied to every request this deployment serves. */
-  fault: z.enum(['none', 'http-429', 'http-500', 'timeout', 'cut-mid-stream']).default('none'),
+  fault: z.enum(MOCK_FAULTS).default('none'),
 });
 export type MockBehaviour = z.infer<typeof mockBehaviourSchema>;
 

@@ -105,12 +105,17 @@ export interface StreamTranslator {
   readonly completionChars: number;
 }
 
+/** The one part of an undici Dispatcher the gateway uses: dispatch with the controller handler API. */
+export type UpstreamDispatcher = Pick<Dispatcher, 'dispatch'>;
+
 export interface ProviderAdapter {
   readonly kind: Deployment['provider'];
+  /** The upstream's non-stream body already is an OpenAI chat.completion: send its bytes as they came. */
+  readonly passthroughResponse?: boolean;
   buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest;
   /** Translates a complete, successful (2xx) upstream JSON body. */
   parseResponse(json: unknown, ctx: TranslateContext): ChatCompletion;
   createStreamTranslator(ctx: TranslateContext): StreamTranslator;
   /** Where requests go: undici pools for HTTP providers, an in-process dispatcher for the mock. */
-  dispatcherFor?(deployment: Deployment): Dispatcher | undefined;
+  dispatcherFor?(deployment: Deployment): UpstreamDispatcher;
 }

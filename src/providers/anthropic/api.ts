@@ -1,0 +1,60 @@
+// Data for the Anthropic Messages API: where the endpoint lives, which headers it takes, and how
+// its stop reasons and usage map onto OpenAI's. No translation logic beyond table lookups here.
+import type { Deployment } from '../../config/load.js';
+
+export const ANTHROPIC_VERSION = '2023-06-01';
+export const DEFAULT_BASE_URL = 'https://api.anthropic.com/v1';
+export const MESSAGES_PATH_SUFFIX = '/messages';
+
+export function endpointOf(deployment: Deployment): { origin: string; path: string } {
+  const url = new URL(deployment.baseUrl ?? DEFAULT_BASE_URL);
+  // A bare origin has pathname "/": trimming keeps the path from becoming "//messages".
+  return { origin: url.origin, path: url.pathname.replace(/\/+$/, '') + MESSAGES_PATH_SUFFIX };
+}
+
+export function headersOf(deployment: Deployment): Record<string, string> {
+  // Deployment headers come after the defaults so a config can pin another version or add anthropic-beta.
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'anthropic-version': ANTHROPIC_VERSION,
+    ...deployment.headers,
+  };
+  if (deployment.apiKey) headers['x-api-key'] = deployment.apiKey;
+  return headers;
+}
+
+/** Anthropic stop_reason -> OpenAI finish_reason. */
+export const FINISH_REASONS: Readonly<Record<string, string>> = Object.freeze({
+  end_turn: 'stop',
+  stop_sequence: 'stop',
+  max_tokens: 'length',
+  tool_use: 'tool_calls',
+  refusal: 'content_filter',
+  // The turn was paused (long server-tool runs): to an OpenAI client the answer simply ended.
+  pause_turn: 'stop',
+});
+
+/** Null while the message is unfinished; an unknown future reason still means "it stopped". */
+export function finishReasonOf(stopReason: unknown): string | null {
+  if (typeof stopReason !== 'string') return null;
+  return FINISH_REASONS[stopReason] ?? 'stop';
+}
+
+/**
+ * Anthropic reports cached prompt tokens apart from input_tokens; OpenAI's prompt_tokens includes
+ * them, and billing settles on prompt_tokens. Undefined when input_tokens is absent.
+ */
+export function promptTokensOf(usage: Record<string, unknown>): number | undefined {
+  const input = usage.input_tokens;
+  if (typeof input !== 'number') return undefined;
+  return input + countOf(usage.cache_creation_input_tokens) + countOf(usage.cache_read_input_tokens);
+}
+
+function countOf(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

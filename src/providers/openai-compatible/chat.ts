@@ -1,0 +1,29 @@
+// Request and non-stream response transforms for OpenAI-compatible upstreams: the body goes
+// through as the client sent it, with the upstream model name, the output bound and the
+// usage request set by the gateway.
+import type { Deployment } from '../../config/load.js';
+import { GatewayError } from '../../errors/gateway-error.js';
+import type { ChatCompletion, ChatRequest, TranslateContext, UpstreamRequest } from '../types.js';
+import { endpointOf, headersOf } from './api.js';
+
+export function buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest {
+  const body: ChatRequest = { ...request, model: deployment.model };
+  // Newer OpenAI models only take max_completion_tokens; keep whichever field the client used.
+  if (request.max_completion_tokens != null) body.max_completion_tokens = maxTokens;
+  else body.max_tokens = maxTokens;
+  // Always ask for usage: settlement needs it; the chunk is stripped if the client did not ask.
+  if (request.stream === true) body.stream_options = { ...request.stream_options, include_usage: true };
+  const { origin, path } = endpointOf(deployment);
+  return { origin, path, headers: headersOf(deployment), body: JSON.stringify(body) };
+}
+
+export function parseResponse(json: unknown, _ctx: TranslateContext): ChatCompletion {
+  if (!isCompletion(json)) throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
+  return json;
+}
+
+function isCompletion(json: unknown): json is ChatCompletion {
+  if (typeof json !== 'object' || json === null) return false;
+  const choices = (json as { choices?: unknown }).choices;
+  return Array.isArray(choices);
+}

@@ -1,0 +1,60 @@
+// Stream transform for OpenAI-compatible upstreams: frames pass through as they came; only the
+// usage chunk is looked into (kept for settlement, stripped when the client did not ask for it)
+// and an upstream error event ends the stream as a typed error.
+import { GatewayError } from '../../errors/gateway-error.js';
+import type { SseEvent } from '../../streaming/sse-parser.js';
+import type { FrameSink, StreamTranslator, TranslateContext, Usage } from '../types.js';
+import { readUsage } from '../usage.js';
+
+const DONE_FRAME = Buffer.from('data: [DONE]\n\n');
+const USAGE_KEY = /"usage"\s*:\s*\{/;
+const ERROR_KEY = /^\s*\{\s*"error"\s*:/;
+
+export class OpenAiStreamTranslator implements StreamTranslator {
+  finished = false;
+  usage: Usage | undefined = undefined;
+  completionChars = 0;
+
+  constructor(private readonly ctx: TranslateContext) {}
+
+  onEvent(event: SseEvent, sink: FrameSink): void {
+    const data = event.data;
+    if (data === '[DONE]') {
+      this.finished = true;
+      sink.push(DONE_FRAME);
+      return;
+    }
+    if (event.event === 'error' || ERROR_KEY.test(data)) throw upstreamStreamError(data);
+    // Counted from the raw frame: an upper bound of the generated text until exact counting.
+    this.completionChars += data.length;
+    if (USAGE_KEY.test(data)) {
+      const chunk = parseChunk(data);
+      const usage = readUsage(chunk.usage);
+      if (usage) this.usage = usage;
+      const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0;
+      if (usageOnly && !this.ctx.clientWantsUsage) return;
+    }
+    sink.push(`data: ${data}\n\n`);
+  }
+}
+
+function parseChunk(data: string): { usage?: unknown; choices?: unknown } {
+  try {
+    const parsed: unknown = JSON.parse(data);
+    if (typeof parsed === 'object' && parsed !== null) return parsed as { usage?: unknown; choices?: unknown };
+  } catch {
+    // fall through
+  }
+  throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream provider sent an unreadable stream chunk.');
+}
+
+function upstreamStreamError(data: string): GatewayError {
+  let message = 'The upstream provider reported an error mid-stream.';
+  try {
+    const parsed = JSON.parse(data) as { error?: { message?: unknown } };
+    if (typeof parsed.error?.message === 'string') message = `Upstream error: ${parsed.error.message}`;
+  } catch {
+    // keep the generic message
+  }
+  return new GatewayError('NR_UPSTREAM_ERROR', message, { cause: data });
+}
