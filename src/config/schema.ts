@@ -61,8 +61,6 @@ export const configFileSchema = z.strictObject({
       shutdownGraceMs: nonNegativeInt.default(30_000),
       /** A client that keeps a stream unread this long while the gateway holds data for it is cut off. */
       stalledClientTimeoutMs: positiveInt.default(60_000),
-      /** Bytes buffered for a slow client before upstream reading pauses. */
-      maxBufferedBytesPerStream: positiveInt.default(256 * 1024),
     })
     .prefault({}),
   upstream: z

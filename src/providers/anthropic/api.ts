@@ -43,16 +43,20 @@ export function finishReasonOf(stopReason: unknown): string | null {
 
 /**
  * Anthropic reports cached prompt tokens apart from input_tokens; OpenAI's prompt_tokens includes
- * them, and billing settles on prompt_tokens. Undefined when input_tokens is absent.
+ * them, and billing settles on prompt_tokens. Undefined when input_tokens is absent or any count is garbage.
  */
 export function promptTokensOf(usage: Record<string, unknown>): number | undefined {
-  const input = usage.input_tokens;
-  if (typeof input !== 'number') return undefined;
-  return input + countOf(usage.cache_creation_input_tokens) + countOf(usage.cache_read_input_tokens);
+  const input = countOf(usage.input_tokens);
+  // Cache fields are absent or null when caching was not involved.
+  const created = usage.cache_creation_input_tokens == null ? 0 : countOf(usage.cache_creation_input_tokens);
+  const read = usage.cache_read_input_tokens == null ? 0 : countOf(usage.cache_read_input_tokens);
+  if (input === undefined || created === undefined || read === undefined) return undefined;
+  return input + created + read;
 }
 
-function countOf(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+/** Usage numbers are untrusted input that money settles on: only non-negative safe integers count. */
+export function countOf(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,0 +1,236 @@
+// `npm run bench`: spawns the mock upstream, the bare baseline proxy and NemoRouter as separate
+// processes on loopback, then loads direct (the mock), bare and nemo one after another with the
+// same request, so the gateway's cost is read against a baseline from the same run and machine.
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { peakRssMb, spawnChild, waitForHttp, waitForLine } from './lib/child.js';
+import type { Child } from './lib/child.js';
+import { freePorts } from './lib/free-port.js';
+import { runLoad } from './lib/load.js';
+import { TARGETS, buildReport, formatTable } from './lib/report.js';
+import type { Target, TargetResult } from './lib/report.js';
+
+const HOST = '127.0.0.1';
+const STARTUP_TIMEOUT_MS = 20_000;
+const SCENARIOS = ['chat', 'stream', 'latency'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const USAGE =
+  'usage: npm run bench -- [--scenario chat|stream|latency] [--duration S] [--connections N] [--json FILE]';
+
+interface Settings {
+  scenario: Scenario;
+  durationS: number;
+  connections: number;
+  jsonPath: string | undefined;
+}
+
+function parseSettings(argv: string[]): Settings {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenario: { type: 'string', default: 'chat' },
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string' },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const scenario = values.scenario as Scenario;
+  if (!SCENARIOS.includes(scenario)) throw new Error(`unknown scenario ${values.scenario}; ${USAGE}`);
+  const durationS = Number(values.duration);
+  if (!Number.isFinite(durationS) || durationS <= 0) throw new Error(`--duration must be > 0; ${USAGE}`);
+  // latency measures one request at a time: any concurrency would measure queueing instead.
+  const connections = scenario === 'latency' ? 1 : Number(values.connections ?? '64');
+  if (!Number.isInteger(connections) || connections < 1) throw new Error(`--connections must be >= 1; ${USAGE}`);
+  if (scenario === 'latency' && values.connections !== undefined) {
+    process.stderr.write('note: the latency scenario always uses 1 connection\n');
+  }
+  return { scenario, durationS, connections, jsonPath: values.json };
+}
+
+// No artificial time-to-first-token anywhere: the upstream should be as cheap as possible so the
+// proxies' own costs dominate. The stream mock paces tokens like a real model would.
+function mockArgs(scenario: Scenario): string[] {
+  if (scenario === 'stream') return ['--ttft-ms', '0', '--tokens-per-second', '50', '--completion-tokens', '64'];
+  return ['--ttft-ms', '0'];
+}
+
+function requestBody(scenario: Scenario): string {
+  return JSON.stringify({
+    model: 'bench-model',
+    messages: [{ role: 'user', content: 'Say hello to the benchmark' }],
+    max_tokens: 16,
+    ...(scenario === 'stream' ? { stream: true } : {}),
+  });
+}
+
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Children, temp dir and load generator, torn down exactly once whichever way the run ends. */
+class Run {
+  readonly children: Child[] = [];
+  readonly abort = new AbortController();
+  tmpDir: string | undefined;
+  private cleaning: Promise<void> | undefined;
+
+  cleanup(): Promise<void> {
+    this.cleaning ??= (async () => {
+      this.abort.abort();
+      await Promise.all(this.children.map((child) => child.stop()));
+      if (this.tmpDir !== undefined) await rm(this.tmpDir, { recursive: true, force: true });
+    })();
+    return this.cleaning;
+  }
+
+  /** Last resort on process exit (uncaught error, second Ctrl-C): never leave a child running. */
+  killSync(): void {
+    for (const child of this.children) if (!child.exited()) child.proc.kill('SIGKILL');
+  }
+}
+
+interface Servers {
+  mock: Child;
+  bare: Child;
+  nemo: Child;
+  urls: Record<Target, string>;
+}
+
+async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
+  const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+  const bareProxy = fileURLToPath(new URL('./bare-proxy.js', import.meta.url));
+  if (!existsSync(cli)) throw new Error(`${cli} not found; run \`npm run build\` first`);
+
+  const [mockPort, barePort, nemoPort] = (await freePorts(3, HOST)) as [number, number, number];
+  const mock = spawnChild('mock upstream', [cli, 'mock-upstream', '--port', String(mockPort), '--host', HOST, ...mockArgs(scenario)]);
+  run.children.push(mock);
+  progress(`starting mock upstream on ${HOST}:${mockPort}`);
+  await waitForLine(mock, /mock upstream listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS);
+  const mockOrigin = `http://${HOST}:${mockPort}`;
+
+  run.tmpDir = await mkdtemp(join(tmpdir(), 'nemo-bench-'));
+  const configPath = join(run.tmpDir, 'config.json');
+  const config = {
+    models: [
+      {
+        name: 'bench-model',
+        deployments: [
+          {
+            provider: 'openai-compatible',
+            model: 'mock',
+            baseUrl: `${mockOrigin}/v1`,
+            inputPricePerMTok: 1,
+            outputPricePerMTok: 2,
+            maxOutputTokens: 4096,
+          },
+        ],
+      },
+    ],
+  };
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+
+  const bare = spawnChild('bare proxy', [bareProxy, '--port', String(barePort), '--upstream', mockOrigin]);
+  run.children.push(bare);
+  // Auth off (no master key): the bench measures the request path, not key management.
+  const nemoEnv: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: configPath };
+  delete nemoEnv.NEMO_MASTER_KEY;
+  const nemo = spawnChild('nemo', [cli, 'start'], nemoEnv);
+  run.children.push(nemo);
+  progress(`starting bare proxy on ${HOST}:${barePort} and nemo on ${HOST}:${nemoPort}`);
+  await Promise.all([
+    waitForLine(bare, /bare proxy listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS),
+    waitForHttp(nemo, `http://${HOST}:${nemoPort}/healthz`, STARTUP_TIMEOUT_MS),
+  ]);
+
+  const path = '/v1/chat/completions';
+  return {
+    mock,
+    bare,
+    nemo,
+    urls: {
+      direct: `${mockOrigin}${path}`,
+      bare: `http://${HOST}:${barePort}${path}`,
+      nemo: `http://${HOST}:${nemoPort}${path}`,
+    },
+  };
+}
+
+async function benchTargets(run: Run, settings: Settings, servers: Servers): Promise<Record<Target, TargetResult>> {
+  const body = requestBody(settings.scenario);
+  // A stream request takes ~1.3 s, so its warmup must be long enough to complete a few.
+  const warmupS = settings.scenario === 'stream' ? 3 : 1;
+  const progressBar = process.stdout.isTTY === true && process.stderr.isTTY === true;
+  const servedBy: Record<Target, Child> = { direct: servers.mock, bare: servers.bare, nemo: servers.nemo };
+  const results: Partial<Record<Target, TargetResult>> = {};
+
+  for (const [index, target] of TARGETS.entries()) {
+    const signal = run.abort.signal;
+    const common = { url: servers.urls[target], body, connections: settings.connections, signal };
+    progress(`[${index + 1}/${TARGETS.length}] ${target}: warming up ${warmupS} s`);
+    await runLoad({ ...common, durationS: warmupS, progressBar: false });
+    progress(`[${index + 1}/${TARGETS.length}] ${target}: ${settings.durationS} s x ${settings.connections} connections`);
+    const result: TargetResult = await runLoad({ ...common, durationS: settings.durationS, progressBar });
+    if (signal.aborted) throw new Error('interrupted');
+    // A crashed server would otherwise show up only as a column of errors.
+    for (const child of [servers.mock, servedBy[target]]) {
+      if (child.exited()) throw new Error(`${child.name} exited during the ${target} run:\n${child.tail().trim()}`);
+    }
+    const rss = peakRssMb(servedBy[target]);
+    if (rss !== undefined) result.peakRssMb = rss;
+    results[target] = result;
+    progress(`    ${result.rps.toFixed(0)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors, ${result.non2xx} non-2xx`);
+  }
+  return results as Record<Target, TargetResult>;
+}
+
+async function main(): Promise<void> {
+  const settings = parseSettings(process.argv.slice(2));
+  const run = new Run();
+  process.on('exit', () => run.killSync());
+
+  let interrupts = 0;
+  process.on('SIGINT', () => {
+    if (++interrupts > 1) process.exit(130);
+    progress('interrupted; stopping children');
+    void run.cleanup().finally(() => process.exit(130));
+  });
+  process.on('SIGTERM', () => void run.cleanup().finally(() => process.exit(143)));
+
+  // Hard bound on the whole run: startup, plus per target warmup + measurement + slack for
+  // autocannon to drain its last in-flight requests.
+  const budgetMs = STARTUP_TIMEOUT_MS * 2 + TARGETS.length * (settings.durationS + 15) * 1000;
+  const watchdog = setTimeout(() => {
+    progress(`bench exceeded its ${Math.round(budgetMs / 1000)} s budget; stopping children`);
+    void run.cleanup().finally(() => process.exit(1));
+  }, budgetMs);
+  watchdog.unref();
+
+  try {
+    progress(`scenario ${settings.scenario}: ${settings.durationS} s per target, ${settings.connections} connections`);
+    const servers = await startServers(run, settings.scenario);
+    const report = buildReport(settings.scenario, await benchTargets(run, settings, servers));
+    process.stdout.write(`\n${formatTable(report)}\n`);
+    if (settings.jsonPath !== undefined) {
+      await writeFile(settings.jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+      progress(`wrote ${settings.jsonPath}`);
+    }
+  } finally {
+    clearTimeout(watchdog);
+    await run.cleanup();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

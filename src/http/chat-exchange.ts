@@ -1,0 +1,456 @@
+// One chat-completions request from body to last byte: validation, deployment choice, upstream
+// attempts with fallback until the first byte reaches the client, then streaming with
+// backpressure (upstream paused while the client is not reading) and abort propagation.
+import { isUtf8 } from 'node:buffer';
+import type { Dispatcher } from 'undici';
+import type { Config, Deployment, ModelRoute } from '../config/load.js';
+import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
+import { activeStreams, gatewayOverheadSeconds, inflightRequests, requestDurationSeconds, requestsTotal, statusClass, upstreamAttemptsTotal } from '../metrics/registry.js';
+import { adapterFor } from '../providers/registry.js';
+import type { DeploymentRouter } from '../providers/router.js';
+import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
+import type { UpstreamPools } from '../providers/upstream-pools.js';
+import { failureFromStatus, failureFromTransport, type AttemptFailure } from '../providers/upstream-errors.js';
+import { readUsage } from '../providers/usage.js';
+import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
+import { sseErrorFrame } from './error-response.js';
+import { JSON_TYPE, sendError } from './respond.js';
+import type { HttpResponse } from './uws.js';
+import { requestedMaxTokens, validateChatRequest } from './validate-chat-request.js';
+
+export interface ChatDeps {
+  readonly config: Config;
+  readonly router: DeploymentRouter;
+  readonly pools: UpstreamPools;
+  readonly inflight: InflightTracker;
+}
+
+/** Counts requests in flight so shutdown can wait for them, and cuts the stragglers at the deadline. */
+export interface InflightTracker {
+  add(exchange: ChatExchange): void;
+  delete(exchange: ChatExchange): void;
+}
+
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024;
+
+export class ChatExchange {
+  clientGone = false;
+  private finished = false;
+  private headersSent = false;
+  private request!: ChatRequest;
+  private route!: ModelRoute;
+  private maxTokens = 0;
+  private ctx!: TranslateContext;
+  private tried: Set<Deployment> | undefined;
+  private attempt: UpstreamAttempt | undefined;
+  private attempts = 0;
+  /** Time spent waiting on upstream before the response headers went out. */
+  private upstreamMs = 0;
+  private stalledTimer: NodeJS.Timeout | undefined;
+  private paused = false;
+  private streamOpen = false;
+  private modelLabel = 'unknown';
+  private status = 200;
+  /** Filled by the stream translator, drained once per upstream chunk. */
+  readonly frames: Array<string | Uint8Array> = [];
+  readonly sink: FrameSink = { push: (frame) => void this.frames.push(frame) };
+  usage: Usage | undefined;
+
+  constructor(
+    private readonly deps: ChatDeps,
+    readonly res: HttpResponse,
+    readonly requestId: string,
+    private readonly startedAt: number,
+  ) {
+    deps.inflight.add(this);
+    inflightRequests.inc();
+  }
+
+  onClientAborted(): void {
+    this.clientGone = true;
+    this.attempt?.abort(new ClientGoneError());
+    this.finish();
+  }
+
+  /** The body arrived; `body` is only valid during this call. */
+  onBody(body: Buffer): void {
+    try {
+      if (!isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new GatewayError('NR_INVALID_JSON');
+      }
+      this.request = validateChatRequest(parsed);
+      const route = this.deps.config.models.get(this.request.model);
+      if (route === undefined) {
+        throw new GatewayError('NR_MODEL_NOT_FOUND', `The model ${JSON.stringify(this.request.model.slice(0, 256))} does not exist.`, { param: 'model' });
+      }
+      this.route = route;
+      this.modelLabel = route.name;
+      const asked = requestedMaxTokens(this.request);
+      if (asked !== undefined && asked > route.maxOutputTokens) {
+        const param = this.request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+        throw new GatewayError('NR_INVALID_REQUEST', `\`${param}\` is too large: ${route.name} allows at most ${route.maxOutputTokens} output tokens.`, { param });
+      }
+      this.maxTokens = asked ?? route.maxOutputTokens;
+      this.ctx = {
+        requestId: this.requestId,
+        publicModel: route.name,
+        created: Math.floor(Date.now() / 1000),
+        clientWantsUsage: this.request.stream === true && this.request.stream_options?.include_usage === true,
+      };
+    } catch (err) {
+      this.fail(toGatewayError(err));
+      return;
+    }
+    this.tryNextDeployment();
+  }
+
+  /** Answers with an error: a JSON error before the first byte, a final SSE event after it. */
+  fail(err: GatewayError, closeConnection = false): void {
+    if (this.finished) return;
+    if (this.clientGone) return this.finish();
+    this.status = err.status;
+    if (this.headersSent) {
+      this.res.cork(() => {
+        this.res.write(sseErrorFrame(err));
+        this.res.end();
+      });
+    } else {
+      sendError(this.res, err, this.requestId, closeConnection);
+    }
+    this.finish();
+  }
+
+  private tryNextDeployment(): void {
+    const deployment = this.deps.router.pick(this.route, this.tried);
+    if (deployment === undefined) {
+      this.fail(new GatewayError('NR_UPSTREAM_UNAVAILABLE'));
+      return;
+    }
+    this.attempts++;
+    this.attempt = new UpstreamAttempt(this, deployment, adapterFor(deployment));
+    this.attempt.start(this.request, this.maxTokens, this.dispatcherFor(deployment), this.deps.config.upstream);
+  }
+
+  private dispatcherFor(deployment: Deployment): Pick<Dispatcher, 'dispatch'> {
+    const adapter = adapterFor(deployment);
+    return adapter.dispatcherFor?.(deployment) ?? this.deps.pools.get(new URL(deployment.baseUrl!).origin);
+  }
+
+  get translateContext(): TranslateContext {
+    return this.ctx;
+  }
+
+  get isStream(): boolean {
+    return this.request.stream === true;
+  }
+
+  get maxResponseBytes(): number {
+    return this.deps.config.upstream.maxResponseBytes;
+  }
+
+  /** An attempt failed: retry on another deployment while nothing reached the client. */
+  onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void {
+    if (attempt !== this.attempt) return;
+    this.upstreamMs += attempt.elapsedMs();
+    upstreamAttemptsTotal.inc({ provider: attempt.deployment.provider, outcome });
+    if (failure.coolDown) this.deps.router.markFailed(attempt.deployment);
+    if (this.clientGone || this.finished) return this.finish();
+    const canRetry = failure.retryable && !this.headersSent && this.attempts < this.deps.config.upstream.maxAttempts;
+    if (canRetry && this.route.deployments.length > 1) {
+      (this.tried ??= new Set()).add(attempt.deployment);
+      if (this.tried.size < this.route.deployments.length) return this.tryNextDeployment();
+    }
+    this.fail(failure.error);
+  }
+
+  /** A complete non-stream answer. */
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void {
+    if (attempt !== this.attempt || this.finished) return;
+    this.upstreamMs += attempt.elapsedMs();
+    this.settleAttempt(attempt, usage);
+    if (this.clientGone) return this.finish();
+    this.res.cork(() => {
+      this.writeHead('application/json');
+      this.res.end(body);
+    });
+    this.finish();
+  }
+
+  /** Writes the frames the translator produced for one upstream chunk; pauses upstream on backpressure. */
+  flushFrames(attempt: UpstreamAttempt): void {
+    if (attempt !== this.attempt || this.finished || this.clientGone) {
+      this.frames.length = 0;
+      return;
+    }
+    if (this.frames.length === 0) return;
+    let writable = true;
+    this.res.cork(() => {
+      if (!this.headersSent) {
+        this.upstreamMs += attempt.elapsedMs();
+        this.writeHead('text/event-stream');
+        this.streamOpen = true;
+        activeStreams.inc();
+      }
+      for (let i = 0; i < this.frames.length; i++) writable = this.res.write(this.frames[i]!);
+    });
+    this.frames.length = 0;
+    if (!writable && !this.paused) this.pauseForClient(attempt);
+  }
+
+  /** Upstream completed the stream. */
+  onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined): void {
+    if (attempt !== this.attempt || this.finished) return;
+    this.settleAttempt(attempt, usage);
+    if (this.clientGone) return this.finish();
+    this.flushFrames(attempt);
+    this.res.cork(() => {
+      if (!this.headersSent) this.writeHead('text/event-stream');
+      this.res.end();
+    });
+    this.finish();
+  }
+
+  private settleAttempt(attempt: UpstreamAttempt, usage: Usage | undefined): void {
+    this.usage = usage;
+    upstreamAttemptsTotal.inc({ provider: attempt.deployment.provider, outcome: 'ok' });
+    this.deps.router.markHealthy(attempt.deployment);
+  }
+
+  private writeHead(contentType: string): void {
+    this.headersSent = true;
+    const overheadMs = performance.now() - this.startedAt - this.upstreamMs;
+    gatewayOverheadSeconds.observe(overheadMs / 1000);
+    this.res
+      .writeStatus('200 OK')
+      .writeHeader('content-type', contentType)
+      .writeHeader('x-request-id', this.requestId)
+      .writeHeader('x-nemo-overhead-ms', overheadMs.toFixed(3))
+      .writeHeader('x-nemo-attempts', String(this.attempts));
+    if (contentType !== JSON_TYPE) this.res.writeHeader('cache-control', 'no-cache');
+  }
+
+  private pauseForClient(attempt: UpstreamAttempt): void {
+    this.paused = true;
+    attempt.pause();
+    this.res.onWritable(() => {
+      if (this.paused) {
+        this.paused = false;
+        clearTimeout(this.stalledTimer);
+        this.stalledTimer = undefined;
+        this.attempt?.resume();
+      }
+      return true;
+    });
+    // A client that stops reading altogether is cut off; upstream is aborted by onAborted.
+    this.stalledTimer = setTimeout(() => {
+      if (this.paused && !this.finished) this.res.close();
+    }, this.deps.config.server.stalledClientTimeoutMs);
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.stalledTimer);
+    if (this.streamOpen) activeStreams.dec();
+    inflightRequests.dec();
+    const status = this.clientGone ? 499 : this.status;
+    requestsTotal.inc({ route: 'chat_completions', model: this.modelLabel, status_class: this.clientGone ? 'client_closed' : statusClass(status) });
+    requestDurationSeconds.observe({ route: 'chat_completions' }, (performance.now() - this.startedAt) / 1000);
+    this.deps.inflight.delete(this);
+  }
+
+  /** Shutdown deadline passed: end what is still running with a typed error. */
+  cutForShutdown(): void {
+    this.attempt?.abort(new GatewayError('NR_SHUTTING_DOWN'));
+    this.fail(new GatewayError('NR_SHUTTING_DOWN'));
+  }
+}
+
+class ClientGoneError extends Error {
+  constructor() {
+    super('client disconnected');
+    this.name = 'ClientGoneError';
+  }
+}
+
+/** One try against one deployment: an undici dispatch handler (controller API). */
+class UpstreamAttempt implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private pendingAbort: Error | undefined;
+  private startedAt = 0;
+  private statusCode = 0;
+  private retryAfter: string | undefined;
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private parser: SseParser | undefined;
+  private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
+  private done = false;
+
+  constructor(
+    private readonly exchange: ChatExchange,
+    readonly deployment: Deployment,
+    private readonly adapter: ProviderAdapter,
+  ) {}
+
+  start(request: ChatRequest, maxTokens: number, dispatcher: Pick<Dispatcher, 'dispatch'>, upstream: Config['upstream']): void {
+    let built;
+    try {
+      built = this.adapter.buildRequest(request, this.deployment, maxTokens);
+    } catch (err) {
+      this.done = true;
+      this.exchange.fail(toGatewayError(err));
+      return;
+    }
+    this.startedAt = performance.now();
+    try {
+      dispatcher.dispatch(
+        { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
+        this,
+      );
+    } catch (err) {
+      this.done = true;
+      const failure = failureFromTransport(err);
+      this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    }
+  }
+
+  elapsedMs(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  abort(reason: Error): void {
+    if (this.done) return;
+    if (this.controller) this.controller.abort(reason);
+    else this.pendingAbort = reason;
+  }
+
+  pause(): void {
+    this.controller?.pause();
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.pendingAbort) controller.abort(this.pendingAbort);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.statusCode = statusCode;
+    if (statusCode === 429) {
+      const value = headers['retry-after'];
+      this.retryAfter = Array.isArray(value) ? value[0] : value;
+    }
+    if (statusCode >= 200 && statusCode < 300 && this.exchange.isStream) {
+      this.translator = this.adapter.createStreamTranslator(this.exchange.translateContext);
+      const translator = this.translator;
+      const sink = this.exchange.sink;
+      this.parser = new SseParser((event) => translator.onEvent(event, sink), MAX_SSE_EVENT_BYTES);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.done) return;
+    if (this.parser) {
+      try {
+        this.parser.push(chunk);
+      } catch (err) {
+        // Frames translated before the bad event still go out, then the typed error.
+        this.exchange.flushFrames(this);
+        return this.failWith(controller, err);
+      }
+      this.exchange.flushFrames(this);
+      return;
+    }
+    const limit = this.statusCode >= 200 && this.statusCode < 300 ? this.exchange.maxResponseBytes : MAX_ERROR_BODY_BYTES;
+    if (this.bytes + chunk.length > limit) {
+      if (limit === MAX_ERROR_BODY_BYTES) return; // keep the head of an error body, drop the rest
+      return this.failWith(controller, new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream response is too large.'));
+    }
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+  }
+
+  onResponseEnd(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.statusCode < 200 || this.statusCode >= 300) {
+      const failure = failureFromStatus(this.statusCode, Buffer.concat(this.chunks, this.bytes).toString('utf8'), this.retryAfter);
+      return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    }
+    if (this.translator) {
+      this.parser!.end();
+      if (this.translator.finished) return this.exchange.onStreamEnd(this, this.translator.usage);
+      const failure: AttemptFailure = {
+        error: new GatewayError('NR_UPSTREAM_ERROR', 'The upstream stream ended before it was complete.'),
+        retryable: true,
+        coolDown: true,
+      };
+      return this.exchange.onAttemptFailed(this, failure, 'error');
+    }
+    this.completeNonStream();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    if (err instanceof ClientGoneError) return;
+    const failure = failureFromTransport(err);
+    this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+  }
+
+  private completeNonStream(): void {
+    const raw = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
+    this.chunks = [];
+    let usage: Usage | undefined;
+    let body: string | Uint8Array;
+    try {
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
+      }
+      const completion = this.adapter.parseResponse(json, this.exchange.translateContext);
+      usage = readUsage(completion.usage);
+      body = this.adapter.passthroughResponse ? raw : JSON.stringify(completion);
+    } catch (err) {
+      const failure = failureFromTransport(err);
+      return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    }
+    this.exchange.onCompletion(this, body, usage);
+  }
+
+  private failWith(controller: Dispatcher.DispatchController, err: unknown): void {
+    this.done = true;
+    const failure = err instanceof SseEventTooLargeError
+      ? failureFromTransport(new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'An upstream stream event is too large.'))
+      : failureFromTransport(err);
+    controller.abort(failure.error);
+    this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+  }
+}
+
+function outcomeOf(failure: AttemptFailure): string {
+  switch (failure.error.code) {
+    case 'NR_UPSTREAM_RATE_LIMITED':
+      return 'rate_limited';
+    case 'NR_UPSTREAM_TIMEOUT':
+      return 'timeout';
+    case 'NR_UPSTREAM_UNAVAILABLE':
+      return 'unavailable';
+    case 'NR_UPSTREAM_BAD_RESPONSE':
+      return 'bad_response';
+    case 'NR_INVALID_REQUEST':
+      return 'client_error';
+    default:
+      return 'error';
+  }
+}

@@ -1,0 +1,36 @@
+// The only place an error becomes a body: OpenAI-shaped JSON for plain responses and a final
+// SSE `error` event once a stream has started. 5xx bodies carry the catalog message, never internals.
+import { ERROR_CATALOG } from '../errors/catalog.js';
+import type { GatewayError } from '../errors/gateway-error.js';
+
+export function errorJson(err: GatewayError): string {
+  const entry = ERROR_CATALOG[err.code];
+  const message = err.status >= 500 && err.code !== 'NR_UPSTREAM_ERROR' ? entry.message : err.message;
+  return JSON.stringify({ error: { message, type: entry.type, param: err.param, code: entry.openaiCode, nemo_code: err.code } });
+}
+
+export function sseErrorFrame(err: GatewayError): string {
+  return `event: error\ndata: ${errorJson(err)}\n\n`;
+}
+
+const STATUS_LINES: Record<number, string> = {
+  200: '200 OK',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  402: '402 Payment Required',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  408: '408 Request Timeout',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  502: '502 Bad Gateway',
+  503: '503 Service Unavailable',
+  504: '504 Gateway Timeout',
+};
+
+export function statusLine(status: number): string {
+  return STATUS_LINES[status] ?? `${status} Status`;
+}

@@ -1,0 +1,24 @@
+// Small helpers that write a whole response on a uWS HttpResponse. Callers that answer after an
+// await must be inside res.cork(); these helpers cork themselves so every caller is safe.
+import { GatewayError } from '../errors/gateway-error.js';
+import { errorJson, statusLine } from './error-response.js';
+import type { HttpResponse } from './uws.js';
+
+export const JSON_TYPE = 'application/json';
+
+export function sendJson(res: HttpResponse, status: number, body: string | Uint8Array, requestId: string, extraHeaders?: Record<string, string>): void {
+  res.cork(() => {
+    res.writeStatus(statusLine(status)).writeHeader('content-type', JSON_TYPE).writeHeader('x-request-id', requestId);
+    if (extraHeaders) for (const name in extraHeaders) res.writeHeader(name, extraHeaders[name]!);
+    res.end(body);
+  });
+}
+
+export function sendError(res: HttpResponse, err: GatewayError, requestId: string, closeConnection = false): void {
+  res.cork(() => {
+    res.writeStatus(statusLine(err.status)).writeHeader('content-type', JSON_TYPE).writeHeader('x-request-id', requestId);
+    if (err.retryAfterS !== undefined) res.writeHeader('retry-after', String(err.retryAfterS));
+    if (err.code === 'NR_UNAUTHORIZED') res.writeHeader('www-authenticate', 'Bearer');
+    res.end(errorJson(err), closeConnection);
+  });
+}

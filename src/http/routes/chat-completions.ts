@@ -1,0 +1,32 @@
+// POST /v1/chat/completions: checks what can be checked from the headers, then reads the body
+// into a ChatExchange, which does the rest.
+import { GatewayError } from '../../errors/gateway-error.js';
+import { readBody } from '../body-reader.js';
+import { ChatExchange, type ChatDeps } from '../chat-exchange.js';
+import { requestIdFrom } from '../request-id.js';
+import type { HttpRequest, HttpResponse } from '../uws.js';
+
+const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
+
+export interface ChatRouteDeps extends ChatDeps {
+  readonly checkAuth: ((authorization: string) => boolean) | undefined;
+  isDraining(): boolean;
+}
+
+export function chatCompletionsRoute(deps: ChatRouteDeps) {
+  const maxBodyBytes = deps.config.server.maxBodyBytes;
+  return (res: HttpResponse, req: HttpRequest): void => {
+    const startedAt = performance.now();
+    // HttpRequest is only valid until the first return or await: read every header now.
+    const requestId = requestIdFrom(req.getHeader('x-request-id'));
+    const contentType = req.getHeader('content-type');
+    const contentLength = req.getHeader('content-length');
+    const authorization = req.getHeader('authorization');
+    const exchange = new ChatExchange(deps, res, requestId, startedAt);
+    res.onAborted(() => exchange.onClientAborted());
+    if (deps.isDraining()) return exchange.fail(new GatewayError('NR_SHUTTING_DOWN'), true);
+    if (deps.checkAuth !== undefined && !deps.checkAuth(authorization)) return exchange.fail(new GatewayError('NR_UNAUTHORIZED'), true);
+    if (!JSON_CONTENT_TYPE.test(contentType)) return exchange.fail(new GatewayError('NR_UNSUPPORTED_MEDIA_TYPE'), true);
+    readBody(res, contentLength, maxBodyBytes, (body) => exchange.onBody(body), (err) => exchange.fail(err, true));
+  };
+}

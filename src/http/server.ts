@@ -1,0 +1,114 @@
+// The uWebSockets.js application: route table, listen, and graceful shutdown (stop accepting,
+// let in-flight requests finish until a deadline, then cut them with a typed error).
+import type { Config } from '../config/load.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { log } from '../log.js';
+import type { DeploymentRouter } from '../providers/router.js';
+import type { UpstreamPools } from '../providers/upstream-pools.js';
+import { makeBearerCheck } from './auth.js';
+import type { ChatExchange, InflightTracker } from './chat-exchange.js';
+import { sendError } from './respond.js';
+import { requestIdFrom } from './request-id.js';
+import { chatCompletionsRoute } from './routes/chat-completions.js';
+import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js';
+import { metricsRoute } from './routes/metrics.js';
+import { modelsRoute } from './routes/models.js';
+import { App, us_listen_socket_close, us_socket_local_port, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
+
+export interface HttpServerDeps {
+  readonly config: Config;
+  readonly router: DeploymentRouter;
+  readonly pools: UpstreamPools;
+  readonly readinessChecks?: readonly ReadinessCheck[];
+}
+
+export interface HttpServer {
+  readonly port: number;
+  /** Stops accepting, waits for in-flight requests up to graceMs, then cuts the rest. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+class Inflight implements InflightTracker {
+  readonly exchanges = new Set<ChatExchange>();
+  private onEmpty: (() => void) | undefined;
+
+  add(exchange: ChatExchange): void {
+    this.exchanges.add(exchange);
+  }
+
+  delete(exchange: ChatExchange): void {
+    this.exchanges.delete(exchange);
+    if (this.exchanges.size === 0) this.onEmpty?.();
+  }
+
+  drained(): Promise<void> {
+    if (this.exchanges.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.onEmpty = resolve));
+  }
+}
+
+export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer> {
+  const inflight = new Inflight();
+  let draining = false;
+  const isDraining = () => draining;
+  const app = App();
+
+  const chat = chatCompletionsRoute({ ...deps, inflight, checkAuth: makeBearerCheck(deps.config.masterKey), isDraining });
+  const routes: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
+    ['/v1/chat/completions', 'post', chat],
+    ['/chat/completions', 'post', chat],
+    ['/v1/models', 'get', modelsRoute(deps.config)],
+    ['/models', 'get', modelsRoute(deps.config)],
+    ['/healthz', 'get', healthRoute()],
+    ['/readyz', 'get', readyRoute(deps.readinessChecks ?? [], isDraining)],
+    ['/metrics', 'get', metricsRoute()],
+  ];
+  for (const [path, method, handler] of routes) {
+    app[method](path, handler);
+    app.any(path, methodNotAllowed(method));
+  }
+  app.any('/*', (res, req) => {
+    sendError(res, new GatewayError('NR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.getMethod().toUpperCase()} ${req.getUrl().slice(0, 256)}`), requestIdFrom(req.getHeader('x-request-id')));
+  });
+
+  const { host, port } = deps.config.server;
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
+  });
+  const boundPort = us_socket_local_port(listenSocket);
+
+  return {
+    port: boundPort,
+    async shutdown(graceMs: number): Promise<void> {
+      if (draining) return;
+      draining = true;
+      us_listen_socket_close(listenSocket);
+      log.info('draining', { inflight: inflight.exchanges.size, graceMs });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), graceMs)));
+      const outcome = await Promise.race([inflight.drained().then(() => 'drained' as const), deadline]);
+      clearTimeout(timer);
+      if (outcome === 'deadline') {
+        log.warn('shutdown deadline passed, cutting in-flight requests', { inflight: inflight.exchanges.size });
+        for (const exchange of [...inflight.exchanges]) exchange.cutForShutdown();
+      }
+      closeApp(app);
+    },
+  };
+}
+
+function methodNotAllowed(allowed: 'get' | 'post') {
+  const allow = allowed.toUpperCase();
+  return (res: HttpResponse, req: HttpRequest): void => {
+    const err = new GatewayError('NR_METHOD_NOT_ALLOWED', `Method ${req.getMethod().toUpperCase()} is not allowed here; use ${allow}.`);
+    const requestId = requestIdFrom(req.getHeader('x-request-id'));
+    res.cork(() => res.writeHeader('allow', allow));
+    sendError(res, err, requestId, true);
+  };
+}
+
+/** Closes every socket of the app (available in the native build; the JS fallback exits with the process). */
+function closeApp(app: TemplatedApp): void {
+  const close = (app as { close?: () => void }).close;
+  if (typeof close === 'function') close.call(app);
+}

@@ -1,0 +1,64 @@
+// Every metric the gateway exports, by name, in one place. Labels come from bounded sets only:
+// configured model names, provider kinds, route names, status classes; never key or org ids.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'nemo_' });
+
+export const httpServerInfo = new Gauge({
+  name: 'nemo_http_server_info',
+  help: 'The HTTP server in use: implementation="native" is uWebSockets.js, "js-fallback" its slow JS fallback.',
+  labelNames: ['implementation'] as const,
+  registers: [registry],
+});
+
+export const uwsNativeGauge = new Gauge({
+  name: 'nemo_uws_native',
+  help: '1 when uWebSockets.js runs its native binary, 0 when it fell back to the JS implementation.',
+  registers: [registry],
+});
+
+export const requestsTotal = new Counter({
+  name: 'nemo_requests_total',
+  help: 'HTTP requests answered, by route, model and status class.',
+  labelNames: ['route', 'model', 'status_class'] as const,
+  registers: [registry],
+});
+
+export const requestDurationSeconds = new Histogram({
+  name: 'nemo_request_duration_seconds',
+  help: 'Time from request arrival to the last byte of the response, by route.',
+  labelNames: ['route'] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  registers: [registry],
+});
+
+export const gatewayOverheadSeconds = new Histogram({
+  name: 'nemo_gateway_overhead_seconds',
+  help: 'Time the gateway spent outside the upstream call before the response headers were sent.',
+  buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+  registers: [registry],
+});
+
+export const upstreamAttemptsTotal = new Counter({
+  name: 'nemo_upstream_attempts_total',
+  help: 'Upstream attempts by provider kind and outcome (ok, rate_limited, error, timeout, unavailable, bad_response, client_error).',
+  labelNames: ['provider', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const activeStreams = new Gauge({
+  name: 'nemo_active_streams',
+  help: 'Streaming responses currently open to clients.',
+  registers: [registry],
+});
+
+export const inflightRequests = new Gauge({
+  name: 'nemo_inflight_requests',
+  help: 'Chat requests in flight (streaming or not).',
+  registers: [registry],
+});
+
+export function statusClass(status: number): string {
+  return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
+}
