@@ -3,9 +3,9 @@
 import type { ConfigFile } from './schema.js';
 
 type Models = NonNullable<ConfigFile['models']>;
-const mock = (ttftMs: number, tokensPerSecond: number, completionTokens: number) => ({
+const mock = (model: string, ttftMs: number, tokensPerSecond: number, completionTokens: number) => ({
   provider: 'mock' as const,
-  model: 'mock',
+  model,
   inputPricePerMTok: 1,
   outputPricePerMTok: 2,
   maxOutputTokens: 4096,
@@ -15,7 +15,7 @@ const mock = (ttftMs: number, tokensPerSecond: number, completionTokens: number)
 });
 
 export const DEFAULT_MOCK_MODELS: Models = [
-  { name: 'mock-fast', ownedBy: 'nemorouter', deployments: [mock(0, 0, 16)] },
-  { name: 'mock-chat', ownedBy: 'nemorouter', deployments: [mock(150, 60, 64)] },
-  { name: 'mock-long', ownedBy: 'nemorouter', deployments: [mock(300, 120, 512)] },
+  { name: 'mock-fast', ownedBy: 'nemorouter', deployments: [mock('mock-fast', 0, 0, 16)] },
+  { name: 'mock-chat', ownedBy: 'nemorouter', deployments: [mock('mock-chat', 150, 60, 64)] },
+  { name: 'mock-long', ownedBy: 'nemorouter', deployments: [mock('mock-long', 300, 120, 512)] },
 ];
