@@ -1,0 +1,201 @@
+// The simulated OpenAI upstream's one source of bytes, shared by the in-process dispatcher and the
+// standalone server: a request body and a MockBehaviour in, the exact response (status, headers,
+// body pieces with their timing, and how it ends) out. Pure apart from the clock and an id counter.
+import type { MockBehaviour, MockFault } from '../../config/schema.js';
+import type { ChatRequest } from '../types.js';
+
+/** What the mock reads from a request; every field is untrusted and checked before use. */
+export type MockRequest = Partial<Pick<ChatRequest, 'model' | 'messages' | 'stream' | 'stream_options' | 'max_tokens' | 'max_completion_tokens'>>;
+
+/** The facts one simulated completion is made of. */
+export interface MockCompletion {
+  id: string;
+  /** Unix seconds. */
+  created: number;
+  model: string;
+  stream: boolean;
+  /** The request set stream_options.include_usage. */
+  includeUsage: boolean;
+  reportUsage: boolean;
+  completionTokens: number;
+  promptTokens: number;
+  finishReason: 'stop' | 'length';
+}
+
+/** How a mock response goes out; both transports play it the same way. */
+export interface MockResponse {
+  status: number;
+  /** Shared between responses: never mutate. */
+  headers: Readonly<Record<string, string>>;
+  /** Before the status line and the first piece. */
+  firstDelayMs: number;
+  /** Between two pieces; 0 when there is only one. */
+  intervalMs: number;
+  pieces: string[];
+  /** After the last piece: finish, drop the connection, go silent; 'hang' never even sends headers. */
+  ending: 'end' | 'cut' | 'stall' | 'hang';
+}
+
+// Tokens are words plus a space: plain ASCII, so no JSON escaping and text is easy to assert.
+const WORDS = ['the', 'quick', 'brown', 'fox', 'jumps', 'over', 'a', 'lazy', 'dog', 'while', 'seven', 'small', 'owls', 'sing', 'at', 'dawn'];
+const TOKENS = WORDS.map((w) => `${w} `);
+const CYCLE_TEXT = TOKENS.join('');
+
+const SSE_HEADERS = Object.freeze({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+const JSON_TYPE = 'application/json';
+export const MALFORMED_FRAME = 'data: {not json\n\n';
+export const DONE_FRAME = 'data: [DONE]\n\n';
+
+// Per-token frame tails, precomputed for both shapes (with and without `"usage":null`).
+const CHUNK_TAIL = ',"logprobs":null,"finish_reason":null}]';
+const TOKEN_TAILS = [false, true].map((withUsage) =>
+  TOKENS.map((t) => `{"content":"${t}"}${CHUNK_TAIL}${withUsage ? ',"usage":null' : ''}}\n\n`),
+);
+
+/** Node timers fire on whole milliseconds: a piece due within this much goes now instead of re-arming. */
+export const TIMER_SLACK_MS = 1;
+
+let idSeq = 0;
+/** Per-process counter: unique enough for a simulator and free of crypto calls on the hot path. */
+export function nextMockId(): string {
+  idSeq += 1;
+  return `chatcmpl-mock${idSeq.toString(36)}`;
+}
+
+/** The exact completion text of n tokens, for asserting reassembly. */
+export function mockCompletionText(n: number): string {
+  const whole = Math.floor(n / TOKENS.length);
+  return CYCLE_TEXT.repeat(whole) + TOKENS.slice(0, n - whole * TOKENS.length).join('');
+}
+
+/** ceil(UTF-8 bytes of all message text / 4), at least 1. */
+export function mockPromptTokens(messages: unknown): number {
+  let bytes = 0;
+  if (Array.isArray(messages)) {
+    for (const message of messages) {
+      const content = (message as { content?: unknown } | null)?.content;
+      if (typeof content === 'string') bytes += Buffer.byteLength(content);
+      else if (Array.isArray(content)) {
+        for (const part of content) {
+          const text = (part as { text?: unknown } | null)?.text;
+          if (typeof text === 'string') bytes += Buffer.byteLength(text);
+        }
+      }
+    }
+  }
+  return Math.max(1, Math.ceil(bytes / 4));
+}
+
+export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, id: string, created = Math.floor(Date.now() / 1000)): MockCompletion {
+  const limit = Math.min(tokenLimit(body.max_tokens), tokenLimit(body.max_completion_tokens));
+  const cut = limit < behaviour.completionTokens;
+  const stream = body.stream === true;
+  return {
+    id,
+    created,
+    model: typeof body.model === 'string' ? body.model : 'mock',
+    stream,
+    includeUsage: stream && body.stream_options?.include_usage === true,
+    reportUsage: behaviour.reportUsage,
+    completionTokens: cut ? limit : behaviour.completionTokens,
+    promptTokens: mockPromptTokens(body.messages),
+    finishReason: cut ? 'length' : 'stop',
+  };
+}
+
+function tokenLimit(value: unknown): number {
+  return typeof value === 'number' && value >= 0 ? Math.floor(value) : Infinity;
+}
+
+function usageJson(c: MockCompletion): string {
+  return `{"prompt_tokens":${c.promptTokens},"completion_tokens":${c.completionTokens},"total_tokens":${c.promptTokens + c.completionTokens}}`;
+}
+
+/** The non-stream `chat.completion` body. */
+export function completionJson(c: MockCompletion): string {
+  const usage = c.reportUsage ? `,"usage":${usageJson(c)}` : '';
+  return (
+    `{"id":${JSON.stringify(c.id)},"object":"chat.completion","created":${c.created},"model":${JSON.stringify(c.model)},` +
+    `"choices":[{"index":0,"message":{"role":"assistant","content":"${mockCompletionText(c.completionTokens)}","refusal":null},` +
+    `"logprobs":null,"finish_reason":"${c.finishReason}"}]${usage},"system_fingerprint":null}`
+  );
+}
+
+/**
+ * The SSE frames in OpenAI's order: role chunk, one chunk per token, the finish chunk, the usage
+ * chunk (only when asked for and reported), [DONE]. frames[1..completionTokens] are the tokens.
+ */
+export function streamFrames(c: MockCompletion): string[] {
+  const head = `data: {"id":${JSON.stringify(c.id)},"object":"chat.completion.chunk","created":${c.created},"model":${JSON.stringify(c.model)},"system_fingerprint":null,"choices":`;
+  const usageNull = c.includeUsage ? ',"usage":null' : '';
+  const tails = TOKEN_TAILS[c.includeUsage ? 1 : 0]!;
+  const frames: string[] = [`${head}[{"index":0,"delta":{"role":"assistant","content":""}${CHUNK_TAIL}${usageNull}}\n\n`];
+  const choiceHead = `${head}[{"index":0,"delta":`;
+  for (let i = 0; i < c.completionTokens; i++) frames.push(choiceHead + tails[i % tails.length]!);
+  frames.push(`${choiceHead}{},"logprobs":null,"finish_reason":"${c.finishReason}"}]${usageNull}}\n\n`);
+  if (c.includeUsage && c.reportUsage) frames.push(`${head}[],"usage":${usageJson(c)}}\n\n`);
+  frames.push(DONE_FRAME);
+  return frames;
+}
+
+export function mockErrorBody(message: string, type: string, code: string | null): string {
+  return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+/** A plain JSON answer sent at once (errors, 400s, the server's own routes). */
+export function jsonResponse(status: number, body: string, extraHeaders?: Record<string, string>): MockResponse {
+  const headers = { 'content-type': JSON_TYPE, 'content-length': String(Buffer.byteLength(body)), ...extraHeaders };
+  return { status, headers, firstDelayMs: 0, intervalMs: 0, pieces: [body], ending: 'end' };
+}
+
+const RATE_LIMITED_BODY = mockErrorBody('Rate limit reached (simulated by the NemoRouter mock upstream).', 'requests', 'rate_limit_exceeded');
+const SERVER_ERROR_BODY = mockErrorBody('The server had an error while processing your request (simulated).', 'server_error', null);
+
+/** The whole answer to one chat-completions request, fault included. */
+export function planMockResponse(body: MockRequest, behaviour: MockBehaviour, id: string): MockResponse {
+  const fault = behaviour.fault;
+  if (fault === 'http-429') return { ...jsonResponse(429, RATE_LIMITED_BODY, { 'retry-after': '1' }), firstDelayMs: behaviour.ttftMs };
+  if (fault === 'http-500') return { ...jsonResponse(500, SERVER_ERROR_BODY), firstDelayMs: behaviour.ttftMs };
+  if (fault === 'timeout') return { status: 0, headers: SSE_HEADERS, firstDelayMs: 0, intervalMs: 0, pieces: [], ending: 'hang' };
+  const c = describeCompletion(body, behaviour, id);
+  const intervalMs = behaviour.tokensPerSecond > 0 ? 1000 / behaviour.tokensPerSecond : 0;
+  if (c.stream) {
+    return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs, intervalMs, ...streamPieces(streamFrames(c), c.completionTokens, fault, intervalMs === 0) };
+  }
+  // A non-stream answer arrives once the whole completion is "generated".
+  const firstDelayMs = behaviour.ttftMs + c.completionTokens * intervalMs;
+  const json = completionJson(c);
+  if (fault === 'cut-mid-stream' || fault === 'stall-mid-stream') {
+    // content-length promises the whole body, so the client notices the missing half.
+    const half = json.slice(0, json.length >> 1);
+    return { ...jsonResponse(200, json), firstDelayMs, pieces: [half], ending: fault === 'cut-mid-stream' ? 'cut' : 'stall' };
+  }
+  if (fault === 'malformed-sse') return { ...jsonResponse(200, json.slice(0, json.length >> 1)), firstDelayMs };
+  return { ...jsonResponse(200, json), firstDelayMs };
+}
+
+/**
+ * Groups frames into pieces sent one per token interval: the role chunk rides with the first token
+ * and the closing frames with the last. A mid-stream fault strikes after half the tokens.
+ */
+function streamPieces(frames: string[], tokens: number, fault: MockFault, batched: boolean): Pick<MockResponse, 'pieces' | 'ending'> {
+  const half = tokens >> 1;
+  const last = fault === 'no-done' ? frames.length - 1 : frames.length;
+  const pieces: string[] = [];
+  let current = '';
+  for (let i = 0; i < last; i++) {
+    if (!batched && i >= 2 && i <= tokens) {
+      pieces.push(current);
+      current = '';
+    }
+    current += frames[i];
+    if (i !== half) continue;
+    if (fault === 'malformed-sse') current += MALFORMED_FRAME;
+    else if (fault === 'cut-mid-stream' || fault === 'stall-mid-stream') {
+      pieces.push(current);
+      return { pieces, ending: fault === 'cut-mid-stream' ? 'cut' : 'stall' };
+    }
+  }
+  pieces.push(current);
+  return { pieces, ending: 'end' };
+}
