@@ -3,7 +3,7 @@
 // This is the only module that reads process.env.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { configFileSchema, type ConfigFile, type DeploymentConfig, type MockBehaviour } from './schema.js';
+import { configFileSchema, modelSchema, type ConfigFile, type DeploymentConfig, type MockBehaviour, type ModelConfig } from './schema.js';
 import { DEFAULT_MOCK_MODELS } from './default-models.js';
 
 export interface Deployment extends Omit<DeploymentConfig, 'id' | 'apiKeyEnv' | 'mock'> {
@@ -68,10 +68,12 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   const parsed = configFileSchema.safeParse(withEnv);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    // List the model-table problems too, for every model that is well-formed on its own.
+    resolveModels(wellFormedModels(withEnv), env, problems);
     throw new ConfigError(problems);
   }
   const file = parsed.data;
-  const models = resolveModels(file, env, problems);
+  const models = resolveModels(file.models ?? DEFAULT_MOCK_MODELS, env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   const masterKey = env[file.auth.masterKeyEnv] || undefined;
   return deepFreeze({ server: file.server, upstream: file.upstream, masterKey, models, source });
@@ -95,10 +97,19 @@ function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown 
   return { ...obj, server };
 }
 
-function resolveModels(file: ConfigFile, env: Env, problems: string[]): Map<string, ModelRoute> {
+function wellFormedModels(raw: unknown): ModelConfig[] {
+  const models = (raw as { models?: unknown } | null)?.models;
+  if (!Array.isArray(models)) return [];
+  return models.flatMap((m) => {
+    const parsed = modelSchema.safeParse(m);
+    return parsed.success ? [parsed.data] : [];
+  });
+}
+
+function resolveModels(modelConfigs: readonly ModelConfig[], env: Env, problems: string[]): ReadonlyMap<string, ModelRoute> {
   const routes = new Map<string, ModelRoute>();
   const deploymentIds = new Set<string>();
-  for (const [m, model] of (file.models ?? DEFAULT_MOCK_MODELS).entries()) {
+  for (const [m, model] of modelConfigs.entries()) {
     if (routes.has(model.name)) problems.push(`models.${m}.name: duplicate model name ${JSON.stringify(model.name)}`);
     const deployments: Deployment[] = [];
     for (const [d, dep] of model.deployments.entries()) {
@@ -128,7 +139,26 @@ function resolveModels(file: ConfigFile, env: Env, problems: string[]): Map<stri
     const maxOutputTokens = Math.min(...deployments.map((d) => d.maxOutputTokens));
     routes.set(model.name, { name: model.name, ownedBy: model.ownedBy, deployments, maxOutputTokens });
   }
-  return routes;
+  return new FrozenMap(routes);
+}
+
+/** Object.freeze does not stop Map#set; the model table must not change after boot. */
+class FrozenMap<K, V> extends Map<K, V> {
+  private sealed = false;
+  constructor(entries: Iterable<readonly [K, V]>) {
+    super(entries);
+    this.sealed = true;
+  }
+  override set(key: K, value: V): this {
+    if (this.sealed) throw new TypeError('the configuration is frozen');
+    return super.set(key, value);
+  }
+  override delete(): boolean {
+    throw new TypeError('the configuration is frozen');
+  }
+  override clear(): void {
+    throw new TypeError('the configuration is frozen');
+  }
 }
 
 const MOCK_DEFAULTS: MockBehaviour = { ttftMs: 0, tokensPerSecond: 0, completionTokens: 16, reportUsage: true, fault: 'none' };

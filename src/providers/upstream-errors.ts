@@ -13,8 +13,8 @@ export interface AttemptFailure {
 /** A non-2xx upstream answer. The upstream's own message reaches the client only for its 4xx about the request. */
 export function failureFromStatus(status: number, body: string, retryAfter: string | undefined): AttemptFailure {
   if (status === 429) {
-    const seconds = Number(retryAfter);
-    const retryAfterS = Number.isFinite(seconds) && seconds >= 0 ? Math.ceil(seconds) : undefined;
+    // Delta-seconds only; an HTTP-date or garbage is dropped rather than read as "retry now".
+    const retryAfterS = retryAfter !== undefined && /^\s*\d+(\.\d+)?\s*$/.test(retryAfter) ? Math.ceil(Number(retryAfter)) : undefined;
     return { error: new GatewayError('NR_UPSTREAM_RATE_LIMITED', undefined, { retryAfterS }), retryable: true, coolDown: true };
   }
   if (status === 408) return { error: new GatewayError('NR_UPSTREAM_TIMEOUT'), retryable: true, coolDown: true };

@@ -103,10 +103,11 @@ export class SseParser {
     this.eventBytes += end - start + 1;
     if (this.eventBytes > this.maxEventBytes) throw new SseEventTooLargeError(this.maxEventBytes);
     if (buf[start] === COLON) return; // comment, e.g. OpenRouter's ": OPENROUTER PROCESSING"
-    const colon = buf.indexOf(COLON, start);
+    let colon = start;
+    while (colon < end && buf[colon] !== COLON) colon++;
     let fieldEnd = end;
     let valueStart = end;
-    if (colon !== -1 && colon < end) {
+    if (colon < end) {
       fieldEnd = colon;
       valueStart = colon + 1;
       if (valueStart < end && buf[valueStart] === SPACE) valueStart++;

@@ -8,7 +8,8 @@ import { readUsage } from '../usage.js';
 
 const DONE_FRAME = Buffer.from('data: [DONE]\n\n');
 const USAGE_KEY = /"usage"\s*:\s*\{/;
-const ERROR_KEY = /^\s*\{\s*"error"\s*:/;
+// Inside JSON string values quotes are escaped, so an unescaped `"error":` can only be a key.
+const ERROR_KEY = /"error"\s*:/;
 
 export class OpenAiStreamTranslator implements StreamTranslator {
   finished = false;
@@ -24,7 +25,11 @@ export class OpenAiStreamTranslator implements StreamTranslator {
       sink.push(DONE_FRAME);
       return;
     }
-    if (event.event === 'error' || ERROR_KEY.test(data)) throw upstreamStreamError(data);
+    if (event.event === 'error' || (ERROR_KEY.test(data) && isErrorPayload(data))) throw upstreamStreamError(data);
+    // A cheap shape check instead of parsing every chunk: a chunk is one JSON object.
+    if (data.charCodeAt(0) !== 0x7b || data.charCodeAt(data.length - 1) !== 0x7d) {
+      throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream provider sent an unreadable stream chunk.');
+    }
     // Counted from the raw frame: an upper bound of the generated text until exact counting.
     this.completionChars += data.length;
     if (USAGE_KEY.test(data)) {
@@ -46,6 +51,15 @@ function parseChunk(data: string): { usage?: unknown; choices?: unknown } {
     // fall through
   }
   throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream provider sent an unreadable stream chunk.');
+}
+
+function isErrorPayload(data: string): boolean {
+  try {
+    const parsed = JSON.parse(data) as { error?: unknown; choices?: unknown } | null;
+    return typeof parsed === 'object' && parsed !== null && parsed.error != null && parsed.choices === undefined;
+  } catch {
+    return false;
+  }
 }
 
 function upstreamStreamError(data: string): GatewayError {
