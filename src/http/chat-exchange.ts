@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Dispatcher } from 'undici';
 import type { Config, Deployment, ModelRoute } from '../config/load.js';
-import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
+import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-error.js';
 import { activeStreams, gatewayOverheadSeconds, inflightRequests, requestDurationSeconds, requestsTotal, statusClass, upstreamAttemptsTotal } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
@@ -133,12 +133,7 @@ export class ChatExchange {
     }
     this.attempts++;
     this.attempt = new UpstreamAttempt(this, deployment, adapterFor(deployment));
-    this.attempt.start(this.request, this.maxTokens, this.dispatcherFor(deployment), this.deps.config.upstream);
-  }
-
-  private dispatcherFor(deployment: Deployment): Pick<Dispatcher, 'dispatch'> {
-    const adapter = adapterFor(deployment);
-    return adapter.dispatcherFor?.(deployment) ?? this.deps.pools.get(new URL(deployment.baseUrl!).origin);
+    this.attempt.start(this.request, this.maxTokens, this.deps.pools.dispatcherFor(deployment), this.deps.config.upstream);
   }
 
   get translateContext(): TranslateContext {
@@ -303,7 +298,8 @@ class UpstreamAttempt implements Dispatcher.DispatchHandler {
       built = this.adapter.buildRequest(request, this.deployment, maxTokens);
     } catch (err) {
       this.done = true;
-      this.exchange.fail(toGatewayError(err));
+      // JSON.stringify overflows the stack on pathologically nested pass-through fields.
+      this.exchange.fail(err instanceof RangeError ? invalidRequest('The request nests JSON too deeply.') : toGatewayError(err));
       return;
     }
     this.startedAt = performance.now();

@@ -14,9 +14,11 @@ export function sendJson(res: HttpResponse, status: number, body: string | Uint8
   });
 }
 
-export function sendError(res: HttpResponse, err: GatewayError, requestId: string, closeConnection = false): void {
+export function sendError(res: HttpResponse, err: GatewayError, requestId: string, closeConnection = false, extraHeaders?: Record<string, string>): void {
   res.cork(() => {
+    // uWS fixes the status line at the first header written: the status always goes first.
     res.writeStatus(statusLine(err.status)).writeHeader('content-type', JSON_TYPE).writeHeader('x-request-id', requestId);
+    if (extraHeaders) for (const name in extraHeaders) res.writeHeader(name, extraHeaders[name]!);
     if (err.retryAfterS !== undefined) res.writeHeader('retry-after', String(err.retryAfterS));
     if (err.code === 'NR_UNAUTHORIZED') res.writeHeader('www-authenticate', 'Bearer');
     res.end(errorJson(err), closeConnection);

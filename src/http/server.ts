@@ -102,8 +102,7 @@ function methodNotAllowed(allowed: 'get' | 'post') {
   return (res: HttpResponse, req: HttpRequest): void => {
     const err = new GatewayError('NR_METHOD_NOT_ALLOWED', `Method ${req.getMethod().toUpperCase()} is not allowed here; use ${allow}.`);
     const requestId = requestIdFrom(req.getHeader('x-request-id'));
-    res.cork(() => res.writeHeader('allow', allow));
-    sendError(res, err, requestId, true);
+    sendError(res, err, requestId, true, { allow });
   };
 }
 

@@ -72,7 +72,7 @@ export interface UpstreamRequest {
   /** Scheme, host and port: the undici pool key. */
   origin: string;
   path: string;
-  headers: Record<string, string>;
+  headers: Readonly<Record<string, string>>;
   body: string;
 }
 

@@ -1,10 +1,17 @@
 // Data for the Anthropic Messages API: where the endpoint lives, which headers it takes, and how
 // its stop reasons and usage map onto OpenAI's. No translation logic beyond table lookups here.
 import type { Deployment } from '../../config/load.js';
+import { perDeployment } from '../per-deployment.js';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 export const DEFAULT_BASE_URL = 'https://api.anthropic.com/v1';
 export const MESSAGES_PATH_SUFFIX = '/messages';
+
+/** Endpoint and headers, computed once per deployment; the headers object is shared and never written. */
+export const cachedEndpointOf = perDeployment((deployment) => ({
+  ...endpointOf(deployment),
+  headers: Object.freeze(headersOf(deployment)) as Readonly<Record<string, string>>,
+}));
 
 export function endpointOf(deployment: Deployment): { origin: string; path: string } {
   const url = new URL(deployment.baseUrl ?? DEFAULT_BASE_URL);

@@ -3,7 +3,7 @@
 import type { Deployment } from '../../config/load.js';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
 import type { ChatCompletion, ChatMessage, ChatRequest, ContentPart, ToolCall, TranslateContext, UpstreamRequest, Usage } from '../types.js';
-import { countOf, endpointOf, finishReasonOf, headersOf, isRecord, promptTokensOf } from './api.js';
+import { cachedEndpointOf, countOf, finishReasonOf, isRecord, promptTokensOf } from './api.js';
 
 type ImageSource = { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
 type TextBlock = { type: 'text'; text: string };
@@ -57,8 +57,8 @@ export function buildRequest(request: ChatRequest, deployment: Deployment, maxTo
   if (typeof request.user === 'string' && request.user !== '') body.metadata = { user_id: request.user };
   body.stream = request.stream === true;
 
-  const { origin, path } = endpointOf(deployment);
-  return { origin, path, headers: headersOf(deployment), body: JSON.stringify(body) };
+  const { origin, path, headers } = cachedEndpointOf(deployment);
+  return { origin, path, headers, body: JSON.stringify(body) };
 }
 
 function blocksOf(message: ChatMessage, i: number): ContentBlock[] {

@@ -4,7 +4,7 @@
 import type { Deployment } from '../../config/load.js';
 import { GatewayError } from '../../errors/gateway-error.js';
 import type { ChatCompletion, ChatRequest, TranslateContext, UpstreamRequest } from '../types.js';
-import { endpointOf, headersOf } from './api.js';
+import { cachedEndpointOf } from './api.js';
 
 export function buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest {
   const body: ChatRequest = { ...request, model: deployment.model };
@@ -13,8 +13,8 @@ export function buildRequest(request: ChatRequest, deployment: Deployment, maxTo
   else body.max_tokens = maxTokens;
   // Always ask for usage: settlement needs it; the chunk is stripped if the client did not ask.
   if (request.stream === true) body.stream_options = { ...request.stream_options, include_usage: true };
-  const { origin, path } = endpointOf(deployment);
-  return { origin, path, headers: headersOf(deployment), body: JSON.stringify(body) };
+  const { origin, path, headers } = cachedEndpointOf(deployment);
+  return { origin, path, headers, body: JSON.stringify(body) };
 }
 
 export function parseResponse(json: unknown, _ctx: TranslateContext): ChatCompletion {

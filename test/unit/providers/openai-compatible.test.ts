@@ -169,6 +169,16 @@ describe('OpenAiStreamTranslator', () => {
     return whole!;
   }
 
+  it('rejects a chunk that is not one JSON object (malformed SSE) as NR_UPSTREAM_BAD_RESPONSE', () => {
+    for (const bad of ['{not json', 'not json}', 'hello', '']) {
+      expect(() => translate([data(chunk('ok')), data(bad)]), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'NR_UPSTREAM_BAD_RESPONSE' }));
+    }
+  });
+
+  it('treats a chunk with an "error" key that is not first as an upstream error', () => {
+    expect(() => translate([data('{"id":"x","error":{"message":"boom"}}')])).toThrow(expect.objectContaining({ code: 'NR_UPSTREAM_ERROR' }));
+  });
+
   it('passes frames through byte-identical as data: ...\\n\\n', () => {
     const raw = [chunk('héllo 日本 🎉'), chunk(' "quoted"\\n'), usageChunk].map((d) => `data: ${d}\n\n`).join('') + 'data: [DONE]\n\n';
     expect(translateBytes(raw, true)).toBe(raw);
