@@ -64,13 +64,11 @@ function mockArgs(scenario: Scenario): string[] {
   return ['--ttft-ms', '0'];
 }
 
+// The mock honours max_tokens, so the stream body must allow the 64 tokens the stream mock paces.
 function requestBody(scenario: Scenario): string {
-  return JSON.stringify({
-    model: 'bench-model',
-    messages: [{ role: 'user', content: 'Say hello to the benchmark' }],
-    max_tokens: 16,
-    ...(scenario === 'stream' ? { stream: true } : {}),
-  });
+  const messages = [{ role: 'user', content: 'Say hello to the benchmark' }];
+  if (scenario === 'stream') return JSON.stringify({ model: 'bench-model', messages, max_tokens: 64, stream: true });
+  return JSON.stringify({ model: 'bench-model', messages, max_tokens: 16 });
 }
 
 function progress(line: string): void {

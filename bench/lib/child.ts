@@ -41,10 +41,11 @@ export function spawnChild(name: string, args: string[], env: NodeJS.ProcessEnv 
       if (exited() || proc.pid === undefined) return;
       const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
       proc.kill('SIGTERM');
+      // Unref'd grace timers: a pending timer must not hold the bench open once the child is gone.
       const timedOut = Symbol('timeout');
-      if ((await Promise.race([gone, sleep(3000, timedOut)])) !== timedOut) return;
+      if ((await Promise.race([gone, sleep(3000, timedOut, { ref: false })])) !== timedOut) return;
       proc.kill('SIGKILL');
-      await Promise.race([gone, sleep(2000)]);
+      await Promise.race([gone, sleep(2000, undefined, { ref: false })]);
     },
   };
 }
