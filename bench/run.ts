@@ -20,12 +20,13 @@ const SCENARIOS = ['chat', 'stream', 'latency'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE =
-  'usage: npm run bench -- [--scenario chat|stream|latency] [--duration S] [--connections N] [--json FILE]';
+  'usage: npm run bench -- [--scenario chat|stream|latency] [--duration S] [--connections N] [--rounds N] [--json FILE]';
 
 interface Settings {
   scenario: Scenario;
   durationS: number;
   connections: number;
+  rounds: number;
   jsonPath: string | undefined;
 }
 
@@ -36,6 +37,7 @@ function parseSettings(argv: string[]): Settings {
       scenario: { type: 'string', default: 'chat' },
       duration: { type: 'string', default: '10' },
       connections: { type: 'string' },
+      rounds: { type: 'string', default: '3' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -54,7 +56,9 @@ function parseSettings(argv: string[]): Settings {
   if (scenario === 'latency' && values.connections !== undefined) {
     process.stderr.write('note: the latency scenario always uses 1 connection\n');
   }
-  return { scenario, durationS, connections, jsonPath: values.json };
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error(`--rounds must be 1..20; ${USAGE}`);
+  return { scenario, durationS, connections, rounds, jsonPath: values.json };
 }
 
 // No artificial time-to-first-token anywhere: the upstream should be as cheap as possible so the
@@ -163,32 +167,40 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
   };
 }
 
-async function benchTargets(run: Run, settings: Settings, servers: Servers): Promise<Record<Target, TargetResult>> {
+/**
+ * Loads the targets in turn, round after round: on a shared 2-core machine the noise drifts over
+ * seconds, so interleaving and taking medians keeps the ratios honest.
+ */
+async function benchTargets(run: Run, settings: Settings, servers: Servers): Promise<Array<Record<Target, TargetResult>>> {
   const body = requestBody(settings.scenario);
   // A stream request takes ~1.3 s, so its warmup must be long enough to complete a few.
   const warmupS = settings.scenario === 'stream' ? 3 : 1;
   const progressBar = process.stdout.isTTY === true && process.stderr.isTTY === true;
   const servedBy: Record<Target, Child> = { direct: servers.mock, bare: servers.bare, nemo: servers.nemo };
-  const results: Partial<Record<Target, TargetResult>> = {};
-
-  for (const [index, target] of TARGETS.entries()) {
-    const signal = run.abort.signal;
-    const common = { url: servers.urls[target], body, connections: settings.connections, signal };
-    progress(`[${index + 1}/${TARGETS.length}] ${target}: warming up ${warmupS} s`);
-    await runLoad({ ...common, durationS: warmupS, progressBar: false });
-    progress(`[${index + 1}/${TARGETS.length}] ${target}: ${settings.durationS} s x ${settings.connections} connections`);
-    const result: TargetResult = await runLoad({ ...common, durationS: settings.durationS, progressBar });
-    if (signal.aborted) throw new Error('interrupted');
-    // A crashed server would otherwise show up only as a column of errors.
-    for (const child of [servers.mock, servedBy[target]]) {
-      if (child.exited()) throw new Error(`${child.name} exited during the ${target} run:\n${child.tail().trim()}`);
-    }
-    const rss = peakRssMb(servedBy[target]);
-    if (rss !== undefined) result.peakRssMb = rss;
-    results[target] = result;
-    progress(`    ${result.rps.toFixed(0)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors, ${result.non2xx} non-2xx`);
+  const signal = run.abort.signal;
+  for (const target of TARGETS) {
+    progress(`warming up ${target}: ${warmupS} s`);
+    await runLoad({ url: servers.urls[target], body, connections: settings.connections, signal, durationS: warmupS, progressBar: false });
   }
-  return results as Record<Target, TargetResult>;
+  const rounds: Array<Record<Target, TargetResult>> = [];
+  for (let round = 1; round <= settings.rounds; round++) {
+    const results: Partial<Record<Target, TargetResult>> = {};
+    for (const target of TARGETS) {
+      progress(`[round ${round}/${settings.rounds}] ${target}: ${settings.durationS} s x ${settings.connections} connections`);
+      const result: TargetResult = await runLoad({ url: servers.urls[target], body, connections: settings.connections, signal, durationS: settings.durationS, progressBar });
+      if (signal.aborted) throw new Error('interrupted');
+      // A crashed server would otherwise show up only as a column of errors.
+      for (const child of [servers.mock, servedBy[target]]) {
+        if (child.exited()) throw new Error(`${child.name} exited during the ${target} run:\n${child.tail().trim()}`);
+      }
+      const rss = peakRssMb(servedBy[target]);
+      if (rss !== undefined) result.peakRssMb = rss;
+      results[target] = result;
+      progress(`    ${result.rps.toFixed(0)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors, ${result.non2xx} non-2xx`);
+    }
+    rounds.push(results as Record<Target, TargetResult>);
+  }
+  return rounds;
 }
 
 async function main(): Promise<void> {
@@ -206,7 +218,7 @@ async function main(): Promise<void> {
 
   // Hard bound on the whole run: startup, plus per target warmup + measurement + slack for
   // autocannon to drain its last in-flight requests.
-  const budgetMs = STARTUP_TIMEOUT_MS * 2 + TARGETS.length * (settings.durationS + 15) * 1000;
+  const budgetMs = STARTUP_TIMEOUT_MS * 2 + TARGETS.length * (settings.rounds * (settings.durationS + 5) + 10) * 1000;
   const watchdog = setTimeout(() => {
     progress(`bench exceeded its ${Math.round(budgetMs / 1000)} s budget; stopping children`);
     void run.cleanup().finally(() => process.exit(1));
@@ -214,9 +226,10 @@ async function main(): Promise<void> {
   watchdog.unref();
 
   try {
-    progress(`scenario ${settings.scenario}: ${settings.durationS} s per target, ${settings.connections} connections`);
+    progress(`scenario ${settings.scenario}: ${settings.rounds} round(s) of ${settings.durationS} s per target, ${settings.connections} connections`);
     const servers = await startServers(run, settings.scenario);
-    const report = buildReport(settings.scenario, await benchTargets(run, settings, servers));
+    const { durationS, connections, rounds } = settings;
+    const report = buildReport(settings.scenario, { durationS, connections, rounds }, await benchTargets(run, settings, servers));
     process.stdout.write(`\n${formatTable(report)}\n`);
     if (settings.jsonPath !== undefined) {
       await writeFile(settings.jsonPath, `${JSON.stringify(report, null, 2)}\n`);

@@ -11,18 +11,48 @@ export interface TargetResult extends LoadResult {
   peakRssMb?: number;
 }
 
+export interface BenchSettings {
+  durationS: number;
+  connections: number;
+  /** Each round loads every target once, in turn; reported numbers are medians over rounds. */
+  rounds: number;
+}
+
 export interface BenchReport {
   scenario: string;
+  settings: BenchSettings;
   targets: Record<Target, TargetResult>;
+  /** Every round's raw numbers, so the spread behind each median can be read. */
+  rounds: Array<Record<Target, TargetResult>>;
   ratios: { nemoOverBareRps: number; nemoOverDirectRps: number; addedP99Ms: number };
 }
 
 const ratio = (a: number, b: number): number => (b > 0 ? Number((a / b).toFixed(3)) : 0);
 
-export function buildReport(scenario: string, targets: Record<Target, TargetResult>): BenchReport {
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+/** The median of every numeric field across rounds (errors are summed: one is one too many). */
+function medianResult(results: TargetResult[]): TargetResult {
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(results[0]!)) {
+    const values = results.map((r) => (r as unknown as Record<string, number>)[key]).filter((v): v is number => typeof v === 'number');
+    out[key] = key === 'errors' || key === 'non2xx' || key === 'requests' ? values.reduce((a, b) => a + b, 0) : Number(median(values).toFixed(3));
+  }
+  if (results.every((r) => r.peakRssMb !== undefined)) out.peakRssMb = Math.max(...results.map((r) => r.peakRssMb!));
+  return out as unknown as TargetResult;
+}
+
+export function buildReport(scenario: string, settings: BenchSettings, rounds: Array<Record<Target, TargetResult>>): BenchReport {
+  const targets = Object.fromEntries(TARGETS.map((t) => [t, medianResult(rounds.map((r) => r[t]))])) as Record<Target, TargetResult>;
   return {
     scenario,
+    settings,
     targets,
+    rounds,
     ratios: {
       nemoOverBareRps: ratio(targets.nemo.rps, targets.bare.rps),
       nemoOverDirectRps: ratio(targets.nemo.rps, targets.direct.rps),
@@ -51,6 +81,7 @@ export function formatTable(report: BenchReport): string {
     cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   const { nemoOverBareRps, nemoOverDirectRps, addedP99Ms } = report.ratios;
   return [
+    `medians of ${report.settings.rounds} round(s), ${report.settings.durationS} s x ${report.settings.connections} connections per target per round`,
     line(header),
     ...rows.map(line),
     '',

@@ -5,7 +5,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Dispatcher } from 'undici';
 import type { Config, Deployment, ModelRoute } from '../config/load.js';
 import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-error.js';
-import { activeStreams, gatewayOverheadSeconds, inflightRequests, requestDurationSeconds, requestsTotal, statusClass, upstreamAttemptsTotal } from '../metrics/registry.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, liveCounts, observeDuration, statusClass } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
@@ -64,7 +64,7 @@ export class ChatExchange {
     private readonly startedAt: number,
   ) {
     deps.inflight.add(this);
-    inflightRequests.inc();
+    liveCounts.inflightRequests++;
   }
 
   onClientAborted(): void {
@@ -152,7 +152,7 @@ export class ChatExchange {
   onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void {
     if (attempt !== this.attempt) return;
     this.upstreamMs += attempt.elapsedMs();
-    upstreamAttemptsTotal.inc({ provider: attempt.deployment.provider, outcome });
+    countAttempt(attempt.deployment.provider, outcome);
     if (failure.coolDown) this.deps.router.markFailed(attempt.deployment);
     if (this.clientGone || this.finished) return this.finish();
     const canRetry = failure.retryable && !this.headersSent && this.attempts < this.deps.config.upstream.maxAttempts;
@@ -189,7 +189,7 @@ export class ChatExchange {
         this.upstreamMs += attempt.elapsedMs();
         this.writeHead('text/event-stream');
         this.streamOpen = true;
-        activeStreams.inc();
+        liveCounts.activeStreams++;
       }
       for (let i = 0; i < this.frames.length; i++) writable = this.res.write(this.frames[i]!);
     });
@@ -212,7 +212,7 @@ export class ChatExchange {
 
   private settleAttempt(attempt: UpstreamAttempt, usage: Usage | undefined): void {
     this.usage = usage;
-    upstreamAttemptsTotal.inc({ provider: attempt.deployment.provider, outcome: 'ok' });
+    countAttempt(attempt.deployment.provider, 'ok');
     this.deps.router.markHealthy(attempt.deployment);
   }
 
@@ -251,11 +251,11 @@ export class ChatExchange {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.stalledTimer);
-    if (this.streamOpen) activeStreams.dec();
-    inflightRequests.dec();
+    if (this.streamOpen) liveCounts.activeStreams--;
+    liveCounts.inflightRequests--;
     const status = this.clientGone ? 499 : this.status;
-    requestsTotal.inc({ route: 'chat_completions', model: this.modelLabel, status_class: this.clientGone ? 'client_closed' : statusClass(status) });
-    requestDurationSeconds.observe({ route: 'chat_completions' }, (performance.now() - this.startedAt) / 1000);
+    countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(status));
+    observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
     this.deps.inflight.delete(this);
   }
 

@@ -47,17 +47,59 @@ export const upstreamAttemptsTotal = new Counter({
   registers: [registry],
 });
 
-export const activeStreams = new Gauge({
+/** Plain numbers on the hot path; the gauges read them at scrape time. */
+export const liveCounts = { activeStreams: 0, inflightRequests: 0 };
+
+new Gauge({
   name: 'nemo_active_streams',
   help: 'Streaming responses currently open to clients.',
   registers: [registry],
+  collect() {
+    this.set(liveCounts.activeStreams);
+  },
 });
 
-export const inflightRequests = new Gauge({
+new Gauge({
   name: 'nemo_inflight_requests',
   help: 'Chat requests in flight (streaming or not).',
   registers: [registry],
+  collect() {
+    this.set(liveCounts.inflightRequests);
+  },
 });
+
+// Label children resolved once per label combination: prom-client hashes label objects per call.
+const requestCounters = new Map<string, { inc(): void }>();
+const durationHistograms = new Map<string, { observe(value: number): void }>();
+
+const attemptCounters = new Map<string, { inc(): void }>();
+
+function counterChild(cache: Map<string, { inc(): void }>, counter: Counter<string>, labels: string[]): { inc(): void } {
+  const key = labels.join('\u0000');
+  let child = cache.get(key);
+  if (child === undefined) {
+    child = counter.labels(...labels);
+    cache.set(key, child);
+  }
+  return child;
+}
+
+export function countRequest(route: string, model: string, statusClassLabel: string): void {
+  counterChild(requestCounters, requestsTotal, [route, model, statusClassLabel]).inc();
+}
+
+export function countAttempt(provider: string, outcome: string): void {
+  counterChild(attemptCounters, upstreamAttemptsTotal, [provider, outcome]).inc();
+}
+
+export function observeDuration(route: string, seconds: number): void {
+  let child = durationHistograms.get(route);
+  if (child === undefined) {
+    child = requestDurationSeconds.labels(route);
+    durationHistograms.set(route, child);
+  }
+  child.observe(seconds);
+}
 
 export function statusClass(status: number): string {
   return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
