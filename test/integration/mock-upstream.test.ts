@@ -68,7 +68,7 @@ describe('mock upstream server', () => {
     }
     expect(text).toBe(mockCompletionText(20));
     expect(usage).toMatchObject({ completion_tokens: 20 });
-    expect(upstream.stats()).toEqual({ requests: 1, completed: 1, aborted: 0, inFlight: 0 });
+    expect(upstream.stats()).toEqual({ requests: 1, completed: 1, aborted: 0, inFlight: 0, lastAbortAtMs: 0 });
   });
 
   it('streams over fetch ending in [DONE]', async () => {
@@ -93,7 +93,7 @@ describe('mock upstream server', () => {
     expect(models.data.map((m) => m.id)).toContain('mock');
     await post({ model: 'm', messages }).then((r) => r.body.dump());
     const stats = await request(`${upstream.url}/_mock/stats`).then((r) => r.body.json());
-    expect(stats).toEqual({ requests: 1, completed: 1, aborted: 0, inFlight: 0 });
+    expect(stats).toEqual({ requests: 1, completed: 1, aborted: 0, inFlight: 0, lastAbortAtMs: 0 });
   });
 
   it('counts a request the client aborts mid-stream', async () => {
@@ -108,7 +108,7 @@ describe('mock upstream server', () => {
     await reader.read();
     controller.abort();
     await expect(reader.read()).rejects.toThrow();
-    await vi.waitFor(() => expect(upstream.stats()).toEqual({ requests: 1, completed: 0, aborted: 1, inFlight: 0 }));
+    await vi.waitFor(() => expect(upstream.stats()).toMatchObject({ requests: 1, completed: 0, aborted: 1, inFlight: 0, lastAbortAtMs: expect.any(Number) }));
   });
 
   describe('faults via x-mock-fault', () => {
@@ -139,7 +139,7 @@ describe('mock upstream server', () => {
       })();
       await expect(read).rejects.toMatchObject({ code: 'UND_ERR_SOCKET' });
       expect(sseContents(text)).toBe(mockCompletionText(6));
-      await vi.waitFor(() => expect(upstream.stats()).toEqual({ requests: 1, completed: 0, aborted: 0, inFlight: 0 }));
+      await vi.waitFor(() => expect(upstream.stats()).toEqual({ requests: 1, completed: 0, aborted: 0, inFlight: 0, lastAbortAtMs: 0 }));
     });
 
     it('cut-mid-stream breaks the SDK stream', async () => {

@@ -13,12 +13,14 @@ export interface MockStats {
   /** The client gave up: aborted, or its headers/body timeout fired. */
   aborted: number;
   inFlight: number;
+  /** Wall-clock time (ms since the epoch, sub-ms precision) of the latest abort; 0 before any. */
+  lastAbortAtMs: number;
 }
 
 const NO_TRAILERS = Object.freeze({});
 
 export class MockDispatcher implements UpstreamDispatcher {
-  private readonly counters: MockStats = { requests: 0, completed: 0, aborted: 0, inFlight: 0 };
+  private readonly counters: MockStats = { requests: 0, completed: 0, aborted: 0, inFlight: 0, lastAbortAtMs: 0 };
 
   constructor(readonly behaviour: MockBehaviour) {}
 
@@ -189,7 +191,10 @@ class MockExchange implements Dispatcher.DispatchController {
     this.settled = true;
     this.clearTimers();
     this.counters.inFlight -= 1;
-    if (countAsAborted) this.counters.aborted += 1;
+    if (countAsAborted) {
+      this.counters.aborted += 1;
+      this.counters.lastAbortAtMs = performance.timeOrigin + performance.now();
+    }
     this.handler.onResponseError?.(this, err);
   }
 

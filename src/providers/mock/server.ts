@@ -37,7 +37,7 @@ interface UpstreamState {
 export async function startMockUpstream(options: MockUpstreamOptions = {}): Promise<MockUpstream> {
   const defaults = Object.freeze(mockBehaviourSchema.parse(options.defaults ?? {}));
   const host = options.host ?? '127.0.0.1';
-  const state: UpstreamState = { counters: { requests: 0, completed: 0, aborted: 0, inFlight: 0 }, active: new Set() };
+  const state: UpstreamState = { counters: { requests: 0, completed: 0, aborted: 0, inFlight: 0, lastAbortAtMs: 0 }, active: new Set() };
   const snapshot = (): MockStats => ({ ...state.counters });
 
   const server = createServer({ noDelay: true }, (req, res) => {
@@ -50,7 +50,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     }
     if (path === '/_mock/stats' && req.method === 'GET') return sendNow(req, res, jsonResponse(200, JSON.stringify(snapshot())));
     if (path === '/_mock/reset' && req.method === 'POST') {
-      Object.assign(state.counters, { requests: 0, completed: 0, aborted: 0 });
+      Object.assign(state.counters, { requests: 0, completed: 0, aborted: 0, lastAbortAtMs: 0 });
       return sendNow(req, res, jsonResponse(200, JSON.stringify(snapshot())));
     }
     if (path.endsWith('/models') && req.method === 'GET') return sendNow(req, res, jsonResponse(200, MODELS_BODY));
@@ -190,7 +190,10 @@ class ServerExchange {
     this.state.active.delete(this);
     counters.inFlight -= 1;
     if (this.res.writableFinished) counters.completed += 1;
-    else if (!this.cutByUs) counters.aborted += 1;
+    else if (!this.cutByUs) {
+      counters.aborted += 1;
+      counters.lastAbortAtMs = performance.timeOrigin + performance.now();
+    }
   }
 }
 

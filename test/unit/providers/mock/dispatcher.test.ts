@@ -131,7 +131,7 @@ describe('MockDispatcher', () => {
     expect(r.chunks).toHaveLength(3);
     expect(r.controller!.aborted).toBe(true);
     expect(r.controller!.reason).toBe(reason);
-    expect(dispatcher.stats).toEqual({ requests: 1, completed: 0, aborted: 1, inFlight: 0 });
+    expect(dispatcher.stats).toMatchObject({ requests: 1, completed: 0, aborted: 1, inFlight: 0, lastAbortAtMs: expect.any(Number) });
   });
 
   it('abort in onRequestStart fails before any headers', async () => {
@@ -148,7 +148,7 @@ describe('MockDispatcher', () => {
     await r.settled;
     r.controller!.abort(new Error('late'));
     expect(r.errors).toEqual([]);
-    expect(dispatcher.stats).toEqual({ requests: 1, completed: 1, aborted: 0, inFlight: 0 });
+    expect(dispatcher.stats).toEqual({ requests: 1, completed: 1, aborted: 0, inFlight: 0, lastAbortAtMs: 0 });
   });
 
   it('answers 400 to a body that is not JSON and 404 to other routes', async () => {
@@ -203,7 +203,7 @@ describe('MockDispatcher', () => {
       await r.settled;
       expect(contents(r.text)).toBe(mockCompletionText(4));
       expect(r.errors[0]).toMatchObject({ code: 'UND_ERR_SOCKET', message: 'other side closed' });
-      expect(dispatcher.stats).toEqual({ requests: 1, completed: 0, aborted: 0, inFlight: 0 });
+      expect(dispatcher.stats).toEqual({ requests: 1, completed: 0, aborted: 0, inFlight: 0, lastAbortAtMs: 0 });
     });
 
     it('stall-mid-stream: half the tokens, then silence until the body timeout', async () => {
