@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import type { Deployment, ModelRoute } from '../../../src/config/load.js';
 import { DeploymentRouter } from '../../../src/providers/router.js';
+import { seededRandom as seeded } from '../../support/seeded-random.js';
 
 function deployment(id: string, weight = 1): Deployment {
   return {
@@ -21,16 +22,6 @@ function deployment(id: string, weight = 1): Deployment {
 
 function route(...deployments: Deployment[]): ModelRoute {
   return { name: 'gpt', ownedBy: 'test', deployments, maxOutputTokens: 4096 };
-}
-
-/** Deterministic PRNG (mulberry32). */
-function seeded(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A clock the test moves by hand. */

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { SseEventTooLargeError, SseParser, type SseEvent } from '../../../src/streaming/sse-parser.js';
+import { seededRandom as seeded } from '../../support/seeded-random.js';
 
 /** Feeds `chunks` (each copied, so no chunk is a view of another) and returns the events seen. */
 function parse(chunks: Array<string | Uint8Array>, maxEventBytes?: number): SseEvent[] {
@@ -19,16 +20,6 @@ function split(bytes: Buffer, cuts: number[]): Uint8Array[] {
     from = cut;
   }
   return out;
-}
-
-/** Deterministic PRNG (mulberry32) so a failing split can be replayed. */
-function seeded(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const message = (data: string): SseEvent => ({ event: undefined, data });

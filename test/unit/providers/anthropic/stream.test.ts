@@ -4,6 +4,7 @@ import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { AnthropicStreamTranslator } from '../../../../src/providers/anthropic/stream.js';
 import type { FrameSink, TranslateContext } from '../../../../src/providers/types.js';
 import { SseParser } from '../../../../src/streaming/sse-parser.js';
+import { seededRandom as random } from '../../../support/seeded-random.js';
 
 const created = 1_700_000_000;
 
@@ -76,16 +77,6 @@ function reassemble(frames: string[], expectedId: string): Reassembled {
     if (choice.finish_reason !== null) out.finishReasons.push(choice.finish_reason);
   });
   return out;
-}
-
-/** Deterministic PRNG (mulberry32) so a failing random split can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Every two-chunk split, then random multi-splits: all must give the frames of the unsplit stream. */
