@@ -35,7 +35,7 @@ const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024;
 
 export class ChatExchange {
-  clientGone = false;
+  private clientGone = false;
   private finished = false;
   private headersSent = false;
   private request!: ChatRequest;
@@ -253,8 +253,7 @@ export class ChatExchange {
     clearTimeout(this.stalledTimer);
     if (this.streamOpen) liveCounts.activeStreams--;
     liveCounts.inflightRequests--;
-    const status = this.clientGone ? 499 : this.status;
-    countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(status));
+    countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
     this.deps.inflight.delete(this);
   }
