@@ -1,40 +1,66 @@
 // Composition root: load config, wire the parts, listen, drain on SIGTERM.
 import { loadConfig, type Config } from './config/load.js';
+import { openDatabase, type Database } from './db/database.js';
+import { RequestAuthenticator } from './http/authenticate.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 import { uwsImplementation, uwsNative } from './http/uws.js';
 import { log } from './log.js';
 import { httpServerInfo, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
 import { UpstreamPools } from './providers/upstream-pools.js';
+import { AdminService } from './tenancy/admin-service.js';
+import { ensureDemoKey } from './tenancy/demo.js';
+import { KeyAuthenticator } from './tenancy/key-authenticator.js';
 
 export interface Gateway {
   readonly port: number;
   readonly config: Config;
+  readonly db: Database;
+  readonly admin: AdminService;
+  readonly keys: KeyAuthenticator;
   /** Graceful: drains in-flight requests up to the configured grace period, then closes pools. */
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startGateway(config: Config): Promise<Gateway> {
+export interface GatewayOptions {
+  /** An already open database (tests share one per file); otherwise opened from config.database. */
+  readonly db?: Database;
+}
+
+export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   httpServerInfo.set({ implementation: uwsImplementation }, 1);
   uwsNativeGauge.set(uwsNative ? 1 : 0);
   if (uwsNative) log.info('uWebSockets.js: native binary in use');
   else log.warn('uWebSockets.js: native binary unavailable for this platform/Node, using the slow JS fallback', { platform: process.platform, arch: process.arch, abi: process.versions.modules });
 
+  const db = options.db ?? (await openDatabase(config.database));
+  const ownsDb = options.db === undefined;
+  const keys = new KeyAuthenticator(db, { ttlMs: config.auth.keyCacheTtlMs, negativeTtlMs: config.auth.negativeKeyCacheTtlMs, negativeMaxEntries: config.auth.negativeKeyCacheSize });
+  const admin = new AdminService(db, new Set(config.models.keys()));
   const pools = new UpstreamPools(config.upstream);
   const router = new DeploymentRouter(config.upstream.cooldownMs);
+  const readinessChecks = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
   let server: HttpServer;
   try {
-    server = await startHttpServer({ config, router, pools });
+    await keys.startListening();
+    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, readinessChecks });
   } catch (err) {
-    await pools.close();
+    await Promise.allSettled([pools.close(), keys.close()]);
+    if (ownsDb) await db.close();
     throw err;
   }
   let closing: Promise<void> | undefined;
   return {
     port: server.port,
     config,
+    db,
+    admin,
+    keys,
     close(graceMs = config.server.shutdownGraceMs) {
-      closing ??= server.shutdown(graceMs).then(() => pools.close());
+      closing ??= server.shutdown(graceMs).then(async () => {
+        await Promise.allSettled([pools.close(), keys.close()]);
+        if (ownsDb) await db.close();
+      });
       return closing;
     },
   };
@@ -43,16 +69,18 @@ export async function startGateway(config: Config): Promise<Gateway> {
 /** `nemo start`: runs until SIGTERM/SIGINT, then drains. */
 export async function runGateway(): Promise<void> {
   const config = loadConfig();
-  if (config.masterKey === undefined) log.warn('no master key set (NEMO_MASTER_KEY): the API is open to anyone who can reach it');
+  if (config.masterKey === undefined) log.warn('no master key set (NEMO_MASTER_KEY): the admin API accepts org admin keys only; organizations cannot be created over HTTP');
   const gateway = await startGateway(config);
+  const demo = gateway.db.kind === 'embedded' && config.auth.demoOrg ? await ensureDemoKey(gateway.admin, config.database.dataDir) : undefined;
   const { host } = config.server;
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const models = [...config.models.keys()];
   log.info('listening', { host, port: gateway.port, models, source: config.source });
+  const keyHeader = demo ? `-H 'authorization: Bearer ${demo.key}'` : `-H "authorization: Bearer $NEMO_API_KEY"`;
   process.stdout.write(
     `NemoRouter listening on http://${shownHost}:${gateway.port} (models from ${config.source})\n` +
-      `Try it:\n  curl http://${shownHost}:${gateway.port}/v1/chat/completions -H 'content-type: application/json'` +
-      `${config.masterKey ? " -H 'authorization: Bearer $NEMO_MASTER_KEY'" : ''}` +
+      (demo?.created ? `Created a demo organization with an admin API key (kept in ${config.database.dataDir}/demo-key):\n  ${demo.key}\n` : '') +
+      `Try it:\n  curl http://${shownHost}:${gateway.port}/v1/chat/completions -H 'content-type: application/json' ${keyHeader}` +
       ` -d '{"model":"${models[0]}","messages":[{"role":"user","content":"Hello"}],"stream":true}'\n`,
   );
   let signals = 0;

@@ -24,9 +24,22 @@ export interface ModelRoute {
   readonly maxOutputTokens: number;
 }
 
+export interface DatabaseConfig extends Readonly<ConfigFile['database']> {
+  /** DATABASE_URL: the owner connection (migrations). Unset: the embedded PostgreSQL. */
+  readonly url: string | undefined;
+  /** NEMO_DATA_DIR: where the embedded PostgreSQL and its secrets live. */
+  readonly dataDir: string;
+  /** NEMO_DB_APP_PASSWORD: the nemo_app role's password (non-enumerable). Required with DATABASE_URL. */
+  readonly appPassword: string | undefined;
+  /** NEMO_PG_OS_USER: the OS user the embedded PostgreSQL runs as when we are root. */
+  readonly osUser: string;
+}
+
 export interface Config {
   readonly server: ConfigFile['server'];
   readonly upstream: ConfigFile['upstream'];
+  readonly auth: ConfigFile['auth'];
+  readonly database: DatabaseConfig;
   readonly masterKey: string | undefined;
   readonly models: ReadonlyMap<string, ModelRoute>;
   /** Where the model table came from, for the start-up log. */
@@ -74,9 +87,22 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   }
   const file = parsed.data;
   const models = resolveModels(file.models ?? DEFAULT_MOCK_MODELS, env, problems);
+  const database = databaseConfig(file, env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
-  const masterKey = env[file.auth.masterKeyEnv] || undefined;
-  return deepFreeze({ server: file.server, upstream: file.upstream, masterKey, models, source });
+  const config = { server: file.server, upstream: file.upstream, auth: file.auth, database, models, source } as Config;
+  Object.defineProperty(config, 'masterKey', { value: env[file.auth.masterKeyEnv] || undefined, enumerable: false });
+  return deepFreeze(config);
+}
+
+function databaseConfig(file: ConfigFile, env: Env, problems: string[]): DatabaseConfig {
+  const url = env.DATABASE_URL || undefined;
+  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) problems.push('DATABASE_URL: must be a postgres:// or postgresql:// URL');
+  const appPassword = env.NEMO_DB_APP_PASSWORD || undefined;
+  if (url !== undefined && appPassword === undefined) problems.push('NEMO_DB_APP_PASSWORD: required with DATABASE_URL (the password of the nemo_app role the gateway connects as)');
+  const database = { ...file.database, url, dataDir: env.NEMO_DATA_DIR || '.nemo', osUser: env.NEMO_PG_OS_USER || 'postgres' } as DatabaseConfig;
+  Object.defineProperty(database, 'appPassword', { value: appPassword, enumerable: false });
+  Object.defineProperty(database, 'url', { value: url, enumerable: false });
+  return database;
 }
 
 function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown {

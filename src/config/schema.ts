@@ -80,8 +80,23 @@ export const configFileSchema = z.strictObject({
     .prefault({}),
   auth: z
     .strictObject({
-      /** Name of the env var that holds the master key; unset disables auth (development only). */
+      /** Name of the env var that holds the platform master key (admin API: manages orgs). */
       masterKeyEnv: z.string().default('NEMO_MASTER_KEY'),
+      /** How long a verified API key is trusted without re-reading Postgres (changes are pushed sooner). */
+      keyCacheTtlMs: positiveInt.default(30_000),
+      /** How long an unknown key is remembered as unknown, so a flood of bad keys costs no queries. */
+      negativeKeyCacheTtlMs: nonNegativeInt.default(5_000),
+      negativeKeyCacheSize: positiveInt.default(10_000),
+      /** On an empty embedded database, create a demo org and key at start and print the key. */
+      demoOrg: z.boolean().default(true),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      /** Connections of the gateway's (nemo_app) pool. */
+      poolMax: positiveInt.default(10),
+      connectTimeoutMs: positiveInt.default(5_000),
+      statementTimeoutMs: positiveInt.default(10_000),
     })
     .prefault({}),
   models: z.array(modelSchema).min(1).optional(),

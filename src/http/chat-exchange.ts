@@ -15,6 +15,9 @@ import { readUsage } from '../providers/usage.js';
 import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
 import { sseErrorFrame } from './error-response.js';
 import { JSON_TYPE, sendError } from './respond.js';
+import { asDatabaseError } from '../db/database.js';
+import { mayUseModel, type KeyPrincipal, type Principal } from '../tenancy/principal.js';
+import type { AuthOutcome } from './authenticate.js';
 import type { HttpResponse } from './uws.js';
 import { requestedMaxTokens, validateChatRequest } from './validate-chat-request.js';
 
@@ -56,6 +59,10 @@ export class ChatExchange {
   readonly frames: Array<string | Uint8Array> = [];
   readonly sink: FrameSink = { push: (frame) => void this.frames.push(frame) };
   usage: Usage | undefined;
+  /** Set once the API key is verified; the body waits for it. */
+  private principal: KeyPrincipal | undefined;
+  private authPending = false;
+  private heldBody: Buffer | undefined;
 
   constructor(
     private readonly deps: ChatDeps,
@@ -73,8 +80,43 @@ export class ChatExchange {
     this.finish();
   }
 
+  /** The caller, or a pending key lookup; the body is held (copied) until it resolves. */
+  setCaller(outcome: AuthOutcome): void {
+    if (outcome instanceof Promise) {
+      this.authPending = true;
+      outcome.then(
+        (principal) => this.onCaller(principal),
+        (err: unknown) => this.fail(toGatewayError(asDatabaseError(err)), true),
+      );
+      return;
+    }
+    this.onCaller(outcome);
+  }
+
+  private onCaller(principal: Principal | null): void {
+    this.authPending = false;
+    if (this.finished) return;
+    if (principal === null) return this.fail(new GatewayError('NR_UNAUTHORIZED'), true);
+    if (principal.kind === 'platform') {
+      return this.fail(new GatewayError('NR_FORBIDDEN', 'The platform master key is for the admin API; call /v1 with an org API key.'), true);
+    }
+    if (principal.expiresAtMs !== undefined && principal.expiresAtMs <= Date.now()) {
+      return this.fail(new GatewayError('NR_UNAUTHORIZED', 'The API key has expired.'), true);
+    }
+    this.principal = principal;
+    const held = this.heldBody;
+    if (held !== undefined) {
+      this.heldBody = undefined;
+      this.onBody(held);
+    }
+  }
+
   /** The body arrived; `body` is only valid during this call. */
   onBody(body: Buffer): void {
+    if (this.principal === undefined) {
+      if (this.authPending && !this.finished) this.heldBody = Buffer.from(body);
+      return;
+    }
     try {
       if (!isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
       let parsed: unknown;
@@ -87,6 +129,9 @@ export class ChatExchange {
       const route = this.deps.config.models.get(this.request.model);
       if (route === undefined) {
         throw new GatewayError('NR_MODEL_NOT_FOUND', `The model ${JSON.stringify(this.request.model.slice(0, 256))} does not exist.`, { param: 'model' });
+      }
+      if (!mayUseModel(this.principal, route.name)) {
+        throw new GatewayError('NR_MODEL_NOT_ALLOWED', `This API key may not use the model ${JSON.stringify(route.name)}.`, { param: 'model' });
       }
       this.route = route;
       this.modelLabel = route.name;
@@ -134,6 +179,10 @@ export class ChatExchange {
     this.attempts++;
     this.attempt = new UpstreamAttempt(this, deployment, adapterFor(deployment));
     this.attempt.start(this.request, this.maxTokens, this.deps.pools.dispatcherFor(deployment), this.deps.config.upstream);
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
   }
 
   get translateContext(): TranslateContext {

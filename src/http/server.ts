@@ -5,7 +5,8 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { UpstreamPools } from '../providers/upstream-pools.js';
-import { makeBearerCheck } from './auth.js';
+import type { AdminService } from '../tenancy/admin-service.js';
+import type { RequestAuthenticator } from './authenticate.js';
 import type { ChatExchange, InflightTracker } from './chat-exchange.js';
 import { sendError } from './respond.js';
 import { requestIdFrom } from './request-id.js';
@@ -13,12 +14,15 @@ import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { modelsRoute } from './routes/models.js';
+import { registerAdminRoutes } from './routes/admin.js';
 import { App, us_listen_socket_close, us_socket_local_port, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
 
 export interface HttpServerDeps {
   readonly config: Config;
   readonly router: DeploymentRouter;
   readonly pools: UpstreamPools;
+  readonly auth: RequestAuthenticator;
+  readonly admin: AdminService;
   readonly readinessChecks?: readonly ReadinessCheck[];
 }
 
@@ -53,20 +57,22 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
   const isDraining = () => draining;
   const app = App();
 
-  const chat = chatCompletionsRoute({ ...deps, inflight, checkAuth: makeBearerCheck(deps.config.masterKey), isDraining });
+  const chat = chatCompletionsRoute({ ...deps, inflight, isDraining });
+  const models = modelsRoute(deps.config, deps.auth);
   const routes: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
     ['/v1/chat/completions', 'post', chat],
     ['/chat/completions', 'post', chat],
-    ['/v1/models', 'get', modelsRoute(deps.config)],
-    ['/models', 'get', modelsRoute(deps.config)],
+    ['/v1/models', 'get', models],
+    ['/models', 'get', models],
     ['/healthz', 'get', healthRoute()],
     ['/readyz', 'get', readyRoute(deps.readinessChecks ?? [], isDraining)],
     ['/metrics', 'get', metricsRoute()],
   ];
   for (const [path, method, handler] of routes) {
     app[method](path, handler);
-    app.any(path, methodNotAllowed(method));
+    app.any(path, methodNotAllowed([method]));
   }
+  for (const [path, methods] of registerAdminRoutes(app, deps)) app.any(path, methodNotAllowed(methods));
   app.any('/*', (res, req) => {
     sendError(res, new GatewayError('NR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.getMethod().toUpperCase()} ${req.getUrl().slice(0, 256)}`), requestIdFrom(req.getHeader('x-request-id')));
   });
@@ -97,8 +103,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
   };
 }
 
-function methodNotAllowed(allowed: 'get' | 'post') {
-  const allow = allowed.toUpperCase();
+function methodNotAllowed(allowed: readonly string[]) {
+  const allow = allowed.map((m) => m.toUpperCase()).join(', ');
   return (res: HttpResponse, req: HttpRequest): void => {
     const err = new GatewayError('NR_METHOD_NOT_ALLOWED', `Method ${req.getMethod().toUpperCase()} is not allowed here; use ${allow}.`);
     const requestId = requestIdFrom(req.getHeader('x-request-id'));

@@ -3,9 +3,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mockCompletionText } from '../../src/providers/mock/generate.js';
-import { mockDeployment, startMockUpstreamProcess, startTestGateway, type MockUpstreamProcess, type TestGateway } from './helpers/gateway.js';
-
-const MASTER_KEY = 'sk-test-master-key-0123456789';
+import { PLATFORM, mockDeployment, startMockUpstreamProcess, startTestGateway, type MockUpstreamProcess, type TestGateway } from './helpers/gateway.js';
 
 describe('openai SDK against the gateway', () => {
   let upstream: MockUpstreamProcess;
@@ -26,9 +24,8 @@ describe('openai SDK against the gateway', () => {
           { name: 'cut-stream', deployments: [mockDeployment(upstream, { 'x-mock-fault': 'cut-mid-stream', 'x-mock-tokens-per-second': '500' })] },
         ],
       },
-      { NEMO_MASTER_KEY: MASTER_KEY },
     );
-    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.apiKey, maxRetries: 0 });
   });
 
   afterAll(async () => {
@@ -90,10 +87,25 @@ describe('openai SDK against the gateway', () => {
   });
 
   it('maps a wrong key to AuthenticationError (401)', async () => {
-    const bad = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
-    const err = await bad.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
-    expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('invalid_api_key');
+    for (const apiKey of ['sk-wrong', `sk-nemo-${'A'.repeat(43)}`]) {
+      const bad = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey, maxRetries: 0 });
+      const err = await bad.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+      expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('invalid_api_key');
+    }
+  });
+
+  it('maps a model the key may not use to PermissionDeniedError (403)', async () => {
+    const { key } = (await gw.gateway.admin.createKey(PLATFORM, gw.orgId, { name: 'chat only', allowed_models: ['chat'] })) as { key: string };
+    const limited = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 });
+    const err = await limited.chat.completions.create({ model: 'in-process', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('model_not_allowed');
+    const ok = await limited.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'x' }] });
+    expect(ok.choices[0]?.message.content).toBe(mockCompletionText(24));
+    const ids: string[] = [];
+    for await (const model of limited.models.list()) ids.push(model.id);
+    expect(ids).toEqual(['chat']);
   });
 
   it('maps an unknown model to NotFoundError (404)', async () => {

@@ -1,6 +1,7 @@
 // POST /v1/chat/completions: checks what can be checked from the headers, then reads the body
 // into a ChatExchange, which does the rest.
 import { GatewayError } from '../../errors/gateway-error.js';
+import type { RequestAuthenticator } from '../authenticate.js';
 import { readBody } from '../body-reader.js';
 import { ChatExchange, type ChatDeps } from '../chat-exchange.js';
 import { requestIdFrom } from '../request-id.js';
@@ -9,7 +10,7 @@ import type { HttpRequest, HttpResponse } from '../uws.js';
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
 
 export interface ChatRouteDeps extends ChatDeps {
-  readonly checkAuth: ((authorization: string) => boolean) | undefined;
+  readonly auth: RequestAuthenticator;
   isDraining(): boolean;
 }
 
@@ -22,10 +23,12 @@ export function chatCompletionsRoute(deps: ChatRouteDeps) {
     const contentType = req.getHeader('content-type');
     const contentLength = req.getHeader('content-length');
     const authorization = req.getHeader('authorization');
+    const xApiKey = req.getHeader('x-api-key');
     const exchange = new ChatExchange(deps, res, requestId, startedAt);
     res.onAborted(() => exchange.onClientAborted());
     if (deps.isDraining()) return exchange.fail(new GatewayError('NR_SHUTTING_DOWN'), true);
-    if (deps.checkAuth !== undefined && !deps.checkAuth(authorization)) return exchange.fail(new GatewayError('NR_UNAUTHORIZED'), true);
+    exchange.setCaller(deps.auth.authenticate(authorization, xApiKey));
+    if (exchange.isFinished) return;
     if (!JSON_CONTENT_TYPE.test(contentType)) return exchange.fail(new GatewayError('NR_UNSUPPORTED_MEDIA_TYPE'), true);
     readBody(res, contentLength, maxBodyBytes, (body) => exchange.onBody(body), (err) => exchange.fail(err, true));
   };

@@ -6,18 +6,48 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { buildConfig } from '../../../src/config/load.js';
 import { startGateway, type Gateway } from '../../../src/main.js';
+import type { Principal } from '../../../src/tenancy/principal.js';
+import { createTestDatabase, databaseEnv, type TestDatabase } from '../../support/test-database.js';
 
 export interface TestGateway {
   readonly gateway: Gateway;
   readonly url: string;
+  readonly database: TestDatabase;
+  /** An org created for the test, and an admin API key of it. */
+  readonly orgId: string;
+  readonly apiKey: string;
+  /** Headers that authenticate as that key. */
+  readonly auth: { authorization: string };
   close(): Promise<void>;
 }
 
+export const PLATFORM: Principal = { kind: 'platform' };
+
+/** A real gateway on port 0 over its own fresh database, with one org and one admin key. */
 export async function startTestGateway(raw: Record<string, unknown>, env: Record<string, string> = {}): Promise<TestGateway> {
   const server = { host: '127.0.0.1', port: 0, shutdownGraceMs: 2000, ...(raw.server as object | undefined) };
-  const config = buildConfig({ ...raw, server }, env, 'test');
-  const gateway = await startGateway(config);
-  return { gateway, url: `http://127.0.0.1:${gateway.port}`, close: () => gateway.close(500) };
+  const database = await createTestDatabase();
+  try {
+    const config = buildConfig({ ...raw, server }, { ...databaseEnv(database), ...env }, 'test');
+    const gateway = await startGateway(config);
+    const org = await gateway.admin.createOrg(PLATFORM, { name: 'test org' });
+    const { key } = (await gateway.admin.createKey(PLATFORM, org.id, { name: 'test key', role: 'admin' })) as { key: string };
+    return {
+      gateway,
+      url: `http://127.0.0.1:${gateway.port}`,
+      database,
+      orgId: org.id,
+      apiKey: key,
+      auth: { authorization: `Bearer ${key}` },
+      async close() {
+        await gateway.close(500);
+        await database.drop();
+      },
+    };
+  } catch (err) {
+    await database.drop();
+    throw err;
+  }
 }
 
 export interface MockUpstreamProcess {

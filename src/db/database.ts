@@ -1,0 +1,125 @@
+// The one database of record: picks the server (DATABASE_URL or the embedded PostgreSQL), migrates
+// it as the owner, and opens the gateway's own pool as nemo_app, a role that is subject to
+// row-level security. Every tenant transaction goes through withTenant().
+import pg from 'pg';
+import type { DatabaseConfig } from '../config/load.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { log } from '../log.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js';
+import { migrationsDirFromHere, runMigrations } from './migrate.js';
+
+export const APP_ROLE = 'nemo_app';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface Database {
+  /** The nemo_app pool: every query here is under row-level security. */
+  readonly pool: pg.Pool;
+  /** Connection settings of the nemo_app role, for LISTEN clients. */
+  readonly appConnection: pg.ClientConfig;
+  readonly kind: 'embedded' | 'external';
+  /** Runs fn in one transaction with the tenant set; rolls back when fn throws. */
+  withTenant<T>(orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+  /** One statement outside any tenant: only for the SECURITY DEFINER functions. */
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(config: DatabaseConfig, options: { migrate?: boolean } = {}): Promise<Database> {
+  let embedded: EmbeddedPostgres | undefined;
+  let ownerUrl = config.url;
+  let appPassword = config.appPassword;
+  if (ownerUrl === undefined) {
+    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, osUser: config.osUser });
+    ownerUrl = embedded.ownerUrl;
+    appPassword ??= embedded.appPassword;
+    log.info('database: embedded PostgreSQL', { dataDir: embedded.dataDir, startedHere: embedded.started });
+  } else {
+    log.info('database: DATABASE_URL', { server: redact(ownerUrl) });
+  }
+  try {
+    if (options.migrate !== false) {
+      const { applied } = await runMigrations({ ownerUrl, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: appPassword! }, log: (msg, fields) => log.info(msg, fields as Record<string, unknown>) });
+      if (applied.length > 0) log.info('database: migrations applied', { applied });
+    }
+    return openAppPool(ownerUrl, appPassword!, config, embedded);
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
+}
+
+function openAppPool(ownerUrl: string, appPassword: string, config: DatabaseConfig, embedded: EmbeddedPostgres | undefined): Database {
+  const url = new URL(ownerUrl);
+  const appConnection: pg.ClientConfig = {
+    host: url.hostname,
+    port: Number(url.port || 5432),
+    database: decodeURIComponent(url.pathname.slice(1)) || 'postgres',
+    user: APP_ROLE,
+    password: appPassword,
+    connectionTimeoutMillis: config.connectTimeoutMs,
+    statement_timeout: config.statementTimeoutMs,
+    application_name: 'nemorouter',
+  };
+  const pool = new pg.Pool({ ...appConnection, max: config.poolMax, idleTimeoutMillis: 30_000 });
+  // An idle client losing its server must not crash the process; the next checkout reconnects.
+  pool.on('error', (err) => log.warn('database: idle connection error', { error: err.message }));
+
+  return {
+    pool,
+    appConnection,
+    kind: embedded ? 'embedded' : 'external',
+    async withTenant(orgId, fn) {
+      // Validated here because it is spliced into the one-round-trip BEGIN below.
+      if (!UUID.test(orgId)) throw new GatewayError('NR_INTERNAL', undefined, { cause: new Error('withTenant: org id is not a uuid') });
+      const client = await checkout(pool);
+      try {
+        await client.query(`BEGIN; SELECT set_config('nemo.org_id', '${orgId}', true)`);
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async query(text, values) {
+      try {
+        return await pool.query(text, values);
+      } catch (err) {
+        throw asDatabaseError(err);
+      }
+    },
+    async close() {
+      await pool.end();
+      await embedded?.stop();
+    },
+  };
+}
+
+async function checkout(pool: pg.Pool): Promise<pg.PoolClient> {
+  try {
+    return await pool.connect();
+  } catch (err) {
+    throw new GatewayError('NR_DATABASE_UNAVAILABLE', undefined, { cause: err });
+  }
+}
+
+/** Connection-level failures become 503s; SQL errors stay as they are for the caller to map. */
+export function asDatabaseError(err: unknown): unknown {
+  if (err instanceof GatewayError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  // Class 08 is connection exceptions; 57P0x the server shutting down; ECONNREFUSED etc. from the socket.
+  if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P') || code.startsWith('E'))) {
+    return new GatewayError('NR_DATABASE_UNAVAILABLE', undefined, { cause: err });
+  }
+  if (err instanceof Error && /timeout|terminated|Connection/i.test(err.message)) return new GatewayError('NR_DATABASE_UNAVAILABLE', undefined, { cause: err });
+  return err;
+}
+
+function redact(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}

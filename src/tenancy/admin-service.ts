@@ -1,0 +1,185 @@
+// The admin operations, shared by the admin HTTP API and the CLI: who may do what, and the SQL.
+// The platform (master key) manages orgs; an org's admin key manages its own org. Every tenant
+// read and write runs in a transaction with that org set, under row-level security; another
+// org's objects are simply not found.
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { z } from 'zod';
+import { asDatabaseError, type Database } from '../db/database.js';
+import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
+import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, isUuid, updateConfigInput } from './admin-schemas.js';
+import { generateApiKey } from './api-keys.js';
+import type { Principal } from './principal.js';
+
+const UNIQUE_VIOLATION = '23505';
+const FOREIGN_KEY_VIOLATION = '23503';
+const CHECK_VIOLATION = '23514';
+
+export interface Org {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+const ORG_COLUMNS = 'org_id AS id, name, created_at';
+const TEAM_COLUMNS = 'team_id AS id, org_id, name, created_at';
+const MEMBER_COLUMNS = 'user_id AS id, org_id, role, team_id, created_at';
+const KEY_COLUMNS = 'key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, expires_at, revoked_at, created_by, created_at';
+const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, updated_at';
+
+export class AdminService {
+  constructor(
+    private readonly db: Database,
+    /** Public model names, to refuse allow-lists naming models that do not exist. */
+    private readonly knownModels: ReadonlySet<string>,
+  ) {}
+
+  async createOrg(caller: Principal, body: unknown): Promise<Org> {
+    if (caller.kind !== 'platform') throw new GatewayError('NR_FORBIDDEN', 'Only the platform master key creates organizations.');
+    const input = parse(createOrgInput, body);
+    const { rows } = await this.run(() => this.db.query<Org>(`SELECT ${ORG_COLUMNS} FROM nemo.create_org($1, $2)`, [randomUUID(), input.name]));
+    return rows[0]!;
+  }
+
+  async listOrgs(caller: Principal): Promise<Org[]> {
+    if (caller.kind === 'platform') return (await this.run(() => this.db.query<Org>(`SELECT ${ORG_COLUMNS} FROM nemo.list_orgs()`))).rows;
+    this.requireAdmin(caller, caller.orgId);
+    return [await this.getOrg(caller, caller.orgId)];
+  }
+
+  async getOrg(caller: Principal, orgId: string): Promise<Org> {
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query<Org>(`SELECT ${ORG_COLUMNS} FROM nemo.orgs`);
+      return rows[0]!;
+    });
+  }
+
+  createTeam(caller: Principal, orgId: string, body: unknown) {
+    const input = parse(createTeamInput, body);
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(`INSERT INTO nemo.teams (org_id, team_id, name) VALUES ($1, $2, $3) RETURNING ${TEAM_COLUMNS}`, [orgId, randomUUID(), input.name]);
+      return rows[0];
+    });
+  }
+
+  listTeams(caller: Principal, orgId: string) {
+    return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${TEAM_COLUMNS} FROM nemo.teams ORDER BY created_at, team_id`)).rows);
+  }
+
+  createMember(caller: Principal, orgId: string, body: unknown) {
+    const input = parse(createMemberInput, body);
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `INSERT INTO nemo.members (org_id, user_id, role, team_id) VALUES ($1, $2, $3, $4) RETURNING ${MEMBER_COLUMNS}`,
+        [orgId, input.user_id ?? randomUUID(), input.role, input.team_id ?? null],
+      );
+      return rows[0];
+    });
+  }
+
+  listMembers(caller: Principal, orgId: string) {
+    return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${MEMBER_COLUMNS} FROM nemo.members ORDER BY created_at, user_id`)).rows);
+  }
+
+  /** Creates a key and returns its secret: the only time it is ever shown. */
+  createKey(caller: Principal, orgId: string, body: unknown) {
+    const input = parse(createKeyInput, body);
+    this.checkModels(input.allowed_models, 'allowed_models');
+    if (input.expires_at != null && Date.parse(input.expires_at) <= Date.now()) throw invalidRequest('`expires_at` must be in the future.', 'expires_at');
+    const key = generateApiKey();
+    const createdBy = caller.kind === 'platform' ? 'platform' : caller.keyId;
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `INSERT INTO nemo.api_keys (org_id, key_id, team_id, name, role, key_hash, key_prefix, allowed_models, expires_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${KEY_COLUMNS}`,
+        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy],
+      );
+      return { ...rows[0], key: key.secret };
+    });
+  }
+
+  listKeys(caller: Principal, orgId: string) {
+    return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${KEY_COLUMNS} FROM nemo.api_keys ORDER BY created_at, key_id`)).rows);
+  }
+
+  /** Idempotent: revoking a revoked key keeps its first revocation time. */
+  revokeKey(caller: Principal, orgId: string, keyId: string) {
+    if (!isUuid(keyId)) throw new GatewayError('NR_NOT_FOUND', 'No such key.');
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `UPDATE nemo.api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE key_id = $1 RETURNING ${KEY_COLUMNS}`,
+        [keyId],
+      );
+      if (rows.length === 0) throw new GatewayError('NR_NOT_FOUND', 'No such key.');
+      return rows[0];
+    });
+  }
+
+  getConfig(caller: Principal, orgId: string) {
+    return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${CONFIG_COLUMNS} FROM nemo.org_config`)).rows[0]);
+  }
+
+  updateConfig(caller: Principal, orgId: string, body: unknown) {
+    const input = parse(updateConfigInput, body);
+    this.checkModels(input.allowed_models, 'allowed_models');
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `UPDATE nemo.org_config SET
+           allowed_models = CASE WHEN $1 THEN $2::text[] ELSE allowed_models END,
+           default_guardrail_policy = COALESCE($3::jsonb, default_guardrail_policy),
+           logging_level = COALESCE($4, logging_level),
+           updated_at = now()
+         RETURNING ${CONFIG_COLUMNS}`,
+        [input.allowed_models !== undefined, input.allowed_models ?? null, input.default_guardrail_policy === undefined ? null : JSON.stringify(input.default_guardrail_policy), input.logging_level ?? null],
+      );
+      return rows[0];
+    });
+  }
+
+  /** Authorizes the caller for the org, then runs fn under RLS with that org; a missing org is 404. */
+  private async inOrg<T>(caller: Principal, orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (!isUuid(orgId)) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
+    if (caller.kind === 'key') this.requireAdmin(caller, orgId);
+    return this.run(() =>
+      this.db.withTenant(orgId, async (client) => {
+        const { rowCount } = await client.query('SELECT 1 FROM nemo.orgs');
+        if (rowCount === 0) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
+        return fn(client);
+      }),
+    );
+  }
+
+  private requireAdmin(caller: Extract<Principal, { kind: 'key' }>, orgId: string): void {
+    // Another org's objects do not exist for this key, whatever its role.
+    if (caller.orgId !== orgId) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
+    if (caller.role !== 'admin') throw new GatewayError('NR_FORBIDDEN', 'Only admin keys use the admin API.');
+  }
+
+  private checkModels(models: string[] | null | undefined, param: string): void {
+    for (const model of models ?? []) {
+      if (!this.knownModels.has(model)) throw invalidRequest(`Unknown model ${JSON.stringify(model.slice(0, 256))} in \`${param}\`.`, param);
+    }
+  }
+
+  /** Maps Postgres constraint errors to client errors; connection trouble to 503. */
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === UNIQUE_VIOLATION) throw new GatewayError('NR_CONFLICT', 'An object with that name already exists.', { cause: err });
+      if (code === FOREIGN_KEY_VIOLATION) throw invalidRequest('A referenced object (e.g. `team_id`) does not exist in this organization.', 'team_id');
+      if (code === CHECK_VIOLATION) throw invalidRequest('A value is out of range.');
+      throw asDatabaseError(err);
+    }
+  }
+}
+
+function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const param = issue.path.length > 0 ? issue.path.join('.') : null;
+  const problems = result.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+  throw invalidRequest(`Invalid request body: ${problems}`, param);
+}

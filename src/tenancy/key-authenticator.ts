@@ -1,0 +1,201 @@
+// API key authentication with a derived, disposable in-process cache. A hit costs a hash and a Map
+// lookup; a miss reads Postgres through nemo.find_api_key (concurrent misses for one key share the
+// query). Changes are pushed by LISTEN/NOTIFY (nemo_tenancy), so a revoked key stops working on every
+// instance within moments; while that channel is down nothing is cached, since a push could be missed.
+import pg from 'pg';
+import type { Database } from '../db/database.js';
+import { log } from '../log.js';
+import type { KeyPrincipal } from './principal.js';
+
+export interface KeyCacheOptions {
+  readonly ttlMs: number;
+  readonly negativeTtlMs: number;
+  readonly negativeMaxEntries: number;
+}
+
+interface KeyRow {
+  org_id: string;
+  key_id: string;
+  team_id: string | null;
+  role: 'admin' | 'member';
+  allowed_models: string[] | null;
+  org_allowed_models: string[] | null;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+}
+
+interface Entry {
+  readonly principal: KeyPrincipal;
+  readonly cachedUntil: number;
+}
+
+const RECONNECT_MS = 1_000;
+
+export class KeyAuthenticator {
+  private readonly byHash = new Map<string, Entry>();
+  private readonly unknownUntil = new Map<string, number>();
+  private readonly pending = new Map<string, Promise<KeyPrincipal | null>>();
+  private listener: pg.Client | undefined;
+  private listening = false;
+  private closed = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Bumped by every change notification: a lookup that raced one is not cached. */
+  private generation = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly db: Database,
+    private readonly options: KeyCacheOptions,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** A cached answer: the principal, null for a key known to be invalid, undefined when Postgres must be asked. */
+  cached(hash: Buffer): KeyPrincipal | null | undefined {
+    const id = hash.toString('base64');
+    const entry = this.byHash.get(id);
+    const now = this.now();
+    if (entry !== undefined) {
+      if (entry.cachedUntil > now) {
+        this.hits++;
+        return entry.principal;
+      }
+      this.byHash.delete(id);
+    }
+    const unknownUntil = this.unknownUntil.get(id);
+    if (unknownUntil !== undefined) {
+      if (unknownUntil > now) {
+        this.hits++;
+        return null;
+      }
+      this.unknownUntil.delete(id);
+    }
+    return undefined;
+  }
+
+  /** Reads the key from Postgres (a miss); null when it does not exist or is revoked. */
+  lookup(hash: Buffer): Promise<KeyPrincipal | null> {
+    const id = hash.toString('base64');
+    let query = this.pending.get(id);
+    if (query === undefined) {
+      this.misses++;
+      query = this.load(id, hash).finally(() => this.pending.delete(id));
+      this.pending.set(id, query);
+    }
+    return query;
+  }
+
+  private async load(id: string, hash: Buffer): Promise<KeyPrincipal | null> {
+    const generation = this.generation;
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key($1)', [hash]);
+    const row = rows[0];
+    if (row === undefined || row.revoked_at !== null) {
+      this.rememberUnknown(id);
+      return null;
+    }
+    const principal = principalOf(row);
+    if (this.listening && generation === this.generation) this.byHash.set(id, { principal, cachedUntil: this.now() + this.options.ttlMs });
+    return principal;
+  }
+
+  private rememberUnknown(id: string): void {
+    if (!this.listening || this.options.negativeTtlMs === 0) return;
+    // Bounded: a flood of random keys evicts the oldest entries, never grows memory.
+    if (this.unknownUntil.size >= this.options.negativeMaxEntries) {
+      const oldest = this.unknownUntil.keys().next().value;
+      if (oldest !== undefined) this.unknownUntil.delete(oldest);
+    }
+    this.unknownUntil.set(id, this.now() + this.options.negativeTtlMs);
+  }
+
+  invalidateKey(keyId: string): void {
+    for (const [id, entry] of this.byHash) if (entry.principal.keyId === keyId) this.byHash.delete(id);
+  }
+
+  invalidateOrg(orgId: string): void {
+    for (const [id, entry] of this.byHash) if (entry.principal.orgId === orgId) this.byHash.delete(id);
+  }
+
+  clear(): void {
+    this.byHash.clear();
+    this.unknownUntil.clear();
+  }
+
+  /** Subscribes to nemo_tenancy; reconnects on loss, dropping the cache meanwhile. */
+  async startListening(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client(this.db.appConnection);
+    client.on('notification', (message) => this.onNotification(message.payload));
+    client.on('error', (err) => this.onListenerLost(client, err));
+    client.on('end', () => this.onListenerLost(client, undefined));
+    try {
+      await client.connect();
+      await client.query('LISTEN nemo_tenancy');
+      this.listener = client;
+      this.listening = true;
+    } catch (err) {
+      this.onListenerLost(client, err as Error);
+    }
+  }
+
+  private onNotification(payload: string | undefined): void {
+    this.generation++;
+    try {
+      const change = JSON.parse(payload ?? '{}') as { table?: string; org_id?: string; key_id?: string | null };
+      if (change.table === 'api_keys' && change.key_id) this.invalidateKey(change.key_id);
+      else if (change.org_id) this.invalidateOrg(change.org_id);
+      else this.clear();
+    } catch {
+      this.clear();
+    }
+  }
+
+  private onListenerLost(client: pg.Client, err: Error | undefined): void {
+    if (this.listener !== undefined && this.listener !== client) return;
+    this.generation++;
+    this.listener = undefined;
+    this.listening = false;
+    this.clear();
+    client.removeAllListeners('end');
+    void client.end().catch(() => undefined);
+    if (this.closed || this.reconnectTimer) return;
+    log.warn('key cache: change notifications lost; caching off until reconnected', { error: err?.message });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.startListening();
+    }, RECONNECT_MS);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    const listener = this.listener;
+    this.listener = undefined;
+    this.listening = false;
+    if (listener) {
+      listener.removeAllListeners('end');
+      await listener.end().catch(() => undefined);
+    }
+  }
+}
+
+function principalOf(row: KeyRow): KeyPrincipal {
+  return {
+    kind: 'key',
+    orgId: row.org_id,
+    keyId: row.key_id,
+    teamId: row.team_id,
+    role: row.role,
+    allowedModels: intersect(row.allowed_models, row.org_allowed_models),
+    expiresAtMs: row.expires_at?.getTime(),
+  };
+}
+
+/** A key's models within its org's: null on either side means "no restriction" from that side. */
+function intersect(keyModels: string[] | null, orgModels: string[] | null): ReadonlySet<string> | undefined {
+  if (keyModels === null && orgModels === null) return undefined;
+  if (keyModels === null) return new Set(orgModels);
+  if (orgModels === null) return new Set(keyModels);
+  const org = new Set(orgModels);
+  return new Set(keyModels.filter((m) => org.has(m)));
+}
