@@ -58,7 +58,7 @@ describe('anthropic provider through the gateway', () => {
     await new Promise((r) => server?.close(r));
   });
 
-  const client = () => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  const client = () => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.apiKey, maxRetries: 0 });
 
   it('streams translated text, usage on request, and sends Anthropic headers and body', async () => {
     const stream = await client().chat.completions.create({

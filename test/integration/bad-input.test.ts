@@ -47,7 +47,7 @@ const valid = (extra: Record<string, unknown> = {}) => ({ model: 'm', messages: 
 const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
 
 async function send(method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await request(`${gw.url}${path}`, { method: method as 'POST', headers, body });
+  const res = await request(`${gw.url}${path}`, { method: method as 'POST', headers: { ...gw.auth, ...headers }, body });
   const text = await res.body.text();
   const flat: Record<string, string> = {};
   for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -82,7 +82,9 @@ function rawRequest(head: string, afterHead?: (socket: net.Socket) => void): Pro
     });
     socket.on('error', (err) => finish(err));
     socket.on('close', () => finish());
-    socket.write(head);
+    // Authenticated like every other case: the line goes right after the request line.
+    const lineEnd = head.indexOf('\r\n') + 2;
+    socket.write(`${head.slice(0, lineEnd)}authorization: ${gw.auth.authorization}\r\n${head.slice(lineEnd)}`);
     afterHead?.(socket);
   });
 }
@@ -317,17 +319,17 @@ describe('keep-alive after an error', () => {
     let connects = 0;
     client.on('connect', () => connects++);
     try {
-      const bad = await client.request({ method: 'POST', path: CHAT, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm' }) });
+      const bad = await client.request({ method: 'POST', path: CHAT, headers: { ...gw.auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm' }) });
       const badBody = (await bad.body.json()) as { error: { nemo_code: string; param: string } };
       expect(bad.statusCode).toBe(400);
       expect(badBody.error).toMatchObject({ nemo_code: 'NR_INVALID_REQUEST', param: 'messages' });
       expect(bad.headers.connection).not.toBe('close');
 
-      const notFound = await client.request({ method: 'POST', path: CHAT, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'nope', messages: message() }) });
+      const notFound = await client.request({ method: 'POST', path: CHAT, headers: { ...gw.auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'nope', messages: message() }) });
       expect(notFound.statusCode).toBe(404);
       await notFound.body.dump();
 
-      const good = await client.request({ method: 'POST', path: CHAT, headers: { 'content-type': 'application/json' }, body: JSON.stringify(valid()) });
+      const good = await client.request({ method: 'POST', path: CHAT, headers: { ...gw.auth, 'content-type': 'application/json' }, body: JSON.stringify(valid()) });
       expect(good.statusCode).toBe(200);
       expect(((await good.body.json()) as { object: string }).object).toBe('chat.completion');
       expect(connects).toBe(1);
@@ -341,11 +343,11 @@ describe('keep-alive after an error', () => {
     let connects = 0;
     client.on('connect', () => connects++);
     try {
-      const bad = await client.request({ method: 'POST', path: CHAT, headers: { 'content-type': 'text/plain' }, body: 'hi' });
+      const bad = await client.request({ method: 'POST', path: CHAT, headers: { ...gw.auth, 'content-type': 'text/plain' }, body: 'hi' });
       expect(bad.statusCode).toBe(415);
       const closed = bad.headers.connection === 'close';
       await bad.body.dump();
-      const good = await client.request({ method: 'POST', path: CHAT, headers: { 'content-type': 'application/json' }, body: JSON.stringify(valid()) });
+      const good = await client.request({ method: 'POST', path: CHAT, headers: { ...gw.auth, 'content-type': 'application/json' }, body: JSON.stringify(valid()) });
       expect(good.statusCode).toBe(200);
       await good.body.dump();
       // The body was never read, so the gateway may close; then exactly one reconnect.

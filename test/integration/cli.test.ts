@@ -2,7 +2,7 @@
 // and exits 0; a broken config lists every problem and exits 2.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,25 +20,46 @@ function run(args: string[], env: Record<string, string>) {
 }
 
 describe('nemo CLI', () => {
-  it('start serves the built-in mock models, prints a curl line, and exits 0 on SIGTERM', async () => {
-    const { child, out, err } = run(['start'], { PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: '', NEMO_MASTER_KEY: '' });
-    const deadline = Date.now() + 10_000;
-    while (!/listening on http:\/\/127\.0\.0\.1:(\d+)/.test(out()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out())?.[1];
-    expect(port, err()).toBeDefined();
-    expect(out()).toContain('curl http://127.0.0.1:');
-    expect(err()).toContain('uWebSockets.js: native binary in use');
-    const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'mock-fast', messages: [{ role: 'user', content: 'hi' }] }),
-    });
-    expect(res.status).toBe(200);
-    child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
-    expect(code).toBe(0);
-    expect(err()).toContain('"msg":"stopped"');
-  });
+  it('start on a fresh data dir boots embedded PostgreSQL, creates a demo key, serves it, and exits 0 on SIGTERM', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'nemo-cli-start-'));
+    const { child, out, err } = run(['start'], { PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: '', NEMO_MASTER_KEY: '', DATABASE_URL: '', NEMO_DATA_DIR: dataDir });
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!/Bearer (sk-nemo-\w+)/.test(out()) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out())?.[1];
+      const key = /Bearer (sk-nemo-\w+)/.exec(out())?.[1];
+      expect(port, err()).toBeDefined();
+      expect(key, out()).toBeDefined();
+      expect(out()).toContain('Created a demo organization');
+      expect(err()).toContain('uWebSockets.js: native binary in use');
+      expect(err()).toContain('embedded PostgreSQL');
+      // The key never reaches the logs.
+      expect(err()).not.toContain(key!);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model: 'mock-fast', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(res.status).toBe(200);
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+      expect(err()).toContain('"msg":"stopped"');
+
+      // A second start on the same data dir keeps the demo org and prints the same key.
+      const again = run(['start'], { PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: '', NEMO_MASTER_KEY: '', DATABASE_URL: '', NEMO_DATA_DIR: dataDir });
+      const until = Date.now() + 60_000;
+      while (!/Bearer (sk-nemo-\w+)/.test(again.out()) && Date.now() < until && again.child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      expect(again.out()).toContain(key!);
+      expect(again.out()).not.toContain('Created a demo organization');
+      again.child.kill('SIGTERM');
+      const [againCode] = await once(again.child, 'exit');
+      expect(againCode).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('check-config lists every problem of a broken config and exits 2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nemo-cli-'));

@@ -35,7 +35,7 @@ describe('fallback across deployments', () => {
   });
 
   async function post(model: string, stream = false) {
-    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(model, stream) });
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...gw.auth, 'content-type': 'application/json' }, body: body(model, stream) });
     return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
   }
 

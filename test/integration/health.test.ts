@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 async function get(path: string) {
-  const res = await request(`${gw.url}${path}`);
+  const res = await request(`${gw.url}${path}`, { headers: gw.auth });
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
@@ -56,7 +56,7 @@ describe('GET /metrics', () => {
   it('counts a chat request under route="chat_completions"', async () => {
     const chat = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...gw.auth, 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'alpha', messages: [{ role: 'user', content: 'Hi' }] }),
     });
     expect(chat.statusCode).toBe(200);

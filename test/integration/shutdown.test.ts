@@ -2,34 +2,32 @@
 // period, reports not-ready meanwhile, and cuts what is left at the deadline with a typed SSE error.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client } from 'undici';
-import { buildConfig } from '../../src/config/load.js';
-import { startGateway, type Gateway } from '../../src/main.js';
+import type { Gateway } from '../../src/main.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 
-const started: Gateway[] = [];
+const started: TestGateway[] = [];
 const clients: Client[] = [];
+/** The API key of the gateway each client talks to. */
+const authOf = new Map<Client, { authorization: string }>();
 
 async function slowGateway(completionTokens: number): Promise<{ gateway: Gateway; url: string }> {
-  const config = buildConfig(
-    {
-      server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 5000 },
-      models: [
-        {
-          name: 'slow',
-          deployments: [{ provider: 'mock', model: 'slow', mock: { ttftMs: 0, tokensPerSecond: 20, completionTokens, reportUsage: true, fault: 'none' } }],
-        },
-      ],
-    },
-    {},
-    'test',
-  );
-  const gateway = await startGateway(config);
-  started.push(gateway);
-  return { gateway, url: `http://127.0.0.1:${gateway.port}` };
+  const test = await startTestGateway({
+    server: { shutdownGraceMs: 5000 },
+    models: [
+      {
+        name: 'slow',
+        deployments: [{ provider: 'mock', model: 'slow', mock: { ttftMs: 0, tokensPerSecond: 20, completionTokens, reportUsage: true, fault: 'none' } }],
+      },
+    ],
+  });
+  started.push(test);
+  return { gateway: test.gateway, url: test.url };
 }
 
 function client(url: string): Client {
   const c = new Client(url, { pipelining: 1 });
   clients.push(c);
+  authOf.set(c, started.find((g) => g.url === url)!.auth);
   return c;
 }
 
@@ -37,7 +35,7 @@ const STREAM_BODY = JSON.stringify({ model: 'slow', messages: [{ role: 'user', c
 
 /** Starts a stream and resolves once its headers and first bytes arrived; `rest` is the whole body. */
 async function startStream(c: Client): Promise<{ first: string; rest: Promise<string> }> {
-  const res = await c.request({ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: STREAM_BODY });
+  const res = await c.request({ method: 'POST', path: '/v1/chat/completions', headers: { ...authOf.get(c), 'content-type': 'application/json' }, body: STREAM_BODY });
   expect(res.statusCode).toBe(200);
   expect(res.headers['content-type']).toBe('text/event-stream');
   const iterator = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -70,7 +68,7 @@ function frames(body: string): Array<{ event: string; data: string }> {
 
 afterAll(async () => {
   await Promise.allSettled(clients.map((c) => c.destroy()));
-  await Promise.all(started.map((g) => g.close(100)));
+  await Promise.all(started.map((g) => g.close()));
 });
 
 describe('graceful shutdown', () => {
@@ -89,7 +87,7 @@ describe('graceful shutdown', () => {
     // A new connection after close() began: refused, or answered with a typed 503.
     const fresh = client(url);
     try {
-      const res = await fresh.request({ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: STREAM_BODY });
+      const res = await fresh.request({ method: 'POST', path: '/v1/chat/completions', headers: { ...authOf.get(fresh), 'content-type': 'application/json' }, body: STREAM_BODY });
       const body = (await res.body.json()) as { error: { nemo_code: string } };
       expect(res.statusCode).toBe(503);
       expect(body.error.nemo_code).toBe('NR_SHUTTING_DOWN');
@@ -111,7 +109,7 @@ describe('graceful shutdown', () => {
     }
     // And a chat request on it is refused with the typed error.
     if (readyzAnswered) {
-      const chat = await keepAlive.request({ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: STREAM_BODY });
+      const chat = await keepAlive.request({ method: 'POST', path: '/v1/chat/completions', headers: { ...authOf.get(keepAlive), 'content-type': 'application/json' }, body: STREAM_BODY });
       const body = (await chat.body.json()) as { error: { nemo_code: string; code: string } };
       expect(chat.statusCode).toBe(503);
       expect(body.error).toMatchObject({ nemo_code: 'NR_SHUTTING_DOWN', code: 'shutting_down' });

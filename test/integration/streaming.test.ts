@@ -4,10 +4,10 @@ import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mockDeployment, startMockUpstreamProcess, startTestGateway, waitFor, type MockUpstreamProcess, type TestGateway } from './helpers/gateway.js';
 
-function rawStreamRequest(port: number, model: string): Socket {
+function rawStreamRequest(port: number, model: string, authorization: string): Socket {
   const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'stream please' }], stream: true });
   const socket = connect(port, '127.0.0.1');
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: ${authorization}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   return socket;
 }
 
@@ -34,7 +34,7 @@ describe('streaming and client behaviour', () => {
 
   it('aborts the upstream request when the client disconnects mid-stream', async () => {
     await upstream.reset();
-    const socket = rawStreamRequest(gw.gateway.port, 'slow');
+    const socket = rawStreamRequest(gw.gateway.port, 'slow', gw.auth.authorization);
     let received = '';
     await new Promise<void>((resolve) => {
       socket.on('data', (chunk: Buffer) => {
@@ -54,7 +54,7 @@ describe('streaming and client behaviour', () => {
     await upstream.reset();
     global.gc?.();
     const before = process.memoryUsage();
-    const socket = rawStreamRequest(gw.gateway.port, 'firehose');
+    const socket = rawStreamRequest(gw.gateway.port, 'firehose', gw.auth.authorization);
     socket.pause(); // never read: the kernel buffers fill, then uWS reports backpressure
     await waitFor(async () => (await upstream.stats()).inFlight === 1, 3000);
     // Give the firehose time to fill every buffer on the way.
