@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `nemo` command. Each subcommand is one function; admin commands join as the database does.
+import { ADMIN_USAGE, UsageError, adminMain, isAdminCommand } from './admin-cli.js';
 import { ConfigError, loadConfig } from './config/load.js';
 
 const USAGE = `usage: nemo <command>
@@ -10,10 +11,12 @@ commands:
   mock-upstream [opts]  run the simulated OpenAI-compatible upstream
                         (--port N --host H --ttft-ms N --tokens-per-second N
                          --completion-tokens N --no-usage --fault F)
-`;
+
+${ADMIN_USAGE}`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (isAdminCommand(command)) return adminMain(argv);
   switch (command) {
     case 'start': {
       const { runGateway } = await import('./main.js');
@@ -44,7 +47,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof UsageError) {
     process.stderr.write(`nemo: ${err.message}\n`);
     process.exitCode = 2;
     return;

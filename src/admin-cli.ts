@@ -1,0 +1,103 @@
+// `nemo migrate|orgs|teams|keys`: the admin operations from a shell, through the same
+// AdminService the admin API uses, acting as the platform. Output is JSON, one document per call.
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config/load.js';
+import { openDatabase, type Database } from './db/database.js';
+import { GatewayError } from './errors/gateway-error.js';
+import { AdminService } from './tenancy/admin-service.js';
+import type { Principal } from './tenancy/principal.js';
+
+const PLATFORM: Principal = { kind: 'platform' };
+
+export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded PostgreSQL in NEMO_DATA_DIR):
+  migrate                                   apply pending migrations
+  orgs create <name>                        create an organization
+  orgs list                                 list organizations
+  teams create --org <id> <name>            create a team
+  teams list --org <id>                     list an org's teams
+  keys create --org <id> --name <name> [--role admin|member] [--team <id>]
+              [--models m1,m2] [--expires <ISO time>]
+                                            create an API key (the secret is printed once)
+  keys list --org <id>                      list an org's keys (no secrets)
+  keys revoke --org <id> <key id>           revoke a key
+`;
+
+type Command = (service: AdminService, args: string[]) => Promise<unknown>;
+
+const COMMANDS: Record<string, Command> = {
+  'orgs create': (service, args) => service.createOrg(PLATFORM, { name: positional(args, 'name') }),
+  'orgs list': (service) => service.listOrgs(PLATFORM),
+  'teams create': (service, args) => {
+    const { org, rest } = withOrg(args);
+    return service.createTeam(PLATFORM, org, { name: positional(rest, 'name') });
+  },
+  'teams list': (service, args) => service.listTeams(PLATFORM, withOrg(args).org),
+  'keys create': (service, args) => {
+    const { values } = parseArgs({
+      args,
+      options: { org: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, team: { type: 'string' }, models: { type: 'string' }, expires: { type: 'string' } },
+    });
+    if (!values.org) throw usage('--org is required');
+    const body: Record<string, unknown> = { name: values.name };
+    if (values.role !== undefined) body.role = values.role;
+    if (values.team !== undefined) body.team_id = values.team;
+    if (values.models !== undefined) body.allowed_models = values.models.split(',').filter(Boolean);
+    if (values.expires !== undefined) body.expires_at = values.expires;
+    return service.createKey(PLATFORM, values.org, body);
+  },
+  'keys list': (service, args) => service.listKeys(PLATFORM, withOrg(args).org),
+  'keys revoke': (service, args) => {
+    const { org, rest } = withOrg(args);
+    return service.revokeKey(PLATFORM, org, positional(rest, 'key id'));
+  },
+};
+
+export function isAdminCommand(command: string | undefined): boolean {
+  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys';
+}
+
+export async function adminMain(argv: string[]): Promise<void> {
+  const [group, action, ...args] = argv;
+  const config = loadConfig();
+  if (group === 'migrate') {
+    const db = await openDatabase(config.database);
+    await db.close();
+    process.stdout.write(`${JSON.stringify({ migrated: true, database: db.kind })}\n`);
+    return;
+  }
+  const command = COMMANDS[`${group} ${action}`];
+  if (command === undefined) throw usage(`unknown command: nemo ${[group, action].filter(Boolean).join(' ')}`);
+  let db: Database | undefined;
+  try {
+    db = await openDatabase(config.database);
+    const result = await command(new AdminService(db, new Set(config.models.keys())), args);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } catch (err) {
+    if (err instanceof GatewayError) {
+      process.stderr.write(`nemo: ${err.message} (${err.code})\n`);
+      process.exitCode = err.status >= 500 ? 1 : 2;
+      return;
+    }
+    throw err;
+  } finally {
+    await db?.close();
+  }
+}
+
+export class UsageError extends Error {}
+
+function usage(message: string): UsageError {
+  return new UsageError(`${message}\n${ADMIN_USAGE}`);
+}
+
+function withOrg(args: string[]): { org: string; rest: string[] } {
+  const { values, positionals } = parseArgs({ args, options: { org: { type: 'string' } }, allowPositionals: true });
+  if (!values.org) throw usage('--org is required');
+  return { org: values.org, rest: positionals };
+}
+
+function positional(args: string[], what: string): string {
+  const value = args.filter((a) => !a.startsWith('--'))[0];
+  if (value === undefined) throw usage(`missing <${what}>`);
+  return value;
+}

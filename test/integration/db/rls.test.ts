@@ -1,0 +1,368 @@
+// Row-level security, proved from the catalog rather than from a list kept by hand: every table in
+// schema nemo but the listed global ones is a tenant table (org_id leading its primary key, RLS
+// enabled and forced, a policy, fixture rows for two orgs), and nemo_app, connected as the gateway
+// connects, neither sees nor changes nor creates another org's rows.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DatabaseConfig } from '../../../src/config/load.js';
+import { APP_ROLE, openDatabase, type Database } from '../../../src/db/database.js';
+import { migrationsDirFromHere, runMigrations } from '../../../src/db/migrate.js';
+import { AdminService } from '../../../src/tenancy/admin-service.js';
+import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../support/test-database.js';
+
+/** Tables that belong to no tenant. Adding one here is a decision that it holds no org's data. */
+const GLOBAL_TABLES: ReadonlySet<string> = new Set(['schema_migrations']);
+/** The SECURITY DEFINER functions nemo_app may call; each crosses orgs on purpose and is reviewed as such. */
+const APP_DEFINER_FUNCTIONS = ['create_org(p_org_id uuid, p_name text)', 'find_api_key(p_key_hash bytea)', 'list_orgs()'];
+/** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
+const KNOWN_TENANT_TABLES = ['api_keys', 'members', 'org_config', 'orgs', 'teams'];
+
+const INSUFFICIENT_PRIVILEGE = '42501';
+const UNIQUE_VIOLATION = '23505';
+const MODEL = 'gpt-4o-mini';
+
+interface TableInfo {
+  name: string;
+  relkind: string;
+  relrowsecurity: boolean;
+  relforcerowsecurity: boolean;
+  policies: number;
+  org_id_type: string | null;
+  pk_first_column: string | null;
+  /** Columns an INSERT may name (generated ones excluded), quoted. */
+  insert_columns: string[];
+  can_select: boolean;
+  can_insert: boolean;
+  can_update: boolean;
+  can_delete: boolean;
+}
+
+type Outcome = { ok: true; rowCount: number } | { ok: false; code: string; message: string };
+
+let testDb: TestDatabase;
+let database: Database;
+let owner: pg.Client;
+let app: pg.Client;
+let orgA: string;
+let orgB: string;
+let tables: TableInfo[] = [];
+let tenantTables: TableInfo[] = [];
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  await runMigrations({ ownerUrl: testDb.url, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: TEST_APP_PASSWORD } });
+
+  const config = { url: testDb.url, appPassword: TEST_APP_PASSWORD, dataDir: 'unused', osUser: 'postgres', poolMax: 4, connectTimeoutMs: 5000, statementTimeoutMs: 10000 } as DatabaseConfig;
+  database = await openDatabase(config, { migrate: false });
+  const admin = new AdminService(database, new Set([MODEL]));
+  const platform = { kind: 'platform' } as const;
+  // A gets more of everything than B, so a count that is "all rows" or "B's rows" cannot pass for A's.
+  const fill = async (name: string, extra: number): Promise<string> => {
+    const org = await admin.createOrg(platform, { name });
+    for (let i = 0; i <= extra; i++) {
+      const team = await admin.createTeam(platform, org.id, { name: `team ${i}` });
+      await admin.createMember(platform, org.id, { role: i === 0 ? 'owner' : 'member', team_id: team.id });
+      await admin.createKey(platform, org.id, { name: `key ${i}`, role: i === 0 ? 'admin' : 'member', team_id: team.id, allowed_models: [MODEL] });
+    }
+    await admin.updateConfig(platform, org.id, { allowed_models: [MODEL], logging_level: 'full', default_guardrail_policy: { pii: 'redact' } });
+    return org.id;
+  };
+  orgA = await fill('Org A', 1);
+  orgB = await fill('Org B', 0);
+
+  owner = new pg.Client({ connectionString: testDb.url, application_name: 'rls-test-owner' });
+  await owner.connect();
+  // The owner is a superuser and so reads past RLS; with row_security off a read that RLS would
+  // filter is an error instead of a silent undercount.
+  await owner.query('SET row_security = off');
+  if (process.env.RLS_MUTATE) await owner.query(process.env.RLS_MUTATE);
+
+  const url = new URL(testDb.url);
+  app = new pg.Client({
+    host: url.hostname,
+    port: Number(url.port || 5432),
+    database: decodeURIComponent(url.pathname.slice(1)),
+    user: APP_ROLE,
+    password: TEST_APP_PASSWORD,
+    application_name: 'rls-test-app',
+  });
+  await app.connect();
+
+  tables = (
+    await owner.query<TableInfo>(
+      `SELECT c.relname AS name, c.relkind::text AS relkind, c.relrowsecurity, c.relforcerowsecurity,
+              (SELECT count(*) FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)::int AS policies,
+              (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped) AS org_id_type,
+              (SELECT a.attname FROM pg_catalog.pg_index i
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = c.oid AND i.indisprimary) AS pk_first_column,
+              ARRAY(SELECT quote_ident(a.attname) FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                     ORDER BY a.attnum) AS insert_columns,
+              has_table_privilege($1, c.oid, 'SELECT') AS can_select,
+              has_table_privilege($1, c.oid, 'INSERT') AS can_insert,
+              has_table_privilege($1, c.oid, 'UPDATE') AS can_update,
+              has_table_privilege($1, c.oid, 'DELETE') AS can_delete
+         FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'nemo' AND c.relkind IN ('r', 'p')
+        ORDER BY c.relname`,
+      [APP_ROLE],
+    )
+  ).rows;
+  tenantTables = tables.filter((t) => !GLOBAL_TABLES.has(t.name));
+});
+
+afterAll(async () => {
+  await app?.end().catch(() => undefined);
+  await owner?.end().catch(() => undefined);
+  await database?.close();
+  await testDb?.drop();
+});
+
+const qualified = (table: string): string => `nemo.${pg.escapeIdentifier(table)}`;
+
+async function attempt(client: pg.Client, sql: string, values?: unknown[]): Promise<Outcome> {
+  try {
+    const result = await client.query(sql, values);
+    return { ok: true, rowCount: result.rowCount ?? 0 };
+  } catch (err) {
+    const { code, message } = err as pg.DatabaseError;
+    return { ok: false, code: code ?? 'none', message };
+  }
+}
+
+/** One transaction as nemo_app with the tenant set the way withTenant sets it; always rolled back. */
+async function asTenant<T>(orgId: string, fn: () => Promise<T>): Promise<T> {
+  await app.query('BEGIN');
+  try {
+    await app.query("SELECT set_config('nemo.org_id', $1, true)", [orgId]);
+    return await fn();
+  } finally {
+    await app.query('ROLLBACK');
+  }
+}
+
+async function appCount(table: string): Promise<number> {
+  return (await app.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${qualified(table)}`)).rows[0]!.n;
+}
+
+/** Per-org row counts as the owner, past RLS. */
+async function ownerCounts(table: string): Promise<{ a: number; b: number }> {
+  const { rows } = await owner.query<{ a: number; b: number }>(
+    `SELECT count(*) FILTER (WHERE org_id = $1)::int AS a, count(*) FILTER (WHERE org_id = $2)::int AS b FROM ${qualified(table)}`,
+    [orgA, orgB],
+  );
+  return rows[0]!;
+}
+
+/** B's rows as the owner sees them, as one value: any change to any of them changes it. */
+async function fingerprintOfB(table: string): Promise<string> {
+  const { rows } = await owner.query<{ n: number; digest: string }>(
+    `SELECT count(*)::int AS n, md5(coalesce(string_agg(to_jsonb(t)::text, '|' ORDER BY to_jsonb(t)::text), '')) AS digest
+       FROM ${qualified(table)} t WHERE org_id = $1`,
+    [orgB],
+  );
+  return `${rows[0]!.n}:${rows[0]!.digest}`;
+}
+
+/** A refused write: RLS (or a missing grant) says 42501; a privileged write may also hit a unique key first. */
+function expectRefused(outcome: Outcome, what: string, alsoAccept: readonly string[] = []): void {
+  expect.soft(outcome.ok, `${what}: must be refused, but it succeeded (${outcome.ok ? `${outcome.rowCount} rows` : ''})`).toBe(false);
+  if (!outcome.ok) expect.soft([INSUFFICIENT_PRIVILEGE, ...alsoAccept], `${what}: refused with ${outcome.code} ${outcome.message}`).toContain(outcome.code);
+}
+
+describe('the catalog: every nemo table is a tenant table or a listed global one', () => {
+  it('finds the tables the fixture fills (the enumeration itself works)', () => {
+    expect(tenantTables.map((t) => t.name)).toEqual(expect.arrayContaining(KNOWN_TENANT_TABLES));
+    for (const global of GLOBAL_TABLES) expect(tables.map((t) => t.name), `global table ${global} is listed but does not exist; drop it from GLOBAL_TABLES`).toContain(global);
+  });
+
+  it('gives every tenant table an org_id uuid that leads its primary key', () => {
+    for (const t of tenantTables) {
+      expect.soft(t.org_id_type, `nemo.${t.name}: no org_id column; tenant tables need org_id uuid (or add the table to GLOBAL_TABLES if it is truly global)`).toBe('uuid');
+      expect.soft(t.pk_first_column, `nemo.${t.name}: the primary key must start with org_id`).toBe('org_id');
+    }
+  });
+
+  it('enables and forces row-level security, with a policy, on every tenant table', () => {
+    for (const t of tenantTables) {
+      expect.soft(t.relrowsecurity, `nemo.${t.name}: ENABLE ROW LEVEL SECURITY is missing`).toBe(true);
+      expect.soft(t.relforcerowsecurity, `nemo.${t.name}: FORCE ROW LEVEL SECURITY is missing`).toBe(true);
+      expect.soft(t.policies, `nemo.${t.name}: has no policy`).toBeGreaterThan(0);
+    }
+  });
+
+  it('has fixture rows of both orgs in every tenant table', async () => {
+    for (const t of tenantTables.filter((t) => t.org_id_type === 'uuid')) {
+      const counts = await ownerCounts(t.name);
+      expect.soft(counts.a, `nemo.${t.name}: no rows for org A; extend the fixture in test/integration/db/rls.test.ts to fill this table`).toBeGreaterThan(0);
+      expect.soft(counts.b, `nemo.${t.name}: no rows for org B; extend the fixture in test/integration/db/rls.test.ts to fill this table`).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('nemo_app under RLS, table by table', () => {
+  const testable = () => tenantTables.filter((t) => t.org_id_type === 'uuid');
+
+  it('sees no rows with no tenant set', async () => {
+    for (const t of testable()) {
+      expect.soft(t.can_select, `nemo.${t.name}: nemo_app has no SELECT`).toBe(true);
+      if (!t.can_select) continue;
+      expect.soft(await appCount(t.name), `nemo.${t.name}: rows visible with no tenant set`).toBe(0);
+    }
+  });
+
+  it('sees no rows after a transaction that set a tenant has ended (commit or rollback)', async () => {
+    for (const t of testable().filter((t) => t.can_select)) {
+      const { a } = await ownerCounts(t.name);
+      for (const end of ['COMMIT', 'ROLLBACK']) {
+        await app.query('BEGIN');
+        await app.query("SELECT set_config('nemo.org_id', $1, true)", [orgA]);
+        expect.soft(await appCount(t.name), `nemo.${t.name}: A's rows inside A's transaction`).toBe(a);
+        await app.query(end);
+        expect.soft(await appCount(t.name), `nemo.${t.name}: rows visible after the tenant's transaction ended with ${end}`).toBe(0);
+      }
+    }
+  });
+
+  it('cannot switch RLS off for itself', async () => {
+    try {
+      await app.query('SET row_security = off');
+      for (const t of testable().filter((t) => t.can_select)) {
+        // Without BYPASSRLS, row_security = off makes a filtered query an error, never unfiltered.
+        const outcome = await asTenant(orgA, () => attempt(app, `SELECT count(*) FROM ${qualified(t.name)}`));
+        expectRefused(outcome, `nemo.${t.name}: SELECT with row_security = off`);
+      }
+    } finally {
+      await app.query('RESET row_security');
+    }
+  });
+
+  it("sees exactly its own org's rows, none of another's", async () => {
+    for (const t of testable().filter((t) => t.can_select)) {
+      const { a } = await ownerCounts(t.name);
+      await asTenant(orgA, async () => {
+        expect.soft(await appCount(t.name), `nemo.${t.name}: count(*) as A must be A's row count`).toBe(a);
+        const { rows } = await app.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${qualified(t.name)} WHERE org_id = $1`, [orgB]);
+        expect.soft(rows[0]!.n, `nemo.${t.name}: B's rows visible as A`).toBe(0);
+      });
+    }
+  });
+
+  it("cannot update another org's rows", async () => {
+    for (const t of testable()) {
+      const before = await fingerprintOfB(t.name);
+      const outcome = await asTenant(orgA, () => attempt(app, `UPDATE ${qualified(t.name)} SET org_id = org_id WHERE org_id = $1`, [orgB]));
+      if (t.can_update) expect.soft(outcome, `nemo.${t.name}: UPDATE of B's rows as A`).toEqual({ ok: true, rowCount: 0 });
+      else expectRefused(outcome, `nemo.${t.name}: UPDATE without the grant`);
+      expect.soft(await fingerprintOfB(t.name), `nemo.${t.name}: B's rows changed`).toBe(before);
+    }
+  });
+
+  it("cannot move its own rows into another org", async () => {
+    for (const t of testable()) {
+      const before = await ownerCounts(t.name);
+      const outcome = await asTenant(orgA, () => attempt(app, `UPDATE ${qualified(t.name)} SET org_id = $1 WHERE org_id = $2`, [orgB, orgA]));
+      expectRefused(outcome, `nemo.${t.name}: UPDATE SET org_id = B as A`, t.can_update ? [UNIQUE_VIOLATION] : []);
+      expect.soft(await ownerCounts(t.name), `nemo.${t.name}: rows moved between orgs`).toEqual(before);
+    }
+  });
+
+  it("cannot delete another org's rows", async () => {
+    for (const t of testable()) {
+      const before = await fingerprintOfB(t.name);
+      const outcome = await asTenant(orgA, () => attempt(app, `DELETE FROM ${qualified(t.name)} WHERE org_id = $1`, [orgB]));
+      if (t.can_delete) expect.soft(outcome, `nemo.${t.name}: DELETE of B's rows as A`).toEqual({ ok: true, rowCount: 0 });
+      else expectRefused(outcome, `nemo.${t.name}: DELETE without the grant`);
+      expect.soft(await fingerprintOfB(t.name), `nemo.${t.name}: B's rows changed`).toBe(before);
+    }
+  });
+
+  it('cannot insert a row into another org', async () => {
+    for (const t of testable()) {
+      const before = await fingerprintOfB(t.name);
+      const columns = t.insert_columns.join(', ');
+      // One of A's rows (the only ones visible) with org_id replaced by B, whatever the columns are.
+      const sql = `INSERT INTO ${qualified(t.name)} (${columns}) OVERRIDING SYSTEM VALUE
+                   SELECT ${t.insert_columns.map((c) => `r.${c}`).join(', ')}
+                     FROM ${qualified(t.name)} x,
+                          jsonb_populate_record(NULL::${qualified(t.name)}, to_jsonb(x) || jsonb_build_object('org_id', $1::uuid)) r
+                    LIMIT 1`;
+      const outcome = await asTenant(orgA, () => attempt(app, sql, [orgB]));
+      expectRefused(outcome, `nemo.${t.name}: INSERT of a row with B's org_id as A`, t.can_insert ? [UNIQUE_VIOLATION] : []);
+      expect.soft(await fingerprintOfB(t.name), `nemo.${t.name}: a row was added to B`).toBe(before);
+    }
+  });
+});
+
+describe('the app role', () => {
+  it('is no superuser, cannot bypass RLS, and owns no nemo relation, directly or through a role', async () => {
+    const { rows: roles } = await owner.query<{ rolsuper: boolean; rolbypassrls: boolean; rolcreaterole: boolean; rolcreatedb: boolean }>(
+      'SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1',
+      [APP_ROLE],
+    );
+    expect(roles).toEqual([{ rolsuper: false, rolbypassrls: false, rolcreaterole: false, rolcreatedb: false }]);
+
+    const { rows: owned } = await owner.query<{ relname: string; owner: string }>(
+      `SELECT c.relname, pg_get_userbyid(c.relowner) AS owner
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'nemo' AND (c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)
+                                      OR pg_has_role($1, c.relowner, 'MEMBER'))`,
+      [APP_ROLE],
+    );
+    expect(owned, 'nemo relations owned by nemo_app or a role it can become').toEqual([]);
+
+    const { rows: powerful } = await owner.query<{ rolname: string }>(
+      `SELECT rolname FROM pg_catalog.pg_roles
+        WHERE rolname <> $1 AND pg_has_role($1, oid, 'MEMBER') AND (rolsuper OR rolbypassrls)`,
+      [APP_ROLE],
+    );
+    expect(powerful, 'roles nemo_app can become that bypass RLS').toEqual([]);
+  });
+
+  it('cannot change the migration history', async () => {
+    for (const sql of [
+      'UPDATE nemo.schema_migrations SET checksum = checksum',
+      'DELETE FROM nemo.schema_migrations',
+      "INSERT INTO nemo.schema_migrations (name, checksum) VALUES ('9999_forged.sql', 'x')",
+    ]) {
+      expectRefused(await attempt(app, sql), sql);
+    }
+  });
+
+  it('cannot create tables in nemo or public', async () => {
+    for (const schema of ['nemo', 'public']) {
+      expectRefused(await attempt(app, `CREATE TABLE ${schema}.rls_probe (org_id uuid)`), `CREATE TABLE in ${schema}`);
+    }
+  });
+
+  it('can execute exactly the reviewed SECURITY DEFINER functions, each with a fixed search_path', async () => {
+    const { rows } = await owner.query<{ signature: string; proconfig: string[] | null }>(
+      `SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS signature, p.proconfig
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'nemo' AND p.prosecdef AND has_function_privilege($1, p.oid, 'EXECUTE')
+        ORDER BY 1`,
+      [APP_ROLE],
+    );
+    expect(rows.map((r) => r.signature), 'a new SECURITY DEFINER function nemo_app can call must be reviewed and added to APP_DEFINER_FUNCTIONS').toEqual(APP_DEFINER_FUNCTIONS);
+    for (const { signature, proconfig } of rows) {
+      expect.soft(proconfig?.some((setting) => setting.startsWith('search_path=')), `nemo.${signature}: SECURITY DEFINER without SET search_path`).toBe(true);
+    }
+  });
+});
+
+describe('views over tenant tables', () => {
+  // A view runs as its owner (a superuser here, past RLS) unless it is security_invoker.
+  it('exposes no view, materialized view or foreign table to nemo_app that would read past RLS', async () => {
+    const { rows } = await owner.query<{ relname: string; relkind: string }>(
+      `SELECT c.relname, c.relkind::text AS relkind
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'nemo' AND c.relkind IN ('v', 'm', 'f') AND has_table_privilege($1, c.oid, 'SELECT')
+          AND NOT (c.relkind = 'v' AND coalesce(c.reloptions, '{}') @> ARRAY['security_invoker=true'])`,
+      [APP_ROLE],
+    );
+    expect(rows).toEqual([]);
+  });
+});
