@@ -7,6 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { buildConfig } from '../../src/config/load.js';
+import { startGateway } from '../../src/main.js';
+import { createTestDatabase, databaseEnv } from '../support/test-database.js';
+import { waitFor } from './helpers/gateway.js';
 
 const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 
@@ -72,6 +76,58 @@ describe('nemo CLI', () => {
     expect(err()).toContain('baseUrl: required for provider openai-compatible');
     expect(err()).toContain('NEMO_TEST_UNSET_KEY is not set');
   });
+
+  it('orgs/teams/keys commands manage tenants through the same service as the admin API', async () => {
+    const db = await createTestDatabase();
+    const env = { ...databaseEnv(db), NEMO_CONFIG: '' };
+    const json = async (args: string[]) => {
+      const { child, out, err } = run(args, env);
+      const [code] = await once(child, 'exit');
+      expect(code, err()).toBe(0);
+      return JSON.parse(out()) as Record<string, unknown> & Array<Record<string, unknown>>;
+    };
+    try {
+      const org = await json(['orgs', 'create', 'acme']);
+      expect(org.name).toBe('acme');
+      expect((await json(['orgs', 'list'])).map((o) => o.id)).toEqual([org.id]);
+      const team = await json(['teams', 'create', '--org', org.id as string, 'core']);
+      expect(team.org_id).toBe(org.id);
+      const key = await json(['keys', 'create', '--org', org.id as string, '--name', 'ci', '--team', team.id as string, '--models', 'mock-fast']);
+      expect(key.key).toMatch(/^sk-nemo-[0-9A-Za-z]{43}$/);
+      const listed = await json(['keys', 'list', '--org', org.id as string]);
+      expect(listed).toHaveLength(1);
+      expect(listed[0]).not.toHaveProperty('key');
+      expect(JSON.stringify(listed)).not.toContain(key.key as string);
+
+      // The key works on a gateway over the same database, for its one model only.
+      const config = buildConfig({ server: { host: '127.0.0.1', port: 0 } }, databaseEnv(db), 'test');
+      const gateway = await startGateway(config);
+      try {
+        const ask = (model: string) =>
+          fetch(`http://127.0.0.1:${gateway.port}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${key.key as string}` },
+            body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+          });
+        expect((await ask('mock-fast')).status).toBe(200);
+        expect((await ask('mock-chat')).status).toBe(403);
+        const revoked = await json(['keys', 'revoke', '--org', org.id as string, key.id as string]);
+        expect(revoked.revoked_at).toEqual(expect.any(String));
+        await waitFor(async () => (await ask('mock-fast')).status === 401, 1000, 20);
+      } finally {
+        await gateway.close(100);
+      }
+
+      // Mistakes are clear and exit 2, without a stack trace.
+      const bad = run(['keys', 'create', '--org', org.id as string], env);
+      const [code] = await once(bad.child, 'exit');
+      expect(code).toBe(2);
+      expect(bad.err()).toContain('NR_INVALID_REQUEST');
+      expect(bad.err()).not.toMatch(/\n\s+at /);
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
 
   it('rejects an unknown command with exit 2', async () => {
     const { child, err } = run(['frobnicate'], {});
