@@ -1,7 +1,7 @@
 // `npm run bench:abort`: how fast a client disconnect reaches the upstream. For each target
 // (bare proxy, NemoRouter) it opens a stream, waits for the first token, drops the client socket
 // and reads from the mock upstream (its own process) when it saw the upstream request close.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,10 +23,10 @@ async function stats(mockUrl: string): Promise<MockStats> {
 }
 
 /** One trial: ms from the client's socket destroy to the mock seeing its request aborted. */
-async function trial(port: number, mockUrl: string): Promise<number> {
+async function trial(port: number, mockUrl: string, authorization: string): Promise<number> {
   const before = (await stats(mockUrl)).aborted;
   const socket = connect(port, HOST);
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: ${HOST}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(BODY)}\r\n\r\n${BODY}`);
+  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: ${HOST}\r\nauthorization: ${authorization}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(BODY)}\r\n\r\n${BODY}`);
   await new Promise<void>((resolve, reject) => {
     let seen = '';
     socket.on('error', reject);
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   const [mockPort, barePort, nemoPort] = (await freePorts(3, HOST)) as [number, number, number];
   const children: Child[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'nemo-abort-'));
+  await chmod(dir, 0o755); // the embedded PostgreSQL's OS user keeps its cluster inside
   try {
     const mock = spawnChild('mock upstream', [cli, 'mock-upstream', '--port', String(mockPort), '--tokens-per-second', '20', '--completion-tokens', '1000']);
     children.push(mock);
@@ -64,17 +65,20 @@ async function main(): Promise<void> {
     const mockUrl = `http://${HOST}:${mockPort}`;
     const config = join(dir, 'config.json');
     await writeFile(config, JSON.stringify({ models: [{ name: 'bench-model', deployments: [{ provider: 'openai-compatible', model: 'mock', baseUrl: `${mockUrl}/v1` }] }] }));
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: config };
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: config, NEMO_DATA_DIR: join(dir, 'nemo-data') };
     delete env.NEMO_MASTER_KEY;
+    delete env.DATABASE_URL;
     const nemo = spawnChild('nemo', [cli, 'start'], env);
     const bare = spawnChild('bare proxy', [bareProxy, '--port', String(barePort), '--upstream', mockUrl]);
     children.push(nemo, bare);
-    await Promise.all([waitForHttp(nemo, `http://${HOST}:${nemoPort}/healthz`, 20_000), waitForLine(bare, /listening on/, 20_000)]);
+    const [keyLine] = await Promise.all([waitForLine(nemo, /Bearer (sk-nemo-\w+)/, 20_000), waitForLine(bare, /listening on/, 20_000)]);
+    await waitForHttp(nemo, `http://${HOST}:${nemoPort}/healthz`, 20_000);
+    const authorization = `Bearer ${keyLine[1]!}`;
 
     const report: Record<string, { p50Ms: number; p99Ms: number; maxMs: number; trials: number }> = {};
     for (const [name, port] of [['bare', barePort], ['nemo', nemoPort]] as const) {
       const samples: number[] = [];
-      for (let i = 0; i < trials; i++) samples.push(await trial(port, mockUrl));
+      for (let i = 0; i < trials; i++) samples.push(await trial(port, mockUrl, authorization));
       samples.sort((a, b) => a - b);
       report[name] = { p50Ms: round(percentile(samples, 0.5)), p99Ms: round(percentile(samples, 0.99)), maxMs: round(samples.at(-1)!), trials };
       process.stdout.write(`${name.padEnd(5)} client disconnect -> upstream abort: p50 ${report[name].p50Ms} ms, p99 ${report[name].p99Ms} ms, max ${report[name].maxMs} ms (${trials} trials)\n`);

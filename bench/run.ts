@@ -2,7 +2,7 @@
 // processes on loopback, then loads direct (the mock), bare and nemo one after another with the
 // same request, so the gateway's cost is read against a baseline from the same run and machine.
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +106,8 @@ interface Servers {
   bare: Child;
   nemo: Child;
   urls: Record<Target, string>;
+  /** The demo API key NemoRouter created in its fresh embedded database. */
+  headers: Record<string, string>;
 }
 
 async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
@@ -121,6 +123,8 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
   const mockOrigin = `http://${HOST}:${mockPort}`;
 
   run.tmpDir = await mkdtemp(join(tmpdir(), 'nemo-bench-'));
+  // Traversable, so the embedded PostgreSQL's OS user reaches its cluster inside (and it is removed with the dir).
+  await chmod(run.tmpDir, 0o755);
   const configPath = join(run.tmpDir, 'config.json');
   const config = {
     models: [
@@ -143,22 +147,26 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
 
   const bare = spawnChild('bare proxy', [bareProxy, '--port', String(barePort), '--upstream', mockOrigin]);
   run.children.push(bare);
-  // Auth off (no master key): the bench measures the request path, not key management.
-  const nemoEnv: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: configPath };
+  // A fresh embedded database in the run's temp dir: nemo creates a demo org and prints its key;
+  // every request then goes through real key authentication.
+  const nemoEnv: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: configPath, NEMO_DATA_DIR: join(run.tmpDir, 'nemo-data') };
   delete nemoEnv.NEMO_MASTER_KEY;
+  delete nemoEnv.DATABASE_URL;
   const nemo = spawnChild('nemo', [cli, 'start'], nemoEnv);
   run.children.push(nemo);
   progress(`starting bare proxy on ${HOST}:${barePort} and nemo on ${HOST}:${nemoPort}`);
-  await Promise.all([
+  const [, keyLine] = await Promise.all([
     waitForLine(bare, /bare proxy listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS),
-    waitForHttp(nemo, `http://${HOST}:${nemoPort}/healthz`, STARTUP_TIMEOUT_MS),
+    waitForLine(nemo, /Bearer (sk-nemo-\w+)/, STARTUP_TIMEOUT_MS),
   ]);
+  await waitForHttp(nemo, `http://${HOST}:${nemoPort}/healthz`, STARTUP_TIMEOUT_MS);
 
   const path = '/v1/chat/completions';
   return {
     mock,
     bare,
     nemo,
+    headers: { authorization: `Bearer ${keyLine[1]!}` },
     urls: {
       direct: `${mockOrigin}${path}`,
       bare: `http://${HOST}:${barePort}${path}`,
@@ -180,14 +188,14 @@ async function benchTargets(run: Run, settings: Settings, servers: Servers): Pro
   const signal = run.abort.signal;
   for (const target of TARGETS) {
     progress(`warming up ${target}: ${warmupS} s`);
-    await runLoad({ url: servers.urls[target], body, connections: settings.connections, signal, durationS: warmupS, progressBar: false });
+    await runLoad({ url: servers.urls[target], body, headers: servers.headers, connections: settings.connections, signal, durationS: warmupS, progressBar: false });
   }
   const rounds: Array<Record<Target, TargetResult>> = [];
   for (let round = 1; round <= settings.rounds; round++) {
     const results: Partial<Record<Target, TargetResult>> = {};
     for (const target of TARGETS) {
       progress(`[round ${round}/${settings.rounds}] ${target}: ${settings.durationS} s x ${settings.connections} connections`);
-      const result: TargetResult = await runLoad({ url: servers.urls[target], body, connections: settings.connections, signal, durationS: settings.durationS, progressBar });
+      const result: TargetResult = await runLoad({ url: servers.urls[target], body, headers: servers.headers, connections: settings.connections, signal, durationS: settings.durationS, progressBar });
       if (signal.aborted) throw new Error('interrupted');
       // A crashed server would otherwise show up only as a column of errors.
       for (const child of [servers.mock, servedBy[target]]) {

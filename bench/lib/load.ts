@@ -26,6 +26,8 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 export interface LoadOptions {
   url: string;
   body: string;
+  /** Extra request headers (the gateway's API key); sent to every target so requests stay identical. */
+  headers?: Record<string, string>;
   connections: number;
   durationS: number;
   /** Draw autocannon's progress bar (only sensible on a terminal). */
@@ -74,7 +76,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       {
         url: options.url,
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...options.headers },
         body: options.body,
         connections: options.connections,
         pipelining: 1,
