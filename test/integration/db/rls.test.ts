@@ -75,7 +75,6 @@ beforeAll(async () => {
   // The owner is a superuser and so reads past RLS; with row_security off a read that RLS would
   // filter is an error instead of a silent undercount.
   await owner.query('SET row_security = off');
-  if (process.env.RLS_MUTATE) await owner.query(process.env.RLS_MUTATE);
 
   const url = new URL(testDb.url);
   app = new pg.Client({
@@ -292,6 +291,11 @@ describe('nemo_app under RLS, table by table', () => {
                     LIMIT 1`;
       const outcome = await asTenant(orgA, () => attempt(app, sql, [orgB]));
       expectRefused(outcome, `nemo.${t.name}: INSERT of a row with B's org_id as A`, t.can_insert ? [UNIQUE_VIOLATION] : []);
+      // The copy can collide on a key unique across orgs (api_keys.key_hash), and a collision would
+      // hide a WITH CHECK that lets B's row through. Postgres checks WITH CHECK before any unique
+      // index, and DO NOTHING turns a collision into a silent no-op, so only the policy can refuse this.
+      const masked = await asTenant(orgA, () => attempt(app, `${sql} ON CONFLICT DO NOTHING`, [orgB]));
+      expectRefused(masked, `nemo.${t.name}: INSERT ... ON CONFLICT DO NOTHING of a row with B's org_id as A`);
       expect.soft(await fingerprintOfB(t.name), `nemo.${t.name}: a row was added to B`).toBe(before);
     }
   });
