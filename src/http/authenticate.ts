@@ -2,11 +2,13 @@
 // or an org API key (`Authorization: Bearer sk-nemo-...` or `x-api-key`). Synchronous when the key
 // cache knows the answer, a promise when Postgres must be asked.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { GatewayError } from '../errors/gateway-error.js';
 import { hashApiKey, looksLikeApiKey } from '../tenancy/api-keys.js';
 import type { KeyAuthenticator } from '../tenancy/key-authenticator.js';
-import type { Principal } from '../tenancy/principal.js';
+import type { KeyPrincipal, Principal } from '../tenancy/principal.js';
 
-export type AuthOutcome = Principal | null | Promise<Principal | null>;
+/** The caller, or the 401 to answer; a promise while Postgres is asked. */
+export type AuthOutcome = Principal | GatewayError | Promise<Principal | GatewayError>;
 
 export class RequestAuthenticator {
   private readonly masterDigest: Buffer | undefined;
@@ -18,19 +20,28 @@ export class RequestAuthenticator {
     this.masterDigest = masterKey === undefined ? undefined : digest(masterKey);
   }
 
-  /** null: no credentials, or credentials that match nothing. */
   authenticate(authorization: string, xApiKey: string): AuthOutcome {
     const secret = credentialOf(authorization, xApiKey);
-    if (secret === undefined) return null;
+    if (secret === undefined) return UNAUTHORIZED;
     if (looksLikeApiKey(secret)) {
       const hash = hashApiKey(secret);
       const cached = this.keys.cached(hash);
-      return cached !== undefined ? cached : this.keys.lookup(hash);
+      return cached !== undefined ? checkKey(cached) : this.keys.lookup(hash).then(checkKey);
     }
     if (this.masterDigest !== undefined && timingSafeEqual(digest(secret), this.masterDigest)) return PLATFORM;
-    return null;
+    return UNAUTHORIZED;
   }
 }
+
+/** Every route sees the same answer for unknown, revoked and expired keys. */
+function checkKey(principal: KeyPrincipal | null): Principal | GatewayError {
+  if (principal === null) return UNAUTHORIZED;
+  if (principal.expiresAtMs !== undefined && principal.expiresAtMs <= Date.now()) return EXPIRED;
+  return principal;
+}
+
+const UNAUTHORIZED = new GatewayError('NR_UNAUTHORIZED');
+const EXPIRED = new GatewayError('NR_UNAUTHORIZED', 'The API key has expired.');
 
 const PLATFORM: Principal = Object.freeze({ kind: 'platform' });
 

@@ -14,7 +14,7 @@ import { failureFromStatus, failureFromTransport, type AttemptFailure } from '..
 import { readUsage } from '../providers/usage.js';
 import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
 import { sseErrorFrame } from './error-response.js';
-import { JSON_TYPE, sendError } from './respond.js';
+import { JSON_TYPE, logServerFault, sendError } from './respond.js';
 import { asDatabaseError } from '../db/database.js';
 import { mayUseModel, type KeyPrincipal, type Principal } from '../tenancy/principal.js';
 import type { AuthOutcome } from './authenticate.js';
@@ -93,15 +93,12 @@ export class ChatExchange {
     this.onCaller(outcome);
   }
 
-  private onCaller(principal: Principal | null): void {
+  private onCaller(principal: Principal | GatewayError): void {
     this.authPending = false;
     if (this.finished) return;
-    if (principal === null) return this.fail(new GatewayError('NR_UNAUTHORIZED'), true);
+    if (principal instanceof GatewayError) return this.fail(principal, true);
     if (principal.kind === 'platform') {
       return this.fail(new GatewayError('NR_FORBIDDEN', 'The platform master key is for the admin API; call /v1 with an org API key.'), true);
-    }
-    if (principal.expiresAtMs !== undefined && principal.expiresAtMs <= Date.now()) {
-      return this.fail(new GatewayError('NR_UNAUTHORIZED', 'The API key has expired.'), true);
     }
     this.principal = principal;
     const held = this.heldBody;
@@ -160,6 +157,7 @@ export class ChatExchange {
     if (this.clientGone) return this.finish();
     this.status = err.status;
     if (this.headersSent) {
+      logServerFault(err, this.requestId);
       this.res.cork(() => {
         this.res.write(sseErrorFrame(err));
         this.res.end();

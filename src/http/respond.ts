@@ -1,6 +1,7 @@
 // Small helpers that write a whole response on a uWS HttpResponse. Callers that answer after an
 // await must be inside res.cork(); these helpers cork themselves so every caller is safe.
 import { GatewayError } from '../errors/gateway-error.js';
+import { log } from '../log.js';
 import { errorJson, statusLine } from './error-response.js';
 import type { HttpResponse } from './uws.js';
 
@@ -15,6 +16,7 @@ export function sendJson(res: HttpResponse, status: number, body: string | Uint8
 }
 
 export function sendError(res: HttpResponse, err: GatewayError, requestId: string, closeConnection = false, extraHeaders?: Record<string, string>): void {
+  logServerFault(err, requestId);
   res.cork(() => {
     // uWS fixes the status line at the first header written: the status always goes first.
     res.writeStatus(statusLine(err.status)).writeHeader('content-type', JSON_TYPE).writeHeader('x-request-id', requestId);
@@ -23,4 +25,11 @@ export function sendError(res: HttpResponse, err: GatewayError, requestId: strin
     if (err.code === 'NR_UNAUTHORIZED') res.writeHeader('www-authenticate', 'Bearer');
     res.end(errorJson(err), closeConnection);
   });
+}
+
+/** Faults of the gateway itself are logged with their cause; the client only sees the catalog message. */
+export function logServerFault(err: GatewayError, requestId: string): void {
+  if (err.code !== 'NR_INTERNAL' && err.code !== 'NR_DATABASE_UNAVAILABLE') return;
+  const cause = err.cause instanceof Error ? { cause: err.cause.message, causeCode: (err.cause as { code?: unknown }).code, stack: err.cause.stack } : { cause: String(err.cause) };
+  log.error('request failed', { requestId, code: err.code, ...cause });
 }

@@ -1,9 +1,11 @@
 // Admin API inputs, validated strictly: unknown fields, wrong types and oversized values are 400s.
 import { z } from 'zod';
 
-const name = z.string().trim().min(1).max(200);
+// PostgreSQL text cannot hold NUL: refused here as bad input rather than failing in the database.
+const noNul = (value: string) => !value.includes('\u0000');
+const name = z.string().trim().min(1).max(200).refine(noNul, 'must not contain NUL characters');
 const uuid = z.uuid();
-const modelList = z.array(z.string().min(1).max(256)).max(1000);
+const modelList = z.array(z.string().min(1).max(256).refine(noNul, 'must not contain NUL characters')).max(1000);
 
 export const createOrgInput = z.strictObject({ name });
 export const createTeamInput = z.strictObject({ name });

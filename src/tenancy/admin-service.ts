@@ -137,8 +137,9 @@ export class AdminService {
   }
 
   /** Authorizes the caller for the org, then runs fn under RLS with that org; a missing org is 404. */
-  private async inOrg<T>(caller: Principal, orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    if (!isUuid(orgId)) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
+  private async inOrg<T>(caller: Principal, rawOrgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (!isUuid(rawOrgId)) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
+    const orgId = rawOrgId.toLowerCase();
     if (caller.kind === 'key') this.requireAdmin(caller, orgId);
     return this.run(() =>
       this.db.withTenant(orgId, async (client) => {
@@ -170,6 +171,8 @@ export class AdminService {
       if (code === UNIQUE_VIOLATION) throw new GatewayError('NR_CONFLICT', 'An object with that name already exists.', { cause: err });
       if (code === FOREIGN_KEY_VIOLATION) throw invalidRequest('A referenced object (e.g. `team_id`) does not exist in this organization.', 'team_id');
       if (code === CHECK_VIOLATION) throw invalidRequest('A value is out of range.');
+      // Class 22 is data exceptions (bad encoding, NUL in text, out-of-range values): the input's fault.
+      if (typeof code === 'string' && code.startsWith('22')) throw invalidRequest('A value cannot be stored as given.');
       throw asDatabaseError(err);
     }
   }

@@ -76,7 +76,7 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
       );
     };
     const caller = Promise.resolve(deps.auth.authenticate(req.getHeader('authorization'), req.getHeader('x-api-key'))).then((principal) => {
-      if (principal === null) throw new GatewayError('NR_UNAUTHORIZED');
+      if (principal instanceof GatewayError) throw principal;
       return principal;
     });
     if (!takesBody) {

@@ -18,7 +18,7 @@ export function modelsRoute(config: Config, auth: RequestAuthenticator) {
     void Promise.resolve(auth.authenticate(req.getHeader('authorization'), req.getHeader('x-api-key'))).then(
       (principal) => {
         if (aborted) return;
-        if (principal === null) return sendError(res, new GatewayError('NR_UNAUTHORIZED'), requestId);
+        if (principal instanceof GatewayError) return sendError(res, principal, requestId);
         const allowed = principal.kind === 'key' ? principal.allowedModels : undefined;
         const body = allowed === undefined ? allModelsBody : JSON.stringify({ object: 'list', data: models.filter((m) => allowed.has(m.id)) });
         sendJson(res, 200, body, requestId);
