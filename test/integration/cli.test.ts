@@ -2,7 +2,7 @@
 // and exits 0; a broken config lists every problem and exits 2.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,8 @@ function run(args: string[], env: Record<string, string>) {
 describe('nemo CLI', () => {
   it('start on a fresh data dir boots embedded PostgreSQL, creates a demo key, serves it, and exits 0 on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'nemo-cli-start-'));
+    // Reachable by the Postgres OS user, so the cluster lives (and is removed) inside it.
+    chmodSync(dataDir, 0o755);
     const { child, out, err } = run(['start'], { PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: '', NEMO_MASTER_KEY: '', DATABASE_URL: '', NEMO_DATA_DIR: dataDir });
     try {
       const deadline = Date.now() + 60_000;
@@ -71,6 +73,7 @@ describe('nemo CLI', () => {
     writeFileSync(path, ['server:', '  port: "eighty"', 'models:', '  - name: a', '    deployments:', '      - provider: openai-compatible', '        model: x', '        apiKeyEnv: NEMO_TEST_UNSET_KEY', ''].join('\n'));
     const { child, err } = run(['check-config'], { NEMO_CONFIG: path });
     const [code] = await once(child, 'exit');
+    rmSync(dir, { recursive: true, force: true });
     expect(code).toBe(2);
     expect(err()).toContain('server.port');
     expect(err()).toContain('baseUrl: required for provider openai-compatible');

@@ -3,7 +3,7 @@
 // and a key that expires stops working by itself.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,11 +18,12 @@ describe('API key lifecycle across instances', () => {
   let first: TestGateway;
   let second: ChildProcess;
   let secondUrl: string;
+  let configDir: string;
 
   beforeAll(async () => {
     first = await startTestGateway({ models: MODELS });
     // The second instance is its own process on the same database, as in production.
-    const dir = mkdtempSync(join(tmpdir(), 'nemo-keys-'));
+    const dir = (configDir = mkdtempSync(join(tmpdir(), 'nemo-keys-')));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ models: MODELS }));
     second = spawn(process.execPath, [CLI, 'start'], {
       env: { ...process.env, ...databaseEnv(first.database), PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: join(dir, 'config.json'), NEMO_MASTER_KEY: '' },
@@ -44,6 +45,7 @@ describe('API key lifecycle across instances', () => {
       await once(second, 'exit');
     }
     await first?.close();
+    if (configDir) rmSync(configDir, { recursive: true, force: true });
   });
 
   const chat = (url: string, key: string) =>
