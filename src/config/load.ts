@@ -89,8 +89,12 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   const models = resolveModels(file.models ?? DEFAULT_MOCK_MODELS, env, problems);
   const database = databaseConfig(file, env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
+  const masterKey = env[file.auth.masterKeyEnv] || undefined;
+  // Key-shaped secrets are looked up as org keys, so such a master key could never authenticate.
+  if (masterKey !== undefined && masterKey.startsWith('sk-nemo-')) throw new ConfigError([`${file.auth.masterKeyEnv}: must not start with sk-nemo- (that prefix is for org API keys)`]);
+  if (masterKey !== undefined && masterKey.length < 16) throw new ConfigError([`${file.auth.masterKeyEnv}: must be at least 16 characters`]);
   const config = { server: file.server, upstream: file.upstream, auth: file.auth, database, models, source } as Config;
-  Object.defineProperty(config, 'masterKey', { value: env[file.auth.masterKeyEnv] || undefined, enumerable: false });
+  Object.defineProperty(config, 'masterKey', { value: masterKey, enumerable: false });
   return deepFreeze(config);
 }
 

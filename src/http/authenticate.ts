@@ -3,7 +3,7 @@
 // cache knows the answer, a promise when Postgres must be asked.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import { hashApiKey, looksLikeApiKey } from '../tenancy/api-keys.js';
+import { apiKeyDigest, looksLikeApiKey } from '../tenancy/api-keys.js';
 import type { KeyAuthenticator } from '../tenancy/key-authenticator.js';
 import type { KeyPrincipal, Principal } from '../tenancy/principal.js';
 
@@ -24,9 +24,9 @@ export class RequestAuthenticator {
     const secret = credentialOf(authorization, xApiKey);
     if (secret === undefined) return UNAUTHORIZED;
     if (looksLikeApiKey(secret)) {
-      const hash = hashApiKey(secret);
-      const cached = this.keys.cached(hash);
-      return cached !== undefined ? checkKey(cached) : this.keys.lookup(hash).then(checkKey);
+      const digest = apiKeyDigest(secret);
+      const cached = this.keys.cached(digest);
+      return cached !== undefined ? checkKey(cached) : this.keys.lookup(digest).then(checkKey);
     }
     if (this.masterDigest !== undefined && timingSafeEqual(digest(secret), this.masterDigest)) return PLATFORM;
     return UNAUTHORIZED;

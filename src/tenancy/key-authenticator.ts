@@ -50,9 +50,8 @@ export class KeyAuthenticator {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** A cached answer: the principal, null for a key known to be invalid, undefined when Postgres must be asked. */
-  cached(hash: Buffer): KeyPrincipal | null | undefined {
-    const id = hash.toString('base64');
+  /** A cached answer for a key's SHA-256 (base64): the principal, null for a key known to be invalid, undefined when Postgres must be asked. */
+  cached(id: string): KeyPrincipal | null | undefined {
     const entry = this.byHash.get(id);
     const now = this.now();
     if (entry !== undefined) {
@@ -74,12 +73,11 @@ export class KeyAuthenticator {
   }
 
   /** Reads the key from Postgres (a miss); null when it does not exist or is revoked. */
-  lookup(hash: Buffer): Promise<KeyPrincipal | null> {
-    const id = hash.toString('base64');
+  lookup(id: string): Promise<KeyPrincipal | null> {
     let query = this.pending.get(id);
     if (query === undefined) {
       this.misses++;
-      query = this.load(id, hash).finally(() => this.pending.delete(id));
+      query = this.load(id, Buffer.from(id, 'base64')).finally(() => this.pending.delete(id));
       this.pending.set(id, query);
     }
     return query;
@@ -100,6 +98,7 @@ export class KeyAuthenticator {
 
   private rememberUnknown(id: string): void {
     if (!this.listening || this.options.negativeTtlMs === 0) return;
+    this.unknownUntil.delete(id); // re-inserted as the newest
     // Bounded: a flood of random keys evicts the oldest entries, never grows memory.
     if (this.unknownUntil.size >= this.options.negativeMaxEntries) {
       const oldest = this.unknownUntil.keys().next().value;
@@ -140,6 +139,8 @@ export class KeyAuthenticator {
 
   private onNotification(payload: string | undefined): void {
     this.generation++;
+    // A request arriving after this change must not join a query that started before it.
+    this.pending.clear();
     try {
       const change = JSON.parse(payload ?? '{}') as { table?: string; org_id?: string; key_id?: string | null };
       if (change.table === 'api_keys' && change.key_id) this.invalidateKey(change.key_id);
@@ -153,6 +154,7 @@ export class KeyAuthenticator {
   private onListenerLost(client: pg.Client, err: Error | undefined): void {
     if (this.listener !== undefined && this.listener !== client) return;
     this.generation++;
+    this.pending.clear();
     this.listener = undefined;
     this.listening = false;
     this.clear();

@@ -67,8 +67,13 @@ describe('buildConfig env overrides', () => {
   });
 
   it('reads the master key from the env var the file names', () => {
-    expect(buildConfig({ auth: { masterKeyEnv: 'MY_MASTER' } }, { MY_MASTER: 'mk-1' }, 'test').masterKey).toBe('mk-1');
-    expect(buildConfig({}, { NEMO_MASTER_KEY: 'mk-2' }, 'test').masterKey).toBe('mk-2');
+    expect(buildConfig({ auth: { masterKeyEnv: 'MY_MASTER' } }, { MY_MASTER: 'mk-1-0123456789abcdef' }, 'test').masterKey).toBe('mk-1-0123456789abcdef');
+    expect(buildConfig({}, { NEMO_MASTER_KEY: 'mk-2-0123456789abcdef' }, 'test').masterKey).toBe('mk-2-0123456789abcdef');
+  });
+
+  it('refuses a master key that is short or shaped like an org API key', () => {
+    expect(problemsOf(() => buildConfig({}, { NEMO_MASTER_KEY: 'short' }, 'test')).join()).toContain('at least 16');
+    expect(problemsOf(() => buildConfig({}, { NEMO_MASTER_KEY: `sk-nemo-${'a'.repeat(43)}` }, 'test')).join()).toContain('sk-nemo-');
   });
 
   it('rejects PORT=abc and an out-of-range NEMO_MAX_BODY_BYTES', () => {
