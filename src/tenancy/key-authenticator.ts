@@ -13,7 +13,8 @@ export interface KeyCacheOptions {
   readonly negativeMaxEntries: number;
 }
 
-interface KeyRow {
+/** What nemo.find_api_key returns for one key. */
+export interface KeyRow {
   org_id: string;
   key_id: string;
   team_id: string | null;

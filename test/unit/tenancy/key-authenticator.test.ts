@@ -2,18 +2,7 @@ import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../../src/db/database.js';
 import { apiKeyDigest, generateApiKey, hashApiKey } from '../../../src/tenancy/api-keys.js';
-import { KeyAuthenticator, type KeyCacheOptions } from '../../../src/tenancy/key-authenticator.js';
-
-interface KeyRow {
-  org_id: string;
-  key_id: string;
-  team_id: string | null;
-  role: 'admin' | 'member';
-  allowed_models: string[] | null;
-  org_allowed_models: string[] | null;
-  expires_at: Date | null;
-  revoked_at: Date | null;
-}
+import { KeyAuthenticator, type KeyCacheOptions, type KeyRow } from '../../../src/tenancy/key-authenticator.js';
 
 const ORG_A = '00000000-0000-4000-8000-00000000000a';
 const ORG_B = '00000000-0000-4000-8000-00000000000b';
