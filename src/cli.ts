@@ -2,6 +2,7 @@
 // The `nemo` command. Each subcommand is one function; admin commands join as the database does.
 import { ADMIN_USAGE, UsageError, adminMain, isAdminCommand } from './admin-cli.js';
 import { ConfigError, loadConfig } from './config/load.js';
+import { MigrationError } from './db/migrate.js';
 
 const USAGE = `usage: nemo <command>
 
@@ -50,6 +51,11 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof ConfigError || err instanceof UsageError) {
     process.stderr.write(`nemo: ${err.message}\n`);
     process.exitCode = 2;
+    return;
+  }
+  if (err instanceof MigrationError) {
+    process.stderr.write(`nemo: ${err.message} (${err.code})\n`);
+    process.exitCode = 1;
     return;
   }
   process.stderr.write(`nemo: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
