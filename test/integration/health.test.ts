@@ -39,6 +39,8 @@ describe('health endpoints', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json');
     expect((JSON.parse(res.text) as { status: string }).status).toBe('ready');
+    expect(res.text).toContain('"name":"postgres","ok":true');
+    expect(res.headers['x-request-id']).toBeTypeOf('string');
   });
 });
 
@@ -47,6 +49,7 @@ describe('GET /metrics', () => {
     const res = await get('/metrics');
     expect(res.status).toBe(200);
     expect(String(res.headers['content-type'])).toMatch(/^text\/plain/);
+    expect(res.headers['x-request-id']).toBeTypeOf('string');
     const lines = res.text.split('\n');
     expect(lines).toContain('nemo_uws_native 1');
     expect(lines).toContain('nemo_http_server_info{implementation="native"} 1');
