@@ -20,6 +20,11 @@ export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded Postgr
                                             create an API key (the secret is printed once)
   keys list --org <id>                      list an org's keys (no secrets)
   keys revoke --org <id> <key id>           revoke a key
+  credits add --org <id> --amount <micros> --idempotency-key <k> [--kind topup|refund|adjustment] [--note <text>]
+                                            add credits (applied once per idempotency key)
+  credits show --org <id>                   available and held credits
+  ledger show --org <id> [--limit N]        the newest ledger entries
+  ledger check                              verify every account against its ledger and holds (exit 1 if not)
 `;
 
 type Command = (service: AdminService, args: string[]) => Promise<unknown>;
@@ -46,6 +51,28 @@ const COMMANDS: Record<string, Command> = {
     return service.createKey(PLATFORM, values.org, body);
   },
   'keys list': (service, args) => service.listKeys(PLATFORM, withOrg(args).org),
+  'credits add': (service, args) => {
+    const { values } = parseArgs({
+      args,
+      options: { org: { type: 'string' }, amount: { type: 'string' }, 'idempotency-key': { type: 'string' }, kind: { type: 'string' }, note: { type: 'string' } },
+    });
+    if (!values.org) throw usage('--org is required');
+    const body: Record<string, unknown> = { amount_micros: Number(values.amount), idempotency_key: values['idempotency-key'] };
+    if (values.kind !== undefined) body.kind = values.kind;
+    if (values.note !== undefined) body.note = values.note;
+    return service.addCredits(PLATFORM, values.org, body);
+  },
+  'credits show': (service, args) => service.getCredits(PLATFORM, withOrg(args).org),
+  'ledger show': (service, args) => {
+    const { values } = parseArgs({ args, options: { org: { type: 'string' }, limit: { type: 'string' } } });
+    if (!values.org) throw usage('--org is required');
+    return service.listLedger(PLATFORM, values.org, values.limit === undefined ? {} : { limit: values.limit });
+  },
+  'ledger check': async (service) => {
+    const offending = await service.ledgerCheck(PLATFORM);
+    if (offending.length > 0) process.exitCode = 1;
+    return { ok: offending.length === 0, offending };
+  },
   'keys revoke': (service, args) => {
     const { org, rest } = withOrg(args);
     return service.revokeKey(PLATFORM, org, positional(rest, 'key id'));
@@ -53,7 +80,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function isAdminCommand(command: string | undefined): boolean {
-  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys';
+  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger';
 }
 
 export async function adminMain(argv: string[]): Promise<void> {

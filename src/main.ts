@@ -8,6 +8,7 @@ import { log } from './log.js';
 import { httpServerInfo, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
 import { UpstreamPools } from './providers/upstream-pools.js';
+import { Ledger } from './ledger/ledger.js';
 import { AdminService } from './tenancy/admin-service.js';
 import { ensureDemoKey } from './tenancy/demo.js';
 import { KeyAuthenticator } from './tenancy/key-authenticator.js';
@@ -18,6 +19,7 @@ export interface Gateway {
   readonly db: Database;
   readonly admin: AdminService;
   readonly keys: KeyAuthenticator;
+  readonly ledger: Ledger;
   /** Graceful: drains in-flight requests up to the configured grace period, then closes pools. */
   close(graceMs?: number): Promise<void>;
 }
@@ -37,15 +39,17 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const ownsDb = options.db === undefined;
   const keys = new KeyAuthenticator(db, { ttlMs: config.auth.keyCacheTtlMs, negativeTtlMs: config.auth.negativeKeyCacheTtlMs, negativeMaxEntries: config.auth.negativeKeyCacheSize });
   const admin = new AdminService(db, new Set(config.models.keys()));
+  const ledger = new Ledger(db, config.ledger);
   const pools = new UpstreamPools(config.upstream);
   const router = new DeploymentRouter(config.upstream.cooldownMs);
   const readinessChecks = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
   let server: HttpServer;
   try {
     await keys.startListening();
-    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, readinessChecks });
+    ledger.startSweeper();
+    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, readinessChecks });
   } catch (err) {
-    await Promise.allSettled([pools.close(), keys.close()]);
+    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0)]);
     if (ownsDb) await db.close();
     throw err;
   }
@@ -56,8 +60,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     db,
     admin,
     keys,
+    ledger,
     close(graceMs = config.server.shutdownGraceMs) {
       closing ??= server.shutdown(graceMs).then(async () => {
+        // Settlements of the requests just finished commit before the database goes away.
+        await ledger.close();
         await Promise.allSettled([pools.close(), keys.close()]);
         if (ownsDb) await db.close();
       });
@@ -71,7 +78,7 @@ export async function runGateway(): Promise<void> {
   const config = loadConfig();
   if (config.masterKey === undefined) log.warn('no master key set (NEMO_MASTER_KEY): the admin API accepts org admin keys only; organizations cannot be created over HTTP');
   const gateway = await startGateway(config);
-  const demo = gateway.db.kind === 'embedded' && config.auth.demoOrg ? await ensureDemoKey(gateway.admin, config.database.dataDir) : undefined;
+  const demo = gateway.db.kind === 'embedded' && config.auth.demoOrg ? await ensureDemoKey(gateway.admin, config.database.dataDir, config.ledger.demoCreditsMicros) : undefined;
   const { host } = config.server;
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const models = [...config.models.keys()];

@@ -91,6 +91,23 @@ export const configFileSchema = z.strictObject({
       demoOrg: z.boolean().default(true),
     })
     .prefault({}),
+  ledger: z
+    .strictObject({
+      /** How long a hold lives; a crashed instance's holds are released by the sweeper after it. */
+      reservationTtlMs: positiveInt.default(15 * 60_000),
+      sweepIntervalMs: positiveInt.default(10_000),
+      /** Most operations in one batch transaction. */
+      maxBatch: positiveInt.max(10_000).default(512),
+      /** Connections of the ledger writer's own pool. */
+      poolMax: positiveInt.max(16).default(3),
+      /** With no max_tokens from the client, the least output the balance must afford (else 402). */
+      minOutputTokens: positiveInt.default(16),
+      /** Prompt-token allowance per image part in the hold (images cost more tokens than their URL's bytes). */
+      imageTokenAllowance: nonNegativeInt.default(2_000),
+      /** Credits given to the demo org at its creation, in micro-units. */
+      demoCreditsMicros: nonNegativeInt.default(10_000_000),
+    })
+    .prefault({}),
   database: z
     .strictObject({
       /** Connections of the gateway's (nemo_app) pool. */

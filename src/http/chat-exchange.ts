@@ -5,7 +5,10 @@ import { isUtf8 } from 'node:buffer';
 import type { Dispatcher } from 'undici';
 import type { Config, Deployment, ModelRoute } from '../config/load.js';
 import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-error.js';
-import { countAttempt, countRequest, gatewayOverheadSeconds, liveCounts, observeDuration, statusClass } from '../metrics/registry.js';
+import type { Hold, Ledger } from '../ledger/ledger.js';
+import { affordableOutputTokens, boundingPrices, costMicros, pricesOf } from '../ledger/pricing.js';
+import { log } from '../log.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, liveCounts, observeDuration, statusClass } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
@@ -23,6 +26,7 @@ import { requestedMaxTokens, validateChatRequest } from './validate-chat-request
 
 export interface ChatDeps {
   readonly config: Config;
+  readonly ledger: Ledger;
   readonly router: DeploymentRouter;
   readonly pools: UpstreamPools;
   readonly inflight: InflightTracker;
@@ -59,6 +63,11 @@ export class ChatExchange {
   readonly frames: Array<string | Uint8Array> = [];
   readonly sink: FrameSink = { push: (frame) => void this.frames.push(frame) };
   usage: Usage | undefined;
+  /** The credits held for this request, settled or released exactly once in finish(). */
+  private hold: Hold | undefined;
+  private promptBoundTokens = 0;
+  /** Output reached the client (a stream started, or a complete answer), from this deployment. */
+  private servedBy: UpstreamAttempt | undefined;
   /** Set once the API key is verified; the body waits for it. */
   private principal: KeyPrincipal | undefined;
   private authPending = false;
@@ -137,18 +146,54 @@ export class ChatExchange {
         const param = this.request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
         throw new GatewayError('NR_INVALID_REQUEST', `\`${param}\` is too large: ${route.name} allows at most ${route.maxOutputTokens} output tokens.`, { param });
       }
-      this.maxTokens = asked ?? route.maxOutputTokens;
       this.ctx = {
         requestId: this.requestId,
         publicModel: route.name,
         created: Math.floor(Date.now() / 1000),
         clientWantsUsage: this.request.stream === true && this.request.stream_options?.include_usage === true,
       };
+      this.reserveThenStart(body.byteLength, asked);
     } catch (err) {
       this.fail(toGatewayError(err));
-      return;
     }
-    this.tryNextDeployment();
+  }
+
+  /**
+   * Holds an upper bound of the cost before any upstream call: the prompt's bound (its UTF-8
+   * bytes: no byte-level BPE token is shorter than a byte, plus an allowance per image) and the
+   * output bound, at the dearest deployment's prices. The output bound sent upstream is exactly
+   * what was held for, so the actual cost can never exceed the hold.
+   */
+  private reserveThenStart(bodyBytes: number, asked: number | undefined): void {
+    const ledgerConfig = this.deps.config.ledger;
+    const prices = boundingPrices(this.route);
+    this.promptBoundTokens = bodyBytes + countImageParts(this.request) * ledgerConfig.imageTokenAllowance;
+    const maxOutput = asked ?? this.route.maxOutputTokens;
+    const amount = costMicros(prices, this.promptBoundTokens, maxOutput);
+    if (amount === 0) {
+      this.maxTokens = maxOutput; // a free model: nothing to hold
+      return this.tryNextDeployment();
+    }
+    const minAmount = asked !== undefined ? amount : costMicros(prices, this.promptBoundTokens, Math.min(ledgerConfig.minOutputTokens, maxOutput));
+    const principal = this.principal!;
+    this.deps.ledger.reserve(principal.orgId, principal.keyId, this.requestId, amount, minAmount).then(
+      (hold) => {
+        if (this.finished) {
+          // The client left while the hold was being granted.
+          if (hold) void this.deps.ledger.release(hold).catch(logSettlementError);
+          return;
+        }
+        if (hold === undefined) {
+          insufficientQuotaTotal.inc();
+          const need = asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(ledgerConfig.minOutputTokens, maxOutput)} output tokens`;
+          return this.fail(new GatewayError('NR_INSUFFICIENT_QUOTA', `Your organization's credits cannot cover this request (${need} on ${this.route.name}).`));
+        }
+        this.hold = hold;
+        this.maxTokens = asked ?? affordableOutputTokens(prices, hold.amount, this.promptBoundTokens, this.route.maxOutputTokens);
+        this.tryNextDeployment();
+      },
+      (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))),
+    );
   }
 
   /** Answers with an error: a JSON error before the first byte, a final SSE event after it. */
@@ -215,6 +260,7 @@ export class ChatExchange {
     if (attempt !== this.attempt || this.finished) return;
     this.upstreamMs += attempt.elapsedMs();
     this.settleAttempt(attempt, usage);
+    this.servedBy = attempt;
     if (this.clientGone) return this.finish();
     this.res.cork(() => {
       this.writeHead('application/json');
@@ -234,6 +280,7 @@ export class ChatExchange {
     this.res.cork(() => {
       if (!this.headersSent) {
         this.upstreamMs += attempt.elapsedMs();
+        this.servedBy = attempt;
         this.writeHead('text/event-stream');
         this.streamOpen = true;
         liveCounts.activeStreams++;
@@ -298,11 +345,33 @@ export class ChatExchange {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.stalledTimer);
+    if (this.hold !== undefined) this.settleHold(this.hold);
     if (this.streamOpen) liveCounts.activeStreams--;
     liveCounts.inflightRequests--;
     countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
     this.deps.inflight.delete(this);
+  }
+
+  /**
+   * Exactly once per request: charge what was produced, or release everything when nothing was.
+   * Usage reported by upstream counts (the database caps the charge at the hold); without it
+   * (a disconnect, a cut stream, a provider without usage) the estimate is the prompt's bound and
+   * one token per content chunk streamed, or for a complete answer its bytes.
+   */
+  private settleHold(hold: Hold): void {
+    this.hold = undefined;
+    const served = this.servedBy;
+    if (served === undefined) {
+      void this.deps.ledger.release(hold).catch(logSettlementError);
+      return;
+    }
+    const prices = pricesOf(served.deployment);
+    const usage = this.usage;
+    const charge = usage !== undefined
+      ? costMicros(prices, usage.prompt_tokens, usage.completion_tokens)
+      : costMicros(prices, this.promptBoundTokens, Math.min(this.maxTokens, served.outputEstimate));
+    void this.deps.ledger.settle(hold, Math.min(charge, hold.amount)).catch(logSettlementError);
   }
 
   /** Shutdown deadline passed: end what is still running with a typed error. */
@@ -363,6 +432,11 @@ class UpstreamAttempt implements Dispatcher.DispatchHandler {
 
   elapsedMs(): number {
     return performance.now() - this.startedAt;
+  }
+
+  /** Output tokens, estimated when usage is missing: content chunks of a stream, bytes of an answer. */
+  get outputEstimate(): number {
+    return this.translator !== undefined ? this.translator.contentChunks : this.bytes;
   }
 
   abort(reason: Error): void {
@@ -450,7 +524,7 @@ class UpstreamAttempt implements Dispatcher.DispatchHandler {
 
   private completeNonStream(): void {
     const raw = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
-    this.chunks = [];
+    this.chunks = []; // `bytes` stays: it is the output estimate when usage is missing
     let usage: Usage | undefined;
     let body: string | Uint8Array;
     try {
@@ -495,4 +569,18 @@ function outcomeOf(failure: AttemptFailure): string {
     default:
       return 'error';
   }
+}
+
+/** The settle/release promise only rejects on a programming error: the writer retries database failures. */
+function logSettlementError(err: unknown): void {
+  log.error('ledger: settlement failed', { error: (err as Error).message });
+}
+
+function countImageParts(request: ChatRequest): number {
+  let images = 0;
+  for (const message of request.messages) {
+    if (!Array.isArray(message.content)) continue;
+    for (const part of message.content) if (part.type === 'image_url') images++;
+  }
+  return images;
 }

@@ -5,6 +5,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { UpstreamPools } from '../providers/upstream-pools.js';
+import type { Ledger } from '../ledger/ledger.js';
 import type { AdminService } from '../tenancy/admin-service.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { ChatExchange, InflightTracker } from './chat-exchange.js';
@@ -23,6 +24,7 @@ export interface HttpServerDeps {
   readonly pools: UpstreamPools;
   readonly auth: RequestAuthenticator;
   readonly admin: AdminService;
+  readonly ledger: Ledger;
   readonly readinessChecks?: readonly ReadinessCheck[];
 }
 

@@ -47,6 +47,26 @@ export const upstreamAttemptsTotal = new Counter({
   registers: [registry],
 });
 
+export const ledgerBatchSize = new Histogram({
+  name: 'nemo_ledger_batch_size_ops',
+  help: 'Operations (reserve, settle, release) committed per ledger batch.',
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+  registers: [registry],
+});
+
+export const ledgerFlushSeconds = new Histogram({
+  name: 'nemo_ledger_flush_duration_seconds',
+  help: 'Time of one ledger batch: one transaction, one round trip, durable commit.',
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  registers: [registry],
+});
+
+export const insufficientQuotaTotal = new Counter({
+  name: 'nemo_insufficient_quota_total',
+  help: 'Requests refused with 402 because the org could not cover the hold.',
+  registers: [registry],
+});
+
 /** Plain numbers on the hot path; the gauges read them at scrape time. */
 export const liveCounts = { activeStreams: 0, inflightRequests: 0 };
 

@@ -103,6 +103,8 @@ export interface StreamTranslator {
   readonly usage: Usage | undefined;
   /** Completion tokens' text seen so far, in characters; for estimating when usage is missing. */
   readonly completionChars: number;
+  /** Chunks that carried generated text or tool arguments: the token estimate when usage is missing. */
+  readonly contentChunks: number;
 }
 
 /** The one part of an undici Dispatcher the gateway uses: dispatch with the controller handler API. */

@@ -33,3 +33,16 @@ export type CreateMemberInput = z.infer<typeof createMemberInput>;
 export type UpdateConfigInput = z.infer<typeof updateConfigInput>;
 
 export const isUuid = (value: string): boolean => uuid.safeParse(value).success;
+
+export const creditInput = z.strictObject({
+  kind: z.enum(['topup', 'refund', 'adjustment']).default('topup'),
+  /** Micro-units of the org's currency; positive for top-ups and refunds, either sign for adjustments. */
+  amount_micros: z.number().int().refine((n) => Number.isSafeInteger(n) && n !== 0, 'must be a non-zero safe integer'),
+  /** Repeating a call with the same key applies it once. */
+  idempotency_key: z.string().min(1).max(200).refine(noNul, 'must not contain NUL characters'),
+  note: z.string().max(1000).refine(noNul, 'must not contain NUL characters').optional(),
+});
+export const ledgerQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  before: z.coerce.number().int().positive().optional(),
+});

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
-import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, isUuid, updateConfigInput } from './admin-schemas.js';
+import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, updateConfigInput } from './admin-schemas.js';
 import { generateApiKey } from './api-keys.js';
 import type { Principal } from './principal.js';
 
@@ -134,6 +134,56 @@ export class AdminService {
       );
       return rows[0];
     });
+  }
+
+  /** Top-up, refund or adjustment: the platform's money admin, idempotent by `idempotency_key`. */
+  async addCredits(caller: Principal, orgId: string, body: unknown) {
+    if (caller.kind !== 'platform') {
+      // Another org does not exist for this key; its own org's credits are the platform's to change.
+      if (!isUuid(orgId) || caller.orgId !== orgId.toLowerCase()) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
+      throw new GatewayError('NR_FORBIDDEN', 'Only the platform master key changes credits.');
+    }
+    const input = parse(creditInput, body);
+    if (input.kind !== 'adjustment' && input.amount_micros <= 0) throw invalidRequest('`amount_micros` must be positive for top-ups and refunds.', 'amount_micros');
+    // inOrg checks the org exists; the credit itself goes through the definer function.
+    await this.inOrg(caller, orgId, async () => undefined);
+    const { rows } = await this.run(() =>
+      this.db.query<{ entry_id: string; created: boolean; available: string; held: string }>(
+        'SELECT * FROM nemo.ledger_credit($1, $2, $3, $4, $5)',
+        [orgId.toLowerCase(), input.kind, input.amount_micros, input.idempotency_key, input.note ?? null],
+      ),
+    );
+    const row = rows[0]!;
+    return { org_id: orgId.toLowerCase(), entry_id: Number(row.entry_id), created: row.created, available_micros: Number(row.available), held_micros: Number(row.held) };
+  }
+
+  getCredits(caller: Principal, orgId: string) {
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query<{ available: string; held: string; updated_at: Date }>('SELECT available, held, updated_at FROM nemo.credit_accounts');
+      const row = rows[0];
+      return { org_id: orgId.toLowerCase(), available_micros: Number(row?.available ?? 0), held_micros: Number(row?.held ?? 0), updated_at: row?.updated_at ?? null };
+    });
+  }
+
+  /** Newest first; `before` pages by entry id. */
+  listLedger(caller: Principal, orgId: string, query: unknown) {
+    const input = parse(ledgerQuery, query);
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `SELECT entry_id::float8 AS id, org_id, kind, available_delta::float8 AS available_delta, held_delta::float8 AS held_delta, charged::float8 AS charged,
+                reservation_id, request_id, key_id, idempotency_key, note, created_at
+         FROM nemo.ledger_entries WHERE ($1::bigint IS NULL OR entry_id < $1) ORDER BY entry_id DESC LIMIT $2`,
+        [input.before ?? null, input.limit],
+      );
+      return rows;
+    });
+  }
+
+  /** Accounts whose balances disagree with the ledger or the open reservations (platform only). */
+  async ledgerCheck(caller: Principal) {
+    if (caller.kind !== 'platform') throw new GatewayError('NR_FORBIDDEN', 'Only the platform checks the whole ledger.');
+    const { rows } = await this.run(() => this.db.query('SELECT * FROM nemo.ledger_check()'));
+    return rows;
   }
 
   /** Authorizes the caller for the org, then runs fn under RLS with that org; a missing org is 404. */

@@ -8,11 +8,12 @@ import type { Principal } from './principal.js';
 
 const PLATFORM: Principal = { kind: 'platform' };
 
-export async function ensureDemoKey(admin: AdminService, dataDir: string): Promise<{ key: string; created: boolean } | undefined> {
+export async function ensureDemoKey(admin: AdminService, dataDir: string, creditsMicros: number): Promise<{ key: string; created: boolean } | undefined> {
   const path = join(dataDir, 'demo-key');
   if (existsSync(path)) return { key: readFileSync(path, 'utf8').trim(), created: false };
   if ((await admin.listOrgs(PLATFORM)).length > 0) return undefined;
   const org = await admin.createOrg(PLATFORM, { name: 'demo' });
+  if (creditsMicros > 0) await admin.addCredits(PLATFORM, org.id, { kind: 'topup', amount_micros: creditsMicros, idempotency_key: 'demo-initial-credits', note: 'demo credits' });
   const { key } = (await admin.createKey(PLATFORM, org.id, { name: 'demo key', role: 'admin' })) as { key: string };
   writeFileSync(path, `${key}\n`, { mode: 0o600 });
   return { key, created: true };

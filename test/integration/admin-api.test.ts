@@ -166,6 +166,8 @@ interface RouteCase {
   status: 200 | 201;
   /** A valid body; `tag` names the caller, so a write that slipped through can be recognised. */
   body?: (tag: string) => unknown;
+  /** Only the platform may call it (money admin), even within the caller's own org. */
+  platformOnly?: boolean;
 }
 
 const ROUTES: RouteCase[] = [
@@ -181,6 +183,9 @@ const ROUTES: RouteCase[] = [
   { method: 'POST', path: '/admin/v1/orgs/:org/keys/:key/revoke', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/config', status: 200 },
   { method: 'PATCH', path: '/admin/v1/orgs/:org/config', status: 200, body: () => ({ logging_level: 'full' }) },
+  { method: 'POST', path: '/admin/v1/orgs/:org/credits', status: 200, platformOnly: true, body: (tag) => ({ amount_micros: 1, idempotency_key: `credit by ${tag} ${randomUUID()}` }) },
+  { method: 'GET', path: '/admin/v1/orgs/:org/credits', status: 200 },
+  { method: 'GET', path: '/admin/v1/orgs/:org/ledger', status: 200 },
 ];
 
 type CallerName = 'no key' | 'wrong key (key-shaped)' | 'wrong key (not key-shaped)' | 'master key' | 'org A admin' | 'org A member' | 'org B admin' | 'org B member';
@@ -210,6 +215,7 @@ function expectedOutcome(caller: CallerName, route: RouteCase): number | string 
     case 'master key':
       return route.status;
     case 'org A admin':
+      if (route.platformOnly) return 'NR_FORBIDDEN';
       return orgScoped || route.method === 'GET' ? route.status : 'NR_FORBIDDEN';
     case 'org A member':
       return 'NR_FORBIDDEN';
@@ -267,7 +273,7 @@ describe('authorization matrix', () => {
       expect(body).toMatchObject({ id: orgA.id, name: orgA.name });
       return;
     }
-    if (route.method === 'GET' && key !== 'GET /admin/v1/orgs/:org/config') {
+    if (route.method === 'GET' && key !== 'GET /admin/v1/orgs/:org/config' && key !== 'GET /admin/v1/orgs/:org/credits') {
       const list = body as List<{ org_id: string }>;
       expect(list.object).toBe('list');
       expect(list.data.length).toBeGreaterThan(0);

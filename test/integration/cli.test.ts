@@ -97,6 +97,12 @@ describe('nemo CLI', () => {
       expect(team.org_id).toBe(org.id);
       const key = await json(['keys', 'create', '--org', org.id as string, '--name', 'ci', '--team', team.id as string, '--models', 'mock-fast']);
       expect(key.key).toMatch(/^sk-nemo-[0-9A-Za-z]{43}$/);
+      // Credits through the CLI, idempotent by key: the second call changes nothing.
+      const credited = await json(['credits', 'add', '--org', org.id as string, '--amount', '5000000', '--idempotency-key', 'cli-topup-1']);
+      expect(credited).toMatchObject({ created: true, available_micros: 5_000_000 });
+      const again = await json(['credits', 'add', '--org', org.id as string, '--amount', '5000000', '--idempotency-key', 'cli-topup-1']);
+      expect(again).toMatchObject({ created: false, available_micros: 5_000_000 });
+      expect(await json(['credits', 'show', '--org', org.id as string])).toMatchObject({ available_micros: 5_000_000, held_micros: 0 });
       const listed = await json(['keys', 'list', '--org', org.id as string]);
       expect(listed).toHaveLength(1);
       expect(listed[0]).not.toHaveProperty('key');
@@ -114,6 +120,9 @@ describe('nemo CLI', () => {
           });
         expect((await ask('mock-fast')).status).toBe(200);
         expect((await ask('mock-chat')).status).toBe(403);
+        // The requests above settled: the ledger balances, and shows them.
+        await waitFor(async () => (await json(['ledger', 'show', '--org', org.id as string])).filter((e) => e.kind === 'settle').length === 1, 2000, 20);
+        expect(await json(['ledger', 'check'])).toEqual({ ok: true, offending: [] });
         const revoked = await json(['keys', 'revoke', '--org', org.id as string, key.id as string]);
         expect(revoked.revoked_at).toEqual(expect.any(String));
         await waitFor(async () => (await ask('mock-fast')).status === 401, 1000, 20);

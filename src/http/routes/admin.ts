@@ -18,6 +18,8 @@ interface AdminCall {
   readonly caller: Principal;
   /** Path parameters in route order. */
   readonly params: readonly string[];
+  /** Query-string parameters (the last value of each). */
+  readonly query: Record<string, string>;
   readonly body: unknown;
 }
 
@@ -45,6 +47,9 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminRouteDeps): Ma
     ['post', '/admin/v1/orgs/:org/keys/:key/revoke', 200, ({ caller, params }) => admin.revokeKey(caller, params[0]!, params[1]!)],
     ['get', '/admin/v1/orgs/:org/config', 200, ({ caller, params }) => admin.getConfig(caller, params[0]!)],
     ['patch', '/admin/v1/orgs/:org/config', 200, ({ caller, params, body }) => admin.updateConfig(caller, params[0]!, body)],
+    ['post', '/admin/v1/orgs/:org/credits', 200, ({ caller, params, body }) => admin.addCredits(caller, params[0]!, body)],
+    ['get', '/admin/v1/orgs/:org/credits', 200, ({ caller, params }) => admin.getCredits(caller, params[0]!)],
+    ['get', '/admin/v1/orgs/:org/ledger', 200, async ({ caller, params, query }) => list(await admin.listLedger(caller, params[0]!, query))],
   ];
   const methodsByPath = new Map<string, Method[]>();
   for (const [method, path, status, handler] of routes) {
@@ -62,6 +67,7 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
   return (res: HttpResponse, req: HttpRequest): void => {
     const requestId = requestIdFrom(req.getHeader('x-request-id'));
     const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i));
+    const query = Object.fromEntries(new URLSearchParams(req.getQuery() ?? ''));
     const contentType = req.getHeader('content-type');
     const contentLength = req.getHeader('content-length');
     let aborted = false;
@@ -80,7 +86,7 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
       return principal;
     });
     if (!takesBody) {
-      respond(caller.then((principal) => handler({ caller: principal, params, body: undefined })));
+      respond(caller.then((principal) => handler({ caller: principal, params, query, body: undefined })));
       return;
     }
     if (!JSON_CONTENT_TYPE.test(contentType)) {
@@ -101,6 +107,6 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
     });
     // Handled here too: when authentication fails first, nobody awaits the body.
     body.catch(() => undefined);
-    respond(caller.then(async (principal) => handler({ caller: principal, params, body: await body })));
+    respond(caller.then(async (principal) => handler({ caller: principal, params, query, body: await body })));
   };
 }

@@ -17,6 +17,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   finished = false;
   usage: Usage | undefined = undefined;
   completionChars = 0;
+  contentChunks = 0;
 
   /** `data: {"id":...,"object":...,"created":...,"model":...,` — shared by every frame. */
   private head = '';
@@ -100,6 +101,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
       // Anthropic opens every tool input with an empty piece; an empty OpenAI delta would be noise.
       if (delta.partial_json === '') return;
       this.completionChars += delta.partial_json.length;
+      this.contentChunks++;
       sink.push(`${this.deltaPrefix}{"tool_calls":[{"index":${ordinal},"function":{"arguments":${JSON.stringify(delta.partial_json)}}}]}${CHOICE_SUFFIX}`);
     }
     // thinking_delta, signature_delta and citations_delta have no chat-completions equivalent.
@@ -133,6 +135,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
 
   private pushText(text: string, sink: FrameSink): void {
     this.completionChars += text.length;
+    this.contentChunks++;
     sink.push(`${this.deltaPrefix}{"content":${JSON.stringify(text)}}${CHOICE_SUFFIX}`);
   }
 

@@ -8,6 +8,8 @@ import { readUsage } from '../usage.js';
 
 const DONE_FRAME = Buffer.from('data: [DONE]\n\n');
 const USAGE_KEY = /"usage"\s*:\s*\{/;
+/** A delta carrying generated text or tool-call arguments (not the role or finish chunks). */
+const CONTENT_DELTA = /"(?:content|arguments)"\s*:\s*"[^"]/;
 // Inside JSON string values quotes are escaped, so an unescaped `"error":` can only be a key.
 const ERROR_KEY = /"error"\s*:/;
 
@@ -15,6 +17,7 @@ export class OpenAiStreamTranslator implements StreamTranslator {
   finished = false;
   usage: Usage | undefined = undefined;
   completionChars = 0;
+  contentChunks = 0;
 
   constructor(private readonly ctx: TranslateContext) {}
 
@@ -32,6 +35,7 @@ export class OpenAiStreamTranslator implements StreamTranslator {
     }
     // Counted from the raw frame: an upper bound of the generated text until exact counting.
     this.completionChars += data.length;
+    if (CONTENT_DELTA.test(data)) this.contentChunks++;
     if (USAGE_KEY.test(data)) {
       const chunk = parseChunk(data);
       const usage = readUsage(chunk.usage);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 // Row-level security, proved from the catalog rather than from a list kept by hand: every table in
 // schema nemo but the listed global ones is a tenant table (org_id leading its primary key, RLS
 // enabled and forced, a policy, fixture rows for two orgs), and nemo_app, connected as the gateway
@@ -13,9 +14,17 @@ import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../
 /** Tables that belong to no tenant. Adding one here is a decision that it holds no org's data. */
 const GLOBAL_TABLES: ReadonlySet<string> = new Set(['schema_migrations']);
 /** The SECURITY DEFINER functions nemo_app may call; each crosses orgs on purpose and is reviewed as such. */
-const APP_DEFINER_FUNCTIONS = ['create_org(p_org_id uuid, p_name text)', 'find_api_key(p_key_hash bytea)', 'list_orgs()'];
+const APP_DEFINER_FUNCTIONS = [
+  'create_org(p_org_id uuid, p_name text)',
+  'find_api_key(p_key_hash bytea)',
+  'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
+  'ledger_check()',
+  'ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)',
+  'ledger_expire(p_limit integer)',
+  'list_orgs()',
+];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
-const KNOWN_TENANT_TABLES = ['api_keys', 'members', 'org_config', 'orgs', 'teams'];
+const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'ledger_entries', 'members', 'org_config', 'orgs', 'reservations', 'teams'];
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
@@ -65,6 +74,11 @@ beforeAll(async () => {
       await admin.createKey(platform, org.id, { name: `key ${i}`, role: i === 0 ? 'admin' : 'member', team_id: team.id, allowed_models: [MODEL] });
     }
     await admin.updateConfig(platform, org.id, { allowed_models: [MODEL], logging_level: 'full', default_guardrail_policy: { pii: 'redact' } });
+    // Money: a top-up, then holds through the same function the gateway's batched writer calls.
+    await admin.addCredits(platform, org.id, { amount_micros: 1_000_000, idempotency_key: `fixture ${name}` });
+    for (let i = 0; i <= extra; i++) {
+      await database.query('SELECT * FROM nemo.ledger_apply($1, $2, $3, $4, $5, $6, $7, $8)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [null], [1000], [1000], 60_000]);
+    }
     return org.id;
   };
   orgA = await fill('Org A', 1);

@@ -31,6 +31,8 @@ export async function startTestGateway(raw: Record<string, unknown>, env: Record
     const config = buildConfig({ ...raw, server }, { ...databaseEnv(database), ...env }, 'test');
     const gateway = await startGateway(config);
     const org = await gateway.admin.createOrg(PLATFORM, { name: 'test org' });
+    // Plenty of credits: suites about other things never hit 402.
+    await gateway.admin.addCredits(PLATFORM, org.id, { amount_micros: 1e12, idempotency_key: 'test-initial-credits' });
     const { key } = (await gateway.admin.createKey(PLATFORM, org.id, { name: 'test key', role: 'admin' })) as { key: string };
     return {
       gateway,

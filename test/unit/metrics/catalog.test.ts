@@ -78,7 +78,7 @@ describe('metrics registry', () => {
   it('names every metric nemo_* and gives every histogram a unit suffix', () => {
     for (const [name, type] of types) {
       expect(name, 'metric without the nemo_ prefix').toMatch(/^nemo_[a-z0-9_]+$/);
-      if (type === 'histogram') expect(name, `histogram ${name} has no unit suffix`).toMatch(/_(seconds|bytes)$/);
+      if (type === 'histogram') expect(name, `histogram ${name} has no unit suffix`).toMatch(/_(seconds|bytes|ops)$/);
     }
   });
 

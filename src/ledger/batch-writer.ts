@@ -1,0 +1,147 @@
+// The batched ledger writer (group commit): reserve/settle/release operations queue in process;
+// when no flush is in flight one starts at once, otherwise they accumulate (up to maxBatch) for
+// the next. A batch is one call of nemo.ledger_apply: one transaction, one round trip, durable
+// commit; every caller gets its own answer. Settles and releases that fail (the database is
+// down) are retried until they commit: they are idempotent by reservation id.
+import type pg from 'pg';
+import { asDatabaseError } from '../db/database.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { log } from '../log.js';
+
+export type LedgerOpKind = 'reserve' | 'settle' | 'release';
+
+export interface LedgerOp {
+  readonly kind: LedgerOpKind;
+  readonly orgId: string;
+  readonly reservationId: string;
+  readonly requestId: string | null;
+  readonly keyId: string | null;
+  /** reserve: the most to hold; settle: the actual charge (capped at the hold); release: ignored. */
+  readonly amount: number;
+  /** reserve: the least that is still useful; refused below it. */
+  readonly minAmount: number;
+}
+
+export interface BatchWriterOptions {
+  readonly maxBatch: number;
+  readonly reservationTtlMs: number;
+  /** First retry delay for settles/releases that could not commit; doubles up to 5 s. */
+  readonly retryDelayMs: number;
+}
+
+interface Queued {
+  readonly op: LedgerOp;
+  readonly resolve: (amount: number) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const APPLY_SQL = 'SELECT op, amount FROM nemo.ledger_apply($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::integer)';
+const MAX_RETRY_DELAY_MS = 5_000;
+
+export class LedgerBatchWriter {
+  private queue: Queued[] = [];
+  private flushing = false;
+  private closed = false;
+  /** Settles/releases waiting for the database to come back, with their next delay. */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs: number;
+  batches = 0;
+  lastBatchSize = 0;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: BatchWriterOptions,
+    private readonly onBatch?: (size: number, durationMs: number) => void,
+  ) {
+    this.retryDelayMs = options.retryDelayMs;
+  }
+
+  /** Resolves with the amount granted (0: refused), or rejects when the batch could not commit. */
+  submit(op: LedgerOp): Promise<number> {
+    if (this.closed && op.kind === 'reserve') return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ op, resolve, reject });
+      if (!this.flushing && this.retryTimer === undefined) void this.flush();
+    });
+  }
+
+  /** Operations not yet committed (queued or in flight). */
+  get pending(): number {
+    return this.queue.length + (this.flushing ? this.lastBatchSize : 0);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.queue.length === 0) return;
+    this.flushing = true;
+    const batch = this.queue.length <= this.options.maxBatch ? this.queue : this.queue.slice(0, this.options.maxBatch);
+    this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
+    this.lastBatchSize = batch.length;
+    const startedAt = performance.now();
+    try {
+      const { rows } = await this.pool.query<{ op: number; amount: string }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
+      this.batches++;
+      this.retryDelayMs = this.options.retryDelayMs;
+      this.onBatch?.(batch.length, performance.now() - startedAt);
+      const amounts = new Float64Array(batch.length);
+      for (const row of rows) amounts[row.op - 1] = Number(row.amount);
+      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(amounts[i]!);
+    } catch (err) {
+      this.failBatch(batch, err);
+    } finally {
+      this.flushing = false;
+    }
+    if (this.queue.length > 0 && this.retryTimer === undefined) void this.flush();
+  }
+
+  /** Reserves fail fast (the request gets a 503); settles and releases go back to wait for a retry. */
+  private failBatch(batch: Queued[], err: unknown): void {
+    const retry: Queued[] = [];
+    for (const item of batch) {
+      if (item.op.kind === 'reserve') item.reject(asDatabaseError(err) instanceof GatewayError ? asDatabaseError(err) : new GatewayError('NR_INTERNAL', undefined, { cause: err }));
+      else retry.push(item);
+    }
+    if (retry.length === 0) return;
+    log.warn('ledger: batch failed; settlements will be retried', { error: (err as Error).message, retrying: retry.length, delayMs: this.retryDelayMs });
+    this.queue = [...retry, ...this.queue];
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.flush();
+    }, this.retryDelayMs);
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
+  }
+
+  /** Waits until every queued operation committed (or the deadline passed); refuses new reserves. */
+  async drain(deadlineMs: number): Promise<void> {
+    this.closed = true;
+    const until = Date.now() + deadlineMs;
+    while ((this.queue.length > 0 || this.flushing) && Date.now() < until) {
+      if (!this.flushing && this.retryTimer === undefined) void this.flush();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.queue.length > 0) log.warn('ledger: operations still queued at shutdown; their reservations will expire and be released', { queued: this.queue.length });
+  }
+}
+
+function toArrays(batch: Queued[], ttlMs: number): unknown[] {
+  const n = batch.length;
+  const kinds = new Array<string>(n);
+  const orgs = new Array<string>(n);
+  const reservations = new Array<string>(n);
+  const requests = new Array<string | null>(n);
+  const keys = new Array<string | null>(n);
+  const amounts = new Array<number>(n);
+  const minAmounts = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const op = batch[i]!.op;
+    kinds[i] = op.kind;
+    orgs[i] = op.orgId;
+    reservations[i] = op.reservationId;
+    requests[i] = op.requestId;
+    keys[i] = op.keyId;
+    amounts[i] = op.amount;
+    minAmounts[i] = op.minAmount;
+  }
+  return [kinds, orgs, reservations, requests, keys, amounts, minAmounts, ttlMs];
+}

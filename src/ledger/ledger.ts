@@ -1,0 +1,87 @@
+// The ledger as the gateway uses it: hold an upper bound of a request's cost before calling
+// upstream, settle the actual cost after (or release), and sweep expired holds of crashed
+// instances. Operations go through the batched writer on a small dedicated pool.
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Config } from '../config/load.js';
+import type { Database } from '../db/database.js';
+import { log } from '../log.js';
+import { ledgerBatchSize, ledgerFlushSeconds } from '../metrics/registry.js';
+import { LedgerBatchWriter } from './batch-writer.js';
+
+export interface Hold {
+  readonly orgId: string;
+  readonly reservationId: string;
+  readonly requestId: string;
+  readonly keyId: string;
+  /** Micro-units held. */
+  readonly amount: number;
+}
+
+export class Ledger {
+  private readonly pool: pg.Pool;
+  private readonly writer: LedgerBatchWriter;
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    db: Database,
+    private readonly options: Config['ledger'],
+  ) {
+    this.pool = new pg.Pool({ ...db.appConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
+    this.pool.on('error', (err) => log.warn('ledger: idle connection error', { error: err.message }));
+    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, retryDelayMs: 100 }, (size, ms) => {
+      ledgerBatchSize.observe(size);
+      ledgerFlushSeconds.observe(ms / 1000);
+    });
+  }
+
+  /** Holds up to `amount` (at least `minAmount`); undefined when the org cannot cover the minimum. */
+  async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number): Promise<Hold | undefined> {
+    const reservationId = randomUUID();
+    const granted = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount });
+    return granted > 0 ? { orgId, reservationId, requestId, keyId, amount: granted } : undefined;
+  }
+
+  /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
+  settle(hold: Hold, chargeMicros: number): Promise<number> {
+    return this.writer.submit({ ...this.base(hold), kind: 'settle', amount: Math.max(0, Math.ceil(chargeMicros)), minAmount: 0 });
+  }
+
+  /** Returns the whole hold: the request produced nothing. */
+  release(hold: Hold): Promise<number> {
+    return this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0 });
+  }
+
+  private base(hold: Hold) {
+    return { orgId: hold.orgId, reservationId: hold.reservationId, requestId: hold.requestId, keyId: hold.keyId };
+  }
+
+  /** Releases expired holds now and every sweepIntervalMs; many instances may sweep at once. */
+  startSweeper(): void {
+    const sweep = () => {
+      this.sweepOnce().catch((err: unknown) => log.warn('ledger: sweep failed', { error: (err as Error).message }));
+    };
+    sweep();
+    this.sweepTimer = setInterval(sweep, this.options.sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  async sweepOnce(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const { rows } = await this.pool.query<{ released: number }>('SELECT nemo.ledger_expire($1) AS released', [500]);
+      const released = rows[0]?.released ?? 0;
+      total += released;
+      if (released < 500) break;
+    }
+    if (total > 0) log.info('ledger: released expired holds', { released: total });
+    return total;
+  }
+
+  /** Commits what is queued (settlements first of all), then closes the pool. */
+  async close(deadlineMs = 5_000): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.writer.drain(deadlineMs);
+    await this.pool.end();
+  }
+}
