@@ -109,6 +109,8 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply(
   p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)
   RETURNS TABLE (op integer, amount bigint)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
+  -- Row estimates of unnest() and CTEs are guesses; nested loops over a thousand ops would be quadratic.
+  SET enable_nestloop = off
   AS $$
   #variable_conflict use_column
   DECLARE
