@@ -247,6 +247,26 @@ CREATE OR REPLACE FUNCTION nemo.ledger_expire(p_limit integer)
   END
   $$;
 
+-- Holds of requests still running are renewed by their gateway (a crashed one stops renewing, so
+-- its holds expire). Rows being closed right now are skipped, not waited for: no lock cycles with
+-- a batch. Returns how many were renewed.
+CREATE OR REPLACE FUNCTION nemo.ledger_renew(p_org uuid[], p_reservation uuid[], p_ttl_ms integer)
+  RETURNS integer
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
+  AS $$
+    WITH live AS (
+      SELECT r.org_id, r.reservation_id FROM nemo.reservations r
+      JOIN unnest(p_org, p_reservation) AS x(org, res) ON r.org_id = x.org AND r.reservation_id = x.res
+      WHERE r.state = 'reserved'
+      FOR UPDATE OF r SKIP LOCKED
+    ), renewed AS (
+      UPDATE nemo.reservations r SET expires_at = now() + make_interval(secs => p_ttl_ms / 1000.0)
+      FROM live WHERE r.org_id = live.org_id AND r.reservation_id = live.reservation_id
+      RETURNING 1
+    )
+    SELECT count(*)::integer FROM renewed
+  $$;
+
 -- Top-ups, refunds and adjustments (the platform's money admin), idempotent by key. Returns the
 -- entry and whether this call created it (false: the same idempotency key was applied before).
 CREATE OR REPLACE FUNCTION nemo.ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)
@@ -300,6 +320,6 @@ CREATE OR REPLACE FUNCTION nemo.ledger_check()
   $$;
 
 REVOKE ALL ON FUNCTION nemo.ledger_apply(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], integer),
-  nemo.ledger_expire(integer), nemo.ledger_credit(uuid, text, bigint, text, text), nemo.ledger_check() FROM PUBLIC;
+  nemo.ledger_expire(integer), nemo.ledger_renew(uuid[], uuid[], integer), nemo.ledger_credit(uuid, text, bigint, text, text), nemo.ledger_check() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION nemo.ledger_apply(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], integer),
-  nemo.ledger_expire(integer), nemo.ledger_credit(uuid, text, bigint, text, text), nemo.ledger_check() TO nemo_app;
+  nemo.ledger_expire(integer), nemo.ledger_renew(uuid[], uuid[], integer), nemo.ledger_credit(uuid, text, bigint, text, text), nemo.ledger_check() TO nemo_app;

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
+import { settleMissedTotal } from '../metrics/registry.js';
 
 export type LedgerOpKind = 'reserve' | 'settle' | 'release';
 
@@ -84,7 +85,15 @@ export class LedgerBatchWriter {
       this.onBatch?.(batch.length, performance.now() - startedAt);
       const amounts = new Float64Array(batch.length);
       for (const row of rows) amounts[row.op - 1] = Number(row.amount);
-      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(amounts[i]!);
+      for (let i = 0; i < batch.length; i++) {
+        const item = batch[i]!;
+        // A settle or release that closed nothing: its hold was already closed (expired, or twice).
+        if (item.op.kind !== 'reserve' && amounts[i] === 0) {
+          settleMissedTotal.inc({ kind: item.op.kind });
+          log.warn('ledger: no open reservation to close', { kind: item.op.kind, reservationId: item.op.reservationId, requestId: item.op.requestId });
+        }
+        item.resolve(amounts[i]!);
+      }
     } catch (err) {
       this.failBatch(batch, err);
     } finally {

@@ -22,6 +22,9 @@ export class Ledger {
   private readonly pool: pg.Pool;
   private readonly writer: LedgerBatchWriter;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** Holds of requests still running here: renewed so a long stream's hold never expires under it. */
+  private readonly live = new Map<string, Hold>();
 
   constructor(
     db: Database,
@@ -39,16 +42,21 @@ export class Ledger {
   async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number): Promise<Hold | undefined> {
     const reservationId = randomUUID();
     const granted = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount });
-    return granted > 0 ? { orgId, reservationId, requestId, keyId, amount: granted } : undefined;
+    if (granted === 0) return undefined;
+    const hold: Hold = { orgId, reservationId, requestId, keyId, amount: granted };
+    this.live.set(reservationId, hold);
+    return hold;
   }
 
   /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
   settle(hold: Hold, chargeMicros: number): Promise<number> {
+    this.live.delete(hold.reservationId);
     return this.writer.submit({ ...this.base(hold), kind: 'settle', amount: Math.max(0, Math.ceil(chargeMicros)), minAmount: 0 });
   }
 
   /** Returns the whole hold: the request produced nothing. */
   release(hold: Hold): Promise<number> {
+    this.live.delete(hold.reservationId);
     return this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0 });
   }
 
@@ -56,7 +64,10 @@ export class Ledger {
     return { orgId: hold.orgId, reservationId: hold.reservationId, requestId: hold.requestId, keyId: hold.keyId };
   }
 
-  /** Releases expired holds now and every sweepIntervalMs; many instances may sweep at once. */
+  /**
+   * Releases expired holds now and every sweepIntervalMs (many instances may sweep at once), and
+   * renews this instance's live holds three times per reservation lifetime.
+   */
   startSweeper(): void {
     const sweep = () => {
       this.sweepOnce().catch((err: unknown) => log.warn('ledger: sweep failed', { error: (err as Error).message }));
@@ -64,6 +75,22 @@ export class Ledger {
     sweep();
     this.sweepTimer = setInterval(sweep, this.options.sweepIntervalMs);
     this.sweepTimer.unref();
+    this.renewTimer = setInterval(() => {
+      this.renewLive().catch((err: unknown) => log.warn('ledger: renewing holds failed', { error: (err as Error).message }));
+    }, Math.max(100, Math.floor(this.options.reservationTtlMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  async renewLive(): Promise<number> {
+    if (this.live.size === 0) return 0;
+    const orgs: string[] = [];
+    const reservations: string[] = [];
+    for (const hold of this.live.values()) {
+      orgs.push(hold.orgId);
+      reservations.push(hold.reservationId);
+    }
+    const { rows } = await this.pool.query<{ renewed: number }>('SELECT nemo.ledger_renew($1::uuid[], $2::uuid[], $3) AS renewed', [orgs, reservations, this.options.reservationTtlMs]);
+    return rows[0]?.renewed ?? 0;
   }
 
   async sweepOnce(): Promise<number> {
@@ -81,6 +108,7 @@ export class Ledger {
   /** Commits what is queued (settlements first of all), then closes the pool. */
   async close(deadlineMs = 5_000): Promise<void> {
     clearInterval(this.sweepTimer);
+    clearInterval(this.renewTimer);
     await this.writer.drain(deadlineMs);
     await this.pool.end();
   }

@@ -61,6 +61,13 @@ export const ledgerFlushSeconds = new Histogram({
   registers: [registry],
 });
 
+export const settleMissedTotal = new Counter({
+  name: 'nemo_ledger_settle_missed_total',
+  help: 'Settles and releases that found no open reservation (already closed or expired); should stay 0.',
+  labelNames: ['kind'] as const,
+  registers: [registry],
+});
+
 export const insufficientQuotaTotal = new Counter({
   name: 'nemo_insufficient_quota_total',
   help: 'Requests refused with 402 because the org could not cover the hold.',

@@ -21,6 +21,7 @@ const APP_DEFINER_FUNCTIONS = [
   'ledger_check()',
   'ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)',
   'ledger_expire(p_limit integer)',
+  'ledger_renew(p_org uuid[], p_reservation uuid[], p_ttl_ms integer)',
   'list_orgs()',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */

@@ -1,0 +1,162 @@
+// What a request that does not end cleanly costs: a client that leaves mid-stream pays for the
+// chunks produced (no usage arrives), a request whose every upstream attempt fails before any byte
+// pays nothing (released), and a stream the upstream cuts mid-way pays for what it produced.
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mockDeployment, startMockUpstreamProcess, startTestGateway, type MockUpstreamProcess, type TestGateway } from '../helpers/gateway.js';
+import { Books, fundedOrg, type FundedOrg } from './money-helpers.js';
+
+const P = 11; // output micro-units per token
+const PIN = 3; // input micro-units per token, for the models that charge the prompt bound
+const TOPUP = 10_000_000;
+const SLOW = { 'x-mock-tokens-per-second': '50', 'x-mock-completion-tokens': '500' };
+
+interface StreamResult {
+  readonly status: number;
+  /** SSE events whose delta carried non-empty content. */
+  readonly contentChunks: number;
+  /** The data of a final `event: error`, if one came. */
+  readonly errorEvent: string | undefined;
+  readonly body: string;
+}
+
+/** POSTs a stream request; reads it to the end, or destroys the socket after `stopAfter` content chunks. */
+function stream(port: number, authorization: string, body: string, stopAfter = Infinity): Promise<StreamResult> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization } },
+      (res) => {
+        let buffered = '';
+        let all = '';
+        let contentChunks = 0;
+        let errorEvent: string | undefined;
+        const done = () => resolve({ status: res.statusCode ?? 0, contentChunks, errorEvent, body: all });
+        res.setEncoding('utf8');
+        res.on('data', (text: string) => {
+          all += text;
+          buffered += text;
+          let end: number;
+          while ((end = buffered.indexOf('\n\n')) !== -1) {
+            const event = buffered.slice(0, end);
+            buffered = buffered.slice(end + 2);
+            const data = /^data: (.*)$/m.exec(event)?.[1];
+            if (data === undefined) continue;
+            if (/^event: error$/m.test(event)) errorEvent = data;
+            else if (data !== '[DONE]') {
+              const content = (JSON.parse(data) as { choices?: Array<{ delta?: { content?: string } }> }).choices?.[0]?.delta?.content;
+              if (typeof content === 'string' && content.length > 0) contentChunks++;
+            }
+            if (contentChunks >= stopAfter) {
+              req.destroy();
+              return done();
+            }
+          }
+        });
+        res.on('end', done);
+        res.on('error', () => undefined);
+      },
+    );
+    req.on('error', (err) => {
+      if (!req.destroyed || stopAfter === Infinity) reject(err);
+    });
+    req.end(body);
+  });
+}
+
+function chatBody(model: string, maxTokens: number): string {
+  return JSON.stringify({ model, messages: [{ role: 'user', content: 'tell me a long story' }], stream: true, max_tokens: maxTokens });
+}
+
+describe('settlement of streams that do not end cleanly', () => {
+  let upstream: MockUpstreamProcess;
+  let gw: TestGateway;
+  let books: Books;
+
+  beforeAll(async () => {
+    upstream = await startMockUpstreamProcess();
+    const priced = (headers: Record<string, string>, input = 0) => mockDeployment(upstream, headers, { inputPricePerMTok: input, outputPricePerMTok: P, maxOutputTokens: 1000 });
+    gw = await startTestGateway({
+      models: [
+        { name: 'slow', deployments: [priced(SLOW)] },
+        { name: 'slow-priced-prompt', deployments: [priced(SLOW, PIN)] },
+        { name: 'no-usage', deployments: [priced({ 'x-mock-completion-tokens': '30', 'x-mock-usage': 'off' }, PIN)] },
+        { name: 'all-fail', deployments: [priced({ 'x-mock-fault': 'http-500' }, PIN), priced({ 'x-mock-fault': 'http-500' }, PIN)] },
+        { name: 'cut', deployments: [priced({ 'x-mock-fault': 'cut-mid-stream', 'x-mock-completion-tokens': '40' })] },
+      ],
+    });
+    books = new Books(gw.database);
+  });
+
+  afterAll(async () => {
+    await books?.close();
+    await gw?.close();
+    await upstream?.close();
+  });
+
+  /** After the request: one reservation, closed by one `kind` row; the books balance. */
+  async function closedOnce(org: FundedOrg, kind: 'settle' | 'release'): Promise<number> {
+    const account = await books.settled(org.orgId);
+    const closing = await books.entries(org.orgId, kind);
+    expect(closing).toHaveLength(1);
+    expect((await books.entries(org.orgId, 'reserve'))).toHaveLength(1);
+    expect(await books.reservationStates(org.orgId)).toEqual({ [kind === 'settle' ? 'settled' : 'released']: 1 });
+    const charged = closing[0]!.charged;
+    expect(account).toEqual({ available: TOPUP - charged, held: 0 });
+    expect(await books.check()).toEqual([]);
+    return charged;
+  }
+
+  it('a client that leaves after N chunks pays for N chunks (free input: exactly N x price, give or take a chunk in flight)', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    const n = 12;
+    const result = await stream(gw.gateway.port, org.auth.authorization, chatBody('slow', 500), n);
+    expect(result.status).toBe(200);
+    expect(result.contentChunks).toBe(n);
+    const charged = await closedOnce(org, 'settle');
+    expect(charged % P).toBe(0);
+    expect(charged / P).toBeGreaterThanOrEqual(n - 1);
+    expect(charged / P).toBeLessThanOrEqual(n + 2);
+  });
+
+  it('with a priced prompt, the disconnect charge is the prompt bound plus the chunks produced', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    const n = 8;
+    const body = chatBody('slow-priced-prompt', 500);
+    const result = await stream(gw.gateway.port, org.auth.authorization, body, n);
+    expect(result.status).toBe(200);
+    const charged = await closedOnce(org, 'settle');
+    const promptCost = Buffer.byteLength(body) * PIN;
+    expect((charged - promptCost) % P).toBe(0);
+    expect((charged - promptCost) / P).toBeGreaterThanOrEqual(n - 1);
+    expect((charged - promptCost) / P).toBeLessThanOrEqual(n + 2);
+  });
+
+  it('a complete stream without usage pays the prompt bound plus one token per content chunk', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    const body = chatBody('no-usage', 100);
+    const result = await stream(gw.gateway.port, org.auth.authorization, body);
+    expect(result.status).toBe(200);
+    expect(result.contentChunks).toBe(30);
+    expect(await closedOnce(org, 'settle')).toBe(Buffer.byteLength(body) * PIN + 30 * P);
+  });
+
+  it('a request whose every upstream attempt fails before any byte is released: charged 0', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    await upstream.reset();
+    const result = await stream(gw.gateway.port, org.auth.authorization, chatBody('all-fail', 100));
+    expect(result.status).toBeGreaterThanOrEqual(500);
+    expect((await upstream.stats()).requests).toBe(2);
+    expect(await closedOnce(org, 'release')).toBe(0);
+    expect((await books.entries(org.orgId, 'settle'))).toHaveLength(0);
+  });
+
+  it('an upstream that cuts the stream mid-way is charged for the chunks it produced', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    const result = await stream(gw.gateway.port, org.auth.authorization, chatBody('cut', 100));
+    expect(result.status).toBe(200);
+    expect(result.errorEvent).toBeDefined();
+    // The mock cuts after half of its 40 tokens.
+    expect(result.contentChunks).toBe(20);
+    expect(await closedOnce(org, 'settle')).toBe(20 * P);
+  });
+});
