@@ -64,10 +64,10 @@ BEGIN
 END
 $$;
 
--- The app role reads its org's money under RLS and may append ledger rows; balances change only
--- through the functions below. It never updates or deletes ledger rows.
-GRANT SELECT ON nemo.credit_accounts, nemo.reservations TO nemo_app;
-GRANT SELECT, INSERT ON nemo.ledger_entries TO nemo_app;
+-- The app role reads its org's money under RLS; balances and the ledger change only through the
+-- functions below, which write both in one transaction. It never updates or deletes ledger rows
+-- (nor appends one on its own, which could only put an account out of balance).
+GRANT SELECT ON nemo.credit_accounts, nemo.reservations, nemo.ledger_entries TO nemo_app;
 
 -- The second wall: not even the owner rewrites history.
 CREATE OR REPLACE FUNCTION nemo.ledger_is_append_only() RETURNS trigger
@@ -171,12 +171,16 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply(
              WITH ORDINALITY AS o(kind, org, res, req, key, amount, min_amount, ord)
       LEFT JOIN nemo.credit_accounts a ON a.org_id = o.org
       WHERE o.kind = 'reserve'
+        -- A reservation id seen before (a retried batch) is not granted twice.
+        AND NOT EXISTS (SELECT 1 FROM nemo.reservations x WHERE x.org_id = o.org AND x.reservation_id = o.res)
       ORDER BY o.org, o.ord
     LOOP
       IF r.org IS DISTINCT FROM current_org THEN
         current_org := r.org;
         remaining := COALESCE(r.available, 0);
       END IF;
+      -- Nor twice within one batch.
+      CONTINUE WHEN r.res = ANY (g_res) AND EXISTS (SELECT 1 FROM unnest(g_org, g_res) AS g(org, res) WHERE g.org = r.org AND g.res = r.res);
       granted := LEAST(r.amount, remaining);
       IF granted >= GREATEST(r.min_amount, 1) THEN
         remaining := remaining - granted;
@@ -212,27 +216,33 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply(
   END
   $$;
 
--- The sweeper: releases holds whose reservation expired (a crashed or cut-off gateway), with an
--- `expiry` ledger row. Safe on many instances: accounts are locked in org order like the batch,
--- and reservations another transaction holds are skipped. Returns how many were released.
+-- The sweeper: releases holds whose reservation expired (a crashed gateway), with an `expiry`
+-- ledger row. Safe on many instances: accounts are locked in org order like the batch, and a
+-- reservation closed meanwhile is left alone. Returns how many were released.
 CREATE OR REPLACE FUNCTION nemo.ledger_expire(p_limit integer)
   RETURNS integer
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
   AS $$
   DECLARE
+    due_org uuid[];
+    due_res uuid[];
     released integer;
   BEGIN
+    -- The candidates first, unlocked; then their accounts in org order, as a batch locks them;
+    -- then the reservations, re-checked, since a batch may have closed some meanwhile.
+    SELECT coalesce(array_agg(r.org_id), '{}'), coalesce(array_agg(r.reservation_id), '{}') INTO due_org, due_res
+      FROM (SELECT r.org_id, r.reservation_id FROM nemo.reservations r
+            WHERE r.state = 'reserved' AND r.expires_at < now() ORDER BY r.expires_at LIMIT p_limit) r;
+    IF cardinality(due_org) = 0 THEN
+      RETURN 0;
+    END IF;
     PERFORM 1 FROM nemo.credit_accounts a
-      WHERE a.org_id IN (SELECT r.org_id FROM nemo.reservations r WHERE r.state = 'reserved' AND r.expires_at < now() LIMIT p_limit)
+      WHERE a.org_id IN (SELECT DISTINCT o FROM unnest(due_org) AS o)
       ORDER BY a.org_id FOR UPDATE;
-    WITH due AS (
-      SELECT r.org_id, r.reservation_id FROM nemo.reservations r
-      WHERE r.state = 'reserved' AND r.expires_at < now()
-      ORDER BY r.expires_at LIMIT p_limit
-      FOR UPDATE SKIP LOCKED
-    ), expired AS (
+    WITH expired AS (
       UPDATE nemo.reservations r SET state = 'expired', closed_at = now()
-      FROM due WHERE r.org_id = due.org_id AND r.reservation_id = due.reservation_id
+      FROM unnest(due_org, due_res) AS d(org, res)
+      WHERE r.org_id = d.org AND r.reservation_id = d.res AND r.state = 'reserved' AND r.expires_at < now()
       RETURNING r.org_id, r.reservation_id, r.request_id, r.key_id, r.amount
     ), entries AS (
       INSERT INTO nemo.ledger_entries (org_id, kind, available_delta, held_delta, reservation_id, request_id, key_id)
