@@ -1,7 +1,9 @@
 // The batched ledger writer (group commit): reserve/settle/release operations queue in process;
-// when no flush is in flight one starts at once, otherwise they accumulate (up to maxBatch) for
-// the next. A batch is one call of nemo.ledger_apply: one transaction, one round trip, durable
-// commit; every caller gets its own answer. Settles and releases that fail (the database is
+// while fewer than maxInFlight batches are in flight one starts at once, otherwise they accumulate
+// (up to maxBatch) for the next. A batch is one call of nemo.ledger_apply: one transaction, one
+// round trip, durable commit; every caller gets its own answer. A second batch in flight keeps a
+// reserve from waiting behind a settle's commit; batches of one org still serialize on its
+// account lock, taken in org order, so they never deadlock. Settles and releases that fail (the database is
 // down) are retried until they commit: they are idempotent by reservation id.
 import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
@@ -25,6 +27,8 @@ export interface LedgerOp {
 
 export interface BatchWriterOptions {
   readonly maxBatch: number;
+  /** Batches committing at once (each holds a connection of the pool). */
+  readonly maxInFlight: number;
   readonly reservationTtlMs: number;
   /** First retry delay for settles/releases that could not commit; doubles up to 5 s. */
   readonly retryDelayMs: number;
@@ -41,7 +45,8 @@ const MAX_RETRY_DELAY_MS = 5_000;
 
 export class LedgerBatchWriter {
   private queue: Queued[] = [];
-  private flushing = false;
+  private inFlight = 0;
+  private inFlightOps = 0;
   private closed = false;
   /** Settles/releases waiting for the database to come back, with their next delay. */
   private retryTimer: NodeJS.Timeout | undefined;
@@ -62,21 +67,22 @@ export class LedgerBatchWriter {
     if (this.closed && op.kind === 'reserve') return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
-      if (!this.flushing && this.retryTimer === undefined) void this.flush();
+      if (this.inFlight < this.options.maxInFlight && this.retryTimer === undefined) void this.flush();
     });
   }
 
   /** Operations not yet committed (queued or in flight). */
   get pending(): number {
-    return this.queue.length + (this.flushing ? this.lastBatchSize : 0);
+    return this.queue.length + this.inFlightOps;
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || this.queue.length === 0) return;
-    this.flushing = true;
+    if (this.inFlight >= this.options.maxInFlight || this.queue.length === 0) return;
+    this.inFlight++;
     const batch = this.queue.length <= this.options.maxBatch ? this.queue : this.queue.slice(0, this.options.maxBatch);
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
     this.lastBatchSize = batch.length;
+    this.inFlightOps += batch.length;
     const startedAt = performance.now();
     try {
       const { rows } = await this.pool.query<{ op: number; amount: string }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
@@ -97,7 +103,8 @@ export class LedgerBatchWriter {
     } catch (err) {
       this.failBatch(batch, err);
     } finally {
-      this.flushing = false;
+      this.inFlight--;
+      this.inFlightOps -= batch.length;
     }
     if (this.queue.length > 0 && this.retryTimer === undefined) void this.flush();
   }
@@ -112,6 +119,7 @@ export class LedgerBatchWriter {
     if (retry.length === 0) return;
     log.warn('ledger: batch failed; settlements will be retried', { error: (err as Error).message, retrying: retry.length, delayMs: this.retryDelayMs });
     this.queue = [...retry, ...this.queue];
+    if (this.retryTimer !== undefined) return; // another failed batch already scheduled the retry
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.flush();
@@ -123,8 +131,8 @@ export class LedgerBatchWriter {
   async drain(deadlineMs: number): Promise<void> {
     this.closed = true;
     const until = Date.now() + deadlineMs;
-    while ((this.queue.length > 0 || this.flushing) && Date.now() < until) {
-      if (!this.flushing && this.retryTimer === undefined) void this.flush();
+    while ((this.queue.length > 0 || this.inFlight > 0) && Date.now() < until) {
+      if (this.retryTimer === undefined) void this.flush();
       await new Promise((r) => setTimeout(r, 10));
     }
     clearTimeout(this.retryTimer);
