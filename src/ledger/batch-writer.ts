@@ -1,9 +1,10 @@
 // The batched ledger writer (group commit): reserve/settle/release operations queue in process;
 // while fewer than maxInFlight batches are in flight one starts at once, otherwise they accumulate
 // (up to maxBatch) for the next. A batch is one call of nemo.ledger_apply: one transaction, one
-// round trip, durable commit; every caller gets its own answer. A second batch in flight keeps a
-// reserve from waiting behind a settle's commit; batches of one org still serialize on its
-// account lock, taken in org order, so they never deadlock. Settles and releases that fail (the database is
+// round trip, durable commit; every caller gets its own answer. The gateway runs one batch at a
+// time (measured: a second in flight only made batches smaller, since batches of one org
+// serialize on its account lock anyway); accounts are locked in org order, so batches of several
+// instances never deadlock. Settles and releases that fail (the database is
 // down) are retried until they commit: they are idempotent by reservation id.
 import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
