@@ -12,6 +12,7 @@ import { Ledger } from './ledger/ledger.js';
 import { AdminService } from './tenancy/admin-service.js';
 import { ensureDemoKey } from './tenancy/demo.js';
 import { KeyAuthenticator } from './tenancy/key-authenticator.js';
+import { RateLimiter } from './tenancy/rate-limiter.js';
 
 export interface Gateway {
   readonly port: number;
@@ -47,7 +48,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   try {
     await keys.startListening();
     ledger.startSweeper();
-    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, readinessChecks });
+    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), readinessChecks });
   } catch (err) {
     await Promise.allSettled([pools.close(), keys.close(), ledger.close(0)]);
     if (ownsDb) await db.close();

@@ -6,16 +6,19 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly param: string | null;
-  /** Seconds, forwarded as Retry-After when set (upstream 429s). */
+  /** Seconds, forwarded as Retry-After when set (429s). */
   retryAfterS: number | undefined;
+  /** Extra response headers (x-ratelimit-*). */
+  headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ErrorCode, message?: string, options?: { param?: string | null; cause?: unknown; retryAfterS?: number }) {
+  constructor(code: ErrorCode, message?: string, options?: { param?: string | null; cause?: unknown; retryAfterS?: number; headers?: Record<string, string> }) {
     super(message ?? ERROR_CATALOG[code].message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
     this.status = ERROR_CATALOG[code].status;
     this.param = options?.param ?? null;
     this.retryAfterS = options?.retryAfterS;
+    this.headers = options?.headers;
   }
 }
 

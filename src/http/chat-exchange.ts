@@ -8,7 +8,8 @@ import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-
 import type { Hold, Ledger } from '../ledger/ledger.js';
 import { affordableOutputTokens, boundingPrices, costMicros, pricesOf } from '../ledger/pricing.js';
 import { log } from '../log.js';
-import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, liveCounts, observeDuration, statusClass } from '../metrics/registry.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, liveCounts, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
+import { rateLimitHeaders, type RateLimiter } from '../tenancy/rate-limiter.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
@@ -27,6 +28,7 @@ import { requestedMaxTokens, validateChatRequest } from './validate-chat-request
 export interface ChatDeps {
   readonly config: Config;
   readonly ledger: Ledger;
+  readonly limiter: RateLimiter;
   readonly router: DeploymentRouter;
   readonly pools: UpstreamPools;
   readonly inflight: InflightTracker;
@@ -66,6 +68,8 @@ export class ChatExchange {
   /** The credits held for this request, settled or released exactly once in finish(). */
   private hold: Hold | undefined;
   private promptBoundTokens = 0;
+  /** x-ratelimit-* headers for a key or team with limits. */
+  private limitHeaders: Record<string, string> | undefined;
   /** Output reached the client (a stream started, or a complete answer), from this deployment. */
   private servedBy: UpstreamAttempt | undefined;
   /** Set once the API key is verified; the body waits for it. */
@@ -158,6 +162,18 @@ export class ChatExchange {
     }
   }
 
+  /** Counts the request against its key's and team's per-minute limits; answers 429 when one is spent. */
+  private admitWithinLimits(tokens: number): boolean {
+    const limits = this.principal!.limits;
+    if (limits.length === 0) return true;
+    const admission = this.deps.limiter.admit(limits, tokens);
+    this.limitHeaders = rateLimitHeaders(admission.state);
+    if (admission.ok) return true;
+    rateLimitedTotal.inc();
+    this.fail(new GatewayError('NR_RATE_LIMITED', undefined, { retryAfterS: admission.retryAfterS, headers: this.limitHeaders }));
+    return false;
+  }
+
   /**
    * Holds an upper bound of the cost before any upstream call: the prompt's bound (its UTF-8
    * bytes: no byte-level BPE token is shorter than a byte, plus an allowance per image) and the
@@ -169,6 +185,7 @@ export class ChatExchange {
     const prices = boundingPrices(this.route);
     this.promptBoundTokens = bodyBytes + countImageParts(this.request) * ledgerConfig.imageTokenAllowance;
     const maxOutput = asked ?? this.route.maxOutputTokens;
+    if (!this.admitWithinLimits(this.promptBoundTokens + (asked ?? Math.min(ledgerConfig.minOutputTokens, maxOutput)))) return;
     const amount = costMicros(prices, this.promptBoundTokens, maxOutput);
     if (amount === 0) {
       this.maxTokens = maxOutput; // a free model: nothing to hold
@@ -321,6 +338,7 @@ export class ChatExchange {
       .writeHeader('x-nemo-overhead-ms', overheadMs.toFixed(3))
       .writeHeader('x-nemo-attempts', String(this.attempts));
     if (contentType !== JSON_TYPE) this.res.writeHeader('cache-control', 'no-cache');
+    if (this.limitHeaders) for (const name in this.limitHeaders) this.res.writeHeader(name, this.limitHeaders[name]!);
   }
 
   private pauseForClient(attempt: UpstreamAttempt): void {

@@ -22,6 +22,7 @@ export function sendError(res: HttpResponse, err: GatewayError, requestId: strin
     res.writeStatus(statusLine(err.status)).writeHeader('content-type', JSON_TYPE).writeHeader('x-request-id', requestId);
     if (extraHeaders) for (const name in extraHeaders) res.writeHeader(name, extraHeaders[name]!);
     if (err.retryAfterS !== undefined) res.writeHeader('retry-after', String(err.retryAfterS));
+    if (err.headers) for (const name in err.headers) res.writeHeader(name, err.headers[name]!);
     if (err.code === 'NR_UNAUTHORIZED') res.writeHeader('www-authenticate', 'Bearer');
     res.end(errorJson(err), closeConnection);
   });

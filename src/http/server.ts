@@ -6,6 +6,7 @@ import { log } from '../log.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { UpstreamPools } from '../providers/upstream-pools.js';
 import type { Ledger } from '../ledger/ledger.js';
+import type { RateLimiter } from '../tenancy/rate-limiter.js';
 import type { AdminService } from '../tenancy/admin-service.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { ChatExchange, InflightTracker } from './chat-exchange.js';
@@ -25,6 +26,7 @@ export interface HttpServerDeps {
   readonly auth: RequestAuthenticator;
   readonly admin: AdminService;
   readonly ledger: Ledger;
+  readonly limiter: RateLimiter;
   readonly readinessChecks?: readonly ReadinessCheck[];
 }
 

@@ -68,6 +68,12 @@ export const settleMissedTotal = new Counter({
   registers: [registry],
 });
 
+export const rateLimitedTotal = new Counter({
+  name: 'nemo_rate_limited_total',
+  help: 'Requests refused with 429 by a key or team rate limit (RPM/TPM).',
+  registers: [registry],
+});
+
 export const insufficientQuotaTotal = new Counter({
   name: 'nemo_insufficient_quota_total',
   help: 'Requests refused with 402 because the org could not cover the hold.',

@@ -8,7 +8,8 @@ const uuid = z.uuid();
 const modelList = z.array(z.string().min(1).max(256).refine(noNul, 'must not contain NUL characters')).max(1000);
 
 export const createOrgInput = z.strictObject({ name });
-export const createTeamInput = z.strictObject({ name });
+const perMinute = z.number().int().min(1).max(2_000_000_000).nullable().optional();
+export const createTeamInput = z.strictObject({ name, rpm_limit: perMinute, tpm_limit: perMinute });
 export const createMemberInput = z.strictObject({
   user_id: uuid.optional(),
   role: z.enum(['owner', 'admin', 'member']),
@@ -21,6 +22,9 @@ export const createKeyInput = z.strictObject({
   /** null or absent: every model the org allows. */
   allowed_models: modelList.nullable().optional(),
   expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
+  /** Requests / tokens per minute for this key; null or absent: unlimited. */
+  rpm_limit: perMinute,
+  tpm_limit: perMinute,
 });
 export const updateConfigInput = z.strictObject({
   allowed_models: modelList.nullable().optional(),

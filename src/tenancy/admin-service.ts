@@ -22,9 +22,9 @@ export interface Org {
 }
 
 const ORG_COLUMNS = 'org_id AS id, name, created_at';
-const TEAM_COLUMNS = 'team_id AS id, org_id, name, created_at';
+const TEAM_COLUMNS = 'team_id AS id, org_id, name, rpm_limit, tpm_limit, created_at';
 const MEMBER_COLUMNS = 'user_id AS id, org_id, role, team_id, created_at';
-const KEY_COLUMNS = 'key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, expires_at, revoked_at, created_by, created_at';
+const KEY_COLUMNS = 'key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, rpm_limit, tpm_limit, expires_at, revoked_at, created_by, created_at';
 const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, updated_at';
 
 export class AdminService {
@@ -54,19 +54,22 @@ export class AdminService {
     });
   }
 
-  createTeam(caller: Principal, orgId: string, body: unknown) {
+  async createTeam(caller: Principal, orgId: string, body: unknown) {
     const input = parse(createTeamInput, body);
     return this.inOrg(caller, orgId, async (client) => {
-      const { rows } = await client.query(`INSERT INTO nemo.teams (org_id, team_id, name) VALUES ($1, $2, $3) RETURNING ${TEAM_COLUMNS}`, [orgId, randomUUID(), input.name]);
+      const { rows } = await client.query(
+        `INSERT INTO nemo.teams (org_id, team_id, name, rpm_limit, tpm_limit) VALUES ($1, $2, $3, $4, $5) RETURNING ${TEAM_COLUMNS}`,
+        [orgId, randomUUID(), input.name, input.rpm_limit ?? null, input.tpm_limit ?? null],
+      );
       return rows[0];
     });
   }
 
-  listTeams(caller: Principal, orgId: string) {
+  async listTeams(caller: Principal, orgId: string) {
     return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${TEAM_COLUMNS} FROM nemo.teams ORDER BY created_at, team_id`)).rows);
   }
 
-  createMember(caller: Principal, orgId: string, body: unknown) {
+  async createMember(caller: Principal, orgId: string, body: unknown) {
     const input = parse(createMemberInput, body);
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
@@ -77,12 +80,12 @@ export class AdminService {
     });
   }
 
-  listMembers(caller: Principal, orgId: string) {
+  async listMembers(caller: Principal, orgId: string) {
     return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${MEMBER_COLUMNS} FROM nemo.members ORDER BY created_at, user_id`)).rows);
   }
 
   /** Creates a key and returns its secret: the only time it is ever shown. */
-  createKey(caller: Principal, orgId: string, body: unknown) {
+  async createKey(caller: Principal, orgId: string, body: unknown) {
     const input = parse(createKeyInput, body);
     this.checkModels(input.allowed_models, 'allowed_models');
     if (input.expires_at != null && Date.parse(input.expires_at) <= Date.now()) throw invalidRequest('`expires_at` must be in the future.', 'expires_at');
@@ -90,20 +93,20 @@ export class AdminService {
     const createdBy = caller.kind === 'platform' ? 'platform' : caller.keyId;
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
-        `INSERT INTO nemo.api_keys (org_id, key_id, team_id, name, role, key_hash, key_prefix, allowed_models, expires_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${KEY_COLUMNS}`,
-        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy],
+        `INSERT INTO nemo.api_keys (org_id, key_id, team_id, name, role, key_hash, key_prefix, allowed_models, expires_at, created_by, rpm_limit, tpm_limit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${KEY_COLUMNS}`,
+        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy, input.rpm_limit ?? null, input.tpm_limit ?? null],
       );
       return { ...rows[0], key: key.secret };
     });
   }
 
-  listKeys(caller: Principal, orgId: string) {
+  async listKeys(caller: Principal, orgId: string) {
     return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${KEY_COLUMNS} FROM nemo.api_keys ORDER BY created_at, key_id`)).rows);
   }
 
   /** Idempotent: revoking a revoked key keeps its first revocation time. */
-  revokeKey(caller: Principal, orgId: string, keyId: string) {
+  async revokeKey(caller: Principal, orgId: string, keyId: string) {
     if (!isUuid(keyId)) throw new GatewayError('NR_NOT_FOUND', 'No such key.');
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
@@ -115,11 +118,11 @@ export class AdminService {
     });
   }
 
-  getConfig(caller: Principal, orgId: string) {
+  async getConfig(caller: Principal, orgId: string) {
     return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${CONFIG_COLUMNS} FROM nemo.org_config`)).rows[0]);
   }
 
-  updateConfig(caller: Principal, orgId: string, body: unknown) {
+  async updateConfig(caller: Principal, orgId: string, body: unknown) {
     const input = parse(updateConfigInput, body);
     this.checkModels(input.allowed_models, 'allowed_models');
     return this.inOrg(caller, orgId, async (client) => {
@@ -157,7 +160,7 @@ export class AdminService {
     return { org_id: orgId.toLowerCase(), entry_id: Number(row.entry_id), created: row.created, available_micros: Number(row.available), held_micros: Number(row.held) };
   }
 
-  getCredits(caller: Principal, orgId: string) {
+  async getCredits(caller: Principal, orgId: string) {
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query<{ available: string; held: string; updated_at: Date }>('SELECT available, held, updated_at FROM nemo.credit_accounts');
       const row = rows[0];
@@ -166,7 +169,7 @@ export class AdminService {
   }
 
   /** Newest first; `before` pages by entry id. */
-  listLedger(caller: Principal, orgId: string, query: unknown) {
+  async listLedger(caller: Principal, orgId: string, query: unknown) {
     const input = parse(ledgerQuery, query);
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(

@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
 import type { KeyPrincipal } from './principal.js';
+import type { LimitScope } from './rate-limiter.js';
 
 export interface KeyCacheOptions {
   readonly ttlMs: number;
@@ -23,6 +24,10 @@ export interface KeyRow {
   org_allowed_models: string[] | null;
   expires_at: Date | null;
   revoked_at: Date | null;
+  key_rpm_limit: number | null;
+  key_tpm_limit: number | null;
+  team_rpm_limit: number | null;
+  team_tpm_limit: number | null;
 }
 
 interface Entry {
@@ -86,7 +91,7 @@ export class KeyAuthenticator {
 
   private async load(id: string, hash: Buffer): Promise<KeyPrincipal | null> {
     const generation = this.generation;
-    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key($1)', [hash]);
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v2($1)', [hash]);
     const row = rows[0];
     if (row === undefined || row.revoked_at !== null) {
       this.rememberUnknown(id);
@@ -191,7 +196,17 @@ function principalOf(row: KeyRow): KeyPrincipal {
     role: row.role,
     allowedModels: intersect(row.allowed_models, row.org_allowed_models),
     expiresAtMs: row.expires_at?.getTime(),
+    limits: limitsOf(row),
   };
+}
+
+function limitsOf(row: KeyRow): LimitScope[] {
+  const limits: LimitScope[] = [];
+  if (row.key_rpm_limit != null || row.key_tpm_limit != null) limits.push({ id: `key:${row.key_id}`, rpm: row.key_rpm_limit ?? undefined, tpm: row.key_tpm_limit ?? undefined });
+  if (row.team_id !== null && (row.team_rpm_limit != null || row.team_tpm_limit != null)) {
+    limits.push({ id: `team:${row.team_id}`, rpm: row.team_rpm_limit ?? undefined, tpm: row.team_tpm_limit ?? undefined });
+  }
+  return limits;
 }
 
 /** A key's models within its org's: null on either side means "no restriction" from that side. */

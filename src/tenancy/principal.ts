@@ -1,4 +1,6 @@
 // Who is calling: the platform (master key) or an API key of one org.
+import type { LimitScope } from './rate-limiter.js';
+
 export type Principal =
   | { readonly kind: 'platform' }
   | {
@@ -11,6 +13,8 @@ export type Principal =
       readonly allowedModels: ReadonlySet<string> | undefined;
       /** Epoch ms, or undefined for keys that never expire. */
       readonly expiresAtMs: number | undefined;
+      /** Per-minute limits of the key and of its team (empty: none). */
+      readonly limits: readonly LimitScope[];
     };
 
 export type KeyPrincipal = Extract<Principal, { kind: 'key' }>;

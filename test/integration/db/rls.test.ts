@@ -17,6 +17,7 @@ const GLOBAL_TABLES: ReadonlySet<string> = new Set(['schema_migrations']);
 const APP_DEFINER_FUNCTIONS = [
   'create_org(p_org_id uuid, p_name text)',
   'find_api_key(p_key_hash bytea)',
+  'find_api_key_v2(p_key_hash bytea)',
   'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
   'ledger_check()',
   'ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)',

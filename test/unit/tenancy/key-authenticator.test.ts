@@ -18,6 +18,10 @@ function row(patch: Partial<KeyRow> = {}): KeyRow {
     org_allowed_models: null,
     expires_at: null,
     revoked_at: null,
+    key_rpm_limit: null,
+    key_tpm_limit: null,
+    team_rpm_limit: null,
+    team_tpm_limit: null,
     ...patch,
   };
 }
@@ -104,8 +108,22 @@ describe('KeyAuthenticator: lookups', () => {
     const sent = calls[0]!.values?.[0];
     expect(Buffer.isBuffer(sent)).toBe(true);
     expect((sent as Buffer).equals(hashApiKey(key.secret))).toBe(true);
-    expect(principal).toEqual({ kind: 'key', orgId: ORG_A, keyId: 'k1', teamId: 'team-9', role: 'admin', allowedModels: undefined, expiresAtMs: undefined });
+    expect(principal).toEqual({ kind: 'key', orgId: ORG_A, keyId: 'k1', teamId: 'team-9', role: 'admin', allowedModels: undefined, expiresAtMs: undefined, limits: [] });
     expect(auth.misses).toBe(1);
+  });
+
+  it('carries the key and team rate limits, each scope only when it has one', async () => {
+    const { auth, rows } = setup();
+    const key = newKey();
+    rows.set(key.id, row({ key_id: 'k2', team_id: 'team-9', key_rpm_limit: 60, team_tpm_limit: 1000 }));
+    const principal = await auth.lookup(key.id);
+    expect(principal?.limits).toEqual([
+      { id: 'key:k2', rpm: 60, tpm: undefined },
+      { id: 'team:team-9', rpm: undefined, tpm: 1000 },
+    ]);
+    const plain = newKey();
+    rows.set(plain.id, row({ key_id: 'k3', team_id: 'team-9' }));
+    expect((await auth.lookup(plain.id))?.limits).toEqual([]);
   });
 
   it('caches the principal for ttlMs while listening', async () => {
