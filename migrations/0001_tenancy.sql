@@ -64,31 +64,24 @@ CREATE TABLE IF NOT EXISTS nemo.api_keys (
   FOREIGN KEY (org_id, team_id) REFERENCES nemo.teams (org_id, team_id)
 );
 
--- Row-level security, forced so that even the table owner is filtered.
-ALTER TABLE nemo.orgs ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.orgs FORCE ROW LEVEL SECURITY;
-ALTER TABLE nemo.org_config ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.org_config FORCE ROW LEVEL SECURITY;
-ALTER TABLE nemo.teams ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.teams FORCE ROW LEVEL SECURITY;
-ALTER TABLE nemo.members ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.members FORCE ROW LEVEL SECURITY;
-ALTER TABLE nemo.api_keys ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.api_keys FORCE ROW LEVEL SECURITY;
-
-DO $$
-DECLARE
-  t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['orgs', 'org_config', 'teams', 'members', 'api_keys'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'nemo' AND tablename = t AND policyname = 'tenant_isolation') THEN
+-- A tenant table's row-level security: enabled, forced (so even the table owner is filtered),
+-- and one policy against the transaction's tenant. Idempotent; every later tenant table calls it.
+CREATE OR REPLACE FUNCTION nemo.enable_tenant_rls(p_table text) RETURNS void
+  LANGUAGE plpgsql
+  AS $$
+  BEGIN
+    EXECUTE format('ALTER TABLE nemo.%I ENABLE ROW LEVEL SECURITY', p_table);
+    EXECUTE format('ALTER TABLE nemo.%I FORCE ROW LEVEL SECURITY', p_table);
+    IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'nemo' AND tablename = p_table AND policyname = 'tenant_isolation') THEN
       EXECUTE format(
         'CREATE POLICY tenant_isolation ON nemo.%I USING (org_id = nemo.current_org_id()) WITH CHECK (org_id = nemo.current_org_id())',
-        t);
+        p_table);
     END IF;
-  END LOOP;
-END
-$$;
+  END
+  $$;
+REVOKE ALL ON FUNCTION nemo.enable_tenant_rls(text) FROM PUBLIC;
+
+SELECT nemo.enable_tenant_rls(t) FROM unnest(ARRAY['orgs', 'org_config', 'teams', 'members', 'api_keys']) AS t;
 
 GRANT SELECT, UPDATE ON nemo.orgs TO nemo_app;
 GRANT SELECT, INSERT, UPDATE ON nemo.org_config TO nemo_app;

@@ -43,26 +43,7 @@ CREATE TABLE IF NOT EXISTS nemo.reservations (
 );
 CREATE INDEX IF NOT EXISTS reservations_open_by_expiry ON nemo.reservations (expires_at) WHERE state = 'reserved';
 
-ALTER TABLE nemo.credit_accounts ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.credit_accounts FORCE ROW LEVEL SECURITY;
-ALTER TABLE nemo.ledger_entries ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.ledger_entries FORCE ROW LEVEL SECURITY;
-ALTER TABLE nemo.reservations ENABLE ROW LEVEL SECURITY;
-ALTER TABLE nemo.reservations FORCE ROW LEVEL SECURITY;
-
-DO $$
-DECLARE
-  t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['credit_accounts', 'ledger_entries', 'reservations'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'nemo' AND tablename = t AND policyname = 'tenant_isolation') THEN
-      EXECUTE format(
-        'CREATE POLICY tenant_isolation ON nemo.%I USING (org_id = nemo.current_org_id()) WITH CHECK (org_id = nemo.current_org_id())',
-        t);
-    END IF;
-  END LOOP;
-END
-$$;
+SELECT nemo.enable_tenant_rls(t) FROM unnest(ARRAY['credit_accounts', 'ledger_entries', 'reservations']) AS t;
 
 -- The app role reads its org's money under RLS; balances and the ledger change only through the
 -- functions below, which write both in one transaction. It never updates or deletes ledger rows
