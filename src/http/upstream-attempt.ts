@@ -1,0 +1,216 @@
+// One try of a chat request against one deployment: an undici dispatch handler (controller API)
+// that builds the provider request, reads the answer (buffered, or parsed and translated as SSE
+// as it streams) and reports back to its owner, the ChatExchange, which decides what the client sees.
+import type { Dispatcher } from 'undici';
+import type { Config, Deployment } from '../config/load.js';
+import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-error.js';
+import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
+import { failureFromStatus, failureFromTransport, type AttemptFailure } from '../providers/upstream-errors.js';
+import { readUsage } from '../providers/usage.js';
+import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
+
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024;
+
+/** What an attempt reports to; every call carries the attempt so a stale one is ignored. */
+export interface AttemptOwner {
+  readonly isStream: boolean;
+  readonly translateContext: TranslateContext;
+  readonly sink: FrameSink;
+  readonly maxResponseBytes: number;
+  fail(err: GatewayError): void;
+  onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void;
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void;
+  flushFrames(attempt: UpstreamAttempt): void;
+  onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined): void;
+}
+
+export class ClientGoneError extends Error {
+  constructor() {
+    super('client disconnected');
+    this.name = 'ClientGoneError';
+  }
+}
+
+/** One try against one deployment: an undici dispatch handler (controller API). */
+export class UpstreamAttempt implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private pendingAbort: Error | undefined;
+  private startedAt = 0;
+  private statusCode = 0;
+  private retryAfter: string | undefined;
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private parser: SseParser | undefined;
+  private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
+  private done = false;
+
+  constructor(
+    private readonly exchange: AttemptOwner,
+    readonly deployment: Deployment,
+    private readonly adapter: ProviderAdapter,
+  ) {}
+
+  start(request: ChatRequest, maxTokens: number, dispatcher: Pick<Dispatcher, 'dispatch'>, upstream: Config['upstream']): void {
+    let built;
+    try {
+      built = this.adapter.buildRequest(request, this.deployment, maxTokens);
+    } catch (err) {
+      this.done = true;
+      // JSON.stringify overflows the stack on pathologically nested pass-through fields.
+      this.exchange.fail(err instanceof RangeError ? invalidRequest('The request nests JSON too deeply.') : toGatewayError(err));
+      return;
+    }
+    this.startedAt = performance.now();
+    try {
+      dispatcher.dispatch(
+        { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
+        this,
+      );
+    } catch (err) {
+      this.done = true;
+      const failure = failureFromTransport(err);
+      this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    }
+  }
+
+  elapsedMs(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  /** Output tokens, estimated when usage is missing: content chunks of a stream, bytes of an answer. */
+  get outputEstimate(): number {
+    return this.translator !== undefined ? this.translator.contentChunks : this.bytes;
+  }
+
+  abort(reason: Error): void {
+    if (this.done) return;
+    if (this.controller) this.controller.abort(reason);
+    else this.pendingAbort = reason;
+  }
+
+  pause(): void {
+    this.controller?.pause();
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.pendingAbort) controller.abort(this.pendingAbort);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.statusCode = statusCode;
+    if (statusCode === 429) {
+      const value = headers['retry-after'];
+      this.retryAfter = Array.isArray(value) ? value[0] : value;
+    }
+    if (statusCode >= 200 && statusCode < 300 && this.exchange.isStream) {
+      this.translator = this.adapter.createStreamTranslator(this.exchange.translateContext);
+      const translator = this.translator;
+      const sink = this.exchange.sink;
+      this.parser = new SseParser((event) => translator.onEvent(event, sink), MAX_SSE_EVENT_BYTES);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.done) return;
+    if (this.parser) {
+      try {
+        this.parser.push(chunk);
+      } catch (err) {
+        // Frames translated before the bad event still go out, then the typed error.
+        this.exchange.flushFrames(this);
+        return this.failWith(controller, err);
+      }
+      this.exchange.flushFrames(this);
+      return;
+    }
+    const limit = this.statusCode >= 200 && this.statusCode < 300 ? this.exchange.maxResponseBytes : MAX_ERROR_BODY_BYTES;
+    if (this.bytes + chunk.length > limit) {
+      if (limit === MAX_ERROR_BODY_BYTES) return; // keep the head of an error body, drop the rest
+      return this.failWith(controller, new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream response is too large.'));
+    }
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+  }
+
+  onResponseEnd(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.statusCode < 200 || this.statusCode >= 300) {
+      const failure = failureFromStatus(this.statusCode, Buffer.concat(this.chunks, this.bytes).toString('utf8'), this.retryAfter);
+      return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    }
+    if (this.translator) {
+      this.parser!.end();
+      if (this.translator.finished) return this.exchange.onStreamEnd(this, this.translator.usage);
+      const failure: AttemptFailure = {
+        error: new GatewayError('NR_UPSTREAM_ERROR', 'The upstream stream ended before it was complete.'),
+        retryable: true,
+        coolDown: true,
+      };
+      return this.exchange.onAttemptFailed(this, failure, 'error');
+    }
+    this.completeNonStream();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    if (err instanceof ClientGoneError) return;
+    const failure = failureFromTransport(err);
+    this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+  }
+
+  private completeNonStream(): void {
+    const raw = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
+    this.chunks = []; // `bytes` stays: it is the output estimate when usage is missing
+    let usage: Usage | undefined;
+    let body: string | Uint8Array;
+    try {
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
+      }
+      const completion = this.adapter.parseResponse(json, this.exchange.translateContext);
+      usage = readUsage(completion.usage);
+      body = this.adapter.passthroughResponse ? raw : JSON.stringify(completion);
+    } catch (err) {
+      const failure = failureFromTransport(err);
+      return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    }
+    this.exchange.onCompletion(this, body, usage);
+  }
+
+  private failWith(controller: Dispatcher.DispatchController, err: unknown): void {
+    this.done = true;
+    const failure = err instanceof SseEventTooLargeError
+      ? failureFromTransport(new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'An upstream stream event is too large.'))
+      : failureFromTransport(err);
+    controller.abort(failure.error);
+    this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+  }
+}
+
+export function outcomeOf(failure: AttemptFailure): string {
+  switch (failure.error.code) {
+    case 'NR_UPSTREAM_RATE_LIMITED':
+      return 'rate_limited';
+    case 'NR_UPSTREAM_TIMEOUT':
+      return 'timeout';
+    case 'NR_UPSTREAM_UNAVAILABLE':
+      return 'unavailable';
+    case 'NR_UPSTREAM_BAD_RESPONSE':
+      return 'bad_response';
+    case 'NR_INVALID_REQUEST':
+      return 'client_error';
+    default:
+      return 'error';
+  }
+}
