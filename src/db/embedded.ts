@@ -33,7 +33,8 @@ interface Secrets {
 const OWNER = 'postgres';
 const READY_TIMEOUT_MS = 60_000;
 
-export async function startEmbeddedPostgres(options: { dataDir: string; osUser?: string }): Promise<EmbeddedPostgres> {
+/** `port`: listen there instead of on a free port (a restart that clients must find again). */
+export async function startEmbeddedPostgres(options: { dataDir: string; osUser?: string; port?: number }): Promise<EmbeddedPostgres> {
   const dataDir = resolve(options.dataDir);
   // Traversable, so the Postgres OS user reaches its cluster below; the secrets file itself is 0600.
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
@@ -50,7 +51,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; osUser?:
       log.info('embedded PostgreSQL: reusing the server already running on the data dir', { clusterDir, port: running });
       return handle(dataDir, secrets, running, undefined);
     }
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const child = spawn(bin.postgres, ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'], {
       ...ids,
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -68,7 +68,9 @@ export class LedgerBatchWriter {
     if (this.closed && op.kind === 'reserve') return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
-      if (this.inFlight < this.options.maxInFlight && this.retryTimer === undefined) void this.flush();
+      // A new operation flushes at once even while settles wait for a retry: the database may be
+      // back, and a reserve needs its answer now, not after the backoff.
+      if (this.inFlight < this.options.maxInFlight) void this.flush();
     });
   }
 
@@ -89,6 +91,11 @@ export class LedgerBatchWriter {
       const { rows } = await this.pool.query<{ op: number; amount: string }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
       this.batches++;
       this.retryDelayMs = this.options.retryDelayMs;
+      if (this.retryTimer !== undefined) {
+        // The database answered again: what waited for the retry goes with the next flush.
+        clearTimeout(this.retryTimer);
+        this.retryTimer = undefined;
+      }
       this.onBatch?.(batch.length, performance.now() - startedAt);
       const amounts = new Float64Array(batch.length);
       for (const row of rows) amounts[row.op - 1] = Number(row.amount);
