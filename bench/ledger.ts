@@ -124,7 +124,7 @@ async function drive(callers: number, durationMs: number, pair: () => Promise<vo
 
 async function runBatched(setup: Setup, pickOrg: () => string, callers: number, durationMs: number, poolMax: number): Promise<Result> {
   const pool = new pg.Pool({ connectionString: setup.appUrl, max: poolMax });
-  const writer = new LedgerBatchWriter(pool, { maxBatch: 1024, maxInFlight: 1, reservationTtlMs: 600_000, retryDelayMs: 100 });
+  const writer = new LedgerBatchWriter(pool, { maxBatch: 1024, reservationTtlMs: 600_000, retryDelayMs: 100 });
   try {
     return await drive(
       callers,

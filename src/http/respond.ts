@@ -6,6 +6,12 @@ import { errorJson, statusLine } from './error-response.js';
 import type { HttpResponse } from './uws.js';
 
 export const JSON_TYPE = 'application/json';
+const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
+
+/** `application/json`, with or without parameters such as a charset. */
+export function isJsonContentType(contentType: string): boolean {
+  return JSON_CONTENT_TYPE.test(contentType);
+}
 
 export function sendJson(res: HttpResponse, status: number, body: string | Uint8Array, requestId: string, extraHeaders?: Record<string, string>): void {
   res.cork(() => {

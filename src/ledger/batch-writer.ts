@@ -1,11 +1,10 @@
 // The batched ledger writer (group commit): reserve/settle/release operations queue in process;
-// while fewer than maxInFlight batches are in flight one starts at once, otherwise they accumulate
-// (up to maxBatch) for the next. A batch is one call of nemo.ledger_apply: one transaction, one
-// round trip, durable commit; every caller gets its own answer. The gateway runs one batch at a
-// time (measured: a second in flight only made batches smaller, since batches of one org
-// serialize on its account lock anyway); accounts are locked in org order, so batches of several
-// instances never deadlock. Settles and releases that fail (the database is
-// down) are retried until they commit: they are idempotent by reservation id.
+// when no batch is in flight one starts at once, otherwise they accumulate (up to maxBatch) for
+// the next. A batch is one call of nemo.ledger_apply: one transaction, one round trip, durable
+// commit; every caller gets its own answer. (A second batch in flight was measured: it only made
+// batches smaller, since batches of one org serialize on its account lock anyway.) Accounts are
+// locked in org order, so batches of several instances never deadlock. Settles and releases that
+// fail (the database is down) are retried until they commit: they are idempotent by reservation id.
 import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -28,8 +27,6 @@ export interface LedgerOp {
 
 export interface BatchWriterOptions {
   readonly maxBatch: number;
-  /** Batches committing at once (each holds a connection of the pool). */
-  readonly maxInFlight: number;
   readonly reservationTtlMs: number;
   /** First retry delay for settles/releases that could not commit; doubles up to 5 s. */
   readonly retryDelayMs: number;
@@ -46,14 +43,11 @@ const MAX_RETRY_DELAY_MS = 5_000;
 
 export class LedgerBatchWriter {
   private queue: Queued[] = [];
-  private inFlight = 0;
-  private inFlightOps = 0;
+  private flushing = false;
   private closed = false;
   /** Settles/releases waiting for the database to come back, with their next delay. */
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
-  batches = 0;
-  lastBatchSize = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -70,26 +64,18 @@ export class LedgerBatchWriter {
       this.queue.push({ op, resolve, reject });
       // A new operation flushes at once even while settles wait for a retry: the database may be
       // back, and a reserve needs its answer now, not after the backoff.
-      if (this.inFlight < this.options.maxInFlight) void this.flush();
+      if (!this.flushing) void this.flush();
     });
   }
 
-  /** Operations not yet committed (queued or in flight). */
-  get pending(): number {
-    return this.queue.length + this.inFlightOps;
-  }
-
   private async flush(): Promise<void> {
-    if (this.inFlight >= this.options.maxInFlight || this.queue.length === 0) return;
-    this.inFlight++;
+    if (this.flushing || this.queue.length === 0) return;
+    this.flushing = true;
     const batch = this.queue.length <= this.options.maxBatch ? this.queue : this.queue.slice(0, this.options.maxBatch);
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
-    this.lastBatchSize = batch.length;
-    this.inFlightOps += batch.length;
     const startedAt = performance.now();
     try {
       const { rows } = await this.pool.query<{ op: number; amount: string }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
-      this.batches++;
       this.retryDelayMs = this.options.retryDelayMs;
       if (this.retryTimer !== undefined) {
         // The database answered again: what waited for the retry goes with the next flush.
@@ -111,17 +97,18 @@ export class LedgerBatchWriter {
     } catch (err) {
       this.failBatch(batch, err);
     } finally {
-      this.inFlight--;
-      this.inFlightOps -= batch.length;
+      this.flushing = false;
     }
     if (this.queue.length > 0 && this.retryTimer === undefined) void this.flush();
   }
 
   /** Reserves fail fast (the request gets a 503); settles and releases go back to wait for a retry. */
   private failBatch(batch: Queued[], err: unknown): void {
+    const typed = asDatabaseError(err);
+    const reserveError = typed instanceof GatewayError ? typed : new GatewayError('NR_INTERNAL', undefined, { cause: err });
     const retry: Queued[] = [];
     for (const item of batch) {
-      if (item.op.kind === 'reserve') item.reject(asDatabaseError(err) instanceof GatewayError ? asDatabaseError(err) : new GatewayError('NR_INTERNAL', undefined, { cause: err }));
+      if (item.op.kind === 'reserve') item.reject(reserveError);
       else retry.push(item);
     }
     if (retry.length === 0) return;
@@ -139,7 +126,7 @@ export class LedgerBatchWriter {
   async drain(deadlineMs: number): Promise<void> {
     this.closed = true;
     const until = Date.now() + deadlineMs;
-    while ((this.queue.length > 0 || this.inFlight > 0) && Date.now() < until) {
+    while ((this.queue.length > 0 || this.flushing) && Date.now() < until) {
       if (this.retryTimer === undefined) void this.flush();
       await new Promise((r) => setTimeout(r, 10));
     }

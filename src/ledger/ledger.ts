@@ -32,7 +32,7 @@ export class Ledger {
   ) {
     this.pool = new pg.Pool({ ...db.appConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
     this.pool.on('error', (err) => log.warn('ledger: idle connection error', { error: err.message }));
-    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, maxInFlight: 1, reservationTtlMs: options.reservationTtlMs, retryDelayMs: 100 }, (size, ms) => {
+    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, retryDelayMs: 100 }, (size, ms) => {
       ledgerBatchSize.observe(size);
       ledgerFlushSeconds.observe(ms / 1000);
     });

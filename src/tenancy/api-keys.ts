@@ -1,6 +1,6 @@
 // API key material: `sk-nemo-` + 32 random bytes in base62. Only the SHA-256 of a key is stored,
 // plus a short display prefix; the secret is shown once, at creation.
-import { createHash, hash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 export const KEY_PREFIX = 'sk-nemo-';
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -23,10 +23,10 @@ export function generateApiKey(): NewApiKey {
 }
 
 export function hashApiKey(secret: string): Buffer {
-  return createHash('sha256').update(secret).digest();
+  return hash('sha256', secret, 'buffer');
 }
 
-/** The same SHA-256 as base64 text, for the hot path: one-shot hashing, no Hash object per request. */
+/** The same SHA-256 as base64 text, the key cache's key: one-shot hashing, no Hash object per request. */
 export function apiKeyDigest(secret: string): string {
   return hash('sha256', secret, 'base64');
 }

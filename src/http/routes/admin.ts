@@ -7,12 +7,11 @@ import type { AdminService } from '../../tenancy/admin-service.js';
 import type { Principal } from '../../tenancy/principal.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { readBody } from '../body-reader.js';
-import { sendError, sendJson } from '../respond.js';
+import { isJsonContentType, sendError, sendJson } from '../respond.js';
 import { requestIdFrom } from '../request-id.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
 
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
-const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
 
 interface AdminCall {
   readonly caller: Principal;
@@ -89,7 +88,7 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
       respond(caller.then((principal) => handler({ caller: principal, params, query, body: undefined })));
       return;
     }
-    if (!JSON_CONTENT_TYPE.test(contentType)) {
+    if (!isJsonContentType(contentType)) {
       // Authentication still answers first: an anonymous caller learns nothing else.
       respond(caller.then(() => Promise.reject(new GatewayError('NR_UNSUPPORTED_MEDIA_TYPE'))));
       return;

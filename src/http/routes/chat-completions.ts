@@ -3,11 +3,11 @@
 import { GatewayError } from '../../errors/gateway-error.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { readBody } from '../body-reader.js';
+import { isJsonContentType } from '../respond.js';
 import { ChatExchange, type ChatDeps } from '../chat-exchange.js';
 import { requestIdFrom } from '../request-id.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
 
-const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
 
 export interface ChatRouteDeps extends ChatDeps {
   readonly auth: RequestAuthenticator;
@@ -29,7 +29,7 @@ export function chatCompletionsRoute(deps: ChatRouteDeps) {
     if (deps.isDraining()) return exchange.fail(new GatewayError('NR_SHUTTING_DOWN'), true);
     exchange.setCaller(deps.auth.authenticate(authorization, xApiKey));
     if (exchange.isFinished) return;
-    if (!JSON_CONTENT_TYPE.test(contentType)) return exchange.fail(new GatewayError('NR_UNSUPPORTED_MEDIA_TYPE'), true);
+    if (!isJsonContentType(contentType)) return exchange.fail(new GatewayError('NR_UNSUPPORTED_MEDIA_TYPE'), true);
     readBody(res, contentLength, maxBodyBytes, (body) => exchange.onBody(body), (err) => exchange.fail(err, true));
   };
 }

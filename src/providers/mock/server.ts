@@ -104,7 +104,7 @@ class ServerExchange {
 
   constructor(
     private readonly state: UpstreamState,
-    private readonly req: IncomingMessage,
+    req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly behaviour: MockBehaviour | string,
   ) {
