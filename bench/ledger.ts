@@ -86,6 +86,12 @@ async function prepare(ownerUrl: string, orgCount: number): Promise<Setup> {
     await owner.query('SELECT nemo.create_org(id, $2) FROM unnest($1::uuid[]) AS id', [ids, 'bench']);
     // Enough for every pair either implementation could possibly run.
     await owner.query("SELECT nemo.ledger_credit(id, 'topup', 1000000000000, 'bench', NULL) FROM unnest($1::uuid[]) AS id", [ids]);
+    // Each org calls with one API key (no limits or caps): the key is looked up as in production.
+    await owner.query(
+      `INSERT INTO nemo.api_keys (org_id, key_id, name, role, key_hash, key_prefix, created_by)
+       SELECT id, id, 'bench', 'member', sha256(convert_to(id::text, 'UTF8')), 'bench', 'platform' FROM unnest($1::uuid[]) AS id`,
+      [ids],
+    );
     const url = new URL(ownerUrl);
     url.username = APP_ROLE;
     url.password = APP_PASSWORD;
@@ -132,9 +138,10 @@ async function runBatched(setup: Setup, pickOrg: () => string, callers: number, 
       async () => {
         const orgId = pickOrg();
         const reservationId = randomUUID();
-        const granted = await writer.submit({ kind: 'reserve', orgId, reservationId, requestId: null, keyId: null, amount: HOLD, minAmount: HOLD });
-        if (granted !== HOLD) throw new Error('reserve refused');
-        await writer.submit({ kind: 'settle', orgId, reservationId, requestId: null, keyId: null, amount: CHARGE, minAmount: 0 });
+        // The bench's key id is its org id.
+        const granted = await writer.submit({ kind: 'reserve', orgId, reservationId, requestId: null, keyId: orgId, amount: HOLD, minAmount: HOLD, tokens: 1 });
+        if (granted.amount !== HOLD) throw new Error(`reserve refused: ${granted.refusal}`);
+        await writer.submit({ kind: 'settle', orgId, reservationId, requestId: null, keyId: orgId, amount: CHARGE, minAmount: 0, tokens: 0 });
       },
       (err) => String((err as { cause?: { code?: string } }).cause?.code) === DEADLOCK,
     );

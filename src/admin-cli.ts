@@ -13,19 +13,41 @@ export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded Postgr
   migrate                                   apply pending migrations
   orgs create <name>                        create an organization
   orgs list                                 list organizations
-  teams create --org <id> <name>            create a team
+  teams create --org <id> [limits] <name>   create a team
+  teams update --org <id> [--name <name>] [limits] <team id>
+                                            rename a team or change its limits
   teams list --org <id>                     list an org's teams
   keys create --org <id> --name <name> [--role admin|member] [--team <id>]
-              [--models m1,m2] [--expires <ISO time>]
+              [--models m1,m2] [--expires <ISO time>] [limits]
                                             create an API key (the secret is printed once)
+  keys update --org <id> [--name <name>] [limits] <key id>
+                                            rename a key or change its limits
   keys list --org <id>                      list an org's keys (no secrets)
   keys revoke --org <id> <key id>           revoke a key
+  spend show --org <id>                     current rate-limit and spend windows of limited keys and teams
+    limits: --rpm N --tpm N --daily-cap <micros> --monthly-cap <micros> ("none" clears one)
   credits add --org <id> --amount <micros> --idempotency-key <k> [--kind topup|refund|adjustment] [--note <text>]
                                             add credits (applied once per idempotency key)
   credits show --org <id>                   available and held credits
   ledger show --org <id> [--limit N]        the newest ledger entries
-  ledger check                              verify every account against its ledger and holds (exit 1 if not)
+  ledger check                              verify every account against its ledger and holds, and every
+                                            spend window against its holds and charges (exit 1 if not)
 `;
+
+const LIMIT_OPTIONS = { rpm: { type: 'string' }, tpm: { type: 'string' }, 'daily-cap': { type: 'string' }, 'monthly-cap': { type: 'string' } } as const;
+
+/** The limit flags given, as admin API fields: a number, or null for "none". */
+function limitsFrom(values: Partial<Record<keyof typeof LIMIT_OPTIONS, string | undefined>>): Record<string, number | null> {
+  const fields: Record<string, number | null> = {};
+  const names = { rpm: 'rpm_limit', tpm: 'tpm_limit', 'daily-cap': 'daily_spend_cap_micros', 'monthly-cap': 'monthly_spend_cap_micros' } as const;
+  for (const [flag, field] of Object.entries(names) as Array<[keyof typeof names, string]>) {
+    const value = values[flag];
+    if (value === undefined) continue;
+    // A non-number stays NaN: the service refuses it with a clear message.
+    fields[field] = value === 'none' ? null : Number(value);
+  }
+  return fields;
+}
 
 type Command = (service: AdminService, args: string[]) => Promise<unknown>;
 
@@ -33,24 +55,36 @@ const COMMANDS: Record<string, Command> = {
   'orgs create': (service, args) => service.createOrg(PLATFORM, { name: positional(args, 'name') }),
   'orgs list': (service) => service.listOrgs(PLATFORM),
   'teams create': (service, args) => {
-    const { org, rest } = withOrg(args);
-    return service.createTeam(PLATFORM, org, { name: positional(rest, 'name') });
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, ...LIMIT_OPTIONS } });
+    if (!values.org) throw usage('--org is required');
+    return service.createTeam(PLATFORM, values.org, { name: positional(positionals, 'name'), ...limitsFrom(values) });
+  },
+  'teams update': (service, args) => {
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, name: { type: 'string' }, ...LIMIT_OPTIONS } });
+    if (!values.org) throw usage('--org is required');
+    return service.updateTeam(PLATFORM, values.org, positional(positionals, 'team id'), { ...(values.name === undefined ? {} : { name: values.name }), ...limitsFrom(values) });
   },
   'teams list': (service, args) => service.listTeams(PLATFORM, withOrg(args).org),
   'keys create': (service, args) => {
     const { values } = parseArgs({
       args,
-      options: { org: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, team: { type: 'string' }, models: { type: 'string' }, expires: { type: 'string' } },
+      options: { org: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, team: { type: 'string' }, models: { type: 'string' }, expires: { type: 'string' }, ...LIMIT_OPTIONS },
     });
     if (!values.org) throw usage('--org is required');
-    const body: Record<string, unknown> = { name: values.name };
+    const body: Record<string, unknown> = { name: values.name, ...limitsFrom(values) };
     if (values.role !== undefined) body.role = values.role;
     if (values.team !== undefined) body.team_id = values.team;
     if (values.models !== undefined) body.allowed_models = values.models.split(',').filter(Boolean);
     if (values.expires !== undefined) body.expires_at = values.expires;
     return service.createKey(PLATFORM, values.org, body);
   },
+  'keys update': (service, args) => {
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, name: { type: 'string' }, ...LIMIT_OPTIONS } });
+    if (!values.org) throw usage('--org is required');
+    return service.updateKey(PLATFORM, values.org, positional(positionals, 'key id'), { ...(values.name === undefined ? {} : { name: values.name }), ...limitsFrom(values) });
+  },
   'keys list': (service, args) => service.listKeys(PLATFORM, withOrg(args).org),
+  'spend show': (service, args) => service.listSpend(PLATFORM, withOrg(args).org),
   'credits add': (service, args) => {
     const { values } = parseArgs({
       args,
@@ -70,8 +104,10 @@ const COMMANDS: Record<string, Command> = {
   },
   'ledger check': async (service) => {
     const offending = await service.ledgerCheck(PLATFORM);
-    if (offending.length > 0) process.exitCode = 1;
-    return { ok: offending.length === 0, offending };
+    const offendingWindows = await service.limitWindowsCheck(PLATFORM);
+    const ok = offending.length === 0 && offendingWindows.length === 0;
+    if (!ok) process.exitCode = 1;
+    return { ok, offending, offending_windows: offendingWindows };
   },
   'keys revoke': (service, args) => {
     const { org, rest } = withOrg(args);
@@ -80,7 +116,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function isAdminCommand(command: string | undefined): boolean {
-  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger';
+  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend';
 }
 
 export async function adminMain(argv: string[]): Promise<void> {

@@ -25,6 +25,7 @@ export const ERROR_CATALOG = {
   NR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error', openaiCode: 'invalid_request', message: 'The request is invalid.' },
   NR_UNAUTHORIZED: { status: 401, type: 'authentication_error', openaiCode: 'invalid_api_key', message: 'Missing or invalid API key.' },
   NR_INSUFFICIENT_QUOTA: { status: 402, type: 'insufficient_quota', openaiCode: 'insufficient_quota', message: "Your organization's credits cannot cover this request." },
+  NR_SPEND_CAP_REACHED: { status: 402, type: 'insufficient_quota', openaiCode: 'spend_cap_reached', message: 'A spend cap of this key or its team cannot cover this request.' },
   NR_FORBIDDEN: { status: 403, type: 'permission_error', openaiCode: 'forbidden', message: 'This key may not do that.' },
   NR_MODEL_NOT_ALLOWED: { status: 403, type: 'permission_error', openaiCode: 'model_not_allowed', message: 'This key may not use that model.' },
   NR_NOT_FOUND: { status: 404, type: 'not_found_error', openaiCode: 'not_found', message: 'No such object.' },

@@ -6,10 +6,10 @@ import { isUtf8 } from 'node:buffer';
 import type { Config, Deployment, ModelRoute } from '../config/load.js';
 import { asDatabaseError } from '../db/database.js';
 import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
-import type { Hold, Ledger } from '../ledger/ledger.js';
+import type { Hold, Ledger, Refusal } from '../ledger/ledger.js';
 import { affordableOutputTokens, boundingPrices, costMicros, pricesOf } from '../ledger/pricing.js';
 import { log } from '../log.js';
-import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, liveCounts, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, ledgerRefusalsTotal, liveCounts, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, TranslateContext, Usage } from '../providers/types.js';
@@ -174,38 +174,71 @@ export class ChatExchange implements AttemptOwner {
    * Holds an upper bound of the cost before any upstream call: the prompt's bound (its UTF-8
    * bytes: no byte-level BPE token is shorter than a byte, plus an allowance per image) and the
    * output bound, at the dearest deployment's prices. The output bound sent upstream is exactly
-   * what was held for, so the actual cost can never exceed the hold.
+   * what was held for, so the actual cost can never exceed the hold. The same database call
+   * checks the key's and team's spend caps and shared rate limits.
    */
   private reserveThenStart(bodyBytes: number, asked: number | undefined): void {
     const ledgerConfig = this.deps.config.ledger;
     const prices = boundingPrices(this.route);
     this.promptBoundTokens = bodyBytes + countImageParts(this.request) * ledgerConfig.imageTokenAllowance;
     const maxOutput = asked ?? this.route.maxOutputTokens;
-    if (!this.admitWithinLimits(this.promptBoundTokens + (asked ?? Math.min(ledgerConfig.minOutputTokens, maxOutput)))) return;
+    const boundTokens = this.promptBoundTokens + (asked ?? Math.min(ledgerConfig.minOutputTokens, maxOutput));
+    if (!this.admitWithinLimits(boundTokens)) return;
+    const principal = this.principal!;
     const amount = costMicros(prices, this.promptBoundTokens, maxOutput);
     if (amount === 0) {
-      this.maxTokens = maxOutput; // a free model: nothing to hold
-      return this.tryNextDeployment();
+      // A free model: nothing to hold, but a limited key still counts against the shared limits.
+      this.maxTokens = maxOutput;
+      if (principal.limits.length === 0) return this.tryNextDeployment();
+      this.deps.ledger.admit(principal.orgId, principal.keyId, this.requestId, boundTokens).then(
+        (refusal) => {
+          if (this.finished) return;
+          if (refusal !== null) return this.fail(this.refusalError(refusal, asked, maxOutput));
+          this.tryNextDeployment();
+        },
+        (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))),
+      );
+      return;
     }
     const minAmount = asked !== undefined ? amount : costMicros(prices, this.promptBoundTokens, Math.min(ledgerConfig.minOutputTokens, maxOutput));
-    const principal = this.principal!;
-    this.deps.ledger.reserve(principal.orgId, principal.keyId, this.requestId, amount, minAmount).then(
+    this.deps.ledger.reserve(principal.orgId, principal.keyId, this.requestId, amount, minAmount, boundTokens).then(
       (hold) => {
         if (this.finished) {
           // The client left while the hold was being granted.
-          if (hold) void this.deps.ledger.release(hold).catch(logSettlementError);
+          if (typeof hold !== 'string') void this.deps.ledger.release(hold).catch(logSettlementError);
           return;
         }
-        if (hold === undefined) {
-          insufficientQuotaTotal.inc();
-          const need = asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(ledgerConfig.minOutputTokens, maxOutput)} output tokens`;
-          return this.fail(new GatewayError('NR_INSUFFICIENT_QUOTA', `Your organization's credits cannot cover this request (${need} on ${this.route.name}).`));
-        }
+        if (typeof hold === 'string') return this.fail(this.refusalError(hold, asked, maxOutput));
         this.hold = hold;
         this.maxTokens = asked ?? affordableOutputTokens(prices, hold.amount, this.promptBoundTokens, this.route.maxOutputTokens);
         this.tryNextDeployment();
       },
       (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))),
+    );
+  }
+
+  /** The answer for a request the database refused: 402 for money (credits or a cap), 429 for a shared rate limit. */
+  private refusalError(refusal: Refusal, asked: number | undefined, maxOutput: number): GatewayError {
+    ledgerRefusalsTotal.inc({ reason: refusal });
+    if (refusal === 'funds') {
+      insufficientQuotaTotal.inc();
+      const need = asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(this.deps.config.ledger.minOutputTokens, maxOutput)} output tokens`;
+      return new GatewayError('NR_INSUFFICIENT_QUOTA', `Your organization's credits cannot cover this request (${need} on ${this.route.name}).`);
+    }
+    const now = Date.now();
+    const limited = sharedLimitRefusal(refusal);
+    if (limited !== undefined) {
+      rateLimitedTotal.inc();
+      // Another instance used the rest of this minute's allowance: this one's counts were behind.
+      const headers = { ...this.limitHeaders, [`x-ratelimit-remaining-${limited}`]: '0' };
+      return new GatewayError('NR_RATE_LIMITED', undefined, { retryAfterS: secondsToNextMinute(now), headers });
+    }
+    const cap = spendCapOf(refusal);
+    const resetsAt = cap.period === 'daily' ? nextUtcDay(now) : nextUtcMonth(now);
+    return new GatewayError(
+      'NR_SPEND_CAP_REACHED',
+      `The ${cap.period} spend cap of this ${cap.level} cannot cover this request; it resets at ${new Date(resetsAt).toISOString()}.`,
+      { retryAfterS: Math.max(1, Math.ceil((resetsAt - now) / 1000)) },
     );
   }
 
@@ -398,6 +431,29 @@ export class ChatExchange implements AttemptOwner {
 /** The settle/release promise only rejects on a programming error: the writer retries database failures. */
 function logSettlementError(err: unknown): void {
   log.error('ledger: settlement failed', { error: (err as Error).message });
+}
+
+/** Which header a shared rate-limit refusal zeroes: `requests` or `tokens`; undefined for other refusals. */
+function sharedLimitRefusal(refusal: Refusal): 'requests' | 'tokens' | undefined {
+  if (refusal === 'key_rpm' || refusal === 'team_rpm') return 'requests';
+  if (refusal === 'key_tpm' || refusal === 'team_tpm') return 'tokens';
+  return undefined;
+}
+
+function spendCapOf(refusal: Refusal): { level: 'key' | 'team'; period: 'daily' | 'monthly' } {
+  return { level: refusal.startsWith('team') ? 'team' : 'key', period: refusal.includes('monthly') ? 'monthly' : 'daily' };
+}
+
+const secondsToNextMinute = (nowMs: number) => Math.max(1, Math.ceil((60_000 - (nowMs % 60_000)) / 1000));
+
+function nextUtcDay(nowMs: number): number {
+  const d = new Date(nowMs);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1);
+}
+
+function nextUtcMonth(nowMs: number): number {
+  const d = new Date(nowMs);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
 }
 
 function countImageParts(request: ChatRequest): number {

@@ -1,7 +1,8 @@
 // The batched ledger writer (group commit): reserve/settle/release operations queue in process;
 // when no batch is in flight one starts at once, otherwise they accumulate (up to maxBatch) for
-// the next. A batch is one call of nemo.ledger_apply: one transaction, one round trip, durable
-// commit; every caller gets its own answer. (A second batch in flight was measured: it only made
+// the next. A batch is one call of nemo.ledger_apply_v2: one transaction, one round trip, durable
+// commit; every caller gets its own answer. The same call decides the key's and team's shared rate
+// limits and spend caps, so they hold across instances. (A second batch in flight was measured: it only made
 // batches smaller, since batches of one org serialize on its account lock anyway.) Accounts are
 // locked in org order, so batches of several instances never deadlock. Settles and releases that
 // fail (the database is down) are retried until they commit: they are idempotent by reservation id.
@@ -11,7 +12,27 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import { settleMissedTotal } from '../metrics/registry.js';
 
-export type LedgerOpKind = 'reserve' | 'settle' | 'release';
+/** admit: a request that holds nothing (a free model), counted against rate limits only. */
+export type LedgerOpKind = 'reserve' | 'admit' | 'settle' | 'release';
+
+/** Why the database refused a reserve or admit. */
+export type Refusal =
+  | 'funds'
+  | 'key_rpm'
+  | 'key_tpm'
+  | 'team_rpm'
+  | 'team_tpm'
+  | 'key_daily_cap'
+  | 'key_monthly_cap'
+  | 'team_daily_cap'
+  | 'team_monthly_cap';
+
+export interface LedgerAnswer {
+  /** reserve: the amount held; settle: charged; release: returned; 0 when refused or nothing to close. */
+  readonly amount: number;
+  /** Set when a reserve or admit was refused. */
+  readonly refusal: Refusal | null;
+}
 
 export interface LedgerOp {
   readonly kind: LedgerOpKind;
@@ -23,6 +44,8 @@ export interface LedgerOp {
   readonly amount: number;
   /** reserve: the least that is still useful; refused below it. */
   readonly minAmount: number;
+  /** reserve, admit: the request's token bound, counted against tpm limits. */
+  readonly tokens: number;
 }
 
 export interface BatchWriterOptions {
@@ -34,11 +57,12 @@ export interface BatchWriterOptions {
 
 interface Queued {
   readonly op: LedgerOp;
-  readonly resolve: (amount: number) => void;
+  readonly resolve: (answer: LedgerAnswer) => void;
   readonly reject: (err: unknown) => void;
 }
 
-const APPLY_SQL = 'SELECT op, amount FROM nemo.ledger_apply($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::integer)';
+const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer)';
+const NOTHING: LedgerAnswer = { amount: 0, refusal: null };
 const MAX_RETRY_DELAY_MS = 5_000;
 
 export class LedgerBatchWriter {
@@ -57,9 +81,9 @@ export class LedgerBatchWriter {
     this.retryDelayMs = options.retryDelayMs;
   }
 
-  /** Resolves with the amount granted (0: refused), or rejects when the batch could not commit. */
-  submit(op: LedgerOp): Promise<number> {
-    if (this.closed && op.kind === 'reserve') return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
+  /** Resolves with the database's answer, or rejects when the batch could not commit. */
+  submit(op: LedgerOp): Promise<LedgerAnswer> {
+    if (this.closed && (op.kind === 'reserve' || op.kind === 'admit')) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       // A new operation flushes at once even while settles wait for a retry: the database may be
@@ -75,7 +99,7 @@ export class LedgerBatchWriter {
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
     const startedAt = performance.now();
     try {
-      const { rows } = await this.pool.query<{ op: number; amount: string }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
+      const { rows } = await this.pool.query<{ op: number; amount: string; refusal: Refusal | null }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
       this.retryDelayMs = this.options.retryDelayMs;
       if (this.retryTimer !== undefined) {
         // The database answered again: what waited for the retry goes with the next flush.
@@ -83,16 +107,17 @@ export class LedgerBatchWriter {
         this.retryTimer = undefined;
       }
       this.onBatch?.(batch.length, performance.now() - startedAt);
-      const amounts = new Float64Array(batch.length);
-      for (const row of rows) amounts[row.op - 1] = Number(row.amount);
+      const answers = new Array<LedgerAnswer>(batch.length).fill(NOTHING);
+      for (const row of rows) answers[row.op - 1] = { amount: Number(row.amount), refusal: row.refusal };
       for (let i = 0; i < batch.length; i++) {
         const item = batch[i]!;
+        const answer = answers[i]!;
         // A settle or release that closed nothing: its hold was already closed (expired, or twice).
-        if (item.op.kind !== 'reserve' && amounts[i] === 0) {
+        if ((item.op.kind === 'settle' || item.op.kind === 'release') && answer.amount === 0) {
           settleMissedTotal.inc({ kind: item.op.kind });
           log.warn('ledger: no open reservation to close', { kind: item.op.kind, reservationId: item.op.reservationId, requestId: item.op.requestId });
         }
-        item.resolve(amounts[i]!);
+        item.resolve(answer);
       }
     } catch (err) {
       this.failBatch(batch, err);
@@ -102,13 +127,13 @@ export class LedgerBatchWriter {
     if (this.queue.length > 0 && this.retryTimer === undefined) void this.flush();
   }
 
-  /** Reserves fail fast (the request gets a 503); settles and releases go back to wait for a retry. */
+  /** Reserves and admits fail fast (the request gets a 503); settles and releases go back to wait for a retry. */
   private failBatch(batch: Queued[], err: unknown): void {
     const typed = asDatabaseError(err);
     const reserveError = typed instanceof GatewayError ? typed : new GatewayError('NR_INTERNAL', undefined, { cause: err });
     const retry: Queued[] = [];
     for (const item of batch) {
-      if (item.op.kind === 'reserve') item.reject(reserveError);
+      if (item.op.kind === 'reserve' || item.op.kind === 'admit') item.reject(reserveError);
       else retry.push(item);
     }
     if (retry.length === 0) return;
@@ -145,6 +170,7 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
   const keys = new Array<string | null>(n);
   const amounts = new Array<number>(n);
   const minAmounts = new Array<number>(n);
+  const tokens = new Array<number>(n);
   for (let i = 0; i < n; i++) {
     const op = batch[i]!.op;
     kinds[i] = op.kind;
@@ -154,6 +180,7 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
     keys[i] = op.keyId;
     amounts[i] = op.amount;
     minAmounts[i] = op.minAmount;
+    tokens[i] = op.tokens;
   }
-  return [kinds, orgs, reservations, requests, keys, amounts, minAmounts, ttlMs];
+  return [kinds, orgs, reservations, requests, keys, amounts, minAmounts, tokens, ttlMs];
 }

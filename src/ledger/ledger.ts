@@ -7,7 +7,9 @@ import type { Config } from '../config/load.js';
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
 import { ledgerBatchSize, ledgerFlushSeconds } from '../metrics/registry.js';
-import { LedgerBatchWriter } from './batch-writer.js';
+import { LedgerBatchWriter, type Refusal } from './batch-writer.js';
+
+export type { Refusal } from './batch-writer.js';
 
 export interface Hold {
   readonly orgId: string;
@@ -38,26 +40,37 @@ export class Ledger {
     });
   }
 
-  /** Holds up to `amount` (at least `minAmount`); undefined when the org cannot cover the minimum. */
-  async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number): Promise<Hold | undefined> {
+  /**
+   * Holds up to `amount` (at least `minAmount`) if the org's balance, and the spend caps and shared
+   * rate limits of the key and its team, all have room; otherwise says which one refused.
+   * `tokens` is the request's token bound, counted against tpm limits.
+   */
+  async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number, tokens: number): Promise<Hold | Refusal> {
     const reservationId = randomUUID();
-    const granted = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount });
-    if (granted === 0) return undefined;
-    const hold: Hold = { orgId, reservationId, requestId, keyId, amount: granted };
+    const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount, tokens });
+    if (answer.refusal !== null) return answer.refusal;
+    if (answer.amount === 0) return 'funds';
+    const hold: Hold = { orgId, reservationId, requestId, keyId, amount: answer.amount };
     this.live.set(reservationId, hold);
     return hold;
   }
 
+  /** Counts a request that holds nothing (a free model) against the shared rate limits. */
+  async admit(orgId: string, keyId: string, requestId: string, tokens: number): Promise<Refusal | null> {
+    const answer = await this.writer.submit({ kind: 'admit', orgId, reservationId: randomUUID(), requestId, keyId, amount: 0, minAmount: 0, tokens });
+    return answer.refusal;
+  }
+
   /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
-  settle(hold: Hold, chargeMicros: number): Promise<number> {
+  async settle(hold: Hold, chargeMicros: number): Promise<number> {
     this.live.delete(hold.reservationId);
-    return this.writer.submit({ ...this.base(hold), kind: 'settle', amount: Math.max(0, Math.ceil(chargeMicros)), minAmount: 0 });
+    return (await this.writer.submit({ ...this.base(hold), kind: 'settle', amount: Math.max(0, Math.ceil(chargeMicros)), minAmount: 0, tokens: 0 })).amount;
   }
 
   /** Returns the whole hold: the request produced nothing. */
-  release(hold: Hold): Promise<number> {
+  async release(hold: Hold): Promise<number> {
     this.live.delete(hold.reservationId);
-    return this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0 });
+    return (await this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0, tokens: 0 })).amount;
   }
 
   private base(hold: Hold) {
@@ -96,7 +109,7 @@ export class Ledger {
   async sweepOnce(): Promise<number> {
     let total = 0;
     for (;;) {
-      const { rows } = await this.pool.query<{ released: number }>('SELECT nemo.ledger_expire($1) AS released', [500]);
+      const { rows } = await this.pool.query<{ released: number }>('SELECT nemo.ledger_expire_v2($1) AS released', [500]);
       const released = rows[0]?.released ?? 0;
       total += released;
       if (released < 500) break;

@@ -74,6 +74,13 @@ export const rateLimitedTotal = new Counter({
   registers: [registry],
 });
 
+export const ledgerRefusalsTotal = new Counter({
+  name: 'nemo_ledger_refusals_total',
+  help: 'Requests the ledger refused, by reason: funds, a spend cap (key_daily_cap, ...) or a shared rate limit (key_rpm, ...).',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
+
 export const insufficientQuotaTotal = new Counter({
   name: 'nemo_insufficient_quota_total',
   help: 'Requests refused with 402 because the org could not cover the hold.',

@@ -9,7 +9,19 @@ const modelList = z.array(z.string().min(1).max(256).refine(noNul, 'must not con
 
 export const createOrgInput = z.strictObject({ name });
 const perMinute = z.number().int().min(1).max(2_000_000_000).nullable().optional();
-export const createTeamInput = z.strictObject({ name, rpm_limit: perMinute, tpm_limit: perMinute });
+/** Micro-units per UTC day or month; null or absent: no cap. */
+const spendCap = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).nullable().optional();
+/** Limits and caps a team or a key may carry; null clears one. */
+const limitFields = {
+  rpm_limit: perMinute,
+  tpm_limit: perMinute,
+  daily_spend_cap_micros: spendCap,
+  monthly_spend_cap_micros: spendCap,
+};
+export const createTeamInput = z.strictObject({ name, ...limitFields });
+/** PATCH: only the fields given change. */
+export const updateTeamInput = z.strictObject({ name: name.optional(), ...limitFields });
+export const updateKeyInput = z.strictObject({ name: name.optional(), ...limitFields });
 export const createMemberInput = z.strictObject({
   user_id: uuid.optional(),
   role: z.enum(['owner', 'admin', 'member']),
@@ -22,9 +34,8 @@ export const createKeyInput = z.strictObject({
   /** null or absent: every model the org allows. */
   allowed_models: modelList.nullable().optional(),
   expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
-  /** Requests / tokens per minute for this key; null or absent: unlimited. */
-  rpm_limit: perMinute,
-  tpm_limit: perMinute,
+  /** Requests / tokens per minute and spend caps for this key; null or absent: unlimited. */
+  ...limitFields,
 });
 export const updateConfigInput = z.strictObject({
   allowed_models: modelList.nullable().optional(),
@@ -32,6 +43,8 @@ export const updateConfigInput = z.strictObject({
   logging_level: z.enum(['none', 'metadata', 'full']).optional(),
 });
 
+export type LimitFields = Partial<Record<keyof typeof limitFields, number | null>>;
+export const LIMIT_COLUMNS = Object.keys(limitFields) as Array<keyof typeof limitFields>;
 export type CreateKeyInput = z.infer<typeof createKeyInput>;
 export type CreateMemberInput = z.infer<typeof createMemberInput>;
 export type UpdateConfigInput = z.infer<typeof updateConfigInput>;

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
-import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, updateConfigInput } from './admin-schemas.js';
+import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
 import { generateApiKey } from './api-keys.js';
 import type { Principal } from './principal.js';
 
@@ -22,9 +22,10 @@ export interface Org {
 }
 
 const ORG_COLUMNS = 'org_id AS id, name, created_at';
-const TEAM_COLUMNS = 'team_id AS id, org_id, name, rpm_limit, tpm_limit, created_at';
+const LIMITS = 'rpm_limit, tpm_limit, daily_spend_cap_micros::float8 AS daily_spend_cap_micros, monthly_spend_cap_micros::float8 AS monthly_spend_cap_micros';
+const TEAM_COLUMNS = `team_id AS id, org_id, name, ${LIMITS}, created_at`;
 const MEMBER_COLUMNS = 'user_id AS id, org_id, role, team_id, created_at';
-const KEY_COLUMNS = 'key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, rpm_limit, tpm_limit, expires_at, revoked_at, created_by, created_at';
+const KEY_COLUMNS = `key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, ${LIMITS}, expires_at, revoked_at, created_by, created_at`;
 const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, updated_at';
 
 export class AdminService {
@@ -58,9 +59,21 @@ export class AdminService {
     const input = parse(createTeamInput, body);
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
-        `INSERT INTO nemo.teams (org_id, team_id, name, rpm_limit, tpm_limit) VALUES ($1, $2, $3, $4, $5) RETURNING ${TEAM_COLUMNS}`,
-        [orgId, randomUUID(), input.name, input.rpm_limit ?? null, input.tpm_limit ?? null],
+        `INSERT INTO nemo.teams (org_id, team_id, name, rpm_limit, tpm_limit, daily_spend_cap_micros, monthly_spend_cap_micros)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${TEAM_COLUMNS}`,
+        [orgId, randomUUID(), input.name, ...limitValues(input)],
       );
+      return rows[0];
+    });
+  }
+
+  /** Renames a team or changes its limits and caps (null clears one); they apply to its keys at once. */
+  async updateTeam(caller: Principal, orgId: string, teamId: string, body: unknown) {
+    const input = parse(updateTeamInput, body);
+    if (!isUuid(teamId)) throw new GatewayError('NR_NOT_FOUND', 'No such team.');
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(`UPDATE nemo.teams SET ${updateSet(input)} WHERE team_id = $1 RETURNING ${TEAM_COLUMNS}`, [teamId, ...updateValues(input)]);
+      if (rows.length === 0) throw new GatewayError('NR_NOT_FOUND', 'No such team.');
       return rows[0];
     });
   }
@@ -93,9 +106,10 @@ export class AdminService {
     const createdBy = caller.kind === 'platform' ? 'platform' : caller.keyId;
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
-        `INSERT INTO nemo.api_keys (org_id, key_id, team_id, name, role, key_hash, key_prefix, allowed_models, expires_at, created_by, rpm_limit, tpm_limit)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${KEY_COLUMNS}`,
-        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy, input.rpm_limit ?? null, input.tpm_limit ?? null],
+        `INSERT INTO nemo.api_keys (org_id, key_id, team_id, name, role, key_hash, key_prefix, allowed_models, expires_at, created_by,
+                                    rpm_limit, tpm_limit, daily_spend_cap_micros, monthly_spend_cap_micros)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ${KEY_COLUMNS}`,
+        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy, ...limitValues(input)],
       );
       return { ...rows[0], key: key.secret };
     });
@@ -103,6 +117,39 @@ export class AdminService {
 
   async listKeys(caller: Principal, orgId: string) {
     return this.inOrg(caller, orgId, async (client) => (await client.query(`SELECT ${KEY_COLUMNS} FROM nemo.api_keys ORDER BY created_at, key_id`)).rows);
+  }
+
+  /** Renames a key or changes its limits and caps (null clears one); every instance applies them at once. */
+  async updateKey(caller: Principal, orgId: string, keyId: string, body: unknown) {
+    const input = parse(updateKeyInput, body);
+    if (!isUuid(keyId)) throw new GatewayError('NR_NOT_FOUND', 'No such key.');
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(`UPDATE nemo.api_keys SET ${updateSet(input)} WHERE key_id = $1 RETURNING ${KEY_COLUMNS}`, [keyId, ...updateValues(input)]);
+      if (rows.length === 0) throw new GatewayError('NR_NOT_FOUND', 'No such key.');
+      return rows[0];
+    });
+  }
+
+  /**
+   * The current windows of the org's limited keys and teams: requests and tokens this minute,
+   * spend this UTC day and month (counted while a cap was set), beside the limits.
+   */
+  async listSpend(caller: Principal, orgId: string) {
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `SELECT w.org_id, CASE WHEN k.key_id IS NOT NULL THEN 'key' ELSE 'team' END AS scope, w.scope_id, w.period, w.window_start,
+                w.requests::float8 AS requests, w.tokens::float8 AS tokens, w.spent_micros::float8 AS spent_micros,
+                CASE w.period WHEN 'minute' THEN COALESCE(k.rpm_limit, t.rpm_limit)::float8 END AS rpm_limit,
+                CASE w.period WHEN 'minute' THEN COALESCE(k.tpm_limit, t.tpm_limit)::float8 END AS tpm_limit,
+                CASE w.period WHEN 'day' THEN COALESCE(k.daily_spend_cap_micros, t.daily_spend_cap_micros)
+                              WHEN 'month' THEN COALESCE(k.monthly_spend_cap_micros, t.monthly_spend_cap_micros) END::float8 AS cap_micros
+         FROM nemo.limit_windows w
+         LEFT JOIN nemo.api_keys k ON k.key_id = w.scope_id
+         LEFT JOIN nemo.teams t ON t.team_id = w.scope_id
+         ORDER BY scope, w.scope_id, array_position(ARRAY['minute', 'day', 'month'], w.period)`,
+      );
+      return rows;
+    });
   }
 
   /** Idempotent: revoking a revoked key keeps its first revocation time. */
@@ -189,6 +236,13 @@ export class AdminService {
     return rows;
   }
 
+  /** Spend windows whose count disagrees with the holds and charges counted in them (platform only). */
+  async limitWindowsCheck(caller: Principal) {
+    if (caller.kind !== 'platform') throw new GatewayError('NR_FORBIDDEN', 'Only the platform checks the whole ledger.');
+    const { rows } = await this.run(() => this.db.query('SELECT * FROM nemo.limit_windows_check()'));
+    return rows;
+  }
+
   /** Authorizes the caller for the org, then runs fn under RLS with that org; a missing org is 404. */
   private async inOrg<T>(caller: Principal, rawOrgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (!isUuid(rawOrgId)) throw new GatewayError('NR_NOT_FOUND', 'No such organization.');
@@ -229,6 +283,21 @@ export class AdminService {
       throw asDatabaseError(err);
     }
   }
+}
+
+function limitValues(input: LimitFields): Array<number | null> {
+  return LIMIT_COLUMNS.map((column) => input[column] ?? null);
+}
+
+/** `SET` for a PATCH: the given fields only ($2...), or a no-op that still returns the row. */
+function updateSet(input: { name?: string | undefined } & LimitFields): string {
+  const columns = (['name', ...LIMIT_COLUMNS] as const).filter((column) => input[column] !== undefined);
+  if (columns.length === 0) return 'name = name';
+  return columns.map((column, i) => `${column} = $${i + 2}`).join(', ');
+}
+
+function updateValues(input: { name?: string | undefined } & LimitFields): unknown[] {
+  return (['name', ...LIMIT_COLUMNS] as const).filter((column) => input[column] !== undefined).map((column) => input[column]);
 }
 
 function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {

@@ -1,7 +1,7 @@
 // Requests- and tokens-per-minute limits per API key and per team, counted in this process over
-// fixed one-minute windows (aligned to the clock minute). Exact within one instance; across N
-// instances each counts its own traffic, so a limit admits at most N times its value per minute
-// (the shared Postgres counters are not built yet).
+// fixed one-minute windows (aligned to the clock minute): exact within one instance, and no
+// database round trip for a request already over. Across instances the shared windows in
+// Postgres decide (nemo.ledger_apply_v2, through the ledger's batched writer).
 
 export interface LimitScope {
   /** `key:<id>` or `team:<id>`. */

@@ -176,16 +176,19 @@ const ROUTES: RouteCase[] = [
   { method: 'GET', path: '/admin/v1/orgs/:org', status: 200 },
   { method: 'POST', path: '/admin/v1/orgs/:org/teams', status: 201, body: (tag) => ({ name: `team by ${tag} ${randomUUID()}` }) },
   { method: 'GET', path: '/admin/v1/orgs/:org/teams', status: 200 },
+  { method: 'PATCH', path: '/admin/v1/orgs/:org/teams/:team', status: 200, body: () => ({ rpm_limit: 600, daily_spend_cap_micros: 5_000_000 }) },
   { method: 'POST', path: '/admin/v1/orgs/:org/members', status: 201, body: () => ({ role: 'member' }) },
   { method: 'GET', path: '/admin/v1/orgs/:org/members', status: 200 },
   { method: 'POST', path: '/admin/v1/orgs/:org/keys', status: 201, body: (tag) => ({ name: `key by ${tag}`, role: 'member', allowed_models: ['m'] }) },
   { method: 'GET', path: '/admin/v1/orgs/:org/keys', status: 200 },
+  { method: 'PATCH', path: '/admin/v1/orgs/:org/keys/:key', status: 200, body: () => ({ tpm_limit: 90_000, monthly_spend_cap_micros: 50_000_000 }) },
   { method: 'POST', path: '/admin/v1/orgs/:org/keys/:key/revoke', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/config', status: 200 },
   { method: 'PATCH', path: '/admin/v1/orgs/:org/config', status: 200, body: () => ({ logging_level: 'full' }) },
   { method: 'POST', path: '/admin/v1/orgs/:org/credits', status: 200, platformOnly: true, body: (tag) => ({ amount_micros: 1, idempotency_key: `credit by ${tag} ${randomUUID()}` }) },
   { method: 'GET', path: '/admin/v1/orgs/:org/credits', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/ledger', status: 200 },
+  { method: 'GET', path: '/admin/v1/orgs/:org/spend', status: 200 },
 ];
 
 type CallerName = 'no key' | 'wrong key (key-shaped)' | 'wrong key (not key-shaped)' | 'master key' | 'org A admin' | 'org A member' | 'org B admin' | 'org B member';
@@ -240,7 +243,8 @@ describe('authorization matrix', () => {
   it.each(MATRIX)('$caller: $label -> $expected', async ({ route, caller, expected }) => {
     // A fresh victim per cell: revoking is idempotent, so an already revoked key would hide a bad revoke.
     const victim = route.path.includes(':key') ? await createKey(orgA.id, { name: 'revoke victim' }) : undefined;
-    const path = route.path.replace(':org', orgA.id).replace(':key', victim?.id ?? '');
+    const team = route.path.includes(':team') ? await call<TeamRow>('POST', `/admin/v1/orgs/${orgA.id}/teams`, { headers: MASTER, json: { name: `victim ${randomUUID()}` } }) : undefined;
+    const path = route.path.replace(':org', orgA.id).replace(':key', victim?.id ?? '').replace(':team', team?.body.id ?? '');
     const json = route.body?.(caller);
     const before = typeof expected === 'string' ? await snapshotOrgA() : undefined;
 
@@ -276,7 +280,8 @@ describe('authorization matrix', () => {
     if (route.method === 'GET' && key !== 'GET /admin/v1/orgs/:org/config' && key !== 'GET /admin/v1/orgs/:org/credits') {
       const list = body as List<{ org_id: string }>;
       expect(list.object).toBe('list');
-      expect(list.data.length).toBeGreaterThan(0);
+      // Org A's keys have sent no traffic: no spend windows yet.
+      if (key !== 'GET /admin/v1/orgs/:org/spend') expect(list.data.length).toBeGreaterThan(0);
       for (const row of list.data) expect(row.org_id).toBe(orgA.id);
       return;
     }
@@ -284,6 +289,8 @@ describe('authorization matrix', () => {
     if (key === 'POST /admin/v1/orgs/:org/members') expect((body as MemberRow).role).toBe('member');
     if (key === 'POST /admin/v1/orgs/:org/keys') expect((body as KeyRow).key).toMatch(/^sk-nemo-[0-9A-Za-z]{43}$/);
     if (key.endsWith('/revoke')) expect(body).toMatchObject({ id: victimId, revoked_at: expect.any(String) });
+    if (key === 'PATCH /admin/v1/orgs/:org/keys/:key') expect(body).toMatchObject({ id: victimId, tpm_limit: 90_000, monthly_spend_cap_micros: 50_000_000 });
+    if (key === 'PATCH /admin/v1/orgs/:org/teams/:team') expect(body).toMatchObject({ rpm_limit: 600, daily_spend_cap_micros: 5_000_000 });
   }
 });
 

@@ -122,7 +122,7 @@ describe('nemo CLI', () => {
         expect((await ask('mock-chat')).status).toBe(403);
         // The requests above settled: the ledger balances, and shows them.
         await waitFor(async () => (await json(['ledger', 'show', '--org', org.id as string])).filter((e) => e.kind === 'settle').length === 1, 2000, 20);
-        expect(await json(['ledger', 'check'])).toEqual({ ok: true, offending: [] });
+        expect(await json(['ledger', 'check'])).toEqual({ ok: true, offending: [], offending_windows: [] });
         const revoked = await json(['keys', 'revoke', '--org', org.id as string, key.id as string]);
         expect(revoked.revoked_at).toEqual(expect.any(String));
         await waitFor(async () => (await ask('mock-fast')).status === 401, 1000, 20);

@@ -39,15 +39,18 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminRouteDeps): Ma
     ['get', '/admin/v1/orgs/:org', 200, ({ caller, params }) => admin.getOrg(caller, params[0]!)],
     ['post', '/admin/v1/orgs/:org/teams', 201, ({ caller, params, body }) => admin.createTeam(caller, params[0]!, body)],
     ['get', '/admin/v1/orgs/:org/teams', 200, async ({ caller, params }) => list(await admin.listTeams(caller, params[0]!))],
+    ['patch', '/admin/v1/orgs/:org/teams/:team', 200, ({ caller, params, body }) => admin.updateTeam(caller, params[0]!, params[1]!, body)],
     ['post', '/admin/v1/orgs/:org/members', 201, ({ caller, params, body }) => admin.createMember(caller, params[0]!, body)],
     ['get', '/admin/v1/orgs/:org/members', 200, async ({ caller, params }) => list(await admin.listMembers(caller, params[0]!))],
     ['post', '/admin/v1/orgs/:org/keys', 201, ({ caller, params, body }) => admin.createKey(caller, params[0]!, body)],
     ['get', '/admin/v1/orgs/:org/keys', 200, async ({ caller, params }) => list(await admin.listKeys(caller, params[0]!))],
+    ['patch', '/admin/v1/orgs/:org/keys/:key', 200, ({ caller, params, body }) => admin.updateKey(caller, params[0]!, params[1]!, body)],
     ['post', '/admin/v1/orgs/:org/keys/:key/revoke', 200, ({ caller, params }) => admin.revokeKey(caller, params[0]!, params[1]!)],
     ['get', '/admin/v1/orgs/:org/config', 200, ({ caller, params }) => admin.getConfig(caller, params[0]!)],
     ['patch', '/admin/v1/orgs/:org/config', 200, ({ caller, params, body }) => admin.updateConfig(caller, params[0]!, body)],
     ['post', '/admin/v1/orgs/:org/credits', 200, ({ caller, params, body }) => admin.addCredits(caller, params[0]!, body)],
     ['get', '/admin/v1/orgs/:org/credits', 200, ({ caller, params }) => admin.getCredits(caller, params[0]!)],
+    ['get', '/admin/v1/orgs/:org/spend', 200, async ({ caller, params }) => list(await admin.listSpend(caller, params[0]!))],
     ['get', '/admin/v1/orgs/:org/ledger', 200, async ({ caller, params, query }) => list(await admin.listLedger(caller, params[0]!, query))],
   ];
   const methodsByPath = new Map<string, Method[]>();

@@ -19,14 +19,17 @@ const APP_DEFINER_FUNCTIONS = [
   'find_api_key(p_key_hash bytea)',
   'find_api_key_v2(p_key_hash bytea)',
   'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
+  'ledger_apply_v2(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_ttl_ms integer)',
   'ledger_check()',
   'ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)',
   'ledger_expire(p_limit integer)',
+  'ledger_expire_v2(p_limit integer)',
   'ledger_renew(p_org uuid[], p_reservation uuid[], p_ttl_ms integer)',
+  'limit_windows_check()',
   'list_orgs()',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
-const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'ledger_entries', 'members', 'org_config', 'orgs', 'reservations', 'teams'];
+const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'reservations', 'teams'];
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
@@ -70,16 +73,19 @@ beforeAll(async () => {
   // A gets more of everything than B, so a count that is "all rows" or "B's rows" cannot pass for A's.
   const fill = async (name: string, extra: number): Promise<string> => {
     const org = await admin.createOrg(platform, { name });
+    const keyIds: string[] = [];
     for (let i = 0; i <= extra; i++) {
-      const team = await admin.createTeam(platform, org.id, { name: `team ${i}` });
+      const team = await admin.createTeam(platform, org.id, { name: `team ${i}`, monthly_spend_cap_micros: 900_000 });
       await admin.createMember(platform, org.id, { role: i === 0 ? 'owner' : 'member', team_id: team.id });
-      await admin.createKey(platform, org.id, { name: `key ${i}`, role: i === 0 ? 'admin' : 'member', team_id: team.id, allowed_models: [MODEL] });
+      const key = await admin.createKey(platform, org.id, { name: `key ${i}`, role: i === 0 ? 'admin' : 'member', team_id: team.id, allowed_models: [MODEL], rpm_limit: 100, daily_spend_cap_micros: 500_000 });
+      keyIds.push(key.id as string);
     }
     await admin.updateConfig(platform, org.id, { allowed_models: [MODEL], logging_level: 'full', default_guardrail_policy: { pii: 'redact' } });
     // Money: a top-up, then holds through the same function the gateway's batched writer calls.
     await admin.addCredits(platform, org.id, { amount_micros: 1_000_000, idempotency_key: `fixture ${name}` });
+    // Limited keys and capped teams: their rate and spend windows are tenant rows too.
     for (let i = 0; i <= extra; i++) {
-      await database.query('SELECT * FROM nemo.ledger_apply($1, $2, $3, $4, $5, $6, $7, $8)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [null], [1000], [1000], 60_000]);
+      await database.query('SELECT * FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [keyIds[i]], [1000], [1000], [10], 60_000]);
     }
     return org.id;
   };

@@ -134,7 +134,7 @@ describe('holds of a crashed gateway process', () => {
     expect(after).toEqual({ available: TOPUP, held: 0 });
     // The operator's view agrees: `nemo ledger check` exits 0.
     const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'ledger', 'check'], { env: { ...process.env, ...databaseEnv(database) }, timeout: 15_000 });
-    expect(JSON.parse(stdout)).toEqual({ ok: true, offending: [] });
+    expect(JSON.parse(stdout)).toEqual({ ok: true, offending: [], offending_windows: [] });
     survivor = second;
     survivorOrg = { orgId, authorization };
   }, 30_000);

@@ -1,0 +1,393 @@
+-- Spend caps per key and per team per UTC day and month, and the per-minute rate limits shared by
+-- every gateway instance: both decided and counted by the batched writer, in the transaction that
+-- grants the org's hold, under the org's account lock. So a request passes only if the org, its
+-- key and its key's team all have room, and a limit holds across any number of instances.
+
+ALTER TABLE nemo.api_keys ADD COLUMN IF NOT EXISTS daily_spend_cap_micros bigint CHECK (daily_spend_cap_micros > 0);
+ALTER TABLE nemo.api_keys ADD COLUMN IF NOT EXISTS monthly_spend_cap_micros bigint CHECK (monthly_spend_cap_micros > 0);
+ALTER TABLE nemo.teams ADD COLUMN IF NOT EXISTS daily_spend_cap_micros bigint CHECK (daily_spend_cap_micros > 0);
+ALTER TABLE nemo.teams ADD COLUMN IF NOT EXISTS monthly_spend_cap_micros bigint CHECK (monthly_spend_cap_micros > 0);
+
+-- Which windows a reservation was counted in (bits: 1 key day, 2 key month, 4 team day, 8 team
+-- month), so that its settle, release or expiry gives back exactly what it took.
+ALTER TABLE nemo.reservations ADD COLUMN IF NOT EXISTS team_id uuid;
+ALTER TABLE nemo.reservations ADD COLUMN IF NOT EXISTS counted_windows smallint NOT NULL DEFAULT 0;
+
+-- The current window of each limited scope (a key or a team) per period: a minute counts requests
+-- and tokens (rpm/tpm), a day or a month counts spend (held plus charged) of the requests made in
+-- it while the scope had a cap. One row per scope and period, reset in place when a new window
+-- starts: derived data, never money.
+CREATE TABLE IF NOT EXISTS nemo.limit_windows (
+  org_id uuid NOT NULL REFERENCES nemo.orgs (org_id),
+  scope_id uuid NOT NULL,
+  period text NOT NULL CHECK (period IN ('minute', 'day', 'month')),
+  window_start timestamptz NOT NULL,
+  requests bigint NOT NULL DEFAULT 0 CHECK (requests >= 0),
+  tokens bigint NOT NULL DEFAULT 0 CHECK (tokens >= 0),
+  spent_micros bigint NOT NULL DEFAULT 0 CHECK (spent_micros >= 0),
+  PRIMARY KEY (org_id, scope_id, period)
+);
+SELECT nemo.enable_tenant_rls('limit_windows');
+GRANT SELECT ON nemo.limit_windows TO nemo_app;
+
+-- Gives back what closed reservations had counted in their day and month windows (the hold minus
+-- the charge), in the windows they were counted in; a window that has moved on is left alone.
+-- Internal: called by ledger_apply_v2 and ledger_expire_v2 with the accounts already locked.
+CREATE OR REPLACE FUNCTION nemo.limit_windows_give_back(
+  p_org uuid[], p_key uuid[], p_team uuid[], p_counted smallint[], p_created timestamptz[], p_back bigint[])
+  RETURNS void
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
+  AS $$
+    UPDATE nemo.limit_windows w SET spent_micros = w.spent_micros - s.back
+    FROM (
+      SELECT c.org, c.scope, c.period, c.start, sum(c.back) AS back
+      FROM unnest(p_org, p_key, p_team, p_counted, p_created, p_back) AS x(org, key, team, counted, created, back)
+      CROSS JOIN LATERAL (VALUES
+        (1, x.key, 'day', date_trunc('day', x.created)), (2, x.key, 'month', date_trunc('month', x.created)),
+        (4, x.team, 'day', date_trunc('day', x.created)), (8, x.team, 'month', date_trunc('month', x.created))
+      ) AS v(bit, scope, period, start)
+      CROSS JOIN LATERAL (SELECT x.org, v.scope, v.period, v.start, x.back) AS c(org, scope, period, start, back)
+      WHERE x.counted & v.bit <> 0 AND x.back > 0
+      GROUP BY c.org, c.scope, c.period, c.start
+    ) s
+    WHERE w.org_id = s.org AND w.scope_id = s.scope AND w.period = s.period AND w.window_start = s.start
+  $$;
+
+-- One batch of the gateway's operations, in one transaction (the batched writer's only statement).
+-- Like ledger_apply, and besides: `admit` (a request that holds nothing: counted against rate
+-- limits only), the rate limits and spend caps of each reserve's key and team (read here, so a
+-- change applies at once everywhere), p_tokens (each request's token bound, for tpm), and a reason
+-- for every refusal: 'funds', 'key_rpm', 'key_tpm', 'team_rpm', 'team_tpm', 'key_daily_cap',
+-- 'key_monthly_cap', 'team_daily_cap', 'team_monthly_cap'. Returns a row per reserve and admit
+-- (granted amount, 0 when refused or admitted without a hold) and per settle or release that
+-- closed its reservation (charged, or returned).
+CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
+  p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[],
+  p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_ttl_ms integer)
+  RETURNS TABLE (op integer, amount bigint, refusal text)
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
+  AS $$
+  #variable_conflict use_column
+  DECLARE
+    r record;
+    loaded record;
+    current_org uuid;
+    remaining bigint;
+    granted bigint;
+    room bigint;
+    refused text;
+    cap_refusal text;
+    counted smallint;
+    starts timestamptz[] := ARRAY[date_trunc('minute', now()), date_trunc('day', now()), date_trunc('month', now())];
+    -- Checks per window i (1..6): key minute, key day, key month, team minute, team day, team month.
+    scope uuid;
+    period_no integer;
+    limit_a bigint;
+    limit_b bigint;
+    slot integer[] := '{0,0,0,0,0,0}';
+    j integer;
+    -- This org's windows touched by the batch (few: loaded on first use).
+    w_id text[] := '{}';
+    w_scope uuid[] := '{}';
+    w_period text[] := '{}';
+    w_start timestamptz[] := '{}';
+    w_requests bigint[] := '{}';
+    w_tokens bigint[] := '{}';
+    w_spent bigint[] := '{}';
+    -- Every org's windows, written back at the end.
+    o_org uuid[] := '{}';
+    o_scope uuid[] := '{}';
+    o_period text[] := '{}';
+    o_start timestamptz[] := '{}';
+    o_requests bigint[] := '{}';
+    o_tokens bigint[] := '{}';
+    o_spent bigint[] := '{}';
+    -- Grants and refusals.
+    g_op integer[] := '{}';
+    g_org uuid[] := '{}';
+    g_res uuid[] := '{}';
+    g_req text[] := '{}';
+    g_key uuid[] := '{}';
+    g_team uuid[] := '{}';
+    g_amount bigint[] := '{}';
+    g_counted smallint[] := '{}';
+    n_op integer[] := '{}';
+    n_reason text[] := '{}';
+    c_op integer[];
+    c_org uuid[];
+    c_key uuid[];
+    c_team uuid[];
+    c_counted smallint[];
+    c_created timestamptz[];
+    c_held bigint[];
+    c_charged bigint[];
+  BEGIN
+    PERFORM 1 FROM nemo.credit_accounts a
+      WHERE a.org_id IN (SELECT DISTINCT o FROM unnest(p_org) AS o)
+      ORDER BY a.org_id FOR UPDATE;
+
+    -- Settles and releases: close open reservations; a settle charges at most what was held.
+    WITH ops AS (
+      SELECT o.kind, o.org, o.res, o.amount, o.ord::integer AS op
+      FROM unnest(p_kind, p_org, p_reservation, p_amount) WITH ORDINALITY AS o(kind, org, res, amount, ord)
+      WHERE o.kind IN ('settle', 'release')
+    ), closed AS (
+      UPDATE nemo.reservations res
+      SET state = CASE WHEN ops.kind = 'settle' THEN 'settled' ELSE 'released' END,
+          charged = CASE WHEN ops.kind = 'settle' THEN LEAST(GREATEST(ops.amount, 0), res.amount) ELSE 0 END,
+          closed_at = now()
+      FROM ops
+      WHERE res.org_id = ops.org AND res.reservation_id = ops.res AND res.state = 'reserved'
+      RETURNING ops.op, ops.kind, res.org_id, res.reservation_id, res.request_id, res.key_id, res.team_id,
+                res.counted_windows, res.created_at, res.amount AS held, res.charged
+    ), entries AS (
+      INSERT INTO nemo.ledger_entries (org_id, kind, available_delta, held_delta, charged, reservation_id, request_id, key_id)
+      SELECT c.org_id, c.kind, c.held - c.charged, -c.held, c.charged, c.reservation_id, c.request_id, c.key_id FROM closed c
+    )
+    SELECT coalesce(array_agg(c.op), '{}'), coalesce(array_agg(c.org_id), '{}'), coalesce(array_agg(c.key_id), '{}'),
+           coalesce(array_agg(c.team_id), '{}'), coalesce(array_agg(c.counted_windows), '{}'), coalesce(array_agg(c.created_at), '{}'),
+           coalesce(array_agg(c.held), '{}'), coalesce(array_agg(c.charged), '{}')
+      INTO c_op, c_org, c_key, c_team, c_counted, c_created, c_held, c_charged
+      FROM closed c;
+
+    UPDATE nemo.credit_accounts a
+    SET available = a.available + s.back, held = a.held - s.held, updated_at = now()
+    FROM (SELECT x.org_id, sum(x.held - x.charged) AS back, sum(x.held) AS held
+          FROM unnest(c_org, c_held, c_charged) AS x(org_id, held, charged) GROUP BY x.org_id) s
+    WHERE a.org_id = s.org_id;
+
+    IF EXISTS (SELECT 1 FROM unnest(c_counted) AS x(counted) WHERE x.counted <> 0) THEN
+      PERFORM nemo.limit_windows_give_back(c_org, c_key, c_team, c_counted, c_created,
+        ARRAY(SELECT x.held - x.charged FROM unnest(c_held, c_charged) AS x(held, charged)));
+    END IF;
+
+    -- A settle reports what it charged, a release what it returned.
+    RETURN QUERY SELECT x.op, CASE WHEN x.charged > 0 THEN x.charged ELSE x.held END, NULL::text
+      FROM unnest(c_op, c_held, c_charged) AS x(op, held, charged);
+
+    -- Reserves and admits, in queue order per org, against the balance after the settles above
+    -- and the windows of their key and team. A reservation id given twice in a batch counts once.
+    FOR r IN
+      SELECT o.op, o.kind, o.org, o.res, o.req, o.key, o.amount, o.min_amount, o.tokens, a.available,
+             k.team_id AS team, k.rpm_limit AS key_rpm, k.tpm_limit AS key_tpm,
+             k.daily_spend_cap_micros AS key_day, k.monthly_spend_cap_micros AS key_month,
+             t.rpm_limit AS team_rpm, t.tpm_limit AS team_tpm,
+             t.daily_spend_cap_micros AS team_day, t.monthly_spend_cap_micros AS team_month
+      FROM (
+        SELECT DISTINCT ON (u.org, u.res) u.ord::integer AS op, u.kind, u.org, u.res, u.req, u.key, u.amount, u.min_amount, u.tokens
+        FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens)
+               WITH ORDINALITY AS u(kind, org, res, req, key, amount, min_amount, tokens, ord)
+        WHERE u.kind IN ('reserve', 'admit')
+        ORDER BY u.org, u.res, u.ord
+      ) o
+      LEFT JOIN nemo.credit_accounts a ON a.org_id = o.org
+      LEFT JOIN nemo.api_keys k ON k.org_id = o.org AND k.key_id = o.key
+      LEFT JOIN nemo.teams t ON t.org_id = k.org_id AND t.team_id = k.team_id
+      -- A reservation id seen before (a retried batch) is not granted twice.
+      WHERE NOT EXISTS (SELECT 1 FROM nemo.reservations x WHERE x.org_id = o.org AND x.reservation_id = o.res)
+      ORDER BY o.org, o.op
+    LOOP
+      IF r.org IS DISTINCT FROM current_org THEN
+        o_org := o_org || array_fill(current_org, ARRAY[cardinality(w_id)]);
+        o_scope := o_scope || w_scope; o_period := o_period || w_period; o_start := o_start || w_start;
+        o_requests := o_requests || w_requests; o_tokens := o_tokens || w_tokens; o_spent := o_spent || w_spent;
+        w_id := '{}'; w_scope := '{}'; w_period := '{}'; w_start := '{}'; w_requests := '{}'; w_tokens := '{}'; w_spent := '{}';
+        current_org := r.org;
+        remaining := COALESCE(r.available, 0);
+      END IF;
+      refused := NULL;
+      cap_refusal := NULL;
+      room := remaining;
+      counted := 0;
+      slot := '{0,0,0,0,0,0}';
+      IF num_nonnulls(r.key_rpm, r.key_tpm, r.key_day, r.key_month, r.team_rpm, r.team_tpm, r.team_day, r.team_month) > 0 THEN
+        FOR i IN 1..6 LOOP
+          scope := CASE WHEN i <= 3 THEN r.key ELSE r.team END;
+          period_no := (i - 1) % 3 + 1;
+          limit_a := CASE i WHEN 1 THEN r.key_rpm WHEN 2 THEN r.key_day WHEN 3 THEN r.key_month
+                            WHEN 4 THEN r.team_rpm WHEN 5 THEN r.team_day ELSE r.team_month END;
+          limit_b := CASE i WHEN 1 THEN r.key_tpm WHEN 4 THEN r.team_tpm END;
+          CONTINUE WHEN scope IS NULL OR (limit_a IS NULL AND limit_b IS NULL);
+          -- Spend caps count holds only: an admit holds nothing.
+          CONTINUE WHEN period_no > 1 AND r.kind = 'admit';
+          j := array_position(w_id, scope::text || period_no);
+          IF j IS NULL THEN
+            w_id := w_id || (scope::text || period_no);
+            w_scope := w_scope || scope;
+            w_period := w_period || (ARRAY['minute', 'day', 'month'])[period_no];
+            j := cardinality(w_id);
+            SELECT w.window_start, w.requests, w.tokens, w.spent_micros INTO loaded
+              FROM nemo.limit_windows w
+              WHERE w.org_id = r.org AND w.scope_id = scope AND w.period = w_period[j];
+            w_start := w_start || loaded.window_start;
+            w_requests := w_requests || loaded.requests;
+            w_tokens := w_tokens || loaded.tokens;
+            w_spent := w_spent || loaded.spent_micros;
+          END IF;
+          IF w_start[j] IS DISTINCT FROM starts[period_no] THEN
+            w_start[j] := starts[period_no]; w_requests[j] := 0; w_tokens[j] := 0; w_spent[j] := 0;
+          END IF;
+          slot[i] := j;
+          IF period_no = 1 THEN
+            IF limit_a IS NOT NULL AND w_requests[j] + 1 > limit_a THEN
+              refused := COALESCE(refused, CASE WHEN i <= 3 THEN 'key_rpm' ELSE 'team_rpm' END);
+            ELSIF limit_b IS NOT NULL AND w_tokens[j] + r.tokens > limit_b THEN
+              refused := COALESCE(refused, CASE WHEN i <= 3 THEN 'key_tpm' ELSE 'team_tpm' END);
+            END IF;
+          ELSIF limit_a - w_spent[j] < room THEN
+            room := GREATEST(limit_a - w_spent[j], 0);
+            cap_refusal := CASE i WHEN 2 THEN 'key_daily_cap' WHEN 3 THEN 'key_monthly_cap' WHEN 5 THEN 'team_daily_cap' ELSE 'team_monthly_cap' END;
+          END IF;
+        END LOOP;
+      END IF;
+
+      granted := 0;
+      IF refused IS NULL AND r.kind = 'reserve' THEN
+        granted := LEAST(r.amount, room);
+        IF granted < GREATEST(r.min_amount, 1) THEN
+          refused := CASE WHEN remaining < GREATEST(r.min_amount, 1) OR cap_refusal IS NULL THEN 'funds' ELSE cap_refusal END;
+        END IF;
+      END IF;
+
+      IF refused IS NOT NULL THEN
+        n_op := n_op || r.op;
+        n_reason := n_reason || refused;
+        CONTINUE;
+      END IF;
+      remaining := remaining - granted;
+      FOR i IN 1..6 LOOP
+        j := slot[i];
+        CONTINUE WHEN j = 0;
+        IF (i - 1) % 3 = 0 THEN
+          w_requests[j] := w_requests[j] + 1;
+          w_tokens[j] := w_tokens[j] + r.tokens;
+        ELSE
+          w_spent[j] := w_spent[j] + granted;
+          counted := counted | (CASE i WHEN 2 THEN 1 WHEN 3 THEN 2 WHEN 5 THEN 4 ELSE 8 END);
+        END IF;
+      END LOOP;
+      g_op := g_op || r.op;
+      g_org := g_org || r.org;
+      g_res := g_res || r.res;
+      g_req := g_req || r.req;
+      g_key := g_key || r.key;
+      g_team := g_team || r.team;
+      g_amount := g_amount || granted;
+      g_counted := g_counted || counted;
+    END LOOP;
+    o_org := o_org || array_fill(current_org, ARRAY[cardinality(w_id)]);
+    o_scope := o_scope || w_scope; o_period := o_period || w_period; o_start := o_start || w_start;
+    o_requests := o_requests || w_requests; o_tokens := o_tokens || w_tokens; o_spent := o_spent || w_spent;
+
+    IF cardinality(o_org) > 0 THEN
+      INSERT INTO nemo.limit_windows AS w (org_id, scope_id, period, window_start, requests, tokens, spent_micros)
+      SELECT * FROM unnest(o_org, o_scope, o_period, o_start, o_requests, o_tokens, o_spent)
+      ON CONFLICT (org_id, scope_id, period) DO UPDATE
+        SET window_start = excluded.window_start, requests = excluded.requests, tokens = excluded.tokens, spent_micros = excluded.spent_micros;
+    END IF;
+
+    RETURN QUERY SELECT x.op, 0::bigint, x.reason FROM unnest(n_op, n_reason) AS x(op, reason);
+
+    RETURN QUERY
+    WITH grants AS (
+      SELECT * FROM unnest(g_op, g_org, g_res, g_req, g_key, g_team, g_amount, g_counted) AS g(op, org, res, req, key, team, amount, counted)
+    ), inserted AS (
+      -- Admits hold nothing.
+      INSERT INTO nemo.reservations (org_id, reservation_id, request_id, key_id, team_id, counted_windows, state, amount, expires_at)
+      SELECT g.org, g.res, g.req, g.key, g.team, g.counted, 'reserved', g.amount, now() + make_interval(secs => p_ttl_ms / 1000.0)
+      FROM grants g WHERE g.amount > 0
+      ON CONFLICT (org_id, reservation_id) DO NOTHING
+      RETURNING org_id, reservation_id, request_id, key_id, amount
+    ), entries AS (
+      INSERT INTO nemo.ledger_entries (org_id, kind, available_delta, held_delta, reservation_id, request_id, key_id)
+      SELECT i.org_id, 'reserve', -i.amount, i.amount, i.reservation_id, i.request_id, i.key_id FROM inserted i
+    ), accounts AS (
+      UPDATE nemo.credit_accounts a
+      SET available = a.available - s.total, held = a.held + s.total, updated_at = now()
+      FROM (SELECT i.org_id, sum(i.amount) AS total FROM inserted i GROUP BY i.org_id) s
+      WHERE a.org_id = s.org_id
+    )
+    SELECT g.op, g.amount, NULL::text FROM grants g JOIN inserted i ON i.org_id = g.org AND i.reservation_id = g.res
+    UNION ALL
+    SELECT g.op, 0::bigint, NULL::text FROM grants g WHERE g.amount = 0;
+  END
+  $$;
+
+-- The sweeper, as ledger_expire, also giving back what expired holds counted against spend caps.
+CREATE OR REPLACE FUNCTION nemo.ledger_expire_v2(p_limit integer)
+  RETURNS integer
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
+  AS $$
+  DECLARE
+    due_org uuid[];
+    due_res uuid[];
+    e_org uuid[];
+    e_key uuid[];
+    e_team uuid[];
+    e_counted smallint[];
+    e_created timestamptz[];
+    e_amount bigint[];
+  BEGIN
+    -- The candidates first, unlocked; then their accounts in org order, as a batch locks them;
+    -- then the reservations, re-checked, since a batch may have closed some meanwhile.
+    SELECT coalesce(array_agg(r.org_id), '{}'), coalesce(array_agg(r.reservation_id), '{}') INTO due_org, due_res
+      FROM (SELECT r.org_id, r.reservation_id FROM nemo.reservations r
+            WHERE r.state = 'reserved' AND r.expires_at < now() ORDER BY r.expires_at LIMIT p_limit) r;
+    IF cardinality(due_org) = 0 THEN
+      RETURN 0;
+    END IF;
+    PERFORM 1 FROM nemo.credit_accounts a
+      WHERE a.org_id IN (SELECT DISTINCT o FROM unnest(due_org) AS o)
+      ORDER BY a.org_id FOR UPDATE;
+    WITH expired AS (
+      UPDATE nemo.reservations r SET state = 'expired', closed_at = now()
+      FROM unnest(due_org, due_res) AS d(org, res)
+      WHERE r.org_id = d.org AND r.reservation_id = d.res AND r.state = 'reserved' AND r.expires_at < now()
+      RETURNING r.org_id, r.reservation_id, r.request_id, r.key_id, r.team_id, r.counted_windows, r.created_at, r.amount
+    ), entries AS (
+      INSERT INTO nemo.ledger_entries (org_id, kind, available_delta, held_delta, reservation_id, request_id, key_id)
+      SELECT e.org_id, 'expiry', e.amount, -e.amount, e.reservation_id, e.request_id, e.key_id FROM expired e
+    ), accounts AS (
+      UPDATE nemo.credit_accounts a SET available = a.available + s.total, held = a.held - s.total, updated_at = now()
+      FROM (SELECT e.org_id, sum(e.amount) AS total FROM expired e GROUP BY e.org_id) s
+      WHERE a.org_id = s.org_id
+    )
+    SELECT coalesce(array_agg(e.org_id), '{}'), coalesce(array_agg(e.key_id), '{}'), coalesce(array_agg(e.team_id), '{}'),
+           coalesce(array_agg(e.counted_windows), '{}'), coalesce(array_agg(e.created_at), '{}'), coalesce(array_agg(e.amount), '{}')
+      INTO e_org, e_key, e_team, e_counted, e_created, e_amount
+      FROM expired e;
+    IF EXISTS (SELECT 1 FROM unnest(e_counted) AS x(counted) WHERE x.counted <> 0) THEN
+      PERFORM nemo.limit_windows_give_back(e_org, e_key, e_team, e_counted, e_created, e_amount);
+    END IF;
+    RETURN cardinality(e_org);
+  END
+  $$;
+
+-- The spend windows, checked: every day or month window whose count differs from the requests
+-- counted in it (open holds at their amount, settled ones at their charge). No rows: they agree.
+CREATE OR REPLACE FUNCTION nemo.limit_windows_check()
+  RETURNS TABLE (org_id uuid, scope_id uuid, period text, window_start timestamptz, spent_micros bigint, counted_micros bigint)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
+  AS $$
+    WITH counted AS (
+      SELECT r.org_id, v.scope, v.period, v.start,
+             sum(CASE r.state WHEN 'reserved' THEN r.amount WHEN 'settled' THEN r.charged ELSE 0 END)::bigint AS micros
+      FROM nemo.reservations r
+      CROSS JOIN LATERAL (VALUES
+        (1, r.key_id, 'day', date_trunc('day', r.created_at)), (2, r.key_id, 'month', date_trunc('month', r.created_at)),
+        (4, r.team_id, 'day', date_trunc('day', r.created_at)), (8, r.team_id, 'month', date_trunc('month', r.created_at))
+      ) AS v(bit, scope, period, start)
+      WHERE r.counted_windows & v.bit <> 0
+      GROUP BY r.org_id, v.scope, v.period, v.start
+    )
+    SELECT w.org_id, w.scope_id, w.period, w.window_start, w.spent_micros, COALESCE(c.micros, 0)
+    FROM nemo.limit_windows w
+    LEFT JOIN counted c ON c.org_id = w.org_id AND c.scope = w.scope_id AND c.period = w.period AND c.start = w.window_start
+    WHERE w.period IN ('day', 'month') AND w.spent_micros <> COALESCE(c.micros, 0)
+  $$;
+
+REVOKE ALL ON FUNCTION nemo.limit_windows_give_back(uuid[], uuid[], uuid[], smallint[], timestamptz[], bigint[]),
+  nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], integer),
+  nemo.ledger_expire_v2(integer), nemo.limit_windows_check() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], integer),
+  nemo.ledger_expire_v2(integer), nemo.limit_windows_check() TO nemo_app;
