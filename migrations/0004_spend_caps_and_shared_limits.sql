@@ -38,7 +38,9 @@ CREATE OR REPLACE FUNCTION nemo.limit_windows_give_back(
   RETURNS void
   LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
   AS $$
-    UPDATE nemo.limit_windows w SET spent_micros = w.spent_micros - s.back
+    -- Never below zero: a window that disagrees with its holds is for ledger check to report, not
+    -- a reason to refuse the settlement (which would be retried forever).
+    UPDATE nemo.limit_windows w SET spent_micros = GREATEST(w.spent_micros - s.back, 0)
     FROM (
       SELECT c.org, c.scope, c.period, c.start, sum(c.back) AS back
       FROM unnest(p_org, p_key, p_team, p_counted, p_created, p_back) AS x(org, key, team, counted, created, back)
@@ -78,7 +80,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     refused text;
     cap_refusal text;
     counted smallint;
-    starts timestamptz[] := ARRAY[date_trunc('minute', now()), date_trunc('day', now()), date_trunc('month', now())];
+    -- The moment the windows are read, taken once the accounts are locked (below).
+    at timestamptz;
+    starts timestamptz[];
     -- Checks per window i (1..6): key minute, key day, key month, team minute, team day, team month.
     scope uuid;
     period_no integer;
@@ -125,6 +129,11 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     PERFORM 1 FROM nemo.credit_accounts a
       WHERE a.org_id IN (SELECT DISTINCT o FROM unnest(p_org) AS o)
       ORDER BY a.org_id FOR UPDATE;
+    -- Windows move under the org's lock, so they are read at a time taken after it: a batch that
+    -- started before a minute (day, month) boundary but got the lock after a newer batch must not
+    -- count in, or reset, a window older than the one that batch left.
+    at := clock_timestamp();
+    starts := ARRAY[date_trunc('minute', at), date_trunc('day', at), date_trunc('month', at)];
 
     -- Settles and releases: close open reservations; a settle charges at most what was held.
     WITH ops AS (
@@ -224,7 +233,8 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
             w_tokens := w_tokens || loaded.tokens;
             w_spent := w_spent || loaded.spent_micros;
           END IF;
-          IF w_start[j] IS DISTINCT FROM starts[period_no] THEN
+          -- A window only ever moves forward (the server clock going back keeps the newer one).
+          IF w_start[j] IS NULL OR w_start[j] < starts[period_no] THEN
             w_start[j] := starts[period_no]; w_requests[j] := 0; w_tokens[j] := 0; w_spent[j] := 0;
           END IF;
           slot[i] := j;
@@ -293,8 +303,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
       SELECT * FROM unnest(g_op, g_org, g_res, g_req, g_key, g_team, g_amount, g_counted) AS g(op, org, res, req, key, team, amount, counted)
     ), inserted AS (
       -- Admits hold nothing.
-      INSERT INTO nemo.reservations (org_id, reservation_id, request_id, key_id, team_id, counted_windows, state, amount, expires_at)
-      SELECT g.org, g.res, g.req, g.key, g.team, g.counted, 'reserved', g.amount, now() + make_interval(secs => p_ttl_ms / 1000.0)
+      -- created_at is the time the windows were read: a give-back finds the window it counted in.
+      INSERT INTO nemo.reservations (org_id, reservation_id, request_id, key_id, team_id, counted_windows, state, amount, expires_at, created_at)
+      SELECT g.org, g.res, g.req, g.key, g.team, g.counted, 'reserved', g.amount, now() + make_interval(secs => p_ttl_ms / 1000.0), at
       FROM grants g WHERE g.amount > 0
       ON CONFLICT (org_id, reservation_id) DO NOTHING
       RETURNING org_id, reservation_id, request_id, key_id, amount

@@ -66,6 +66,8 @@ export class ChatExchange implements AttemptOwner {
   private promptBoundTokens = 0;
   /** x-ratelimit-* headers for a key or team with limits. */
   private limitHeaders: Record<string, string> | undefined;
+  /** What this request counted in the local per-minute windows, to give back if the ledger refuses it. */
+  private localAdmission: { readonly tokens: number; readonly atMs: number } | undefined;
   /** Output reached the client (a stream started, or a complete answer), from this deployment. */
   private servedBy: UpstreamAttempt | undefined;
   /** Set once the API key is verified; the body waits for it. */
@@ -162,9 +164,13 @@ export class ChatExchange implements AttemptOwner {
   private admitWithinLimits(tokens: number): boolean {
     const limits = this.principal!.limits;
     if (limits.length === 0) return true;
+    const admittedAtMs = Date.now();
     const admission = this.deps.limiter.admit(limits, tokens);
     this.limitHeaders = rateLimitHeaders(admission.state);
-    if (admission.ok) return true;
+    if (admission.ok) {
+      this.localAdmission = { tokens, atMs: admittedAtMs };
+      return true;
+    }
     rateLimitedTotal.inc();
     this.fail(new GatewayError('NR_RATE_LIMITED', undefined, { retryAfterS: admission.retryAfterS, headers: this.limitHeaders }));
     return false;
@@ -220,10 +226,13 @@ export class ChatExchange implements AttemptOwner {
   /** The answer for a request the database refused: 402 for money (credits or a cap), 429 for a shared rate limit. */
   private refusalError(refusal: Refusal, asked: number | undefined, maxOutput: number): GatewayError {
     ledgerRefusalsTotal.inc({ reason: refusal });
+    // Not served: it does not count against this instance's per-minute windows either.
+    const admitted = this.localAdmission;
+    if (admitted !== undefined) this.deps.limiter.giveBack(this.principal!.limits, admitted.tokens, admitted.atMs);
     if (refusal === 'funds') {
       insufficientQuotaTotal.inc();
       const need = asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(this.deps.config.ledger.minOutputTokens, maxOutput)} output tokens`;
-      return new GatewayError('NR_INSUFFICIENT_QUOTA', `Your organization's credits cannot cover this request (${need} on ${this.route.name}).`);
+      return new GatewayError('NR_INSUFFICIENT_QUOTA', `Your organization's credits cannot cover this request (${need} on ${this.route.name}).`, { headers: this.limitHeaders });
     }
     const now = Date.now();
     const limited = sharedLimitRefusal(refusal);
@@ -238,7 +247,7 @@ export class ChatExchange implements AttemptOwner {
     return new GatewayError(
       'NR_SPEND_CAP_REACHED',
       `The ${cap.period} spend cap of this ${cap.level} cannot cover this request; it resets at ${new Date(resetsAt).toISOString()}.`,
-      { retryAfterS: Math.max(1, Math.ceil((resetsAt - now) / 1000)) },
+      { retryAfterS: Math.max(1, Math.ceil((resetsAt - now) / 1000)), headers: this.limitHeaders },
     );
   }
 

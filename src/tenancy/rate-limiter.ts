@@ -74,6 +74,21 @@ export class RateLimiter {
     };
   }
 
+  /**
+   * Takes back one admitted request: the ledger refused it after the local windows counted it
+   * (no credit, a spend cap, or another instance used the shared allowance). A window that has
+   * turned over since is left alone.
+   */
+  giveBack(scopes: readonly LimitScope[], tokens: number, admittedAtMs: number): void {
+    const start = admittedAtMs - (admittedAtMs % WINDOW_MS);
+    for (const scope of scopes) {
+      const window = this.windows.get(scope.id);
+      if (window === undefined || window.start !== start) continue;
+      window.requests = Math.max(0, window.requests - 1);
+      window.tokens = Math.max(0, window.tokens - tokens);
+    }
+  }
+
   /** Old windows go once a minute: memory follows the active keys and teams. */
   private sweep(currentStart: number): void {
     if (this.sweptAt === currentStart) return;

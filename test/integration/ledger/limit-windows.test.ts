@@ -1,0 +1,86 @@
+// Regressions of the shared windows in nemo.ledger_apply_v2, at the SQL level: a window only moves
+// forward (a batch that read the clock before a boundary must not reset a newer window), and a
+// give-back never fails the batch that carries it (a settlement would be retried forever).
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { APP_ROLE } from '../../../src/db/database.js';
+import { migrationsDirFromHere, runMigrations } from '../../../src/db/migrate.js';
+import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../support/test-database.js';
+
+const APPLY = 'SELECT op, amount::float8 AS amount, refusal FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, 60000) ORDER BY op';
+
+let testDb: TestDatabase;
+let owner: pg.Client;
+let org: string;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  await runMigrations({ ownerUrl: testDb.url, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: TEST_APP_PASSWORD } });
+  owner = new pg.Client(testDb.url);
+  await owner.connect();
+  org = randomUUID();
+  await owner.query("SELECT nemo.create_org($1, 'windows')", [org]);
+  await owner.query("SELECT nemo.ledger_credit($1, 'topup', 1000000, 'windows', NULL)", [org]);
+});
+
+afterAll(async () => {
+  await owner?.end();
+  await testDb?.drop();
+});
+
+async function key(limits: { rpm?: number; dailyCap?: number }): Promise<string> {
+  const id = randomUUID();
+  await owner.query(
+    `INSERT INTO nemo.api_keys (org_id, key_id, name, role, key_hash, key_prefix, created_by, rpm_limit, daily_spend_cap_micros)
+     VALUES ($1, $2::uuid, 'k', 'member', sha256(convert_to($2::text, 'UTF8')), 'p', 'platform', $3, $4)`,
+    [org, id, limits.rpm ?? null, limits.dailyCap ?? null],
+  );
+  return id;
+}
+
+async function apply(ops: Array<{ kind: string; key: string; res?: string; amount?: number; min?: number }>) {
+  const { rows } = await owner.query<{ op: number; amount: number; refusal: string | null }>(APPLY, [
+    ops.map((o) => o.kind), ops.map(() => org), ops.map((o) => o.res ?? randomUUID()), ops.map(() => null), ops.map((o) => o.key),
+    ops.map((o) => o.amount ?? 0), ops.map((o) => o.min ?? 0), ops.map(() => 1),
+  ]);
+  return rows;
+}
+
+describe('shared limit windows', () => {
+  it('never move back: a window newer than the batch clock keeps its count and takes the batch', async () => {
+    const id = await key({ rpm: 3 });
+    // As another instance's batch would leave it just after a minute boundary this batch read before.
+    await owner.query(
+      `INSERT INTO nemo.limit_windows (org_id, scope_id, period, window_start, requests, tokens)
+       VALUES ($1, $2, 'minute', date_trunc('minute', clock_timestamp()) + interval '1 minute', 3, 3)`,
+      [org, id],
+    );
+    expect(await apply([{ kind: 'admit', key: id }])).toEqual([{ op: 1, amount: 0, refusal: 'key_rpm' }]);
+    const { rows } = await owner.query("SELECT requests::int FROM nemo.limit_windows WHERE scope_id = $1 AND period = 'minute'", [id]);
+    expect(rows).toEqual([{ requests: 3 }]);
+  });
+
+  it('an older window is reset when the next one starts', async () => {
+    const id = await key({ rpm: 3 });
+    await owner.query(
+      `INSERT INTO nemo.limit_windows (org_id, scope_id, period, window_start, requests, tokens)
+       VALUES ($1, $2, 'minute', date_trunc('minute', clock_timestamp()) - interval '1 minute', 3, 3)`,
+      [org, id],
+    );
+    expect(await apply([{ kind: 'admit', key: id }])).toEqual([{ op: 1, amount: 0, refusal: null }]);
+  });
+
+  it('a give-back larger than its window clamps at zero instead of failing the batch', async () => {
+    const id = await key({ dailyCap: 5000 });
+    const res = randomUUID();
+    expect(await apply([{ kind: 'reserve', key: id, res, amount: 1000, min: 1000 }])).toEqual([{ op: 1, amount: 1000, refusal: null }]);
+    // A window that disagrees with its holds (whatever left it so) must not poison the settlement.
+    await owner.query("UPDATE nemo.limit_windows SET spent_micros = 70 WHERE scope_id = $1 AND period = 'day'", [id]);
+    const rows = await apply([{ kind: 'release', key: id, res }, { kind: 'reserve', key: id, amount: 10, min: 10 }]);
+    expect(rows).toEqual([{ op: 1, amount: 1000, refusal: null }, { op: 2, amount: 10, refusal: null }]);
+    const { rows: windows } = await owner.query("SELECT spent_micros::int FROM nemo.limit_windows WHERE scope_id = $1 AND period = 'day'", [id]);
+    expect(windows).toEqual([{ spent_micros: 10 }]);
+    expect((await owner.query('SELECT * FROM nemo.ledger_check()')).rows).toEqual([]);
+  });
+});
