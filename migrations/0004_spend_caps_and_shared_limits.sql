@@ -68,6 +68,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
   p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_ttl_ms integer)
   RETURNS TABLE (op integer, amount bigint, refusal text)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
+  -- Every join probes an index with at most one batch of rows: nested loops cost O(batch), where a
+  -- hash or merge join (row estimates of unnest() are guesses) would read a whole table per batch.
+  SET enable_hashjoin = off SET enable_mergejoin = off
   AS $$
   #variable_conflict use_column
   DECLARE
@@ -125,6 +128,13 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     c_created timestamptz[];
     c_held bigint[];
     c_charged bigint[];
+    -- Per org: what the settles above give back to available, and take off held.
+    b_org uuid[];
+    b_back bigint[];
+    b_held bigint[];
+    -- Orgs whose reserves need the queue-order loop.
+    slow_orgs uuid[];
+    inserted_count integer;
   BEGIN
     PERFORM 1 FROM nemo.credit_accounts a
       WHERE a.org_id IN (SELECT DISTINCT o FROM unnest(p_org) AS o)
@@ -146,7 +156,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
           charged = CASE WHEN ops.kind = 'settle' THEN LEAST(GREATEST(ops.amount, 0), res.amount) ELSE 0 END,
           closed_at = now()
       FROM ops
-      WHERE res.org_id = ops.org AND res.reservation_id = ops.res AND res.state = 'reserved'
+      -- Open, said without the words of the partial index reservations_open_by_expiry, so the plan
+      -- probes the primary key per op instead of walking that index.
+      WHERE res.org_id = ops.org AND res.reservation_id = ops.res AND res.state <> ALL ('{settled,released,expired}')
       RETURNING ops.op, ops.kind, res.org_id, res.reservation_id, res.request_id, res.key_id, res.team_id,
                 res.counted_windows, res.created_at, res.amount AS held, res.charged
     ), entries AS (
@@ -159,11 +171,10 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
       INTO c_op, c_org, c_key, c_team, c_counted, c_created, c_held, c_charged
       FROM closed c;
 
-    UPDATE nemo.credit_accounts a
-    SET available = a.available + s.back, held = a.held - s.held, updated_at = now()
-    FROM (SELECT x.org_id, sum(x.held - x.charged) AS back, sum(x.held) AS held
-          FROM unnest(c_org, c_held, c_charged) AS x(org_id, held, charged) GROUP BY x.org_id) s
-    WHERE a.org_id = s.org_id;
+    SELECT coalesce(array_agg(s.org_id), '{}'), coalesce(array_agg(s.back), '{}'), coalesce(array_agg(s.held), '{}')
+      INTO b_org, b_back, b_held
+      FROM (SELECT x.org_id, sum(x.held - x.charged)::bigint AS back, sum(x.held)::bigint AS held
+            FROM unnest(c_org, c_held, c_charged) AS x(org_id, held, charged) GROUP BY x.org_id) s;
 
     IF EXISTS (SELECT 1 FROM unnest(c_counted) AS x(counted) WHERE x.counted <> 0) THEN
       PERFORM nemo.limit_windows_give_back(c_org, c_key, c_team, c_counted, c_created,
@@ -174,10 +185,41 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     RETURN QUERY SELECT x.op, CASE WHEN x.charged > 0 THEN x.charged ELSE x.held END, NULL::text
       FROM unnest(c_op, c_held, c_charged) AS x(op, held, charged);
 
-    -- Reserves and admits, in queue order per org, against the balance after the settles above
-    -- and the windows of their key and team. A reservation id given twice in a batch counts once.
+    -- Reserves and admits. The common case is decided set-based: an org whose keys and teams carry
+    -- no limit or cap, whose batch holds no repeated id, and whose balance (after the settles
+    -- above) covers every reserve in full, is granted everything. The rest take the loop below.
+    SELECT coalesce(array_agg(p.org), '{}') INTO slow_orgs
+      FROM (SELECT o.org,
+                   bool_or(num_nonnulls(k.rpm_limit, k.tpm_limit, k.daily_spend_cap_micros, k.monthly_spend_cap_micros,
+                                        t.rpm_limit, t.tpm_limit, t.daily_spend_cap_micros, t.monthly_spend_cap_micros) > 0) AS limited,
+                   bool_and(o.kind = 'admit' OR o.amount >= GREATEST(o.min_amount, 1)) AS whole,
+                   count(*) = count(DISTINCT o.res) AS distinct_ids,
+                   coalesce(sum(o.amount) FILTER (WHERE o.kind = 'reserve'), 0) AS want
+            FROM unnest(p_kind, p_org, p_reservation, p_key, p_amount, p_min_amount) AS o(kind, org, res, key, amount, min_amount)
+            LEFT JOIN nemo.api_keys k ON k.org_id = o.org AND k.key_id = o.key
+            LEFT JOIN nemo.teams t ON t.org_id = k.org_id AND t.team_id = k.team_id
+            WHERE o.kind IN ('reserve', 'admit')
+            GROUP BY o.org) p
+      LEFT JOIN nemo.credit_accounts a ON a.org_id = p.org
+      LEFT JOIN unnest(b_org, b_back) AS b(org, back) ON b.org = p.org
+      WHERE p.limited OR NOT coalesce(p.whole, false) OR NOT p.distinct_ids
+         OR p.want > COALESCE(a.available, 0) + COALESCE(b.back, 0);
+
+    SELECT coalesce(array_agg(o.ord::integer), '{}'), coalesce(array_agg(o.org), '{}'), coalesce(array_agg(o.res), '{}'),
+           coalesce(array_agg(o.req), '{}'), coalesce(array_agg(o.key), '{}'), coalesce(array_agg(k.team_id), '{}'),
+           coalesce(array_agg(CASE WHEN o.kind = 'reserve' THEN o.amount ELSE 0 END), '{}'), coalesce(array_agg(0::smallint), '{}')
+      INTO g_op, g_org, g_res, g_req, g_key, g_team, g_amount, g_counted
+      FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount) WITH ORDINALITY AS o(kind, org, res, req, key, amount, ord)
+      LEFT JOIN nemo.api_keys k ON k.org_id = o.org AND k.key_id = o.key
+      WHERE o.kind IN ('reserve', 'admit') AND o.org <> ALL (slow_orgs)
+        -- A reservation id seen before (a retried batch) is not granted twice.
+        AND NOT EXISTS (SELECT 1 FROM nemo.reservations x WHERE x.org_id = o.org AND x.reservation_id = o.res);
+
+    -- The loop: reserves and admits of the other orgs, in queue order per org, against the balance
+    -- after the settles above and the windows of their key and team. A reservation id given twice
+    -- in a batch counts once.
     FOR r IN
-      SELECT o.op, o.kind, o.org, o.res, o.req, o.key, o.amount, o.min_amount, o.tokens, a.available,
+      SELECT o.op, o.kind, o.org, o.res, o.req, o.key, o.amount, o.min_amount, o.tokens, COALESCE(a.available, 0) + COALESCE(b.back, 0) AS available,
              k.team_id AS team, k.rpm_limit AS key_rpm, k.tpm_limit AS key_tpm,
              k.daily_spend_cap_micros AS key_day, k.monthly_spend_cap_micros AS key_month,
              t.rpm_limit AS team_rpm, t.tpm_limit AS team_tpm,
@@ -186,10 +228,11 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
         SELECT DISTINCT ON (u.org, u.res) u.ord::integer AS op, u.kind, u.org, u.res, u.req, u.key, u.amount, u.min_amount, u.tokens
         FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens)
                WITH ORDINALITY AS u(kind, org, res, req, key, amount, min_amount, tokens, ord)
-        WHERE u.kind IN ('reserve', 'admit')
+        WHERE u.kind IN ('reserve', 'admit') AND u.org = ANY (slow_orgs)
         ORDER BY u.org, u.res, u.ord
       ) o
       LEFT JOIN nemo.credit_accounts a ON a.org_id = o.org
+      LEFT JOIN unnest(b_org, b_back) AS b(org, back) ON b.org = o.org
       LEFT JOIN nemo.api_keys k ON k.org_id = o.org AND k.key_id = o.key
       LEFT JOIN nemo.teams t ON t.org_id = k.org_id AND t.team_id = k.team_id
       -- A reservation id seen before (a retried batch) is not granted twice.
@@ -298,29 +341,43 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
 
     RETURN QUERY SELECT x.op, 0::bigint, x.reason FROM unnest(n_op, n_reason) AS x(op, reason);
 
-    RETURN QUERY
+    -- Every grant in one statement: reservations, their ledger rows, and one update per account
+    -- (the settles' give-back and the new holds together).
     WITH grants AS (
-      SELECT * FROM unnest(g_op, g_org, g_res, g_req, g_key, g_team, g_amount, g_counted) AS g(op, org, res, req, key, team, amount, counted)
+      SELECT * FROM unnest(g_org, g_res, g_req, g_key, g_team, g_amount, g_counted) AS g(org, res, req, key, team, amount, counted)
+      WHERE g.amount > 0
     ), inserted AS (
-      -- Admits hold nothing.
       -- created_at is the time the windows were read: a give-back finds the window it counted in.
       INSERT INTO nemo.reservations (org_id, reservation_id, request_id, key_id, team_id, counted_windows, state, amount, expires_at, created_at)
       SELECT g.org, g.res, g.req, g.key, g.team, g.counted, 'reserved', g.amount, now() + make_interval(secs => p_ttl_ms / 1000.0), at
-      FROM grants g WHERE g.amount > 0
+      FROM grants g
       ON CONFLICT (org_id, reservation_id) DO NOTHING
       RETURNING org_id, reservation_id, request_id, key_id, amount
     ), entries AS (
       INSERT INTO nemo.ledger_entries (org_id, kind, available_delta, held_delta, reservation_id, request_id, key_id)
       SELECT i.org_id, 'reserve', -i.amount, i.amount, i.reservation_id, i.request_id, i.key_id FROM inserted i
+    ), deltas AS (
+      SELECT d.org, sum(d.back) AS back, sum(d.unheld) AS unheld, sum(d.hold) AS hold
+      FROM (SELECT b.org, b.back, b.held AS unheld, 0::bigint AS hold FROM unnest(b_org, b_back, b_held) AS b(org, back, held)
+            UNION ALL
+            SELECT i.org_id, 0, 0, i.amount FROM inserted i) d
+      GROUP BY d.org
     ), accounts AS (
       UPDATE nemo.credit_accounts a
-      SET available = a.available - s.total, held = a.held + s.total, updated_at = now()
-      FROM (SELECT i.org_id, sum(i.amount) AS total FROM inserted i GROUP BY i.org_id) s
-      WHERE a.org_id = s.org_id
+      SET available = a.available + d.back - d.hold, held = a.held - d.unheld + d.hold, updated_at = now()
+      FROM deltas d
+      WHERE a.org_id = d.org
     )
-    SELECT g.op, g.amount, NULL::text FROM grants g JOIN inserted i ON i.org_id = g.org AND i.reservation_id = g.res
-    UNION ALL
-    SELECT g.op, 0::bigint, NULL::text FROM grants g WHERE g.amount = 0;
+    SELECT count(*)::integer INTO inserted_count FROM inserted;
+
+    -- Every grant was inserted (the ids were checked above), unless another batch raced one in.
+    IF inserted_count = (SELECT count(*) FROM unnest(g_amount) AS x(amount) WHERE x.amount > 0) THEN
+      RETURN QUERY SELECT g.op, g.amount, NULL::text FROM unnest(g_op, g_amount) AS g(op, amount);
+    ELSE
+      RETURN QUERY SELECT g.op, g.amount, NULL::text FROM unnest(g_op, g_org, g_res, g_amount) AS g(op, org, res, amount)
+        WHERE g.amount = 0 OR EXISTS (SELECT 1 FROM nemo.reservations x
+                                      WHERE x.org_id = g.org AND x.reservation_id = g.res AND x.created_at = at AND x.state = 'reserved');
+    END IF;
   END
   $$;
 
