@@ -37,6 +37,7 @@ CREATE OR REPLACE FUNCTION nemo.limit_windows_give_back(
   p_org uuid[], p_key uuid[], p_team uuid[], p_counted smallint[], p_created timestamptz[], p_back bigint[])
   RETURNS void
   LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
+  SET enable_hashjoin = off SET enable_mergejoin = off
   AS $$
     -- Never below zero: a window that disagrees with its holds is for ledger check to report, not
     -- a reason to refuse the settlement (which would be retried forever).
@@ -385,6 +386,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
 CREATE OR REPLACE FUNCTION nemo.ledger_expire_v2(p_limit integer)
   RETURNS integer
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
+  -- The due reservations are found through reservations_open_by_expiry; every join after that
+  -- probes a primary key (a hash join would read the whole table).
+  SET enable_hashjoin = off SET enable_mergejoin = off
   AS $$
   DECLARE
     due_org uuid[];
