@@ -69,10 +69,13 @@ function mockArgs(scenario: Scenario): string[] {
 }
 
 // The mock honours max_tokens, so the stream body must allow the 64 tokens the stream mock paces.
-function requestBody(scenario: Scenario): string {
+// `nemo-free` asks for a model priced at zero: the same gateway path without the ledger (nothing
+// to hold), so nemo / nemo-free is the ledger's cost, measured in the same run.
+function requestBody(scenario: Scenario, target: Target): string {
+  const model = target === 'nemo-free' ? 'bench-free' : 'bench-model';
   const messages = [{ role: 'user', content: 'Say hello to the benchmark' }];
-  if (scenario === 'stream') return JSON.stringify({ model: 'bench-model', messages, max_tokens: 64, stream: true });
-  return JSON.stringify({ model: 'bench-model', messages, max_tokens: 16 });
+  if (scenario === 'stream') return JSON.stringify({ model, messages, max_tokens: 64, stream: true });
+  return JSON.stringify({ model, messages, max_tokens: 16 });
 }
 
 function progress(line: string): void {
@@ -141,6 +144,10 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
           },
         ],
       },
+      {
+        name: 'bench-free',
+        deployments: [{ provider: 'openai-compatible', model: 'mock', baseUrl: `${mockOrigin}/v1`, maxOutputTokens: 4096 }],
+      },
     ],
   };
   await writeFile(configPath, JSON.stringify(config, null, 2));
@@ -170,6 +177,7 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
     urls: {
       direct: `${mockOrigin}${path}`,
       bare: `http://${HOST}:${barePort}${path}`,
+      'nemo-free': `http://${HOST}:${nemoPort}${path}`,
       nemo: `http://${HOST}:${nemoPort}${path}`,
     },
   };
@@ -180,22 +188,22 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
  * seconds, so interleaving and taking medians keeps the ratios honest.
  */
 async function benchTargets(run: Run, settings: Settings, servers: Servers): Promise<Array<Record<Target, TargetResult>>> {
-  const body = requestBody(settings.scenario);
   // A stream request takes ~1.3 s, so its warmup must be long enough to complete a few.
   const warmupS = settings.scenario === 'stream' ? 3 : 1;
   const progressBar = process.stdout.isTTY === true && process.stderr.isTTY === true;
-  const servedBy: Record<Target, Child> = { direct: servers.mock, bare: servers.bare, nemo: servers.nemo };
+  const servedBy: Record<Target, Child> = { direct: servers.mock, bare: servers.bare, 'nemo-free': servers.nemo, nemo: servers.nemo };
+  const bodies = Object.fromEntries(TARGETS.map((target) => [target, requestBody(settings.scenario, target)])) as Record<Target, string>;
   const signal = run.abort.signal;
   for (const target of TARGETS) {
     progress(`warming up ${target}: ${warmupS} s`);
-    await runLoad({ url: servers.urls[target], body, headers: servers.headers, connections: settings.connections, signal, durationS: warmupS, progressBar: false });
+    await runLoad({ url: servers.urls[target], body: bodies[target], headers: servers.headers, connections: settings.connections, signal, durationS: warmupS, progressBar: false });
   }
   const rounds: Array<Record<Target, TargetResult>> = [];
   for (let round = 1; round <= settings.rounds; round++) {
     const results: Partial<Record<Target, TargetResult>> = {};
     for (const target of TARGETS) {
       progress(`[round ${round}/${settings.rounds}] ${target}: ${settings.durationS} s x ${settings.connections} connections`);
-      const result: TargetResult = await runLoad({ url: servers.urls[target], body, headers: servers.headers, connections: settings.connections, signal, durationS: settings.durationS, progressBar });
+      const result: TargetResult = await runLoad({ url: servers.urls[target], body: bodies[target], headers: servers.headers, connections: settings.connections, signal, durationS: settings.durationS, progressBar });
       if (signal.aborted) throw new Error('interrupted');
       // A crashed server would otherwise show up only as a column of errors.
       for (const child of [servers.mock, servedBy[target]]) {
