@@ -1,0 +1,86 @@
+// Folds text for phrase matching (deny words, injection heuristics) and keeps a map back to the
+// original, so findings point at what the user sent. Folding: NFKC (fullwidth, ligatures, math
+// letters), lowercase, invisible format characters (zero-width, bidi, soft hyphen) dropped,
+// stray combining marks dropped (Zalgo, variation selectors), whitespace runs collapsed to ' '.
+
+export interface FoldedText {
+  readonly text: string;
+  /** For each UTF-16 unit of `text`: start and end (exclusive) of its source in the original. */
+  readonly sourceStart: Int32Array;
+  readonly sourceEnd: Int32Array;
+}
+
+const MARK = /\p{M}/u;
+const FORMAT = /^\p{Cf}/u;
+const WHITESPACE = /^\s+$/u;
+// Marks that decorate rather than spell: combining diacritics (after NFKC composed what it could),
+// CGJ, variation selectors. Indic vowel signs and other spelling marks are kept.
+const DECORATION = /[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe00-\ufe0f\ufe20-\ufe2f\u{e0100}-\u{e01ef}]/gu;
+
+class Builder {
+  readonly units: number[] = [];
+  readonly starts: number[] = [];
+  readonly ends: number[] = [];
+  lastIsSpace = true;
+
+  push(unit: number, start: number, end: number): void {
+    this.units.push(unit);
+    this.starts.push(start);
+    this.ends.push(end);
+    this.lastIsSpace = unit === 32;
+  }
+
+  space(start: number, end: number): void {
+    if (!this.lastIsSpace) this.push(32, start, end);
+    else if (this.ends.length > 0) this.ends[this.ends.length - 1] = end;
+  }
+
+  toText(): string {
+    let text = '';
+    for (let i = 0; i < this.units.length; i += 8192) text += String.fromCharCode(...this.units.slice(i, i + 8192));
+    return text;
+  }
+}
+
+/** The end of the segment starting at `i`: one code point and the combining marks after it. */
+function segmentEnd(original: string, i: number): number {
+  let j = i + ((original.codePointAt(i) as number) > 0xffff ? 2 : 1);
+  while (j < original.length && original.charCodeAt(j) >= 0x300) {
+    const cp = original.codePointAt(j) as number;
+    if (!MARK.test(String.fromCodePoint(cp))) break;
+    j += cp > 0xffff ? 2 : 1;
+  }
+  return j;
+}
+
+function foldSegment(out: Builder, segment: string, start: number, end: number): void {
+  if (FORMAT.test(segment)) return;
+  const folded = segment.normalize('NFKC').toLowerCase().replace(DECORATION, '');
+  if (folded.length === 0) return;
+  if (WHITESPACE.test(folded)) return out.space(start, end);
+  for (let k = 0; k < folded.length; k++) out.push(folded.charCodeAt(k), start, end);
+}
+
+export function foldText(original: string): FoldedText {
+  const out = new Builder();
+  for (let i = 0; i < original.length; ) {
+    const code = original.charCodeAt(i);
+    const next = i + 1 < original.length ? original.charCodeAt(i + 1) : 0;
+    // ASCII not followed by a combining mark: the common case, folded without normalize().
+    if (code < 0x80 && next < 0x300) {
+      if (code === 32 || (code >= 9 && code <= 13)) out.space(i, i + 1);
+      else out.push(code >= 65 && code <= 90 ? code + 32 : code, i, i + 1);
+      i++;
+      continue;
+    }
+    const j = segmentEnd(original, i);
+    foldSegment(out, original.slice(i, j), i, j);
+    i = j;
+  }
+  return { text: out.toText(), sourceStart: Int32Array.from(out.starts), sourceEnd: Int32Array.from(out.ends) };
+}
+
+/** Folds a rule phrase (a deny word) the same way, trimmed: the phrase side needs no offsets. */
+export function foldPhrase(phrase: string): string {
+  return foldText(phrase).text.trim();
+}

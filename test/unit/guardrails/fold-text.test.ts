@@ -1,0 +1,39 @@
+// Folding for phrase matching keeps a map back to the original: every folded unit knows which
+// original characters it came from, so findings can point at what the user actually sent.
+import { describe, expect, it } from 'vitest';
+import { foldPhrase, foldText } from '../../../src/guardrails/fold-text.js';
+
+function sources(original: string): string[] {
+  const folded = foldText(original);
+  return Array.from({ length: folded.text.length }, (_, i) => original.slice(folded.sourceStart[i], folded.sourceEnd[i]));
+}
+
+describe('foldText', () => {
+  it('lowercases, applies NFKC and drops invisible format characters', () => {
+    expect(foldText('ＡＢ\u200bc\u00adＤ\ufeff').text).toBe('abcd');
+    expect(foldText('ﬁ 𝐱 Ⅻ').text).toBe('fi x xii');
+  });
+
+  it('collapses whitespace runs (including no-break and ideographic spaces) to one space', () => {
+    const folded = foldText('a \t\n\u00a0\u3000b');
+    expect(folded.text).toBe('a b');
+    expect([folded.sourceStart[1], folded.sourceEnd[1]]).toEqual([1, 6]);
+  });
+
+  it('composes what NFKC can and drops decorating marks that remain', () => {
+    expect(foldText('e\u0301').text).toBe('é');
+    expect(foldText('a\u0336\u0337b\ufe0f').text).toBe('ab');
+  });
+
+  it('maps each folded unit to its whole source segment', () => {
+    expect(sources('Ｘe\u0301ﬁ😀')).toEqual(['Ｘ', 'e\u0301', 'ﬁ', 'ﬁ', '😀', '😀']);
+  });
+
+  it('keeps spelling marks of scripts that need them', () => {
+    expect(foldText('नहीं').text).toBe('नहीं'.normalize('NFKC'));
+  });
+
+  it('foldPhrase trims what foldText keeps', () => {
+    expect(foldPhrase('  Bad\u200b  WORD ')).toBe('bad word');
+  });
+});
