@@ -1,5 +1,6 @@
 // `nemo migrate|orgs|teams|keys`: the admin operations from a shell, through the same
 // AdminService the admin API uses, acting as the platform. Output is JSON, one document per call.
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -26,6 +27,10 @@ export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded Postgr
   keys revoke --org <id> <key id>           revoke a key
   spend show --org <id>                     current rate-limit and spend windows of limited keys and teams
     limits: --rpm N --tpm N --daily-cap <micros> --monthly-cap <micros> ("none" clears one)
+  guardrails set --org <id> [--team <id> | --key <id>] <policy JSON | @file | none>
+                                            set the org's guardrail policy, or a team's or key's overrides
+  guardrails show --org <id>                the org's policy and every team's and key's overrides
+  guardrails events --org <id> [--limit N]  the newest guardrail hits (never the matched text)
   credits add --org <id> --amount <micros> --idempotency-key <k> [--kind topup|refund|adjustment] [--note <text>]
                                             add credits (applied once per idempotency key)
   credits show --org <id>                   available and held credits
@@ -85,6 +90,27 @@ const COMMANDS: Record<string, Command> = {
   },
   'keys list': (service, args) => service.listKeys(PLATFORM, withOrg(args).org),
   'spend show': (service, args) => service.listSpend(PLATFORM, withOrg(args).org),
+  'guardrails set': async (service, args) => {
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, team: { type: 'string' }, key: { type: 'string' } } });
+    if (!values.org) throw usage('--org is required');
+    if (values.team !== undefined && values.key !== undefined) throw usage('--team and --key exclude each other');
+    const policy = await readPolicy(positional(positionals, 'policy JSON | @file | none'));
+    if (values.team !== undefined) return service.updateTeam(PLATFORM, values.org, values.team, { guardrail_policy: policy });
+    if (values.key !== undefined) return service.updateKey(PLATFORM, values.org, values.key, { guardrail_policy: policy });
+    // The org level always has a policy: "none" empties it.
+    return service.updateConfig(PLATFORM, values.org, { default_guardrail_policy: policy ?? {} });
+  },
+  'guardrails show': async (service, args) => {
+    const { org } = withOrg(args);
+    const [config, teams, keys] = await Promise.all([service.getConfig(PLATFORM, org), service.listTeams(PLATFORM, org), service.listKeys(PLATFORM, org)]);
+    const overrides = (rows: Array<{ id: string; name: string; guardrail_policy: unknown }>) => rows.filter((r) => r.guardrail_policy != null).map((r) => ({ id: r.id, name: r.name, guardrail_policy: r.guardrail_policy }));
+    return { org: (config as { default_guardrail_policy: unknown }).default_guardrail_policy, teams: overrides(teams as never), keys: overrides(keys as never) };
+  },
+  'guardrails events': (service, args) => {
+    const { values } = parseArgs({ args, options: { org: { type: 'string' }, limit: { type: 'string' } } });
+    if (!values.org) throw usage('--org is required');
+    return service.listGuardrailEvents(PLATFORM, values.org, values.limit === undefined ? {} : { limit: values.limit });
+  },
   'credits add': (service, args) => {
     const { values } = parseArgs({
       args,
@@ -116,7 +142,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function isAdminCommand(command: string | undefined): boolean {
-  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend';
+  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend' || command === 'guardrails';
 }
 
 export async function adminMain(argv: string[]): Promise<void> {
@@ -151,6 +177,17 @@ export class UsageError extends Error {}
 
 function usage(message: string): UsageError {
   return new UsageError(`${message}\n${ADMIN_USAGE}`);
+}
+
+/** A policy given inline, from a file (@path), or `none`; JSON errors are usage errors. */
+async function readPolicy(arg: string): Promise<unknown> {
+  if (arg === 'none') return null;
+  const text = arg.startsWith('@') ? await readFile(arg.slice(1), 'utf8') : arg;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw usage('the policy must be JSON (inline, or @file)');
+  }
 }
 
 function withOrg(args: string[]): { org: string; rest: string[] } {

@@ -13,6 +13,8 @@ import { AdminService } from './tenancy/admin-service.js';
 import { ensureDemoKey } from './tenancy/demo.js';
 import { KeyAuthenticator } from './tenancy/key-authenticator.js';
 import { RateLimiter } from './tenancy/rate-limiter.js';
+import { GuardrailEventLog } from './guardrails/event-log.js';
+import { WorkerPool } from './workers/pool.js';
 
 export interface Gateway {
   readonly port: number;
@@ -43,14 +45,17 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const ledger = new Ledger(db, config.ledger);
   const pools = new UpstreamPools(config.upstream);
   const router = new DeploymentRouter(config.upstream.cooldownMs);
+  const workers = new WorkerPool(config.workers);
+  const guardrailEvents = new GuardrailEventLog(db, config.guardrails);
+  log.info('worker pool', { threads: config.workers.threads, inlineMaxChars: config.workers.inlineMaxChars });
   const readinessChecks = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
   let server: HttpServer;
   try {
     await keys.startListening();
     ledger.startSweeper();
-    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), readinessChecks });
+    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, readinessChecks });
   } catch (err) {
-    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0)]);
+    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close()]);
     if (ownsDb) await db.close();
     throw err;
   }
@@ -65,8 +70,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     close(graceMs = config.server.shutdownGraceMs) {
       closing ??= server.shutdown(graceMs).then(async () => {
         // Settlements of the requests just finished commit before the database goes away.
-        await ledger.close();
-        await Promise.allSettled([pools.close(), keys.close()]);
+        await Promise.allSettled([ledger.close(), guardrailEvents.close()]);
+        await Promise.allSettled([pools.close(), keys.close(), workers.close()]);
         if (ownsDb) await db.close();
       });
       return closing;

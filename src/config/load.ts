@@ -5,9 +5,12 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { configFileSchema, modelSchema, type ConfigFile, type DeploymentConfig, type MockBehaviour, type ModelConfig } from './schema.js';
 import { DEFAULT_MOCK_MODELS } from './default-models.js';
+import { encodingForModel, type Encoding } from '../tokens/encodings.js';
 
-export interface Deployment extends Omit<DeploymentConfig, 'id' | 'apiKeyEnv' | 'mock'> {
+export interface Deployment extends Omit<DeploymentConfig, 'id' | 'apiKeyEnv' | 'mock' | 'encoding'> {
   readonly id: string;
+  /** The tokenizer for exact counts; undefined: the UTF-8 byte upper bound. */
+  readonly encoding: Encoding | undefined;
   /** Public model name this deployment serves. */
   readonly publicModel: string;
   readonly baseUrl: string | undefined;
@@ -40,6 +43,8 @@ export interface Config {
   readonly upstream: ConfigFile['upstream'];
   readonly auth: ConfigFile['auth'];
   readonly ledger: ConfigFile['ledger'];
+  readonly workers: ConfigFile['workers'];
+  readonly guardrails: ConfigFile['guardrails'];
   readonly database: DatabaseConfig;
   readonly masterKey: string | undefined;
   readonly models: ReadonlyMap<string, ModelRoute>;
@@ -94,7 +99,7 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   // Key-shaped secrets are looked up as org keys, so such a master key could never authenticate.
   if (masterKey !== undefined && masterKey.startsWith('sk-nemo-')) throw new ConfigError([`${file.auth.masterKeyEnv}: must not start with sk-nemo- (that prefix is for org API keys)`]);
   if (masterKey !== undefined && masterKey.length < 16) throw new ConfigError([`${file.auth.masterKeyEnv}: must be at least 16 characters`]);
-  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, database, models, source } as Config;
+  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, database, models, source } as Config;
   Object.defineProperty(config, 'masterKey', { value: masterKey, enumerable: false });
   return deepFreeze(config);
 }
@@ -137,6 +142,13 @@ function wellFormedModels(raw: unknown): ModelConfig[] {
   });
 }
 
+/** The mock speaks OpenAI's dialect with o200k-sized words; Anthropic publishes no tokenizer. */
+function defaultEncoding(dep: DeploymentConfig): Encoding | undefined {
+  if (dep.provider === 'mock') return 'o200k_base';
+  if (dep.provider === 'anthropic') return undefined;
+  return encodingForModel(dep.model);
+}
+
 function resolveModels(modelConfigs: readonly ModelConfig[], env: Env, problems: string[]): ReadonlyMap<string, ModelRoute> {
   const routes = new Map<string, ModelRoute>();
   const deploymentIds = new Set<string>();
@@ -156,10 +168,11 @@ function resolveModels(modelConfigs: readonly ModelConfig[], env: Env, problems:
         apiKey = env[dep.apiKeyEnv];
         if (!apiKey) problems.push(`${at}.apiKeyEnv: environment variable ${dep.apiKeyEnv} is not set`);
       }
-      const { apiKeyEnv: _omit, mock, ...rest } = dep;
+      const { apiKeyEnv: _omit, mock, encoding, ...rest } = dep;
       const deployment = {
         ...rest,
         id,
+        encoding: encoding === 'none' ? undefined : (encoding ?? defaultEncoding(dep)),
         publicModel: model.name,
         baseUrl,
         mock: dep.provider === 'mock' ? { ...MOCK_DEFAULTS, ...mock } : undefined,

@@ -1,6 +1,10 @@
 // The configuration schema: the config file (NEMO_CONFIG, YAML or JSON) plus the env overrides.
 // Validated once at boot by load.ts; everything downstream receives the frozen result.
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+
+/** Measured with `npm run bench:workers` on the reference 2-core machine (README, Worker pool). */
+const INLINE_MAX_CHARS_DEFAULT = 4_000;
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -39,6 +43,12 @@ export const deploymentSchema = z.strictObject({
   outputPricePerMTok: z.number().nonnegative().default(0),
   maxOutputTokens: positiveInt.default(4096),
   weight: z.number().positive().default(1),
+  /**
+   * Tokenizer for exact counts (guardrail token limits, streams without usage); default from the
+   * upstream model name (gpt-4o, o1, gpt-5...: o200k_base; gpt-4, gpt-3.5: cl100k_base). `none`, or
+   * a model without a public tokenizer: the UTF-8 byte count, an upper bound.
+   */
+  encoding: z.enum(['o200k_base', 'cl100k_base', 'none']).optional(),
   /** Extra headers sent upstream (e.g. OpenRouter's HTTP-Referer). */
   headers: z.record(z.string(), z.string()).default({}),
   mock: mockBehaviourSchema.optional(),
@@ -106,6 +116,24 @@ export const configFileSchema = z.strictObject({
       imageTokenAllowance: nonNegativeInt.default(2_000),
       /** Credits given to the demo org at its creation, in micro-units. */
       demoCreditsMicros: nonNegativeInt.default(10_000_000),
+    })
+    .prefault({}),
+  workers: z
+    .strictObject({
+      /** Worker threads for token counting and guardrail scans; default: cores - 1, at least 1, at most 4. */
+      threads: positiveInt.max(64).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
+      /** Jobs of at most this many characters run inline: below it a pool round trip costs more (npm run bench:workers). */
+      inlineMaxChars: nonNegativeInt.default(INLINE_MAX_CHARS_DEFAULT),
+      /** Most characters sent to a worker in one batched task. */
+      maxBatchChars: positiveInt.default(1_000_000),
+    })
+    .prefault({}),
+  guardrails: z
+    .strictObject({
+      /** Guardrail hits are recorded in batches, at most this long after they happen. */
+      eventFlushMs: positiveInt.default(1_000),
+      /** Hits waiting to be recorded beyond this are dropped (and counted) while the database is away. */
+      maxQueuedEvents: positiveInt.default(10_000),
     })
     .prefault({}),
   database: z

@@ -23,6 +23,7 @@ export const ERROR_CATALOG = {
   NR_INVALID_JSON: { status: 400, type: 'invalid_request_error', openaiCode: 'invalid_json', message: 'The request body is not valid JSON.' },
   NR_INVALID_UTF8: { status: 400, type: 'invalid_request_error', openaiCode: 'invalid_encoding', message: 'The request body is not valid UTF-8.' },
   NR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error', openaiCode: 'invalid_request', message: 'The request is invalid.' },
+  NR_GUARDRAIL_VIOLATION: { status: 400, type: 'invalid_request_error', openaiCode: 'guardrail_violation', message: 'The request or response was blocked by a guardrail.' },
   NR_UNAUTHORIZED: { status: 401, type: 'authentication_error', openaiCode: 'invalid_api_key', message: 'Missing or invalid API key.' },
   NR_INSUFFICIENT_QUOTA: { status: 402, type: 'insufficient_quota', openaiCode: 'insufficient_quota', message: "Your organization's credits cannot cover this request." },
   NR_SPEND_CAP_REACHED: { status: 402, type: 'insufficient_quota', openaiCode: 'spend_cap_reached', message: 'A spend cap of this key or its team cannot cover this request.' },

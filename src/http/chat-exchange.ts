@@ -23,6 +23,13 @@ import { JSON_TYPE, logServerFault, sendError } from './respond.js';
 import { ClientGoneError, UpstreamAttempt, type AttemptOwner } from './upstream-attempt.js';
 import type { HttpResponse } from './uws.js';
 import { requestedMaxTokens, validateChatRequest } from './validate-chat-request.js';
+import type { GuardrailEventLog } from '../guardrails/event-log.js';
+import { checkPrompt } from '../guardrails/prompt-check.js';
+import { StreamOutputGuard } from '../guardrails/stream-output.js';
+import type { Finding } from '../guardrails/types.js';
+import type { Encoding } from '../tokens/encodings.js';
+import type { WorkerPool } from '../workers/pool.js';
+import { compiledPolicy } from '../workers/tasks/scan-text.js';
 
 export interface ChatDeps {
   readonly config: Config;
@@ -31,6 +38,8 @@ export interface ChatDeps {
   readonly router: DeploymentRouter;
   readonly pools: UpstreamPools;
   readonly inflight: InflightTracker;
+  readonly workers: WorkerPool;
+  readonly guardrailEvents: GuardrailEventLog;
 }
 
 /** Counts requests in flight so shutdown can wait for them, and cuts the stragglers at the deadline. */
@@ -66,6 +75,9 @@ export class ChatExchange implements AttemptOwner {
   private promptBoundTokens = 0;
   /** x-ratelimit-* headers for a key or team with limits. */
   private limitHeaders: Record<string, string> | undefined;
+  /** Output guardrails of a stream (keys with output rules only). */
+  private outputGuard: StreamOutputGuard | undefined;
+  private outputEventsRecorded = false;
   /** What this request counted in the local per-minute windows, to give back if the ledger refuses it. */
   private localAdmission: { readonly tokens: number; readonly atMs: number } | undefined;
   /** Output reached the client (a stream started, or a complete answer), from this deployment. */
@@ -154,7 +166,7 @@ export class ChatExchange implements AttemptOwner {
         created: Math.floor(Date.now() / 1000),
         clientWantsUsage: this.request.stream === true && this.request.stream_options?.include_usage === true,
       };
-      this.reserveThenStart(body.byteLength, asked);
+      this.guardThenReserve(body.byteLength, asked);
     } catch (err) {
       this.fail(toGatewayError(err));
     }
@@ -174,6 +186,29 @@ export class ChatExchange implements AttemptOwner {
     rateLimitedTotal.inc();
     this.fail(new GatewayError('NR_RATE_LIMITED', undefined, { retryAfterS: admission.retryAfterS, headers: this.limitHeaders }));
     return false;
+  }
+
+  /**
+   * The key's guardrails on the prompt, before anything is held: a block answers 400 and costs
+   * nothing; redactions change the request (and so its bound) before it is sent anywhere.
+   */
+  private guardThenReserve(bodyBytes: number, asked: number | undefined): void {
+    const guard = this.principal!.guardrails;
+    if (guard === undefined || (!guard.scansInput && guard.maxInputTokens === null)) return this.reserveThenStart(bodyBytes, asked);
+    const bound = bodyBytes + countImageParts(this.request) * this.deps.config.ledger.imageTokenAllowance;
+    checkPrompt(this.deps.workers, guard, this.request, bound, routeEncoding(this.route)).then(
+      (verdict) => {
+        if (this.finished) return;
+        if (verdict.findings.length > 0) this.deps.guardrailEvents.record(this.eventContext(), 'input', verdict.findings);
+        if (verdict.blocked !== undefined) return this.fail(guardrailError(verdict.blocked, 'input'));
+        this.reserveThenStart(verdict.redacted ? Buffer.byteLength(JSON.stringify(this.request)) : bodyBytes, asked);
+      },
+      (err: unknown) => this.fail(toGatewayError(err)),
+    );
+  }
+
+  private eventContext() {
+    return { orgId: this.principal!.orgId, keyId: this.principal!.keyId, requestId: this.requestId };
   }
 
   /**
@@ -275,6 +310,9 @@ export class ChatExchange implements AttemptOwner {
       return;
     }
     this.attempts++;
+    const guard = this.principal!.guardrails;
+    // A fresh scanner per attempt: a failed attempt's held text never reached the client.
+    if (guard?.scansOutput && this.request.stream === true) this.outputGuard = new StreamOutputGuard(compiledPolicy(guard.policyKey, guard.policy));
     this.attempt = new UpstreamAttempt(this, deployment, adapterFor(deployment));
     this.attempt.start(this.request, this.maxTokens, this.deps.pools.dispatcherFor(deployment), this.deps.config.upstream);
   }
@@ -317,11 +355,46 @@ export class ChatExchange implements AttemptOwner {
     this.settleAttempt(attempt, usage);
     this.servedBy = attempt;
     if (this.clientGone) return this.finish();
+    const guard = this.principal!.guardrails;
+    if (guard?.scansOutput) return this.guardCompletion(guard, body);
+    this.sendCompletion(body);
+  }
+
+  private sendCompletion(body: string | Uint8Array): void {
     this.res.cork(() => {
       this.writeHead('application/json');
       this.res.end(body);
     });
     this.finish();
+  }
+
+  /** Output guardrails on a complete answer: every choice's text is scanned (large ones in the pool). */
+  private guardCompletion(guard: NonNullable<KeyPrincipal['guardrails']>, body: string | Uint8Array): void {
+    let completion: { choices?: Array<{ message?: { content?: unknown } }> };
+    try {
+      completion = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8')) as typeof completion;
+    } catch {
+      return this.fail(new GatewayError('NR_UPSTREAM_BAD_RESPONSE'));
+    }
+    const messages = (completion.choices ?? []).map((choice) => choice.message).filter((m): m is { content: string } => typeof m?.content === 'string');
+    Promise.all(messages.map((m) => this.deps.workers.scan({ policyKey: guard.policyKey, policy: guard.policy, text: m.content, stage: 'output' }))).then(
+      (results) => {
+        if (this.finished) return;
+        const findings = results.flatMap((r) => r.findings);
+        if (findings.length > 0) this.deps.guardrailEvents.record(this.eventContext(), 'output', findings);
+        const blocked = results.find((r) => r.blocked !== undefined)?.blocked;
+        if (blocked !== undefined) return this.fail(guardrailError(blocked, 'output'));
+        let redacted = false;
+        results.forEach((r, i) => {
+          if (r.redacted !== undefined) {
+            messages[i]!.content = r.redacted;
+            redacted = true;
+          }
+        });
+        this.sendCompletion(redacted ? JSON.stringify(completion) : body);
+      },
+      (err: unknown) => this.fail(toGatewayError(err)),
+    );
   }
 
   /** Writes the frames the translator produced for one upstream chunk; pauses upstream on backpressure. */
@@ -330,7 +403,21 @@ export class ChatExchange implements AttemptOwner {
       this.frames.length = 0;
       return;
     }
+    const blocked = this.outputGuard !== undefined && !this.outputGuard.transform(this.frames);
+    if (blocked) {
+      // What was safe before the match goes out; then the typed error, and upstream is stopped.
+      this.servedBy = attempt;
+      this.deps.guardrailEvents.record(this.eventContext(), 'output', this.outputGuard!.findings());
+      this.outputEventsRecorded = true;
+      if (this.frames.length > 0) this.writeFrames(attempt);
+      attempt.abort(new ClientGoneError());
+      return this.fail(guardrailError(this.outputGuard!.blocked!, 'output'));
+    }
     if (this.frames.length === 0) return;
+    this.writeFrames(attempt);
+  }
+
+  private writeFrames(attempt: UpstreamAttempt): void {
     let writable = true;
     this.res.cork(() => {
       if (!this.headersSent) {
@@ -402,6 +489,10 @@ export class ChatExchange implements AttemptOwner {
     this.finished = true;
     clearTimeout(this.stalledTimer);
     if (this.hold !== undefined) this.settleHold(this.hold);
+    if (this.outputGuard !== undefined && !this.outputEventsRecorded) {
+      const findings = this.outputGuard.findings();
+      if (findings.length > 0) this.deps.guardrailEvents.record(this.eventContext(), 'output', findings);
+    }
     if (this.streamOpen) liveCounts.activeStreams--;
     liveCounts.inflightRequests--;
     countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(this.status));
@@ -424,10 +515,30 @@ export class ChatExchange implements AttemptOwner {
     }
     const prices = pricesOf(served.deployment);
     const usage = this.usage;
-    const charge = usage !== undefined
-      ? costMicros(prices, usage.prompt_tokens, usage.completion_tokens)
-      : costMicros(prices, this.promptBoundTokens, Math.min(this.maxTokens, served.outputEstimate));
-    void this.deps.ledger.settle(hold, Math.min(charge, hold.amount)).catch(logSettlementError);
+    if (usage !== undefined) {
+      const charge = costMicros(prices, usage.prompt_tokens, usage.completion_tokens);
+      void this.deps.ledger.settle(hold, Math.min(charge, hold.amount)).catch(logSettlementError);
+      return;
+    }
+    const estimate = costMicros(prices, this.promptBoundTokens, Math.min(this.maxTokens, served.outputEstimate));
+    const text = served.completionText();
+    if (text === undefined) {
+      void this.deps.ledger.settle(hold, Math.min(estimate, hold.amount)).catch(logSettlementError);
+      return;
+    }
+    // A stream without usage (a disconnect, a cut stream, a provider without usage): count what it
+    // generated, exactly with the deployment's tokenizer, else by its UTF-8 bytes (never fewer).
+    void this.countUsage(served.deployment.encoding, text).then(
+      ([prompt, completion]) => Math.min(costMicros(prices, prompt, Math.min(this.maxTokens, completion)), hold.amount),
+      () => Math.min(estimate, hold.amount),
+    ).then((charge) => this.deps.ledger.settle(hold, charge)).catch(logSettlementError);
+  }
+
+  private async countUsage(encoding: Encoding | undefined, completionText: string): Promise<[number, number]> {
+    const workers = this.deps.workers;
+    const prompt = encoding === undefined ? this.promptBoundTokens : workers.countTokens({ kind: 'chat', messages: this.request.messages, encoding });
+    const completion = workers.countTokens({ kind: 'text', text: completionText, encoding });
+    return Promise.all([prompt, completion]);
   }
 
   /** Shutdown deadline passed: end what is still running with a typed error. */
@@ -440,6 +551,18 @@ export class ChatExchange implements AttemptOwner {
 /** The settle/release promise only rejects on a programming error: the writer retries database failures. */
 function logSettlementError(err: unknown): void {
   log.error('ledger: settlement failed', { error: (err as Error).message });
+}
+
+/** A guardrail block: names the rule, never the matched text. */
+function guardrailError(finding: Finding, stage: 'input' | 'output'): GatewayError {
+  const what = stage === 'input' ? 'The prompt' : 'The response';
+  return new GatewayError('NR_GUARDRAIL_VIOLATION', `${what} was blocked by guardrail rule ${finding.rule}.`, { param: stage === 'input' ? 'messages' : null });
+}
+
+/** The tokenizer every deployment of a route shares; undefined when they differ or one has none (the bound counts). */
+function routeEncoding(route: ModelRoute): Encoding | undefined {
+  const first = route.deployments[0]?.encoding;
+  return route.deployments.every((d) => d.encoding === first) ? first : undefined;
 }
 
 /** Which header a shared rate-limit refusal zeroes: `requests` or `tokens`; undefined for other refusals. */

@@ -6,7 +6,9 @@ import { log } from '../log.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { UpstreamPools } from '../providers/upstream-pools.js';
 import type { Ledger } from '../ledger/ledger.js';
+import type { GuardrailEventLog } from '../guardrails/event-log.js';
 import type { RateLimiter } from '../tenancy/rate-limiter.js';
+import type { WorkerPool } from '../workers/pool.js';
 import type { AdminService } from '../tenancy/admin-service.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { ChatExchange, InflightTracker } from './chat-exchange.js';
@@ -27,6 +29,8 @@ export interface HttpServerDeps {
   readonly admin: AdminService;
   readonly ledger: Ledger;
   readonly limiter: RateLimiter;
+  readonly workers: WorkerPool;
+  readonly guardrailEvents: GuardrailEventLog;
   readonly readinessChecks?: readonly ReadinessCheck[];
 }
 

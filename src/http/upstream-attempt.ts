@@ -83,6 +83,11 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     return this.translator !== undefined ? this.translator.contentChunks : this.bytes;
   }
 
+  /** The text a stream generated, for an exact count when usage is missing; undefined for an answer, or past the size limit. */
+  completionText(): string | undefined {
+    return this.translator?.completionText.text();
+  }
+
   abort(reason: Error): void {
     if (this.done) return;
     if (this.controller) this.controller.abort(reason);

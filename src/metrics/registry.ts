@@ -74,6 +74,34 @@ export const rateLimitedTotal = new Counter({
   registers: [registry],
 });
 
+export const workerJobsTotal = new Counter({
+  name: 'nemo_worker_jobs_total',
+  help: 'Token-count and guardrail-scan jobs, by task and where they ran (inline on the main thread, or pool).',
+  labelNames: ['task', 'where'] as const,
+  registers: [registry],
+});
+
+export const workerTaskSeconds = new Histogram({
+  name: 'nemo_worker_task_seconds',
+  help: 'Round trip of one batched worker-pool task, queueing included.',
+  labelNames: ['task'] as const,
+  buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  registers: [registry],
+});
+
+export const guardrailHitsTotal = new Counter({
+  name: 'nemo_guardrail_hits_total',
+  help: 'Guardrail findings, by rule kind (pii:email, deny_word, deny_pattern, injection, max_input_tokens, ...), action and stage.',
+  labelNames: ['rule', 'action', 'stage'] as const,
+  registers: [registry],
+});
+
+export const guardrailEventsDroppedTotal = new Counter({
+  name: 'nemo_guardrail_events_dropped_total',
+  help: 'Guardrail hits not recorded in nemo.guardrail_events because the queue was full (the database was away).',
+  registers: [registry],
+});
+
 export const ledgerRefusalsTotal = new Counter({
   name: 'nemo_ledger_refusals_total',
   help: 'Requests the ledger refused, by reason: funds, a spend cap (key_daily_cap, ...) or a shared rate limit (key_rpm, ...).',

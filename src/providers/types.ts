@@ -2,6 +2,7 @@
 // OpenAI chat-completions shape the gateway speaks and the provider's own wire format.
 import type { Dispatcher } from 'undici';
 import type { Deployment } from '../config/load.js';
+import type { CompletionText } from '../streaming/completion-text.js';
 import type { SseEvent } from '../streaming/sse-parser.js';
 
 /** A validated OpenAI chat-completions request body; unknown fields pass through untouched. */
@@ -105,6 +106,8 @@ export interface StreamTranslator {
   readonly completionChars: number;
   /** Chunks that carried generated text or tool arguments: the token estimate when usage is missing. */
   readonly contentChunks: number;
+  /** The generated text so far (content and tool-call arguments), for an exact count when usage is missing. */
+  readonly completionText: CompletionText;
 }
 
 /** The one part of an undici Dispatcher the gateway uses: dispatch with the controller handler API. */

@@ -1,5 +1,6 @@
 // Admin API inputs, validated strictly: unknown fields, wrong types and oversized values are 400s.
 import { z } from 'zod';
+import { guardrailPolicySchema } from '../guardrails/types.js';
 
 // PostgreSQL text cannot hold NUL: refused here as bad input rather than failing in the database.
 const noNul = (value: string) => !value.includes('\u0000');
@@ -18,10 +19,12 @@ const limitFields = {
   daily_spend_cap_micros: spendCap,
   monthly_spend_cap_micros: spendCap,
 };
-export const createTeamInput = z.strictObject({ name, ...limitFields });
+/** A team's or key's guardrail overrides over its org's policy; null removes them. */
+const guardrailPolicy = guardrailPolicySchema.nullable().optional();
+export const createTeamInput = z.strictObject({ name, ...limitFields, guardrail_policy: guardrailPolicy });
 /** PATCH: only the fields given change. */
-export const updateTeamInput = z.strictObject({ name: name.optional(), ...limitFields });
-export const updateKeyInput = z.strictObject({ name: name.optional(), ...limitFields });
+export const updateTeamInput = z.strictObject({ name: name.optional(), ...limitFields, guardrail_policy: guardrailPolicy });
+export const updateKeyInput = z.strictObject({ name: name.optional(), ...limitFields, guardrail_policy: guardrailPolicy });
 export const createMemberInput = z.strictObject({
   user_id: uuid.optional(),
   role: z.enum(['owner', 'admin', 'member']),
@@ -36,10 +39,12 @@ export const createKeyInput = z.strictObject({
   expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
   /** Requests / tokens per minute and spend caps for this key; null or absent: unlimited. */
   ...limitFields,
+  guardrail_policy: guardrailPolicy,
 });
 export const updateConfigInput = z.strictObject({
   allowed_models: modelList.nullable().optional(),
-  default_guardrail_policy: z.record(z.string(), z.unknown()).optional(),
+  /** The org's guardrails; teams and keys override fields of it. */
+  default_guardrail_policy: guardrailPolicySchema.optional(),
   logging_level: z.enum(['none', 'metadata', 'full']).optional(),
 });
 

@@ -8,6 +8,9 @@ import type { z } from 'zod';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
 import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
+import { compilePolicy } from '../guardrails/policy.js';
+import type { GuardrailPolicy } from '../guardrails/types.js';
+import { GuardrailPatternError } from '../guardrails/user-pattern.js';
 import { generateApiKey } from './api-keys.js';
 import type { Principal } from './principal.js';
 
@@ -23,9 +26,9 @@ export interface Org {
 
 const ORG_COLUMNS = 'org_id AS id, name, created_at';
 const LIMITS = 'rpm_limit, tpm_limit, daily_spend_cap_micros::float8 AS daily_spend_cap_micros, monthly_spend_cap_micros::float8 AS monthly_spend_cap_micros';
-const TEAM_COLUMNS = `team_id AS id, org_id, name, ${LIMITS}, created_at`;
+const TEAM_COLUMNS = `team_id AS id, org_id, name, ${LIMITS}, guardrail_policy, created_at`;
 const MEMBER_COLUMNS = 'user_id AS id, org_id, role, team_id, created_at';
-const KEY_COLUMNS = `key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, ${LIMITS}, expires_at, revoked_at, created_by, created_at`;
+const KEY_COLUMNS = `key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, ${LIMITS}, guardrail_policy, expires_at, revoked_at, created_by, created_at`;
 const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, updated_at';
 
 export class AdminService {
@@ -57,11 +60,12 @@ export class AdminService {
 
   async createTeam(caller: Principal, orgId: string, body: unknown) {
     const input = parse(createTeamInput, body);
+    checkGuardrailPolicy(input.guardrail_policy, 'guardrail_policy');
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
-        `INSERT INTO nemo.teams (org_id, team_id, name, rpm_limit, tpm_limit, daily_spend_cap_micros, monthly_spend_cap_micros)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${TEAM_COLUMNS}`,
-        [orgId, randomUUID(), input.name, ...limitValues(input)],
+        `INSERT INTO nemo.teams (org_id, team_id, name, rpm_limit, tpm_limit, daily_spend_cap_micros, monthly_spend_cap_micros, guardrail_policy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${TEAM_COLUMNS}`,
+        [orgId, randomUUID(), input.name, ...limitValues(input), jsonOrNull(input.guardrail_policy)],
       );
       return rows[0];
     });
@@ -70,6 +74,7 @@ export class AdminService {
   /** Renames a team or changes its limits and caps (null clears one); they apply to its keys at once. */
   async updateTeam(caller: Principal, orgId: string, teamId: string, body: unknown) {
     const input = parse(updateTeamInput, body);
+    checkGuardrailPolicy(input.guardrail_policy, 'guardrail_policy');
     if (!isUuid(teamId)) throw new GatewayError('NR_NOT_FOUND', 'No such team.');
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(`UPDATE nemo.teams SET ${updateSet(input)} WHERE team_id = $1 RETURNING ${TEAM_COLUMNS}`, [teamId, ...updateValues(input)]);
@@ -101,15 +106,16 @@ export class AdminService {
   async createKey(caller: Principal, orgId: string, body: unknown) {
     const input = parse(createKeyInput, body);
     this.checkModels(input.allowed_models, 'allowed_models');
+    checkGuardrailPolicy(input.guardrail_policy, 'guardrail_policy');
     if (input.expires_at != null && Date.parse(input.expires_at) <= Date.now()) throw invalidRequest('`expires_at` must be in the future.', 'expires_at');
     const key = generateApiKey();
     const createdBy = caller.kind === 'platform' ? 'platform' : caller.keyId;
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
         `INSERT INTO nemo.api_keys (org_id, key_id, team_id, name, role, key_hash, key_prefix, allowed_models, expires_at, created_by,
-                                    rpm_limit, tpm_limit, daily_spend_cap_micros, monthly_spend_cap_micros)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ${KEY_COLUMNS}`,
-        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy, ...limitValues(input)],
+                                    rpm_limit, tpm_limit, daily_spend_cap_micros, monthly_spend_cap_micros, guardrail_policy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ${KEY_COLUMNS}`,
+        [orgId, randomUUID(), input.team_id ?? null, input.name, input.role, key.hash, key.displayPrefix, input.allowed_models ?? null, input.expires_at ?? null, createdBy, ...limitValues(input), jsonOrNull(input.guardrail_policy)],
       );
       return { ...rows[0], key: key.secret };
     });
@@ -122,6 +128,7 @@ export class AdminService {
   /** Renames a key or changes its limits and caps (null clears one); every instance applies them at once. */
   async updateKey(caller: Principal, orgId: string, keyId: string, body: unknown) {
     const input = parse(updateKeyInput, body);
+    checkGuardrailPolicy(input.guardrail_policy, 'guardrail_policy');
     if (!isUuid(keyId)) throw new GatewayError('NR_NOT_FOUND', 'No such key.');
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(`UPDATE nemo.api_keys SET ${updateSet(input)} WHERE key_id = $1 RETURNING ${KEY_COLUMNS}`, [keyId, ...updateValues(input)]);
@@ -172,6 +179,7 @@ export class AdminService {
   async updateConfig(caller: Principal, orgId: string, body: unknown) {
     const input = parse(updateConfigInput, body);
     this.checkModels(input.allowed_models, 'allowed_models');
+    checkGuardrailPolicy(input.default_guardrail_policy, 'default_guardrail_policy');
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
         `UPDATE nemo.org_config SET
@@ -223,6 +231,19 @@ export class AdminService {
         `SELECT entry_id::float8 AS id, org_id, kind, available_delta::float8 AS available_delta, held_delta::float8 AS held_delta, charged::float8 AS charged,
                 reservation_id, request_id, key_id, idempotency_key, note, created_at
          FROM nemo.ledger_entries WHERE ($1::bigint IS NULL OR entry_id < $1) ORDER BY entry_id DESC LIMIT $2`,
+        [input.before ?? null, input.limit],
+      );
+      return rows;
+    });
+  }
+
+  /** Guardrail hits, newest first (rule, action, stage; never the matched text); `before` pages by event id. */
+  async listGuardrailEvents(caller: Principal, orgId: string, query: unknown) {
+    const input = parse(ledgerQuery, query);
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `SELECT event_id::float8 AS id, org_id, request_id, key_id, rule, action, stage, created_at
+         FROM nemo.guardrail_events WHERE ($1::bigint IS NULL OR event_id < $1) ORDER BY event_id DESC LIMIT $2`,
         [input.before ?? null, input.limit],
       );
       return rows;
@@ -289,15 +310,33 @@ function limitValues(input: LimitFields): Array<number | null> {
   return LIMIT_COLUMNS.map((column) => input[column] ?? null);
 }
 
+type Patch = { name?: string | undefined; guardrail_policy?: GuardrailPolicy | null | undefined } & LimitFields;
+const PATCHABLE = ['name', ...LIMIT_COLUMNS, 'guardrail_policy'] as const;
+
 /** `SET` for a PATCH: the given fields only ($2...), or a no-op that still returns the row. */
-function updateSet(input: { name?: string | undefined } & LimitFields): string {
-  const columns = (['name', ...LIMIT_COLUMNS] as const).filter((column) => input[column] !== undefined);
+function updateSet(input: Patch): string {
+  const columns = PATCHABLE.filter((column) => input[column] !== undefined);
   if (columns.length === 0) return 'name = name';
   return columns.map((column, i) => `${column} = $${i + 2}`).join(', ');
 }
 
-function updateValues(input: { name?: string | undefined } & LimitFields): unknown[] {
-  return (['name', ...LIMIT_COLUMNS] as const).filter((column) => input[column] !== undefined).map((column) => input[column]);
+function updateValues(input: Patch): unknown[] {
+  return PATCHABLE.filter((column) => input[column] !== undefined).map((column) => (column === 'guardrail_policy' ? jsonOrNull(input.guardrail_policy) : input[column]));
+}
+
+function jsonOrNull(value: object | null | undefined): string | null {
+  return value == null ? null : JSON.stringify(value);
+}
+
+/** Compiles a policy as the gateway will: a deny pattern that cannot run in linear time is a 400 now, not a failure later. */
+function checkGuardrailPolicy(policy: GuardrailPolicy | null | undefined, param: string): void {
+  if (policy == null) return;
+  try {
+    compilePolicy(policy);
+  } catch (err) {
+    if (err instanceof GuardrailPatternError) throw invalidRequest(`Invalid guardrail policy: ${err.message}`, err.param === null ? param : `${param}.${err.param}`);
+    throw err;
+  }
 }
 
 function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {

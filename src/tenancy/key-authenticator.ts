@@ -5,7 +5,11 @@
 import pg from 'pg';
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
-import type { KeyPrincipal } from './principal.js';
+import { createHash } from 'node:crypto';
+import { mergePolicies } from '../guardrails/policy.js';
+import { guardrailPolicySchema } from '../guardrails/types.js';
+import { compiledPolicy } from '../workers/tasks/scan-text.js';
+import type { KeyGuardrails, KeyPrincipal } from './principal.js';
 import type { LimitScope } from './rate-limiter.js';
 
 export interface KeyCacheOptions {
@@ -28,6 +32,9 @@ export interface KeyRow {
   key_tpm_limit: number | null;
   team_rpm_limit: number | null;
   team_tpm_limit: number | null;
+  org_guardrail_policy: unknown;
+  team_guardrail_policy: unknown;
+  key_guardrail_policy: unknown;
 }
 
 interface Entry {
@@ -91,7 +98,7 @@ export class KeyAuthenticator {
 
   private async load(id: string, hash: Buffer): Promise<KeyPrincipal | null> {
     const generation = this.generation;
-    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v2($1)', [hash]);
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v3($1)', [hash]);
     const row = rows[0];
     if (row === undefined || row.revoked_at !== null) {
       this.rememberUnknown(id);
@@ -197,7 +204,22 @@ function principalOf(row: KeyRow): KeyPrincipal {
     allowedModels: intersect(row.allowed_models, row.org_allowed_models),
     expiresAtMs: row.expires_at?.getTime(),
     limits: limitsOf(row),
+    guardrails: guardrailsOf(row),
   };
+}
+
+/**
+ * The merged guardrail policy, checked by the compiler the workers use. Policies are validated when
+ * saved; one that no longer validates (written around the API) fails closed: every request with the
+ * key is refused until it is fixed, rather than served unguarded.
+ */
+function guardrailsOf(row: KeyRow): KeyGuardrails | undefined {
+  const levels = [row.org_guardrail_policy, row.team_guardrail_policy, row.key_guardrail_policy].map((level) => (level == null ? undefined : guardrailPolicySchema.parse(level)));
+  const policy = mergePolicies(levels[0], levels[1], levels[2]);
+  const policyKey = createHash('sha256').update(JSON.stringify(policy)).digest('base64url');
+  const compiled = compiledPolicy(policyKey, policy);
+  if (compiled.isEmpty) return undefined;
+  return { policyKey, policy, scansInput: compiled.scansInput, scansOutput: compiled.scansOutput, maxInputTokens: compiled.maxInputTokens };
 }
 
 function limitsOf(row: KeyRow): LimitScope[] {

@@ -1,5 +1,16 @@
 // Who is calling: the platform (master key) or an API key of one org.
+import type { GuardrailPolicy } from '../guardrails/types.js';
 import type { LimitScope } from './rate-limiter.js';
+
+/** The guardrails in force for a key: its org's, team's and own policies merged. */
+export interface KeyGuardrails {
+  /** Identifies the merged policy's content: worker threads compile each once. */
+  readonly policyKey: string;
+  readonly policy: GuardrailPolicy;
+  readonly scansInput: boolean;
+  readonly scansOutput: boolean;
+  readonly maxInputTokens: number | null;
+}
 
 export type Principal =
   | { readonly kind: 'platform' }
@@ -15,6 +26,8 @@ export type Principal =
       readonly expiresAtMs: number | undefined;
       /** Per-minute limits of the key and of its team (empty: none). */
       readonly limits: readonly LimitScope[];
+      /** undefined: no guardrail applies, the hot path skips them. */
+      readonly guardrails?: KeyGuardrails | undefined;
     };
 
 export type KeyPrincipal = Extract<Principal, { kind: 'key' }>;

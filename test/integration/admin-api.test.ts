@@ -189,6 +189,7 @@ const ROUTES: RouteCase[] = [
   { method: 'GET', path: '/admin/v1/orgs/:org/credits', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/ledger', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/spend', status: 200 },
+  { method: 'GET', path: '/admin/v1/orgs/:org/guardrail-events', status: 200 },
 ];
 
 type CallerName = 'no key' | 'wrong key (key-shaped)' | 'wrong key (not key-shaped)' | 'master key' | 'org A admin' | 'org A member' | 'org B admin' | 'org B member';
@@ -281,7 +282,7 @@ describe('authorization matrix', () => {
       const list = body as List<{ org_id: string }>;
       expect(list.object).toBe('list');
       // Org A's keys have sent no traffic: no spend windows yet.
-      if (key !== 'GET /admin/v1/orgs/:org/spend') expect(list.data.length).toBeGreaterThan(0);
+      if (key !== 'GET /admin/v1/orgs/:org/spend' && key !== 'GET /admin/v1/orgs/:org/guardrail-events') expect(list.data.length).toBeGreaterThan(0);
       for (const row of list.data) expect(row.org_id).toBe(orgA.id);
       return;
     }

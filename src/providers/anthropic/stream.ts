@@ -2,6 +2,7 @@
 // Frames are assembled from a prefix fixed at message_start plus the one JSON-encoded delta, so
 // a text delta costs one JSON.parse and one JSON.stringify of the text; no per-event objects are built.
 import { GatewayError } from '../../errors/gateway-error.js';
+import { CompletionText } from '../../streaming/completion-text.js';
 import type { SseEvent } from '../../streaming/sse-parser.js';
 import type { FrameSink, StreamTranslator, TranslateContext, Usage } from '../types.js';
 import { countOf, finishReasonOf, isRecord, promptTokensOf } from './api.js';
@@ -18,6 +19,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   usage: Usage | undefined = undefined;
   completionChars = 0;
   contentChunks = 0;
+  readonly completionText = new CompletionText(false);
 
   /** `data: {"id":...,"object":...,"created":...,"model":...,` — shared by every frame. */
   private head = '';
@@ -102,6 +104,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
       if (delta.partial_json === '') return;
       this.completionChars += delta.partial_json.length;
       this.contentChunks++;
+      this.completionText.append(delta.partial_json);
       sink.push(`${this.deltaPrefix}{"tool_calls":[{"index":${ordinal},"function":{"arguments":${JSON.stringify(delta.partial_json)}}}]}${CHOICE_SUFFIX}`);
     }
     // thinking_delta, signature_delta and citations_delta have no chat-completions equivalent.
@@ -136,6 +139,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   private pushText(text: string, sink: FrameSink): void {
     this.completionChars += text.length;
     this.contentChunks++;
+    this.completionText.append(text);
     sink.push(`${this.deltaPrefix}{"content":${JSON.stringify(text)}}${CHOICE_SUFFIX}`);
   }
 

@@ -2,6 +2,7 @@
 // usage chunk is looked into (kept for settlement, stripped when the client did not ask for it)
 // and an upstream error event ends the stream as a typed error.
 import { GatewayError } from '../../errors/gateway-error.js';
+import { CompletionText } from '../../streaming/completion-text.js';
 import type { SseEvent } from '../../streaming/sse-parser.js';
 import type { FrameSink, StreamTranslator, TranslateContext, Usage } from '../types.js';
 import { readUsage } from '../usage.js';
@@ -18,6 +19,7 @@ export class OpenAiStreamTranslator implements StreamTranslator {
   usage: Usage | undefined = undefined;
   completionChars = 0;
   contentChunks = 0;
+  readonly completionText = new CompletionText(true);
 
   constructor(private readonly ctx: TranslateContext) {}
 
@@ -35,7 +37,10 @@ export class OpenAiStreamTranslator implements StreamTranslator {
     }
     // Counted from the raw frame: an upper bound of the generated text until exact counting.
     this.completionChars += data.length;
-    if (CONTENT_DELTA.test(data)) this.contentChunks++;
+    if (CONTENT_DELTA.test(data)) {
+      this.contentChunks++;
+      this.completionText.appendFromChunk(data);
+    }
     if (USAGE_KEY.test(data)) {
       const chunk = parseChunk(data);
       const usage = readUsage(chunk.usage);

@@ -18,6 +18,7 @@ const APP_DEFINER_FUNCTIONS = [
   'create_org(p_org_id uuid, p_name text)',
   'find_api_key(p_key_hash bytea)',
   'find_api_key_v2(p_key_hash bytea)',
+  'find_api_key_v3(p_key_hash bytea)',
   'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
   'ledger_apply_v2(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_ttl_ms integer)',
   'ledger_check()',
@@ -27,9 +28,10 @@ const APP_DEFINER_FUNCTIONS = [
   'ledger_renew(p_org uuid[], p_reservation uuid[], p_ttl_ms integer)',
   'limit_windows_check()',
   'list_orgs()',
+  'record_guardrail_events(p_org uuid[], p_request text[], p_key uuid[], p_rule text[], p_action text[], p_stage text[], p_at timestamp with time zone[])',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
-const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'reservations', 'teams'];
+const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'reservations', 'teams'];
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
@@ -80,12 +82,13 @@ beforeAll(async () => {
       const key = await admin.createKey(platform, org.id, { name: `key ${i}`, role: i === 0 ? 'admin' : 'member', team_id: team.id, allowed_models: [MODEL], rpm_limit: 100, daily_spend_cap_micros: 500_000 });
       keyIds.push(key.id as string);
     }
-    await admin.updateConfig(platform, org.id, { allowed_models: [MODEL], logging_level: 'full', default_guardrail_policy: { pii: 'redact' } });
+    await admin.updateConfig(platform, org.id, { allowed_models: [MODEL], logging_level: 'full', default_guardrail_policy: { pii: { email: 'redact' } } });
     // Money: a top-up, then holds through the same function the gateway's batched writer calls.
     await admin.addCredits(platform, org.id, { amount_micros: 1_000_000, idempotency_key: `fixture ${name}` });
     // Limited keys and capped teams: their rate and spend windows are tenant rows too.
     for (let i = 0; i <= extra; i++) {
       await database.query('SELECT * FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [keyIds[i]], [1000], [1000], [10], 60_000]);
+      await database.query('SELECT nemo.record_guardrail_events($1, $2, $3, $4, $5, $6, $7)', [[org.id], [`req ${i}`], [keyIds[i]], ['pii:email'], ['redact'], ['input'], [new Date()]]);
     }
     return org.id;
   };

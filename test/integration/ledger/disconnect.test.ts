@@ -1,8 +1,11 @@
 // What a request that does not end cleanly costs: a client that leaves mid-stream pays for the
-// chunks produced (no usage arrives), a request whose every upstream attempt fails before any byte
-// pays nothing (released), and a stream the upstream cuts mid-way pays for what it produced.
+// text produced (no usage arrives: counted exactly with the deployment's tokenizer, or by its UTF-8
+// bytes where there is none), a request whose every upstream attempt fails before any byte pays
+// nothing (released), and a stream the upstream cuts mid-way pays for what it produced.
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mockCompletionText } from '../../../src/providers/mock/generate.js';
+import { countChatPromptTokens, countTextTokens } from '../../../src/tokens/count.js';
 import { mockDeployment, startMockUpstreamProcess, startTestGateway, type MockUpstreamProcess, type TestGateway } from '../helpers/gateway.js';
 import { Books, fundedOrg, type FundedOrg } from './money-helpers.js';
 
@@ -10,6 +13,9 @@ const P = 11; // output micro-units per token
 const PIN = 3; // input micro-units per token, for the models that charge the prompt bound
 const TOPUP = 10_000_000;
 const SLOW = { 'x-mock-tokens-per-second': '50', 'x-mock-completion-tokens': '500' };
+const PROMPT = [{ role: 'user' as const, content: 'tell me a long story' }];
+/** Exact o200k tokens of the mock's first n words. */
+const wordsTokens = (n: number) => countTextTokens(mockCompletionText(n), 'o200k_base');
 
 interface StreamResult {
   readonly status: number;
@@ -64,7 +70,7 @@ function stream(port: number, authorization: string, body: string, stopAfter = I
 }
 
 function chatBody(model: string, maxTokens: number): string {
-  return JSON.stringify({ model, messages: [{ role: 'user', content: 'tell me a long story' }], stream: true, max_tokens: maxTokens });
+  return JSON.stringify({ model, messages: PROMPT, stream: true, max_tokens: maxTokens });
 }
 
 describe('settlement of streams that do not end cleanly', () => {
@@ -74,12 +80,14 @@ describe('settlement of streams that do not end cleanly', () => {
 
   beforeAll(async () => {
     upstream = await startMockUpstreamProcess();
-    const priced = (headers: Record<string, string>, input = 0) => mockDeployment(upstream, headers, { inputPricePerMTok: input, outputPricePerMTok: P, maxOutputTokens: 1000 });
+    const priced = (headers: Record<string, string>, input = 0, encoding = 'o200k_base') =>
+      mockDeployment(upstream, headers, { inputPricePerMTok: input, outputPricePerMTok: P, maxOutputTokens: 1000, encoding });
     gw = await startTestGateway({
       models: [
         { name: 'slow', deployments: [priced(SLOW)] },
         { name: 'slow-priced-prompt', deployments: [priced(SLOW, PIN)] },
         { name: 'no-usage', deployments: [priced({ 'x-mock-completion-tokens': '30', 'x-mock-usage': 'off' }, PIN)] },
+        { name: 'no-usage-no-tokenizer', deployments: [priced({ 'x-mock-completion-tokens': '30', 'x-mock-usage': 'off' }, PIN, 'none')] },
         { name: 'all-fail', deployments: [priced({ 'x-mock-fault': 'http-500' }, PIN), priced({ 'x-mock-fault': 'http-500' }, PIN)] },
         { name: 'cut', deployments: [priced({ 'x-mock-fault': 'cut-mid-stream', 'x-mock-completion-tokens': '40' })] },
       ],
@@ -106,7 +114,7 @@ describe('settlement of streams that do not end cleanly', () => {
     return charged;
   }
 
-  it('a client that leaves after N chunks pays for N chunks (free input: exactly N x price, give or take a chunk in flight)', async () => {
+  it('a client that leaves after N chunks pays for the tokens of the text produced (exact count, give or take a chunk in flight)', async () => {
     const org = await fundedOrg(gw.gateway, TOPUP);
     const n = 12;
     const result = await stream(gw.gateway.port, org.auth.authorization, chatBody('slow', 500), n);
@@ -114,30 +122,40 @@ describe('settlement of streams that do not end cleanly', () => {
     expect(result.contentChunks).toBe(n);
     const charged = await closedOnce(org, 'settle');
     expect(charged % P).toBe(0);
-    expect(charged / P).toBeGreaterThanOrEqual(n - 1);
-    expect(charged / P).toBeLessThanOrEqual(n + 2);
+    expect(charged / P).toBeGreaterThanOrEqual(wordsTokens(n - 1));
+    expect(charged / P).toBeLessThanOrEqual(wordsTokens(n + 2));
   });
 
-  it('with a priced prompt, the disconnect charge is the prompt bound plus the chunks produced', async () => {
+  it('with a priced prompt, the disconnect charge is the exact prompt plus the text produced', async () => {
     const org = await fundedOrg(gw.gateway, TOPUP);
     const n = 8;
     const body = chatBody('slow-priced-prompt', 500);
     const result = await stream(gw.gateway.port, org.auth.authorization, body, n);
     expect(result.status).toBe(200);
     const charged = await closedOnce(org, 'settle');
-    const promptCost = Buffer.byteLength(body) * PIN;
+    const promptCost = countChatPromptTokens(PROMPT, 'o200k_base') * PIN;
     expect((charged - promptCost) % P).toBe(0);
-    expect((charged - promptCost) / P).toBeGreaterThanOrEqual(n - 1);
-    expect((charged - promptCost) / P).toBeLessThanOrEqual(n + 2);
+    expect((charged - promptCost) / P).toBeGreaterThanOrEqual(wordsTokens(n - 1));
+    expect((charged - promptCost) / P).toBeLessThanOrEqual(wordsTokens(n + 2));
   });
 
-  it('a complete stream without usage pays the prompt bound plus one token per content chunk', async () => {
+  it('a complete stream without usage pays exactly its prompt and completion tokens', async () => {
     const org = await fundedOrg(gw.gateway, TOPUP);
     const body = chatBody('no-usage', 100);
     const result = await stream(gw.gateway.port, org.auth.authorization, body);
     expect(result.status).toBe(200);
     expect(result.contentChunks).toBe(30);
-    expect(await closedOnce(org, 'settle')).toBe(Buffer.byteLength(body) * PIN + 30 * P);
+    expect(await closedOnce(org, 'settle')).toBe(countChatPromptTokens(PROMPT, 'o200k_base') * PIN + wordsTokens(30) * P);
+  });
+
+  it('without a tokenizer the count is the UTF-8 byte bound (never fewer than the tokens), capped at max_tokens', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    const body = chatBody('no-usage-no-tokenizer', 100);
+    const result = await stream(gw.gateway.port, org.auth.authorization, body);
+    expect(result.status).toBe(200);
+    const completionBytes = Buffer.byteLength(mockCompletionText(30));
+    expect(completionBytes).toBeGreaterThan(wordsTokens(30));
+    expect(await closedOnce(org, 'settle')).toBe(Buffer.byteLength(body) * PIN + Math.min(100, completionBytes) * P);
   });
 
   it('a request whose every upstream attempt fails before any byte is released: charged 0', async () => {
@@ -150,13 +168,13 @@ describe('settlement of streams that do not end cleanly', () => {
     expect((await books.entries(org.orgId, 'settle'))).toHaveLength(0);
   });
 
-  it('an upstream that cuts the stream mid-way is charged for the chunks it produced', async () => {
+  it('an upstream that cuts the stream mid-way is charged for the text it produced', async () => {
     const org = await fundedOrg(gw.gateway, TOPUP);
     const result = await stream(gw.gateway.port, org.auth.authorization, chatBody('cut', 100));
     expect(result.status).toBe(200);
     expect(result.errorEvent).toBeDefined();
     // The mock cuts after half of its 40 tokens.
     expect(result.contentChunks).toBe(20);
-    expect(await closedOnce(org, 'settle')).toBe(20 * P);
+    expect(await closedOnce(org, 'settle')).toBe(wordsTokens(20) * P);
   });
 });

@@ -6,6 +6,7 @@ import { seededRandom as seeded } from '../../support/seeded-random.js';
 function deployment(id: string, weight = 1): Deployment {
   return {
     id,
+    encoding: 'o200k_base',
     publicModel: 'gpt',
     provider: 'openai-compatible',
     model: 'gpt-4o-mini',

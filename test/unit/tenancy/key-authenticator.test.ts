@@ -22,6 +22,9 @@ function row(patch: Partial<KeyRow> = {}): KeyRow {
     key_tpm_limit: null,
     team_rpm_limit: null,
     team_tpm_limit: null,
+    org_guardrail_policy: {},
+    team_guardrail_policy: null,
+    key_guardrail_policy: null,
     ...patch,
   };
 }

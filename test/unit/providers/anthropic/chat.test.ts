@@ -8,6 +8,7 @@ import type { ChatMessage, ChatRequest, TranslateContext } from '../../../../src
 function deployment(overrides: Partial<Deployment> = {}): Deployment {
   return {
     id: 'claude#0',
+    encoding: undefined,
     provider: 'anthropic',
     model: 'claude-sonnet-4-20250514',
     publicModel: 'claude',

@@ -1,0 +1,93 @@
+// Guardrail hits, recorded off the request path: counted in metrics at once, written to
+// nemo.guardrail_events in batches (one statement for many orgs) every eventFlushMs. Never the
+// matched text. While the database is away hits wait, up to maxQueuedEvents; past that they are
+// dropped and counted, since a request must never wait on its audit trail.
+import type { Database } from '../db/database.js';
+import { log } from '../log.js';
+import { guardrailEventsDroppedTotal, guardrailHitsTotal } from '../metrics/registry.js';
+import type { Finding } from './types.js';
+
+export interface GuardrailEventContext {
+  readonly orgId: string;
+  readonly keyId: string;
+  readonly requestId: string;
+}
+
+interface Row {
+  readonly org: string;
+  readonly request: string;
+  readonly key: string;
+  readonly rule: string;
+  readonly action: string;
+  readonly stage: string;
+  readonly at: Date;
+}
+
+const INSERT_SQL = 'SELECT nemo.record_guardrail_events($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])';
+
+export class GuardrailEventLog {
+  private queue: Row[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly options: { readonly eventFlushMs: number; readonly maxQueuedEvents: number },
+  ) {}
+
+  record(ctx: GuardrailEventContext, stage: 'input' | 'output', findings: readonly Finding[]): void {
+    const at = new Date();
+    for (const finding of findings) {
+      guardrailHitsTotal.inc({ rule: ruleKind(finding.rule), action: finding.action, stage });
+      if (this.queue.length >= this.options.maxQueuedEvents) {
+        guardrailEventsDroppedTotal.inc();
+        continue;
+      }
+      this.queue.push({ org: ctx.orgId, request: ctx.requestId, key: ctx.keyId, rule: finding.rule, action: finding.action, stage, at });
+    }
+    if (this.queue.length > 0 && this.timer === undefined) {
+      this.timer = setTimeout(() => void this.flush(), this.options.eventFlushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is queued; a failed write keeps the rows for the next flush. */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    await this.flush();
+  }
+
+  private async write(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const rows = this.queue;
+    if (rows.length === 0) return;
+    this.queue = [];
+    try {
+      await this.db.query(INSERT_SQL, [
+        rows.map((r) => r.org), rows.map((r) => r.request), rows.map((r) => r.key), rows.map((r) => r.rule),
+        rows.map((r) => r.action), rows.map((r) => r.stage), rows.map((r) => r.at),
+      ]);
+    } catch (err) {
+      log.warn('guardrails: recording events failed; will retry', { error: (err as Error).message, events: rows.length });
+      this.queue = [...rows, ...this.queue].slice(0, this.options.maxQueuedEvents);
+      if (this.timer === undefined) {
+        this.timer = setTimeout(() => void this.flush(), this.options.eventFlushMs);
+        this.timer.unref();
+      }
+    }
+  }
+}
+
+/** The metric label: the rule's kind (`pii:email`, `deny_word`, `injection`), never a user-chosen index. */
+export function ruleKind(rule: string): string {
+  // Built-in rule ids are a fixed set; deny words and patterns are numbered by the admin's list.
+  if (rule.startsWith('pii:') || rule.startsWith('injection:') || rule === 'max_input_tokens') return rule;
+  const colon = rule.indexOf(':');
+  return colon === -1 ? rule : rule.slice(0, colon);
+}

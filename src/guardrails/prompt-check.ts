@@ -1,0 +1,76 @@
+// Guardrails on a prompt, before anything is held or sent upstream: scans every message's text
+// (the pool takes large ones), redacts in place, and checks max_input_tokens. Blocking costs the
+// caller nothing: no hold exists yet.
+import type { ChatMessage, ChatRequest } from '../providers/types.js';
+import type { KeyGuardrails } from '../tenancy/principal.js';
+import type { Encoding } from '../tokens/encodings.js';
+import type { WorkerPool } from '../workers/pool.js';
+import type { Finding, ScanResult } from './types.js';
+
+export interface PromptVerdict {
+  readonly blocked: Finding | undefined;
+  /** Every finding, for guardrail events (offsets are per message piece; events carry none). */
+  readonly findings: readonly Finding[];
+  /** Some text was replaced: the request's bound must be recomputed from the new body. */
+  readonly redacted: boolean;
+}
+
+export const MAX_INPUT_TOKENS_RULE = 'max_input_tokens';
+
+/** A piece of prompt text and how to write its redacted form back. */
+interface Piece {
+  readonly text: string;
+  readonly write: (text: string) => void;
+}
+
+export async function checkPrompt(
+  pool: WorkerPool,
+  guard: KeyGuardrails,
+  request: ChatRequest,
+  /** The prompt's cheap bound (UTF-8 bytes): when it fits max_input_tokens, nothing is counted. */
+  boundTokens: number,
+  /** The serving model's tokenizer; undefined: the bound is the count. */
+  encoding: Encoding | undefined,
+): Promise<PromptVerdict> {
+  const findings: Finding[] = [];
+  let redacted = false;
+  if (guard.scansInput) {
+    const pieces = piecesOf(request.messages);
+    const results = await Promise.all(pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' })));
+    for (let i = 0; i < pieces.length; i++) {
+      const result: ScanResult = results[i]!;
+      findings.push(...result.findings);
+      if (result.blocked !== undefined) return { blocked: result.blocked, findings, redacted };
+      if (result.redacted !== undefined) {
+        pieces[i]!.write(result.redacted);
+        redacted = true;
+      }
+    }
+  }
+  const limit = guard.maxInputTokens;
+  if (limit !== null && boundTokens > limit) {
+    const tokens = encoding === undefined ? boundTokens : await pool.countTokens({ kind: 'chat', messages: request.messages, encoding });
+    if (tokens > limit) {
+      const finding: Finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };
+      findings.push(finding);
+      return { blocked: finding, findings, redacted };
+    }
+  }
+  return { blocked: undefined, findings, redacted };
+}
+
+/** The scanned text of a conversation: string contents and text parts (tool-call arguments are not scanned). */
+function piecesOf(messages: ChatMessage[]): Piece[] {
+  const pieces: Piece[] = [];
+  for (const message of messages) {
+    const content = message.content;
+    if (typeof content === 'string') {
+      if (content.length > 0) pieces.push({ text: content, write: (text) => (message.content = text) });
+    } else if (Array.isArray(content)) {
+      for (const part of content) {
+        if (part.type === 'text' && part.text.length > 0) pieces.push({ text: part.text, write: (text) => (part.text = text) });
+      }
+    }
+  }
+  return pieces;
+}
