@@ -109,8 +109,31 @@ interface Servers {
   bare: Child;
   nemo: Child;
   urls: Record<Target, string>;
-  /** The demo API key NemoRouter created in its fresh embedded database. */
-  headers: Record<string, string>;
+  /** Per target: the demo API key NemoRouter created in its fresh database, or (nemo-guarded) a key of the same org with guardrails. */
+  headers: Record<Target, Record<string, string>>;
+}
+
+/**
+ * A second key of the demo org (the demo key is its admin) whose guardrails scan prompts and
+ * answers: PII redaction, deny words, injection heuristics and a token limit. Nothing in the bench
+ * request matches, so the target measures the cost of looking.
+ */
+const BENCH_GUARDRAILS = {
+  deny_words: ['project falcon', 'internal only'],
+  pii: { email: 'redact', phone: 'redact', credit_card: 'block', iban: 'redact', us_ssn: 'block', ip_address: 'flag', secret: 'block' },
+  injection: 'block',
+  max_input_tokens: 8000,
+};
+
+async function createGuardedKey(origin: string, admin: Record<string, string>): Promise<string> {
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${origin}${path}`, { method, headers: { ...admin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+    return res.json() as Promise<Record<string, unknown>>;
+  };
+  const orgs = (await call('GET', '/admin/v1/orgs')) as { data: Array<{ id: string }> };
+  const key = await call('POST', `/admin/v1/orgs/${orgs.data[0]!.id}/keys`, { name: 'bench guarded', role: 'member', guardrail_policy: BENCH_GUARDRAILS });
+  return key.key as string;
 }
 
 async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
@@ -169,16 +192,19 @@ async function startServers(run: Run, scenario: Scenario): Promise<Servers> {
   await waitForHttp(nemo, `http://${HOST}:${nemoPort}/healthz`, STARTUP_TIMEOUT_MS);
 
   const path = '/v1/chat/completions';
+  const demo = { authorization: `Bearer ${keyLine[1]!}` };
+  const guarded = { authorization: `Bearer ${await createGuardedKey(`http://${HOST}:${nemoPort}`, demo)}` };
   return {
     mock,
     bare,
     nemo,
-    headers: { authorization: `Bearer ${keyLine[1]!}` },
+    headers: { direct: demo, bare: demo, 'nemo-free': demo, nemo: demo, 'nemo-guarded': guarded },
     urls: {
       direct: `${mockOrigin}${path}`,
       bare: `http://${HOST}:${barePort}${path}`,
       'nemo-free': `http://${HOST}:${nemoPort}${path}`,
       nemo: `http://${HOST}:${nemoPort}${path}`,
+      'nemo-guarded': `http://${HOST}:${nemoPort}${path}`,
     },
   };
 }
@@ -191,19 +217,19 @@ async function benchTargets(run: Run, settings: Settings, servers: Servers): Pro
   // A stream request takes ~1.3 s, so its warmup must be long enough to complete a few.
   const warmupS = settings.scenario === 'stream' ? 3 : 1;
   const progressBar = process.stdout.isTTY === true && process.stderr.isTTY === true;
-  const servedBy: Record<Target, Child> = { direct: servers.mock, bare: servers.bare, 'nemo-free': servers.nemo, nemo: servers.nemo };
+  const servedBy: Record<Target, Child> = { direct: servers.mock, bare: servers.bare, 'nemo-free': servers.nemo, nemo: servers.nemo, 'nemo-guarded': servers.nemo };
   const bodies = Object.fromEntries(TARGETS.map((target) => [target, requestBody(settings.scenario, target)])) as Record<Target, string>;
   const signal = run.abort.signal;
   for (const target of TARGETS) {
     progress(`warming up ${target}: ${warmupS} s`);
-    await runLoad({ url: servers.urls[target], body: bodies[target], headers: servers.headers, connections: settings.connections, signal, durationS: warmupS, progressBar: false });
+    await runLoad({ url: servers.urls[target], body: bodies[target], headers: servers.headers[target], connections: settings.connections, signal, durationS: warmupS, progressBar: false });
   }
   const rounds: Array<Record<Target, TargetResult>> = [];
   for (let round = 1; round <= settings.rounds; round++) {
     const results: Partial<Record<Target, TargetResult>> = {};
     for (const target of TARGETS) {
       progress(`[round ${round}/${settings.rounds}] ${target}: ${settings.durationS} s x ${settings.connections} connections`);
-      const result: TargetResult = await runLoad({ url: servers.urls[target], body: bodies[target], headers: servers.headers, connections: settings.connections, signal, durationS: settings.durationS, progressBar });
+      const result: TargetResult = await runLoad({ url: servers.urls[target], body: bodies[target], headers: servers.headers[target], connections: settings.connections, signal, durationS: settings.durationS, progressBar });
       if (signal.aborted) throw new Error('interrupted');
       // A crashed server would otherwise show up only as a column of errors.
       for (const child of [servers.mock, servedBy[target]]) {

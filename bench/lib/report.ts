@@ -3,8 +3,8 @@
 // baseline measured in the same run on the same machine.
 import type { LoadResult } from './load.js';
 
-/** nemo-free: nemo on a model priced at zero, so the same path without the ledger. */
-export const TARGETS = ['direct', 'bare', 'nemo-free', 'nemo'] as const;
+/** nemo-free: nemo on a model priced at zero, so the same path without the ledger; nemo-guarded: nemo with a key whose guardrails scan prompts and answers. */
+export const TARGETS = ['direct', 'bare', 'nemo-free', 'nemo', 'nemo-guarded'] as const;
 export type Target = (typeof TARGETS)[number];
 
 export interface TargetResult extends LoadResult {
@@ -25,7 +25,7 @@ export interface BenchReport {
   targets: Record<Target, TargetResult>;
   /** Every round's raw numbers, so the spread behind each median can be read. */
   rounds: Array<Record<Target, TargetResult>>;
-  ratios: { nemoOverBareRps: number; nemoOverDirectRps: number; addedP99Ms: number; nemoOverNemoFreeRps: number; ledgerAddedP99Ms: number };
+  ratios: { nemoOverBareRps: number; nemoOverDirectRps: number; addedP99Ms: number; nemoOverNemoFreeRps: number; ledgerAddedP99Ms: number; guardedOverNemoRps: number; guardrailsAddedP99Ms: number };
 }
 
 const ratio = (a: number, b: number): number => (b > 0 ? Number((a / b).toFixed(3)) : 0);
@@ -60,6 +60,8 @@ export function buildReport(scenario: string, settings: BenchSettings, rounds: A
       addedP99Ms: Number((targets.nemo.p99Ms - targets.direct.p99Ms).toFixed(3)),
       nemoOverNemoFreeRps: ratio(targets.nemo.rps, targets['nemo-free'].rps),
       ledgerAddedP99Ms: Number((targets.nemo.p99Ms - targets['nemo-free'].p99Ms).toFixed(3)),
+      guardedOverNemoRps: ratio(targets['nemo-guarded'].rps, targets.nemo.rps),
+      guardrailsAddedP99Ms: Number((targets['nemo-guarded'].p99Ms - targets.nemo.p99Ms).toFixed(3)),
     },
   };
 }
@@ -82,7 +84,7 @@ export function formatTable(report: BenchReport): string {
   // Name column left-aligned, numbers right-aligned so magnitudes line up.
   const line = (cells: string[]): string =>
     cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
-  const { nemoOverBareRps, nemoOverDirectRps, addedP99Ms, nemoOverNemoFreeRps, ledgerAddedP99Ms } = report.ratios;
+  const { nemoOverBareRps, nemoOverDirectRps, addedP99Ms, nemoOverNemoFreeRps, ledgerAddedP99Ms, guardedOverNemoRps, guardrailsAddedP99Ms } = report.ratios;
   return [
     `medians of ${report.settings.rounds} round(s), ${report.settings.durationS} s x ${report.settings.connections} connections per target per round`,
     line(header),
@@ -91,5 +93,6 @@ export function formatTable(report: BenchReport): string {
     `nemo/bare RPS ${nemoOverBareRps.toFixed(3)}   nemo/direct RPS ${nemoOverDirectRps.toFixed(3)}   ` +
       `added p99 ${addedP99Ms >= 0 ? '+' : ''}${addedP99Ms.toFixed(2)} ms (nemo - direct)`,
     `ledger: nemo/nemo-free RPS ${nemoOverNemoFreeRps.toFixed(3)}   added p99 ${ledgerAddedP99Ms >= 0 ? '+' : ''}${ledgerAddedP99Ms.toFixed(2)} ms (nemo - nemo-free)`,
+    `guardrails: nemo-guarded/nemo RPS ${guardedOverNemoRps.toFixed(3)}   added p99 ${guardrailsAddedP99Ms >= 0 ? '+' : ''}${guardrailsAddedP99Ms.toFixed(2)} ms (nemo-guarded - nemo)`,
   ].join('\n');
 }
