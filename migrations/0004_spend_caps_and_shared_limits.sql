@@ -285,7 +285,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
           IF period_no = 1 THEN
             IF limit_a IS NOT NULL AND w_requests[j] + 1 > limit_a THEN
               refused := COALESCE(refused, CASE WHEN i <= 3 THEN 'key_rpm' ELSE 'team_rpm' END);
-            ELSIF limit_b IS NOT NULL AND w_tokens[j] + r.tokens > limit_b THEN
+            ELSIF limit_b IS NOT NULL AND w_tokens[j] + GREATEST(COALESCE(r.tokens, 0), 0) > limit_b THEN
               refused := COALESCE(refused, CASE WHEN i <= 3 THEN 'key_tpm' ELSE 'team_tpm' END);
             END IF;
           ELSIF limit_a - w_spent[j] < room THEN
@@ -314,7 +314,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
         CONTINUE WHEN j = 0;
         IF (i - 1) % 3 = 0 THEN
           w_requests[j] := w_requests[j] + 1;
-          w_tokens[j] := w_tokens[j] + r.tokens;
+          w_tokens[j] := w_tokens[j] + GREATEST(COALESCE(r.tokens, 0), 0);
         ELSE
           w_spent[j] := w_spent[j] + granted;
           counted := counted | (CASE i WHEN 2 THEN 1 WHEN 3 THEN 2 WHEN 5 THEN 4 ELSE 8 END);
@@ -457,6 +457,27 @@ CREATE OR REPLACE FUNCTION nemo.limit_windows_check()
     LEFT JOIN counted c ON c.org_id = w.org_id AND c.scope = w.scope_id AND c.period = w.period AND c.start = w.window_start
     WHERE w.period IN ('day', 'month') AND w.spent_micros <> COALESCE(c.micros, 0)
   $$;
+
+-- The v1 entry points, still granted (instances of the previous release call them during a
+-- rolling deploy), now go through v2: a hold closed or expired by an old instance gives back what it
+-- counted against spend caps, and an old sweeper cannot leave a cap consumed. Same results as
+-- before for what v1 knew: granted amounts and closed reservations; refusals return no row.
+CREATE OR REPLACE FUNCTION nemo.ledger_apply(
+  p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[],
+  p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)
+  RETURNS TABLE (op integer, amount bigint)
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
+  AS $$
+    SELECT x.op, x.amount
+    FROM nemo.ledger_apply_v2(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount,
+                              array_fill(0::bigint, ARRAY[cardinality(p_kind)]), p_ttl_ms) AS x
+    WHERE x.refusal IS NULL AND x.amount > 0
+  $$;
+
+CREATE OR REPLACE FUNCTION nemo.ledger_expire(p_limit integer)
+  RETURNS integer
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
+  AS $$ SELECT nemo.ledger_expire_v2(p_limit) $$;
 
 REVOKE ALL ON FUNCTION nemo.limit_windows_give_back(uuid[], uuid[], uuid[], smallint[], timestamptz[], bigint[]),
   nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], integer),

@@ -83,4 +83,22 @@ describe('shared limit windows', () => {
     expect(windows).toEqual([{ spent_micros: 10 }]);
     expect((await owner.query('SELECT * FROM nemo.ledger_check()')).rows).toEqual([]);
   });
+
+  it('the v1 entry points (an older instance in a rolling deploy) give back what v2 holds counted', async () => {
+    const id = await key({ dailyCap: 5000 });
+    const res = randomUUID();
+    expect(await apply([{ kind: 'reserve', key: id, res, amount: 1000, min: 1000 }])).toEqual([{ op: 1, amount: 1000, refusal: null }]);
+    await owner.query('UPDATE nemo.reservations SET expires_at = now() - interval \'1 second\' WHERE reservation_id = $1', [res]);
+    await owner.query('SELECT nemo.ledger_expire(100)');
+    const spent = async () => (await owner.query("SELECT spent_micros::int AS spent FROM nemo.limit_windows WHERE scope_id = $1 AND period = 'day'", [id])).rows[0].spent;
+    expect(await spent()).toBe(0);
+    // And a v1 release of a v2 hold.
+    const second = randomUUID();
+    await apply([{ kind: 'reserve', key: id, res: second, amount: 700, min: 700 }]);
+    const { rows } = await owner.query('SELECT op, amount::int FROM nemo.ledger_apply($1, $2, $3, $4, $5, $6, $7, 60000)', [['release'], [org], [second], [null], [id], [0], [0]]);
+    expect(rows).toEqual([{ op: 1, amount: 700 }]);
+    expect(await spent()).toBe(0);
+    expect((await owner.query('SELECT * FROM nemo.limit_windows_check()')).rows).toEqual([]);
+    expect((await owner.query('SELECT * FROM nemo.ledger_check()')).rows).toEqual([]);
+  });
 });
