@@ -39,6 +39,7 @@ export const ERROR_CATALOG = {
   NR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', openaiCode: 'rate_limit_exceeded', message: 'Rate limit reached for this key or team; retry after the time in Retry-After.' },
   NR_UPSTREAM_RATE_LIMITED: { status: 429, type: 'rate_limit_error', openaiCode: 'upstream_rate_limited', message: 'Every upstream deployment for this model is rate limited.' },
   NR_INTERNAL: { status: 500, type: 'server_error', openaiCode: 'internal_error', message: 'Internal gateway error.' },
+  NR_GUARDRAIL_POLICY_INVALID: { status: 500, type: 'server_error', openaiCode: 'guardrail_policy_invalid', message: "The guardrail policy in force for this key cannot be used; an org admin must fix it (the org's config, the team's or the key's policy)." },
   NR_UPSTREAM_ERROR: { status: 502, type: 'api_error', openaiCode: 'upstream_error', message: 'The upstream provider failed.' },
   NR_UPSTREAM_BAD_RESPONSE: { status: 502, type: 'api_error', openaiCode: 'upstream_bad_response', message: 'The upstream provider sent a response the gateway could not read.' },
   NR_UPSTREAM_UNAVAILABLE: { status: 503, type: 'api_error', openaiCode: 'upstream_unavailable', message: 'No upstream deployment for this model is reachable.' },

@@ -45,26 +45,36 @@ export class GuardrailEventLog {
       }
       this.queue.push({ org: ctx.orgId, request: ctx.requestId, key: ctx.keyId, rule: finding.rule, action: finding.action, stage, at });
     }
-    if (this.queue.length > 0 && this.timer === undefined) {
-      this.timer = setTimeout(() => void this.flush(), this.options.eventFlushMs);
-      this.timer.unref();
-    }
+    this.schedule();
+  }
+
+  /** One timer at a time; it is cleared when it fires, so a write in progress never leaves it stale. */
+  private schedule(): void {
+    if (this.queue.length === 0 || this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.options.eventFlushMs);
+    this.timer.unref();
   }
 
   /** Writes what is queued; a failed write keeps the rows for the next flush. */
   flush(): Promise<void> {
-    this.flushing ??= this.write().finally(() => (this.flushing = undefined));
+    this.flushing ??= this.write().finally(() => {
+      this.flushing = undefined;
+      // Hits recorded during the write (or a failed write's rows) go with the next one.
+      this.schedule();
+    });
     return this.flushing;
   }
 
   async close(): Promise<void> {
-    clearTimeout(this.timer);
     await this.flush();
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private async write(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
     const rows = this.queue;
     if (rows.length === 0) return;
     this.queue = [];
@@ -75,11 +85,9 @@ export class GuardrailEventLog {
       ]);
     } catch (err) {
       log.warn('guardrails: recording events failed; will retry', { error: (err as Error).message, events: rows.length });
-      this.queue = [...rows, ...this.queue].slice(0, this.options.maxQueuedEvents);
-      if (this.timer === undefined) {
-        this.timer = setTimeout(() => void this.flush(), this.options.eventFlushMs);
-        this.timer.unref();
-      }
+      const kept = [...rows, ...this.queue];
+      if (kept.length > this.options.maxQueuedEvents) guardrailEventsDroppedTotal.inc(kept.length - this.options.maxQueuedEvents);
+      this.queue = kept.slice(0, this.options.maxQueuedEvents);
     }
   }
 }

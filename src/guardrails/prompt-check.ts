@@ -49,7 +49,7 @@ export async function checkPrompt(
   }
   const limit = guard.maxInputTokens;
   if (limit !== null && boundTokens > limit) {
-    const tokens = encoding === undefined ? boundTokens : await pool.countTokens({ kind: 'chat', messages: request.messages, encoding });
+    const tokens = encoding === undefined ? boundTokens : await pool.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding });
     if (tokens > limit) {
       const finding: Finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };
       findings.push(finding);

@@ -194,6 +194,7 @@ export class ChatExchange implements AttemptOwner {
    */
   private guardThenReserve(bodyBytes: number, asked: number | undefined): void {
     const guard = this.principal!.guardrails;
+    if (guard?.invalid) return this.fail(new GatewayError('NR_GUARDRAIL_POLICY_INVALID'));
     if (guard === undefined || (!guard.scansInput && guard.maxInputTokens === null)) return this.reserveThenStart(bodyBytes, asked);
     const bound = bodyBytes + countImageParts(this.request) * this.deps.config.ledger.imageTokenAllowance;
     checkPrompt(this.deps.workers, guard, this.request, bound, routeEncoding(this.route)).then(
@@ -536,7 +537,8 @@ export class ChatExchange implements AttemptOwner {
 
   private async countUsage(encoding: Encoding | undefined, completionText: string): Promise<[number, number]> {
     const workers = this.deps.workers;
-    const prompt = encoding === undefined ? this.promptBoundTokens : workers.countTokens({ kind: 'chat', messages: this.request.messages, encoding });
+    const request = this.request;
+    const prompt = encoding === undefined ? this.promptBoundTokens : workers.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding });
     const completion = workers.countTokens({ kind: 'text', text: completionText, encoding });
     return Promise.all([prompt, completion]);
   }

@@ -7,7 +7,7 @@ import type { Database } from '../db/database.js';
 import { log } from '../log.js';
 import { createHash } from 'node:crypto';
 import { mergePolicies } from '../guardrails/policy.js';
-import { guardrailPolicySchema } from '../guardrails/types.js';
+import { guardrailPolicySchema, type GuardrailPolicy } from '../guardrails/types.js';
 import { compiledPolicy } from '../workers/tasks/scan-text.js';
 import type { KeyGuardrails, KeyPrincipal } from './principal.js';
 import type { LimitScope } from './rate-limiter.js';
@@ -210,14 +210,23 @@ function principalOf(row: KeyRow): KeyPrincipal {
 
 /**
  * The merged guardrail policy, checked by the compiler the workers use. Policies are validated when
- * saved; one that no longer validates (written around the API) fails closed: every request with the
- * key is refused until it is fixed, rather than served unguarded.
+ * saved; one stored by an older version or written around the API may not validate: the key then
+ * fails closed on /v1 (requests are refused, never served unguarded) while its admin can still use
+ * the admin API to fix the policy.
  */
 function guardrailsOf(row: KeyRow): KeyGuardrails | undefined {
-  const levels = [row.org_guardrail_policy, row.team_guardrail_policy, row.key_guardrail_policy].map((level) => (level == null ? undefined : guardrailPolicySchema.parse(level)));
-  const policy = mergePolicies(levels[0], levels[1], levels[2]);
-  const policyKey = createHash('sha256').update(JSON.stringify(policy)).digest('base64url');
-  const compiled = compiledPolicy(policyKey, policy);
+  let policy: GuardrailPolicy;
+  let compiled;
+  let policyKey: string;
+  try {
+    const levels = [row.org_guardrail_policy, row.team_guardrail_policy, row.key_guardrail_policy].map((level) => (level == null ? undefined : guardrailPolicySchema.parse(level)));
+    policy = mergePolicies(levels[0], levels[1], levels[2]);
+    policyKey = createHash('sha256').update(JSON.stringify(policy)).digest('base64url');
+    compiled = compiledPolicy(policyKey, policy);
+  } catch (err) {
+    log.error('guardrails: the stored policy for a key is invalid; its requests are refused until it is fixed', { orgId: row.org_id, keyId: row.key_id, error: (err as Error).message.slice(0, 500) });
+    return { policyKey: 'invalid', policy: {}, scansInput: false, scansOutput: false, maxInputTokens: null, invalid: true };
+  }
   if (compiled.isEmpty) return undefined;
   return { policyKey, policy, scansInput: compiled.scansInput, scansOutput: compiled.scansOutput, maxInputTokens: compiled.maxInputTokens };
 }

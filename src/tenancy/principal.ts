@@ -10,6 +10,8 @@ export interface KeyGuardrails {
   readonly scansInput: boolean;
   readonly scansOutput: boolean;
   readonly maxInputTokens: number | null;
+  /** The stored policy does not validate: requests with this key are refused until an admin fixes it. */
+  readonly invalid?: true;
 }
 
 export type Principal =

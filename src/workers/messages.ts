@@ -1,12 +1,19 @@
 // The typed messages between the gateway and its worker threads: one task name per exported
 // function of worker.ts, each taking a batch of items so one round trip carries many.
 import type { GuardrailPolicy, ScanResult } from '../guardrails/types.js';
-import type { ChatMessage } from '../providers/types.js';
+import type { ChatMessage, ChatTool } from '../providers/types.js';
 import type { Encoding } from '../tokens/encodings.js';
 
 export type TokenJob =
   | { readonly kind: 'text'; readonly text: string; readonly encoding: Encoding | undefined }
-  | { readonly kind: 'chat'; readonly messages: readonly ChatMessage[]; readonly encoding: Encoding | undefined };
+  | {
+      readonly kind: 'chat';
+      readonly messages: readonly ChatMessage[];
+      /** Tool definitions count as prompt tokens too. */
+      readonly tools?: readonly ChatTool[] | undefined;
+      readonly toolChoice?: unknown;
+      readonly encoding: Encoding | undefined;
+    };
 
 export interface CountTokensTask {
   readonly jobs: readonly TokenJob[];

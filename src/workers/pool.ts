@@ -126,6 +126,7 @@ function tokenJobChars(job: TokenJob): number {
     else if (Array.isArray(message.content)) for (const part of message.content) if (part.type === 'text') chars += part.text.length;
     for (const call of message.tool_calls ?? []) chars += call.function.arguments.length + call.function.name.length;
   }
+  for (const tool of job.tools ?? []) chars += (tool.function.description?.length ?? 0) + tool.function.name.length + 64;
   return chars;
 }
 
