@@ -3,8 +3,11 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
-/** Measured with `npm run bench:workers` on the reference 2-core machine (README, Worker pool). */
-const INLINE_MAX_CHARS_DEFAULT = 4_000;
+/**
+ * `npm run bench:workers` on the reference 2-core machine: below ~250-600 characters a job costs
+ * less inline than the pool's round trip and main-thread share; above, the pool wins.
+ */
+const INLINE_MAX_CHARS_DEFAULT = 500;
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -124,8 +127,8 @@ export const configFileSchema = z.strictObject({
       threads: positiveInt.max(64).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
       /** Jobs of at most this many characters run inline: below it a pool round trip costs more (npm run bench:workers). */
       inlineMaxChars: nonNegativeInt.default(INLINE_MAX_CHARS_DEFAULT),
-      /** Most characters sent to a worker in one batched task. */
-      maxBatchChars: positiveInt.default(1_000_000),
+      /** Most characters sent to a worker in one batched task: small jobs never wait behind a huge batch. */
+      maxBatchChars: positiveInt.default(65_536),
     })
     .prefault({}),
   guardrails: z
