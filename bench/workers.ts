@@ -185,7 +185,7 @@ async function main(): Promise<void> {
     ...SWEEP_CHARS.map((chars) => sized(`${chars}c`, Array.from({ length: VARIANTS }, (_, v) => textOfChars(chars * 10 + v, chars)), true)),
   ];
 
-  const pool = new WorkerPool({ threads, inlineMaxChars: 0, maxBatchChars: defaults.maxBatchChars });
+  const pool = new WorkerPool({ threads, inlineMaxChars: 0, maxBatchChars: defaults.maxBatchChars, taskTimeoutMs: defaults.taskTimeoutMs });
   try {
     progress(`warming up ${threads} worker thread(s)`);
     await warmUp(pool, sizes, threads);

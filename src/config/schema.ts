@@ -129,6 +129,8 @@ export const configFileSchema = z.strictObject({
       inlineMaxChars: nonNegativeInt.default(INLINE_MAX_CHARS_DEFAULT),
       /** Most characters sent to a worker in one batched task: small jobs never wait behind a huge batch. */
       maxBatchChars: positiveInt.default(65_536),
+      /** A pool task running longer is aborted: its prompt checks fail with 503, its charges fall back to the estimate. */
+      taskTimeoutMs: positiveInt.default(10_000),
     })
     .prefault({}),
   guardrails: z

@@ -43,6 +43,7 @@ export const ERROR_CATALOG = {
   NR_UPSTREAM_ERROR: { status: 502, type: 'api_error', openaiCode: 'upstream_error', message: 'The upstream provider failed.' },
   NR_UPSTREAM_BAD_RESPONSE: { status: 502, type: 'api_error', openaiCode: 'upstream_bad_response', message: 'The upstream provider sent a response the gateway could not read.' },
   NR_UPSTREAM_UNAVAILABLE: { status: 503, type: 'api_error', openaiCode: 'upstream_unavailable', message: 'No upstream deployment for this model is reachable.' },
+  NR_OVERLOADED: { status: 503, type: 'api_error', openaiCode: 'overloaded', message: 'The gateway is overloaded (guardrail checks could not run in time); retry shortly.' },
   NR_DATABASE_UNAVAILABLE: { status: 503, type: 'api_error', openaiCode: 'database_unavailable', message: 'The database is unavailable; try again shortly.' },
   NR_SHUTTING_DOWN: { status: 503, type: 'api_error', openaiCode: 'shutting_down', message: 'The gateway is shutting down.' },
   NR_UPSTREAM_TIMEOUT: { status: 504, type: 'api_error', openaiCode: 'upstream_timeout', message: 'The upstream provider timed out.' },

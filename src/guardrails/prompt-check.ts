@@ -1,7 +1,7 @@
 // Guardrails on a prompt, before anything is held or sent upstream: scans every message's text
 // (the pool takes large ones), redacts in place, and checks max_input_tokens. Blocking costs the
 // caller nothing: no hold exists yet.
-import type { ChatMessage, ChatRequest } from '../providers/types.js';
+import type { ChatRequest } from '../providers/types.js';
 import type { KeyGuardrails } from '../tenancy/principal.js';
 import type { Encoding } from '../tokens/encodings.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -35,7 +35,7 @@ export async function checkPrompt(
   const findings: Finding[] = [];
   let redacted = false;
   if (guard.scansInput) {
-    const pieces = piecesOf(request.messages);
+    const pieces = piecesOf(request);
     const results = await Promise.all(pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' })));
     for (let i = 0; i < pieces.length; i++) {
       const result: ScanResult = results[i]!;
@@ -59,18 +59,23 @@ export async function checkPrompt(
   return { blocked: undefined, findings, redacted };
 }
 
-/** The scanned text of a conversation: string contents and text parts (tool-call arguments are not scanned). */
-function piecesOf(messages: ChatMessage[]): Piece[] {
+/**
+ * The scanned text of a request: message contents (strings and text parts), the arguments of tool
+ * calls in the conversation, and tool descriptions: everything free-form that reaches the model.
+ */
+function piecesOf(request: ChatRequest): Piece[] {
   const pieces: Piece[] = [];
-  for (const message of messages) {
+  const add = (text: unknown, write: (text: string) => void) => {
+    if (typeof text === 'string' && text.length > 0) pieces.push({ text, write });
+  };
+  for (const message of request.messages) {
     const content = message.content;
-    if (typeof content === 'string') {
-      if (content.length > 0) pieces.push({ text: content, write: (text) => (message.content = text) });
-    } else if (Array.isArray(content)) {
-      for (const part of content) {
-        if (part.type === 'text' && part.text.length > 0) pieces.push({ text: part.text, write: (text) => (part.text = text) });
-      }
+    if (typeof content === 'string') add(content, (text) => (message.content = text));
+    else if (Array.isArray(content)) {
+      for (const part of content) if (part.type === 'text') add(part.text, (text) => (part.text = text));
     }
+    for (const call of message.tool_calls ?? []) add(call.function.arguments, (text) => (call.function.arguments = text));
   }
+  for (const tool of request.tools ?? []) add(tool.function.description, (text) => (tool.function.description = text));
   return pieces;
 }

@@ -1,29 +1,58 @@
-// Guardrails on a streamed answer: every content delta of the OpenAI chunks goes through a
-// StreamScanner per choice, and the chunk is rewritten with what the scanner releases (text is held
-// back only while a rule could still match across the chunk boundary). A block stops the stream.
-// Only streams of keys with output rules pay for this (a parse and a stringify per chunk).
+// Guardrails on a streamed answer: every generated text field of the OpenAI chunks (content,
+// refusal, reasoning, tool-call arguments) goes through a StreamScanner of its own, and the chunk is
+// rewritten with what the scanners release (text is held back only while a rule could still match
+// across the chunk boundary). A block stops the stream; so does a chunk that cannot be read, since
+// it could not be checked. Only streams of keys with output rules pay for this (a parse and a
+// stringify per chunk).
 import type { CompiledPolicy } from './policy.js';
 import { StreamScanner } from './stream-scanner.js';
 import type { Finding } from './types.js';
 
-interface Chunk {
-  id?: string;
-  object?: string;
-  created?: number;
-  model?: string;
-  choices?: Array<{ index?: number; delta?: { content?: string | null }; finish_reason?: string | null }>;
+interface ToolCallDelta {
+  index?: number;
+  function?: { arguments?: string; [k: string]: unknown };
+  [k: string]: unknown;
 }
+
+interface Delta {
+  content?: string | null;
+  refusal?: string | null;
+  reasoning_content?: string | null;
+  tool_calls?: ToolCallDelta[];
+  [k: string]: unknown;
+}
+
+interface Choice {
+  index?: number;
+  delta?: Delta;
+  finish_reason?: string | null;
+  [k: string]: unknown;
+}
+
+interface Chunk {
+  choices?: Choice[];
+  [k: string]: unknown;
+}
+
+/** The plain-text fields of a delta that carry generated text. */
+const TEXT_FIELDS = ['content', 'refusal', 'reasoning_content'] as const;
+type TextField = (typeof TEXT_FIELDS)[number];
+
+/** Where a scanner's text goes: a text field of the delta, or a tool call's arguments. */
+type Target = { readonly field: TextField } | { readonly tool: number };
 
 const DATA_PREFIX = 'data: ';
 const DONE = 'data: [DONE]';
 
 export class StreamOutputGuard {
-  /** Open scanners by choice index; `every` keeps the ended ones too, for their findings. */
-  private readonly scanners = new Map<number, StreamScanner>();
+  /** Open scanners by choice index, then by `field` or `tool:<n>`; `every` keeps ended ones for their findings. */
+  private readonly open = new Map<number, Map<string, { scanner: StreamScanner; target: Target }>>();
   private readonly every: StreamScanner[] = [];
   /** The last chunk's envelope, for a closing chunk that releases held text before [DONE]. */
   private template: Chunk | undefined;
   private blockedBy: Finding | undefined;
+  /** A chunk that could not be parsed: it was not sent, and the stream must end. */
+  malformed = false;
 
   constructor(private readonly compiled: CompiledPolicy) {}
 
@@ -37,17 +66,17 @@ export class StreamOutputGuard {
   }
 
   /**
-   * Rewrites one upstream chunk's frames in place. Returns false once a block matched: `frames`
-   * then holds only what may still go out, and nothing more must be sent.
+   * Rewrites one upstream chunk's frames in place. Returns false once a block matched or a chunk
+   * could not be read: `frames` then holds only what may still go out, and nothing more is sent.
    */
   transform(frames: Array<string | Uint8Array>): boolean {
     const out: Array<string | Uint8Array> = [];
     for (const frame of frames) {
-      if (this.blockedBy !== undefined) break;
+      if (this.stopped) break;
       const text = typeof frame === 'string' ? frame : Buffer.from(frame).toString('utf8');
       if (text.startsWith(DONE)) {
-        this.closeOpenChoices(out);
-        if (this.blockedBy === undefined) out.push(frame);
+        this.closeAll(out);
+        if (!this.stopped) out.push(frame);
         continue;
       }
       const rewritten = text.startsWith(DATA_PREFIX) ? this.rewrite(text) : text;
@@ -55,74 +84,105 @@ export class StreamOutputGuard {
     }
     frames.length = 0;
     frames.push(...out);
-    return this.blockedBy === undefined;
+    return !this.stopped;
   }
 
-  /** The chunk with its content deltas replaced by what may be released; undefined when nothing of it is left. */
+  private get stopped(): boolean {
+    return this.blockedBy !== undefined || this.malformed;
+  }
+
+  /** The chunk with its text replaced by what may be released; undefined when nothing of it is left to send. */
   private rewrite(frame: string): string | undefined {
     let chunk: Chunk;
     try {
       chunk = JSON.parse(frame.slice(DATA_PREFIX.length).trimEnd()) as Chunk;
     } catch {
-      return frame; // not a chunk (the translators only emit chunks; relayed as is)
+      this.malformed = true;
+      return undefined;
     }
     if (!Array.isArray(chunk.choices) || chunk.choices.length === 0) return frame;
     this.template = chunk;
-    let changed = false;
     for (const choice of chunk.choices) {
-      const content = choice.delta?.content;
-      const ends = choice.finish_reason != null;
-      if (typeof content !== 'string' && !ends) continue;
-      const scanner = this.scannerFor(choice.index ?? 0);
-      let release = '';
-      if (typeof content === 'string') {
-        const step = scanner.push(content);
-        release = step.release;
-        if (step.blocked !== undefined) return this.block(step.blocked, chunk, choice, release);
+      const index = choice.index ?? 0;
+      const delta: Delta = choice.delta ?? {};
+      for (const field of TEXT_FIELDS) {
+        const value = delta[field];
+        if (typeof value !== 'string') continue;
+        const step = this.scanner(index, field, { field }).push(value);
+        delta[field] = step.release;
+        if (step.blocked !== undefined) return this.block(step.blocked, chunk, choice);
       }
-      if (ends) {
-        this.scanners.delete(choice.index ?? 0);
-        const last = scanner.end();
-        release += last.release;
-        if (last.blocked !== undefined) return this.block(last.blocked, chunk, choice, release);
+      for (const call of delta.tool_calls ?? []) {
+        const args = call.function?.arguments;
+        if (typeof args !== 'string') continue;
+        const tool = call.index ?? 0;
+        const step = this.scanner(index, `tool:${tool}`, { tool }).push(args);
+        call.function!.arguments = step.release;
+        if (step.blocked !== undefined) return this.block(step.blocked, chunk, choice);
       }
-      if (typeof content === 'string' || release !== '') {
-        choice.delta = { ...choice.delta, content: release };
-        changed = true;
+      if (choice.finish_reason != null) {
+        this.closeChoice(index, delta);
+        if (this.stopped) return this.block(this.blockedBy!, chunk, choice);
       }
+      choice.delta = delta;
     }
-    return changed ? `${DATA_PREFIX}${JSON.stringify(chunk)}\n\n` : frame;
+    return `${DATA_PREFIX}${JSON.stringify(chunk)}\n\n`;
   }
 
-  private block(finding: Finding, chunk: Chunk, choice: NonNullable<Chunk['choices']>[number], release: string): string | undefined {
-    this.blockedBy = finding;
-    if (release === '') return undefined;
-    // What was safe before the match still goes out, alone.
-    return `${DATA_PREFIX}${JSON.stringify({ ...chunk, choices: [{ ...choice, delta: { content: release }, finish_reason: null }] })}\n\n`;
+  /** A block: what was safe before the match still goes out (this chunk, without its finish_reason). */
+  private block(finding: Finding, chunk: Chunk, choice: Choice): string | undefined {
+    this.blockedBy ??= finding;
+    const delta = choice.delta ?? {};
+    const hasText = TEXT_FIELDS.some((f) => typeof delta[f] === 'string' && delta[f] !== '') || (delta.tool_calls ?? []).some((c) => (c.function?.arguments ?? '') !== '');
+    if (!hasText) return undefined;
+    return `${DATA_PREFIX}${JSON.stringify({ ...chunk, choices: [{ ...choice, delta, finish_reason: null }] })}\n\n`;
+  }
+
+  /** Ends a choice's scanners, appending what they still held to its delta. */
+  private closeChoice(index: number, delta: Delta): void {
+    const scanners = this.open.get(index);
+    if (scanners === undefined) return;
+    this.open.delete(index);
+    for (const { scanner, target } of scanners.values()) {
+      const last = scanner.end();
+      if (last.blocked !== undefined) {
+        this.blockedBy ??= last.blocked;
+        return;
+      }
+      if (last.release === '') continue;
+      if ('field' in target) {
+        delta[target.field] = `${delta[target.field] ?? ''}${last.release}`;
+      } else {
+        const calls = (delta.tool_calls ??= []);
+        let call = calls.find((c) => (c.index ?? 0) === target.tool);
+        if (call === undefined) calls.push((call = { index: target.tool, function: { arguments: '' } }));
+        call.function ??= {};
+        call.function.arguments = `${call.function.arguments ?? ''}${last.release}`;
+      }
+    }
   }
 
   /** Before [DONE]: text still held for choices that never sent a finish_reason. */
-  private closeOpenChoices(out: Array<string | Uint8Array>): void {
-    for (const [index, scanner] of this.scanners) {
-      this.scanners.delete(index);
-      const last = scanner.end();
-      if (last.blocked !== undefined) {
-        this.blockedBy = last.blocked;
-        return;
-      }
-      if (last.release !== '' && this.template !== undefined) {
-        out.push(`${DATA_PREFIX}${JSON.stringify({ ...this.template, choices: [{ index, delta: { content: last.release }, finish_reason: null }] })}\n\n`);
+  private closeAll(out: Array<string | Uint8Array>): void {
+    for (const index of [...this.open.keys()]) {
+      const delta: Delta = {};
+      this.closeChoice(index, delta);
+      if (this.stopped) return;
+      if (Object.keys(delta).length > 0 && this.template !== undefined) {
+        out.push(`${DATA_PREFIX}${JSON.stringify({ ...this.template, choices: [{ index, delta, finish_reason: null }] })}\n\n`);
       }
     }
   }
 
-  private scannerFor(index: number): StreamScanner {
-    let scanner = this.scanners.get(index);
-    if (scanner === undefined) {
-      scanner = new StreamScanner(this.compiled);
-      this.scanners.set(index, scanner);
-      this.every.push(scanner);
+  private scanner(index: number, key: string, target: Target): StreamScanner {
+    let scanners = this.open.get(index);
+    if (scanners === undefined) this.open.set(index, (scanners = new Map()));
+    let entry = scanners.get(key);
+    if (entry === undefined) {
+      entry = { scanner: new StreamScanner(this.compiled), target };
+      scanners.set(key, entry);
+      this.every.push(entry.scanner);
     }
-    return scanner;
+    return entry.scanner;
   }
 }

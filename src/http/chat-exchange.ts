@@ -9,7 +9,7 @@ import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
 import type { Hold, Ledger, Refusal } from '../ledger/ledger.js';
 import { affordableOutputTokens, boundingPrices, costMicros, pricesOf } from '../ledger/pricing.js';
 import { log } from '../log.js';
-import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, ledgerRefusalsTotal, liveCounts, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, ledgerRefusalsTotal, liveCounts, streamChunkGapSeconds, timeToFirstTokenSeconds, tokensTotal, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, TranslateContext, Usage } from '../providers/types.js';
@@ -75,6 +75,8 @@ export class ChatExchange implements AttemptOwner {
   private promptBoundTokens = 0;
   /** x-ratelimit-* headers for a key or team with limits. */
   private limitHeaders: Record<string, string> | undefined;
+  /** When output last went to the client (0: not yet): time to first token, gaps between chunks. */
+  private lastWriteAt = 0;
   /** Output guardrails of a stream (keys with output rules only). */
   private outputGuard: StreamOutputGuard | undefined;
   private outputEventsRecorded = false;
@@ -204,7 +206,11 @@ export class ChatExchange implements AttemptOwner {
         if (verdict.blocked !== undefined) return this.fail(guardrailError(verdict.blocked, 'input'));
         this.reserveThenStart(verdict.redacted ? Buffer.byteLength(JSON.stringify(this.request)) : bodyBytes, asked);
       },
-      (err: unknown) => this.fail(toGatewayError(err)),
+      (err: unknown) => {
+        // Fail closed: a prompt the guardrails could not check is not sent.
+        log.warn('guardrails: prompt check failed', { requestId: this.requestId, error: (err as Error).message });
+        this.fail(err instanceof GatewayError ? err : new GatewayError('NR_OVERLOADED', undefined, { cause: err }));
+      },
     );
   }
 
@@ -247,6 +253,7 @@ export class ChatExchange implements AttemptOwner {
       (hold) => {
         if (this.finished) {
           // The client left while the hold was being granted.
+          this.giveBackLocalAdmission();
           if (typeof hold !== 'string') void this.deps.ledger.release(hold).catch(logSettlementError);
           return;
         }
@@ -255,16 +262,24 @@ export class ChatExchange implements AttemptOwner {
         this.maxTokens = asked ?? affordableOutputTokens(prices, hold.amount, this.promptBoundTokens, this.route.maxOutputTokens);
         this.tryNextDeployment();
       },
-      (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))),
+      (err: unknown) => {
+        this.giveBackLocalAdmission();
+        this.fail(toGatewayError(asDatabaseError(err)));
+      },
     );
+  }
+
+  /** Not served: the request does not count against this instance's per-minute windows either. */
+  private giveBackLocalAdmission(): void {
+    const admitted = this.localAdmission;
+    this.localAdmission = undefined;
+    if (admitted !== undefined) this.deps.limiter.giveBack(this.principal!.limits, admitted.tokens, admitted.atMs);
   }
 
   /** The answer for a request the database refused: 402 for money (credits or a cap), 429 for a shared rate limit. */
   private refusalError(refusal: Refusal, asked: number | undefined, maxOutput: number): GatewayError {
     ledgerRefusalsTotal.inc({ reason: refusal });
-    // Not served: it does not count against this instance's per-minute windows either.
-    const admitted = this.localAdmission;
-    if (admitted !== undefined) this.deps.limiter.giveBack(this.principal!.limits, admitted.tokens, admitted.atMs);
+    this.giveBackLocalAdmission();
     if (refusal === 'funds') {
       insufficientQuotaTotal.inc();
       const need = asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(this.deps.config.ledger.minOutputTokens, maxOutput)} output tokens`;
@@ -371,14 +386,28 @@ export class ChatExchange implements AttemptOwner {
 
   /** Output guardrails on a complete answer: every choice's text is scanned (large ones in the pool). */
   private guardCompletion(guard: NonNullable<KeyPrincipal['guardrails']>, body: string | Uint8Array): void {
-    let completion: { choices?: Array<{ message?: { content?: unknown } }> };
+    let completion: { choices?: Array<{ message?: unknown }> };
     try {
       completion = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8')) as typeof completion;
     } catch {
       return this.fail(new GatewayError('NR_UPSTREAM_BAD_RESPONSE'));
     }
-    const messages = (completion.choices ?? []).map((choice) => choice.message).filter((m): m is { content: string } => typeof m?.content === 'string');
-    Promise.all(messages.map((m) => this.deps.workers.scan({ policyKey: guard.policyKey, policy: guard.policy, text: m.content, stage: 'output' }))).then(
+    // Every generated text: content, refusal, reasoning and tool-call arguments, each written back redacted.
+    const texts: Array<{ text: string; write: (text: string) => void }> = [];
+    for (const choice of completion.choices ?? []) {
+      const message = choice.message as Record<string, unknown> | undefined;
+      if (message === undefined || message === null) continue;
+      for (const field of ['content', 'refusal', 'reasoning_content']) {
+        const value = message[field];
+        if (typeof value === 'string' && value !== '') texts.push({ text: value, write: (text) => (message[field] = text) });
+      }
+      for (const call of Array.isArray(message.tool_calls) ? (message.tool_calls as Array<{ function?: { arguments?: unknown } }>) : []) {
+        const fn = call.function;
+        if (typeof fn?.arguments === 'string' && fn.arguments !== '') texts.push({ text: fn.arguments, write: (text) => (fn.arguments = text) });
+      }
+    }
+    // Started from a promise: an inline scan that threw would otherwise leave the exchange unfinished.
+    Promise.resolve().then(() => Promise.all(texts.map((t) => this.deps.workers.scan({ policyKey: guard.policyKey, policy: guard.policy, text: t.text, stage: 'output' })))).then(
       (results) => {
         if (this.finished) return;
         const findings = results.flatMap((r) => r.findings);
@@ -388,13 +417,17 @@ export class ChatExchange implements AttemptOwner {
         let redacted = false;
         results.forEach((r, i) => {
           if (r.redacted !== undefined) {
-            messages[i]!.content = r.redacted;
+            texts[i]!.write(r.redacted);
             redacted = true;
           }
         });
         this.sendCompletion(redacted ? JSON.stringify(completion) : body);
       },
-      (err: unknown) => this.fail(toGatewayError(err)),
+      (err: unknown) => {
+        // Fail closed: an answer the guardrails could not check is not sent (its tokens are still charged).
+        log.warn('guardrails: answer check failed', { requestId: this.requestId, error: (err as Error).message });
+        this.fail(new GatewayError('NR_OVERLOADED', undefined, { cause: err }));
+      },
     );
   }
 
@@ -404,15 +437,16 @@ export class ChatExchange implements AttemptOwner {
       this.frames.length = 0;
       return;
     }
-    const blocked = this.outputGuard !== undefined && !this.outputGuard.transform(this.frames);
-    if (blocked) {
+    const guard = this.outputGuard;
+    if (guard !== undefined && !guard.transform(this.frames)) {
       // What was safe before the match goes out; then the typed error, and upstream is stopped.
       this.servedBy = attempt;
-      this.deps.guardrailEvents.record(this.eventContext(), 'output', this.outputGuard!.findings());
+      this.deps.guardrailEvents.record(this.eventContext(), 'output', guard.findings());
       this.outputEventsRecorded = true;
       if (this.frames.length > 0) this.writeFrames(attempt);
       attempt.abort(new ClientGoneError());
-      return this.fail(guardrailError(this.outputGuard!.blocked!, 'output'));
+      if (guard.blocked !== undefined) return this.fail(guardrailError(guard.blocked, 'output'));
+      return this.fail(new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream provider sent a stream chunk the guardrails could not read.'));
     }
     if (this.frames.length === 0) return;
     this.writeFrames(attempt);
@@ -420,6 +454,10 @@ export class ChatExchange implements AttemptOwner {
 
   private writeFrames(attempt: UpstreamAttempt): void {
     let writable = true;
+    const now = performance.now();
+    if (this.lastWriteAt === 0) timeToFirstTokenSeconds.observe({ model: this.modelLabel }, (now - this.startedAt) / 1000);
+    else streamChunkGapSeconds.observe((now - this.lastWriteAt) / 1000);
+    this.lastWriteAt = now;
     this.res.cork(() => {
       if (!this.headersSent) {
         this.upstreamMs += attempt.elapsedMs();
@@ -517,6 +555,7 @@ export class ChatExchange implements AttemptOwner {
     const prices = pricesOf(served.deployment);
     const usage = this.usage;
     if (usage !== undefined) {
+      this.countTokens(usage.prompt_tokens, usage.completion_tokens);
       const charge = costMicros(prices, usage.prompt_tokens, usage.completion_tokens);
       void this.deps.ledger.settle(hold, Math.min(charge, hold.amount)).catch(logSettlementError);
       return;
@@ -529,16 +568,32 @@ export class ChatExchange implements AttemptOwner {
     }
     // A stream without usage (a disconnect, a cut stream, a provider without usage): count what it
     // generated, exactly with the deployment's tokenizer, else by its UTF-8 bytes (never fewer).
-    void this.countUsage(served.deployment.encoding, text).then(
-      ([prompt, completion]) => Math.min(costMicros(prices, prompt, Math.min(this.maxTokens, completion)), hold.amount),
-      () => Math.min(estimate, hold.amount),
-    ).then((charge) => this.deps.ledger.settle(hold, charge)).catch(logSettlementError);
+    const charge = this.countUsage(served.deployment.encoding, text).then(
+      ([prompt, completion]) => {
+        this.countTokens(prompt, Math.min(this.maxTokens, completion));
+        return Math.min(costMicros(prices, prompt, Math.min(this.maxTokens, completion)), hold.amount);
+      },
+      (err: unknown) => {
+        log.warn('ledger: exact count failed; charging the estimate', { requestId: this.requestId, error: (err as Error).message });
+        return Math.min(estimate, hold.amount);
+      },
+    );
+    this.deps.ledger.settleWhenCounted(hold, charge);
+  }
+
+  private countTokens(prompt: number, completion: number): void {
+    tokensTotal.inc({ model: this.modelLabel, direction: 'input' }, prompt);
+    tokensTotal.inc({ model: this.modelLabel, direction: 'output' }, completion);
   }
 
   private async countUsage(encoding: Encoding | undefined, completionText: string): Promise<[number, number]> {
     const workers = this.deps.workers;
     const request = this.request;
-    const prompt = encoding === undefined ? this.promptBoundTokens : workers.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding });
+    // Images count at the allowance the hold used: the tokenizer sees only text.
+    const images = countImageParts(request) * this.deps.config.ledger.imageTokenAllowance;
+    const prompt = encoding === undefined
+      ? this.promptBoundTokens
+      : Promise.resolve(workers.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding })).then((n) => n + images);
     const completion = workers.countTokens({ kind: 'text', text: completionText, encoding });
     return Promise.all([prompt, completion]);
   }

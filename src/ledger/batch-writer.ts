@@ -69,6 +69,8 @@ export class LedgerBatchWriter {
   private queue: Queued[] = [];
   private flushing = false;
   private closed = false;
+  /** drain() returned: the pool is about to end, nothing more is sent. */
+  private ended = false;
   /** Settles/releases waiting for the database to come back, with their next delay. */
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
@@ -83,7 +85,7 @@ export class LedgerBatchWriter {
 
   /** Resolves with the database's answer, or rejects when the batch could not commit. */
   submit(op: LedgerOp): Promise<LedgerAnswer> {
-    if (this.closed && (op.kind === 'reserve' || op.kind === 'admit')) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
+    if (this.ended || (this.closed && (op.kind === 'reserve' || op.kind === 'admit'))) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       // A new operation flushes at once even while settles wait for a retry: the database may be
@@ -144,6 +146,8 @@ export class LedgerBatchWriter {
       this.retryTimer = undefined;
       void this.flush();
     }, this.retryDelayMs);
+    // Never what keeps a process alive: after drain() gives up, the holds expire instead.
+    this.retryTimer.unref();
     this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
   }
 
@@ -157,7 +161,10 @@ export class LedgerBatchWriter {
     }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    this.ended = true;
     if (this.queue.length > 0) log.warn('ledger: operations still queued at shutdown; their reservations will expire and be released', { queued: this.queue.length });
+    for (const item of this.queue) item.reject(new GatewayError('NR_SHUTTING_DOWN'));
+    this.queue = [];
   }
 }
 

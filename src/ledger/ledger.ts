@@ -6,7 +6,7 @@ import pg from 'pg';
 import type { Config } from '../config/load.js';
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
-import { ledgerBatchSize, ledgerFlushSeconds } from '../metrics/registry.js';
+import { creditsMicrosTotal, expiredHoldsTotal, ledgerBatchSize, ledgerFlushSeconds, reportPool } from '../metrics/registry.js';
 import { LedgerBatchWriter, type Refusal } from './batch-writer.js';
 
 export type { Refusal } from './batch-writer.js';
@@ -27,6 +27,8 @@ export class Ledger {
   private renewTimer: NodeJS.Timeout | undefined;
   /** Holds of requests still running here: renewed so a long stream's hold never expires under it. */
   private readonly live = new Map<string, Hold>();
+  /** Settlements waiting for their charge to be counted. */
+  private readonly counting = new Set<Promise<void>>();
 
   constructor(
     db: Database,
@@ -34,6 +36,7 @@ export class Ledger {
   ) {
     this.pool = new pg.Pool({ ...db.appConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
     this.pool.on('error', (err) => log.warn('ledger: idle connection error', { error: err.message }));
+    reportPool('ledger', this.pool);
     this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, retryDelayMs: 100 }, (size, ms) => {
       ledgerBatchSize.observe(size);
       ledgerFlushSeconds.observe(ms / 1000);
@@ -52,6 +55,7 @@ export class Ledger {
     if (answer.amount === 0) return 'funds';
     const hold: Hold = { orgId, reservationId, requestId, keyId, amount: answer.amount };
     this.live.set(reservationId, hold);
+    creditsMicrosTotal.inc({ operation: 'reserved' }, hold.amount);
     return hold;
   }
 
@@ -64,13 +68,36 @@ export class Ledger {
   /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
   async settle(hold: Hold, chargeMicros: number): Promise<number> {
     this.live.delete(hold.reservationId);
-    return (await this.writer.submit({ ...this.base(hold), kind: 'settle', amount: Math.max(0, Math.ceil(chargeMicros)), minAmount: 0, tokens: 0 })).amount;
+    const charge = Math.min(hold.amount, Math.max(0, Math.ceil(chargeMicros)));
+    const answer = await this.writer.submit({ ...this.base(hold), kind: 'settle', amount: charge, minAmount: 0, tokens: 0 });
+    // Counted once the database closed the hold (0: it was already closed, nothing moved).
+    if (answer.amount > 0) {
+      creditsMicrosTotal.inc({ operation: 'settled' }, charge);
+      creditsMicrosTotal.inc({ operation: 'released' }, hold.amount - charge);
+    }
+    return answer.amount;
+  }
+
+  /**
+   * Settles once the charge is known (an exact token count in the worker pool): the hold leaves the
+   * renewed set at once, and close() waits for the charge, so a shutdown never strands it.
+   */
+  settleWhenCounted(hold: Hold, charge: Promise<number>): void {
+    this.live.delete(hold.reservationId);
+    const settled = charge.then((micros) => this.settle(hold, micros)).then(
+      () => undefined,
+      (err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message, reservationId: hold.reservationId }),
+    );
+    this.counting.add(settled);
+    void settled.finally(() => this.counting.delete(settled));
   }
 
   /** Returns the whole hold: the request produced nothing. */
   async release(hold: Hold): Promise<number> {
     this.live.delete(hold.reservationId);
-    return (await this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0, tokens: 0 })).amount;
+    const returned = (await this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0, tokens: 0 })).amount;
+    creditsMicrosTotal.inc({ operation: 'released' }, returned);
+    return returned;
   }
 
   private base(hold: Hold) {
@@ -114,7 +141,10 @@ export class Ledger {
       total += released;
       if (released < 500) break;
     }
-    if (total > 0) log.info('ledger: released expired holds', { released: total });
+    if (total > 0) {
+      expiredHoldsTotal.inc(total);
+      log.info('ledger: released expired holds', { released: total });
+    }
     return total;
   }
 
@@ -122,7 +152,12 @@ export class Ledger {
   async close(deadlineMs = 5_000): Promise<void> {
     clearInterval(this.sweepTimer);
     clearInterval(this.renewTimer);
-    await this.writer.drain(deadlineMs);
+    const until = Date.now() + deadlineMs;
+    // Charges still being counted reach the queue first (each count has its own timeout).
+    if (this.counting.size > 0) {
+      await Promise.race([Promise.allSettled([...this.counting]), new Promise((r) => setTimeout(r, deadlineMs).unref())]);
+    }
+    await this.writer.drain(Math.max(0, until - Date.now()));
     await this.pool.end();
   }
 }

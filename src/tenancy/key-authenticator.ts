@@ -5,6 +5,10 @@
 import pg from 'pg';
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
+import { keyCacheLookupsTotal } from '../metrics/registry.js';
+
+const keyCacheHits = keyCacheLookupsTotal.labels('hit');
+const keyCacheMisses = keyCacheLookupsTotal.labels('miss');
 import { createHash } from 'node:crypto';
 import { mergePolicies } from '../guardrails/policy.js';
 import { guardrailPolicySchema, type GuardrailPolicy } from '../guardrails/types.js';
@@ -70,6 +74,7 @@ export class KeyAuthenticator {
     if (entry !== undefined) {
       if (entry.cachedUntil > now) {
         this.hits++;
+        keyCacheHits.inc();
         return entry.principal;
       }
       this.byHash.delete(id);
@@ -78,6 +83,7 @@ export class KeyAuthenticator {
     if (unknownUntil !== undefined) {
       if (unknownUntil > now) {
         this.hits++;
+        keyCacheHits.inc();
         return null;
       }
       this.unknownUntil.delete(id);
@@ -90,6 +96,7 @@ export class KeyAuthenticator {
     let query = this.pending.get(id);
     if (query === undefined) {
       this.misses++;
+      keyCacheMisses.inc();
       query = this.load(id, Buffer.from(id, 'base64')).finally(() => this.pending.delete(id));
       this.pending.set(id, query);
     }

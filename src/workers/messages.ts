@@ -32,3 +32,6 @@ export interface ScanTask {
 }
 
 export type { ScanResult };
+
+/** One job's answer from a worker. */
+export type JobOutcome<R> = { readonly ok: true; readonly value: R } | { readonly ok: false; readonly error: string };

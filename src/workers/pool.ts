@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { ScanResult } from '../guardrails/types.js';
-import { workerJobsTotal, workerTaskSeconds } from '../metrics/registry.js';
-import type { ScanJob, TokenJob } from './messages.js';
+import { workerJobsTotal, workerPoolState, workerTaskSeconds } from '../metrics/registry.js';
+import type { JobOutcome, ScanJob, TokenJob } from './messages.js';
 import { countTokenJob } from './tasks/count-tokens.js';
 import { scanJob } from './tasks/scan-text.js';
 
@@ -17,6 +17,8 @@ export interface WorkerPoolOptions {
   readonly inlineMaxChars: number;
   /** Largest batch sent in one task, in characters. */
   readonly maxBatchChars: number;
+  /** A task running longer is aborted and its jobs fail (callers fall back or answer an error). */
+  readonly taskTimeoutMs: number;
 }
 
 interface Pending<J, R> {
@@ -31,7 +33,7 @@ class Batcher<J, R> {
   private scheduled = false;
 
   constructor(
-    private readonly send: (jobs: J[]) => Promise<R[]>,
+    private readonly send: (jobs: J[]) => Promise<Array<JobOutcome<R>>>,
     private readonly sizeOf: (job: J) => number,
     private readonly maxBatchChars: number,
   ) {}
@@ -57,7 +59,12 @@ class Batcher<J, R> {
       while (end < all.length && (end === start || chars + this.sizeOf(all[end]!.job) <= this.maxBatchChars)) chars += this.sizeOf(all[end++]!.job);
       const batch = all.slice(start, end);
       this.send(batch.map((p) => p.job)).then(
-        (results) => batch.forEach((p, i) => p.resolve(results[i]!)),
+        (outcomes) =>
+          batch.forEach((p, i) => {
+            const outcome = outcomes[i]!;
+            if (outcome.ok) p.resolve(outcome.value);
+            else p.reject(new Error(`worker job failed: ${outcome.error}`));
+          }),
         (err: unknown) => batch.forEach((p) => p.reject(err)),
       );
       start = end;
@@ -73,8 +80,11 @@ export class WorkerPool {
   constructor(private readonly options: WorkerPoolOptions) {
     // Threads start on first use (most requests never need one) and leave after a minute idle.
     this.piscina = new Piscina({ filename: workerFile(), minThreads: 0, maxThreads: options.threads, idleTimeout: 60_000 });
-    this.counts = new Batcher((jobs) => this.run<number[]>('countTokens', { jobs }), tokenJobChars, options.maxBatchChars);
-    this.scans = new Batcher((jobs) => this.run<ScanResult[]>('scan', { jobs }), (job) => job.text.length, options.maxBatchChars);
+    this.counts = new Batcher((jobs) => this.run<Array<JobOutcome<number>>>('countTokens', { jobs }), tokenJobChars, options.maxBatchChars);
+    this.scans = new Batcher((jobs) => this.run<Array<JobOutcome<ScanResult>>>('scan', { jobs }), (job) => job.text.length, options.maxBatchChars);
+    workerPoolState.queued = () => this.piscina.queueSize;
+    workerPoolState.threads = () => this.piscina.threads.length;
+    workerPoolState.utilization = () => this.piscina.utilization;
   }
 
   /** Exact tokens where the encoding is known, else the UTF-8 byte bound. */
@@ -111,7 +121,8 @@ export class WorkerPool {
   private async run<R>(name: 'countTokens' | 'scan', task: unknown): Promise<R> {
     const startedAt = performance.now();
     try {
-      return (await this.piscina.run(task, { name })) as R;
+      // A task past its deadline is aborted (piscina ends its thread): no request waits forever on one.
+      return (await this.piscina.run(task, { name, signal: AbortSignal.timeout(this.options.taskTimeoutMs) })) as R;
     } finally {
       workerTaskSeconds.observe({ task: name === 'scan' ? 'scan' : 'count_tokens' }, (performance.now() - startedAt) / 1000);
     }

@@ -1,12 +1,23 @@
 // The worker thread's entry point (piscina): one exported function per task name, pure, batched.
-import type { CountTokensTask, ScanTask } from './messages.js';
-import { countTokenJobs } from './tasks/count-tokens.js';
-import { scanJobs } from './tasks/scan-text.js';
+// Each job answers on its own: one that throws fails only itself, not the requests batched with it.
+import type { CountTokensTask, JobOutcome, ScanTask } from './messages.js';
+import { countTokenJob } from './tasks/count-tokens.js';
+import { scanJob } from './tasks/scan-text.js';
 
-export function countTokens(task: CountTokensTask): number[] {
-  return countTokenJobs(task.jobs);
+function each<J, R>(jobs: readonly J[], run: (job: J) => R): Array<JobOutcome<R>> {
+  return jobs.map((job) => {
+    try {
+      return { ok: true, value: run(job) };
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    }
+  });
+}
+
+export function countTokens(task: CountTokensTask) {
+  return each(task.jobs, countTokenJob);
 }
 
 export function scan(task: ScanTask) {
-  return scanJobs(task.jobs);
+  return each(task.jobs, scanJob);
 }

@@ -11,7 +11,3 @@ export function countTokenJob(job: TokenJob): number {
   if (job.tools !== undefined) bound += upperBoundTokens(JSON.stringify(job.tools));
   return bound;
 }
-
-export function countTokenJobs(jobs: readonly TokenJob[]): number[] {
-  return jobs.map(countTokenJob);
-}

@@ -21,7 +21,3 @@ export function compiledPolicy(policyKey: string, policy: GuardrailPolicy): Comp
 export function scanJob(job: ScanJob): ScanResult {
   return scanText(compiledPolicy(job.policyKey, job.policy), job.text, job.stage);
 }
-
-export function scanJobs(jobs: readonly ScanJob[]): ScanResult[] {
-  return jobs.map(scanJob);
-}

@@ -148,6 +148,15 @@ describe('settlement of streams that do not end cleanly', () => {
     expect(await closedOnce(org, 'settle')).toBe(countChatPromptTokens(PROMPT, 'o200k_base') * PIN + wordsTokens(30) * P);
   });
 
+  it('images in a counted prompt are charged at the allowance the hold used', async () => {
+    const org = await fundedOrg(gw.gateway, TOPUP);
+    const messages = [{ role: 'user' as const, content: [{ type: 'text' as const, text: 'what is in these pictures?' }, { type: 'image_url' as const, image_url: { url: 'https://example.com/a.png' } }, { type: 'image_url' as const, image_url: { url: 'https://example.com/b.png' } }] }];
+    const result = await stream(gw.gateway.port, org.auth.authorization, JSON.stringify({ model: 'no-usage', messages, stream: true, max_tokens: 100 }));
+    expect(result.status).toBe(200);
+    const allowance = gw.gateway.config.ledger.imageTokenAllowance;
+    expect(await closedOnce(org, 'settle')).toBe((countChatPromptTokens(messages, 'o200k_base') + 2 * allowance) * PIN + wordsTokens(30) * P);
+  });
+
   it('without a tokenizer the count is the UTF-8 byte bound (never fewer than the tokens), capped at max_tokens', async () => {
     const org = await fundedOrg(gw.gateway, TOPUP);
     const body = chatBody('no-usage-no-tokenizer', 100);
