@@ -5,7 +5,7 @@ import { RequestAuthenticator } from './http/authenticate.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 import { uwsImplementation, uwsNative } from './http/uws.js';
 import { log } from './log.js';
-import { httpServerInfo, uwsNativeGauge } from './metrics/registry.js';
+import { httpServerInfo, reportPool, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
 import { UpstreamPools } from './providers/upstream-pools.js';
 import { Ledger } from './ledger/ledger.js';
@@ -40,6 +40,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
 
   const db = options.db ?? (await openDatabase(config.database));
   const ownsDb = options.db === undefined;
+  reportPool('app', db.pool);
   const keys = new KeyAuthenticator(db, { ttlMs: config.auth.keyCacheTtlMs, negativeTtlMs: config.auth.negativeKeyCacheTtlMs, negativeMaxEntries: config.auth.negativeKeyCacheSize });
   const admin = new AdminService(db, new Set(config.models.keys()));
   const ledger = new Ledger(db, config.ledger);

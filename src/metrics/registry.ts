@@ -136,6 +136,84 @@ new Gauge({
   },
 });
 
+export const timeToFirstTokenSeconds = new Histogram({
+  name: 'nemo_time_to_first_token_seconds',
+  help: 'Streams: from the request arriving to the first bytes of the answer reaching the client.',
+  labelNames: ['model'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+export const streamChunkGapSeconds = new Histogram({
+  name: 'nemo_stream_chunk_gap_seconds',
+  help: 'Streams: time between two consecutive writes of generated output to a client.',
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+  registers: [registry],
+});
+
+export const tokensTotal = new Counter({
+  name: 'nemo_tokens_total',
+  help: 'Tokens charged, by model and direction (input: prompt, output: completion).',
+  labelNames: ['model', 'direction'] as const,
+  registers: [registry],
+});
+
+export const creditsMicrosTotal = new Counter({
+  name: 'nemo_credits_micros_total',
+  help: 'Credits moved by the gateway, in micro-units: reserved (held), settled (charged), released (returned unused).',
+  labelNames: ['operation'] as const,
+  registers: [registry],
+});
+
+export const expiredHoldsTotal = new Counter({
+  name: 'nemo_ledger_expired_holds_total',
+  help: 'Holds of crashed instances released by this instance\'s sweeper after their TTL.',
+  registers: [registry],
+});
+
+export const keyCacheLookupsTotal = new Counter({
+  name: 'nemo_key_cache_lookups_total',
+  help: 'API key lookups: hit (cached answer) or miss (read from Postgres).',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});
+
+/** Pools whose connections are reported at scrape time. */
+const pools = new Map<string, { totalCount: number; idleCount: number; waitingCount: number }>();
+
+export function reportPool(name: string, pool: { totalCount: number; idleCount: number; waitingCount: number }): void {
+  pools.set(name, pool);
+}
+
+new Gauge({
+  name: 'nemo_db_pool_connections',
+  help: 'Postgres pool connections by pool (app, ledger) and state: in_use, idle, and waiting callers.',
+  labelNames: ['pool', 'state'] as const,
+  registers: [registry],
+  collect() {
+    for (const [name, pool] of pools) {
+      this.set({ pool: name, state: 'in_use' }, pool.totalCount - pool.idleCount);
+      this.set({ pool: name, state: 'idle' }, pool.idleCount);
+      this.set({ pool: name, state: 'waiting' }, pool.waitingCount);
+    }
+  },
+});
+
+/** The worker pool's state, read at scrape time. */
+export const workerPoolState = { queued: () => 0, threads: () => 0, utilization: () => 0 };
+
+new Gauge({
+  name: 'nemo_worker_pool',
+  help: 'The worker pool: queued tasks, running threads, and utilization (0..1, share of time the threads were busy).',
+  labelNames: ['measure'] as const,
+  registers: [registry],
+  collect() {
+    this.set({ measure: 'queued' }, workerPoolState.queued());
+    this.set({ measure: 'threads' }, workerPoolState.threads());
+    this.set({ measure: 'utilization' }, workerPoolState.utilization());
+  },
+});
+
 // Label children resolved once per label combination: prom-client hashes label objects per call.
 const requestCounters = new Map<string, { inc(): void }>();
 const durationHistograms = new Map<string, { observe(value: number): void }>();
