@@ -9,7 +9,7 @@ import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
 import type { Hold, Ledger, Refusal } from '../ledger/ledger.js';
 import { affordableOutputTokens, boundingPrices, costMicros, pricesOf } from '../ledger/pricing.js';
 import { log } from '../log.js';
-import { countAttempt, countRequest, gatewayOverheadSeconds, insufficientQuotaTotal, ledgerRefusalsTotal, liveCounts, streamChunkGapSeconds, timeToFirstTokenSeconds, tokensTotal, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, liveCounts, streamChunkGapSeconds, timeToFirstTokenSeconds, tokensTotal, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, TranslateContext, Usage } from '../providers/types.js';
@@ -26,10 +26,11 @@ import { requestedMaxTokens, validateChatRequest } from './validate-chat-request
 import type { GuardrailEventLog } from '../guardrails/event-log.js';
 import { checkPrompt } from '../guardrails/prompt-check.js';
 import { StreamOutputGuard } from '../guardrails/stream-output.js';
-import type { Finding } from '../guardrails/types.js';
 import type { Encoding } from '../tokens/encodings.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { compiledPolicy } from '../workers/tasks/scan-text.js';
+import { generatedTexts } from '../guardrails/completion-texts.js';
+import { guardrailError, refusalToError } from './refusal-errors.js';
 
 export interface ChatDeps {
   readonly config: Config;
@@ -278,28 +279,13 @@ export class ChatExchange implements AttemptOwner {
 
   /** The answer for a request the database refused: 402 for money (credits or a cap), 429 for a shared rate limit. */
   private refusalError(refusal: Refusal, asked: number | undefined, maxOutput: number): GatewayError {
-    ledgerRefusalsTotal.inc({ reason: refusal });
     this.giveBackLocalAdmission();
-    if (refusal === 'funds') {
-      insufficientQuotaTotal.inc();
-      const need = asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(this.deps.config.ledger.minOutputTokens, maxOutput)} output tokens`;
-      return new GatewayError('NR_INSUFFICIENT_QUOTA', `Your organization's credits cannot cover this request (${need} on ${this.route.name}).`, { headers: this.limitHeaders });
-    }
-    const now = Date.now();
-    const limited = sharedLimitRefusal(refusal);
-    if (limited !== undefined) {
-      rateLimitedTotal.inc();
-      // Another instance used the rest of this minute's allowance: this one's counts were behind.
-      const headers = { ...this.limitHeaders, [`x-ratelimit-remaining-${limited}`]: '0' };
-      return new GatewayError('NR_RATE_LIMITED', undefined, { retryAfterS: secondsToNextMinute(now), headers });
-    }
-    const cap = spendCapOf(refusal);
-    const resetsAt = cap.period === 'daily' ? nextUtcDay(now) : nextUtcMonth(now);
-    return new GatewayError(
-      'NR_SPEND_CAP_REACHED',
-      `The ${cap.period} spend cap of this ${cap.level} cannot cover this request; it resets at ${new Date(resetsAt).toISOString()}.`,
-      { retryAfterS: Math.max(1, Math.ceil((resetsAt - now) / 1000)), headers: this.limitHeaders },
-    );
+    return refusalToError(refusal, {
+      routeName: this.route.name,
+      need: asked !== undefined ? `\`max_tokens\` ${asked}` : `at least ${Math.min(this.deps.config.ledger.minOutputTokens, maxOutput)} output tokens`,
+      limitHeaders: this.limitHeaders,
+      nowMs: Date.now(),
+    });
   }
 
   /** Answers with an error: a JSON error before the first byte, a final SSE event after it. */
@@ -386,26 +372,13 @@ export class ChatExchange implements AttemptOwner {
 
   /** Output guardrails on a complete answer: every choice's text is scanned (large ones in the pool). */
   private guardCompletion(guard: NonNullable<KeyPrincipal['guardrails']>, body: string | Uint8Array): void {
-    let completion: { choices?: Array<{ message?: unknown }> };
+    let completion: unknown;
     try {
-      completion = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8')) as typeof completion;
+      completion = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
     } catch {
       return this.fail(new GatewayError('NR_UPSTREAM_BAD_RESPONSE'));
     }
-    // Every generated text: content, refusal, reasoning and tool-call arguments, each written back redacted.
-    const texts: Array<{ text: string; write: (text: string) => void }> = [];
-    for (const choice of completion.choices ?? []) {
-      const message = choice.message as Record<string, unknown> | undefined;
-      if (message === undefined || message === null) continue;
-      for (const field of ['content', 'refusal', 'reasoning_content']) {
-        const value = message[field];
-        if (typeof value === 'string' && value !== '') texts.push({ text: value, write: (text) => (message[field] = text) });
-      }
-      for (const call of Array.isArray(message.tool_calls) ? (message.tool_calls as Array<{ function?: { arguments?: unknown } }>) : []) {
-        const fn = call.function;
-        if (typeof fn?.arguments === 'string' && fn.arguments !== '') texts.push({ text: fn.arguments, write: (text) => (fn.arguments = text) });
-      }
-    }
+    const texts = generatedTexts(completion);
     // Started from a promise: an inline scan that threw would otherwise leave the exchange unfinished.
     Promise.resolve().then(() => Promise.all(texts.map((t) => this.deps.workers.scan({ policyKey: guard.policyKey, policy: guard.policy, text: t.text, stage: 'output' })))).then(
       (results) => {
@@ -610,11 +583,6 @@ function logSettlementError(err: unknown): void {
   log.error('ledger: settlement failed', { error: (err as Error).message });
 }
 
-/** A guardrail block: names the rule, never the matched text. */
-function guardrailError(finding: Finding, stage: 'input' | 'output'): GatewayError {
-  const what = stage === 'input' ? 'The prompt' : 'The response';
-  return new GatewayError('NR_GUARDRAIL_VIOLATION', `${what} was blocked by guardrail rule ${finding.rule}.`, { param: stage === 'input' ? 'messages' : null });
-}
 
 /** The tokenizer every deployment of a route shares; undefined when they differ or one has none (the bound counts). */
 function routeEncoding(route: ModelRoute): Encoding | undefined {
@@ -622,28 +590,10 @@ function routeEncoding(route: ModelRoute): Encoding | undefined {
   return route.deployments.every((d) => d.encoding === first) ? first : undefined;
 }
 
-/** Which header a shared rate-limit refusal zeroes: `requests` or `tokens`; undefined for other refusals. */
-function sharedLimitRefusal(refusal: Refusal): 'requests' | 'tokens' | undefined {
-  if (refusal === 'key_rpm' || refusal === 'team_rpm') return 'requests';
-  if (refusal === 'key_tpm' || refusal === 'team_tpm') return 'tokens';
-  return undefined;
-}
 
-function spendCapOf(refusal: Refusal): { level: 'key' | 'team'; period: 'daily' | 'monthly' } {
-  return { level: refusal.startsWith('team') ? 'team' : 'key', period: refusal.includes('monthly') ? 'monthly' : 'daily' };
-}
 
-const secondsToNextMinute = (nowMs: number) => Math.max(1, Math.ceil((60_000 - (nowMs % 60_000)) / 1000));
 
-function nextUtcDay(nowMs: number): number {
-  const d = new Date(nowMs);
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1);
-}
 
-function nextUtcMonth(nowMs: number): number {
-  const d = new Date(nowMs);
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
-}
 
 function countImageParts(request: ChatRequest): number {
   let images = 0;
