@@ -67,6 +67,8 @@ export const settleMissedTotal = new Counter({
   labelNames: ['kind'] as const,
   registers: [registry],
 });
+// Known kinds at 0: the dashboard shows 0, and increase() in the settle-miss alert sees the first miss.
+for (const kind of ['settle', 'release']) settleMissedTotal.inc({ kind }, 0);
 
 export const rateLimitedTotal = new Counter({
   name: 'nemo_rate_limited_total',
@@ -108,6 +110,8 @@ export const ledgerRefusalsTotal = new Counter({
   labelNames: ['reason'] as const,
   registers: [registry],
 });
+// Every reason at 0, so the refusals panel shows 0 rather than no data before the first refusal.
+for (const reason of ['funds', 'key_rpm', 'key_tpm', 'team_rpm', 'team_tpm', 'key_daily_cap', 'key_monthly_cap', 'team_daily_cap', 'team_monthly_cap']) ledgerRefusalsTotal.inc({ reason }, 0);
 
 export const insufficientQuotaTotal = new Counter({
   name: 'nemo_insufficient_quota_total',
