@@ -18,7 +18,12 @@ export interface Child {
 
 /** Runs `node ...args` with exactly `env` (callers copy process.env when they want it). */
 export function spawnChild(name: string, args: string[], env: NodeJS.ProcessEnv = process.env): Child {
-  const proc = spawn(process.execPath, args, {
+  return spawnProcess(name, process.execPath, args, env);
+}
+
+/** Runs any executable (e.g. prometheus) with the same output tail and stop() as spawnChild. */
+export function spawnProcess(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Child {
+  const proc = spawn(command, args, {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
