@@ -16,6 +16,8 @@ const GLOBAL_TABLES: ReadonlySet<string> = new Set(['schema_migrations']);
 /** The SECURITY DEFINER functions nemo_app may call; each crosses orgs on purpose and is reviewed as such. */
 const APP_DEFINER_FUNCTIONS = [
   'create_org(p_org_id uuid, p_name text)',
+  'drop_expired_request_log_partitions(p_retention_days integer)',
+  'ensure_request_log_partitions(p_from date, p_days integer)',
   'find_api_key(p_key_hash bytea)',
   'find_api_key_v2(p_key_hash bytea)',
   'find_api_key_v3(p_key_hash bytea)',
@@ -29,9 +31,10 @@ const APP_DEFINER_FUNCTIONS = [
   'limit_windows_check()',
   'list_orgs()',
   'record_guardrail_events(p_org uuid[], p_request text[], p_key uuid[], p_rule text[], p_action text[], p_stage text[], p_at timestamp with time zone[])',
+  'record_request_logs(p_log uuid[], p_at timestamp with time zone[], p_org uuid[], p_team uuid[], p_key uuid[], p_request text[], p_model text[], p_deployment text[], p_status integer[], p_status_class text[], p_error text[], p_stream boolean[], p_prompt_tokens integer[], p_completion_tokens integer[], p_cost bigint[], p_latency real[], p_ttft real[], p_guardrail_action text[], p_guardrail_rules text[], p_request_body text[], p_response_body text[])',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
-const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'reservations', 'teams'];
+const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'request_logs', 'reservations', 'teams'];
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
@@ -89,6 +92,10 @@ beforeAll(async () => {
     for (let i = 0; i <= extra; i++) {
       await database.query('SELECT * FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [keyIds[i]], [1000], [1000], [10], 60_000]);
       await database.query('SELECT nemo.record_guardrail_events($1, $2, $3, $4, $5, $6, $7)', [[org.id], [`req ${i}`], [keyIds[i]], ['pii:email'], ['redact'], ['input'], [new Date()]]);
+      await database.query(
+        'SELECT nemo.record_request_logs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)',
+        [[randomUUID()], [new Date()], [org.id], [null], [keyIds[i]], [`req ${i}`], [MODEL], [`${MODEL}#0`], [200], ['2xx'], [null], [false], [1], [1], [1], [1], [null], ['redact'], ['pii:email'], ['prompt'], ['answer']],
+      );
     }
     return org.id;
   };
@@ -130,7 +137,7 @@ beforeAll(async () => {
               has_table_privilege($1, c.oid, 'DELETE') AS can_delete
          FROM pg_catalog.pg_class c
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'nemo' AND c.relkind IN ('r', 'p')
+        WHERE n.nspname = 'nemo' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
         ORDER BY c.relname`,
       [APP_ROLE],
     )
@@ -224,6 +231,23 @@ describe('the catalog: every nemo table is a tenant table or a listed global one
       expect.soft(counts.a, `nemo.${t.name}: no rows for org A; extend the fixture in test/integration/db/rls.test.ts to fill this table`).toBeGreaterThan(0);
       expect.soft(counts.b, `nemo.${t.name}: no rows for org B; extend the fixture in test/integration/db/rls.test.ts to fill this table`).toBeGreaterThan(0);
     }
+  });
+});
+
+describe('partitions of tenant tables', () => {
+  // Partitions are reached through their parent, whose policy applies; each still has RLS forced
+  // with the tenant policy, and nemo_app has no privilege on it, so it cannot be read around the parent.
+  it('have row-level security forced with a policy and grant nemo_app nothing', async () => {
+    const { rows } = await owner.query<{ name: string; relrowsecurity: boolean; relforcerowsecurity: boolean; policies: number; app_privileges: boolean }>(
+      `SELECT c.relname AS name, c.relrowsecurity, c.relforcerowsecurity,
+              (SELECT count(*) FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)::int AS policies,
+              has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE') AS app_privileges
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'nemo' AND c.relispartition AND c.relkind IN ('r', 'p') ORDER BY 1`,
+      [APP_ROLE],
+    );
+    expect(rows.length, 'the migrations create the first request_logs partitions').toBeGreaterThan(0);
+    for (const p of rows) expect.soft(p, `nemo.${p.name}`).toEqual({ name: p.name, relrowsecurity: true, relforcerowsecurity: true, policies: 1, app_privileges: false });
   });
 });
 

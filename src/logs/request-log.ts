@@ -1,0 +1,247 @@
+// The request log: one row per request in nemo.request_logs, recorded off the request path.
+// record() only queues; rows are written in order, one statement per batch (many orgs at once)
+// through nemo.record_request_logs, every flushIntervalMs or as soon as maxBatchRows wait. A failed
+// batch stays at the head of the queue and is retried; the queue is bounded, and past
+// maxQueuedRows rows are dropped and counted, since a request never waits on its log.
+import { randomUUID } from 'node:crypto';
+import type { Database } from '../db/database.js';
+import { log } from '../log.js';
+
+export type GuardrailOutcome = 'none' | 'flag' | 'redact' | 'block';
+export type LogStatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'client_closed';
+
+export interface RequestLogEntry {
+  readonly requestId: string;
+  readonly orgId: string;
+  readonly teamId: string | null;
+  readonly keyId: string | null;
+  /** The public model name asked for; null when the request never named a valid one. */
+  readonly model: string | null;
+  /** The deployment that served it (id), null when none did. */
+  readonly deployment: string | null;
+  readonly status: number;
+  readonly statusClass: LogStatusClass;
+  /** The catalog code of the error answered (NR_...), null on success. */
+  readonly errorCode: string | null;
+  readonly stream: boolean;
+  readonly promptTokens: number | null;
+  readonly completionTokens: number | null;
+  readonly costMicros: number | null;
+  readonly latencyMs: number;
+  readonly ttftMs: number | null;
+  /** The strongest guardrail action taken, and the rule ids that fired (never the matched text). */
+  readonly guardrailAction: GuardrailOutcome;
+  readonly guardrailRules: readonly string[];
+  /** Bodies: pass them only for orgs logging `full`; the database drops them for the others anyway. */
+  readonly requestBody?: string | null;
+  readonly responseBody?: string | null;
+  /** When the request arrived or ended; default: when it was recorded. */
+  readonly at?: Date;
+}
+
+export interface RequestLogOptions {
+  /** Rows are written at most this long after they are recorded. */
+  readonly flushIntervalMs: number;
+  /** Rows per statement; reaching it starts a write at once. */
+  readonly maxBatchRows: number;
+  /** Rows waiting (in flight included) beyond this are dropped and counted. */
+  readonly maxQueuedRows: number;
+  /** Bodies longer than this are cut (characters). */
+  readonly maxBodyChars?: number;
+  /** Longest wait between two retries of a failed write. */
+  readonly maxRetryDelayMs?: number;
+  /** Called after every successful write: for the metrics (batch size, duration). */
+  readonly onFlush?: (rows: number, seconds: number) => void;
+}
+
+interface Row {
+  readonly log: string;
+  readonly at: Date;
+  readonly entry: RequestLogEntry;
+}
+
+const DEFAULTS = { maxBodyChars: 65_536, maxRetryDelayMs: 5_000 };
+const INSERT_SQL = `SELECT nemo.record_request_logs($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+  $8::text[], $9::integer[], $10::text[], $11::text[], $12::boolean[], $13::integer[], $14::integer[], $15::bigint[], $16::real[], $17::real[],
+  $18::text[], $19::text[], $20::text[], $21::text[]) AS inserted`;
+const ENSURE_SQL = 'SELECT nemo.ensure_request_log_partitions($1::date, $2::integer)';
+/** A row whose day has no partition yet: check_violation, "no partition of relation ... found for row". */
+const CHECK_VIOLATION = '23514';
+
+export class RequestLogWriter {
+  private queue: Row[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private failures = 0;
+  private closed = false;
+  private writtenRows = 0;
+  private droppedRows = 0;
+  private readonly options: Required<Omit<RequestLogOptions, 'onFlush'>> & Pick<RequestLogOptions, 'onFlush'>;
+
+  constructor(
+    private readonly db: Pick<Database, 'query'>,
+    options: RequestLogOptions,
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+    for (const name of ['flushIntervalMs', 'maxBatchRows', 'maxQueuedRows', 'maxBodyChars', 'maxRetryDelayMs'] as const) {
+      if (!Number.isInteger(this.options[name]) || this.options[name] <= 0) throw new Error(`RequestLogWriter: ${name} must be a positive integer`);
+    }
+  }
+
+  /** Rows waiting to be written, the one in flight included. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Rows written since start (an org logging `none` counts: its rows were handled). */
+  get written(): number {
+    return this.writtenRows;
+  }
+
+  /** Rows dropped since start: the queue was full, or close() gave up on them. */
+  get dropped(): number {
+    return this.droppedRows;
+  }
+
+  /** Queues one row; false when it was dropped (queue full, or the writer closed). */
+  record(entry: RequestLogEntry): boolean {
+    if (this.closed || this.queue.length >= this.options.maxQueuedRows) {
+      this.droppedRows++;
+      return false;
+    }
+    this.queue.push({ log: randomUUID(), at: entry.at ?? new Date(), entry });
+    if (this.queue.length >= this.options.maxBatchRows && this.failures === 0) void this.flush();
+    else this.schedule(this.options.flushIntervalMs);
+    return true;
+  }
+
+  /** Writes everything queued so far, batch by batch; resolves early (rows kept) when a write fails. */
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.flushing ??= this.drain().finally(() => {
+      this.flushing = undefined;
+      // Rows recorded during the write, or a failed write's rows, go with the next one.
+      this.schedule(this.failures === 0 ? this.options.flushIntervalMs : this.retryDelayMs());
+    });
+    return this.flushing;
+  }
+
+  /**
+   * Stops taking rows and writes every queued one, retrying failed writes until deadlineMs has
+   * passed; what is still queued then is dropped, counted and logged.
+   */
+  async close(deadlineMs = 10_000): Promise<void> {
+    this.closed = true;
+    const giveUpAt = performance.now() + deadlineMs;
+    for (;;) {
+      await this.flush();
+      if (this.queue.length === 0) break;
+      const waitMs = Math.min(this.retryDelayMs(), giveUpAt - performance.now());
+      if (waitMs <= 0) break;
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.queue.length > 0) {
+      log.error('request logs: rows not written at shutdown', { rows: this.queue.length });
+      this.droppedRows += this.queue.length;
+      this.queue = [];
+    }
+  }
+
+  /** One timer at a time, cleared when it fires, so a write in progress never leaves it stale. */
+  private schedule(delayMs: number): void {
+    if (this.queue.length === 0 || this.timer !== undefined || this.flushing !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private retryDelayMs(): number {
+    return Math.min(this.options.maxRetryDelayMs, this.options.flushIntervalMs * 2 ** Math.min(this.failures, 10));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      // Rows leave the queue only once written: a failure keeps them, in order, at its head.
+      const batch = this.queue.slice(0, this.options.maxBatchRows);
+      const startedAt = performance.now();
+      try {
+        await this.write(batch);
+      } catch (err) {
+        this.failures++;
+        log.warn('request logs: write failed; will retry', { error: (err as Error).message, rows: batch.length, queued: this.queue.length, failures: this.failures });
+        return;
+      }
+      this.failures = 0;
+      this.queue.splice(0, batch.length);
+      this.writtenRows += batch.length;
+      this.options.onFlush?.(batch.length, (performance.now() - startedAt) / 1000);
+    }
+  }
+
+  private async write(batch: readonly Row[]): Promise<void> {
+    const values = this.columns(batch);
+    try {
+      await this.db.query(INSERT_SQL, values);
+    } catch (err) {
+      // The maintenance job keeps partitions ahead; a day it has not reached yet (a clock jump,
+      // a job that could not run) is created here once and the batch retried.
+      if ((err as { code?: unknown }).code !== CHECK_VIOLATION || !/no partition/i.test((err as Error).message)) throw err;
+      const days = batch.map((row) => utcDay(row.at));
+      const first = days.reduce((a, b) => Math.min(a, b));
+      const last = days.reduce((a, b) => Math.max(a, b));
+      await this.db.query(ENSURE_SQL, [new Date(first).toISOString().slice(0, 10), Math.min(366, (last - first) / DAY_MS + 1)]);
+      await this.db.query(INSERT_SQL, values);
+    }
+  }
+
+  private columns(batch: readonly Row[]): unknown[] {
+    const n = batch.length;
+    const cols: unknown[][] = Array.from({ length: 21 }, () => new Array<unknown>(n));
+    const cut = this.options.maxBodyChars;
+    for (let i = 0; i < n; i++) {
+      const { log: logId, at, entry: e } = batch[i]!;
+      cols[0]![i] = logId;
+      cols[1]![i] = at;
+      cols[2]![i] = e.orgId;
+      cols[3]![i] = e.teamId;
+      cols[4]![i] = e.keyId;
+      cols[5]![i] = e.requestId;
+      cols[6]![i] = e.model;
+      cols[7]![i] = e.deployment;
+      cols[8]![i] = e.status;
+      cols[9]![i] = e.statusClass;
+      cols[10]![i] = e.errorCode;
+      cols[11]![i] = e.stream;
+      cols[12]![i] = e.promptTokens;
+      cols[13]![i] = e.completionTokens;
+      cols[14]![i] = e.costMicros;
+      cols[15]![i] = e.latencyMs;
+      cols[16]![i] = e.ttftMs;
+      cols[17]![i] = e.guardrailAction;
+      cols[18]![i] = e.guardrailRules.join(',');
+      cols[19]![i] = e.requestBody == null ? null : e.requestBody.slice(0, cut);
+      cols[20]![i] = e.responseBody == null ? null : e.responseBody.slice(0, cut);
+    }
+    return cols;
+  }
+}
+
+/** The strongest action among guardrail findings (block > redact > flag), and the rule ids in first-seen order. */
+export function guardrailOutcome(findings: Iterable<{ readonly rule: string; readonly action: 'block' | 'redact' | 'flag' }>): { action: GuardrailOutcome; rules: string[] } {
+  let action: GuardrailOutcome = 'none';
+  const rules = new Set<string>();
+  for (const finding of findings) {
+    rules.add(finding.rule);
+    if (STRENGTH[finding.action] > STRENGTH[action]) action = finding.action;
+  }
+  return { action, rules: [...rules] };
+}
+
+const STRENGTH: Record<GuardrailOutcome, number> = { none: 0, flag: 1, redact: 2, block: 3 };
+const DAY_MS = 86_400_000;
+const utcDay = (at: Date) => Math.floor(at.getTime() / DAY_MS) * DAY_MS;

@@ -1,0 +1,402 @@
+// Request logs against a real Postgres: the batched writer loses no row under concurrent load, a
+// flaky database and close(); partition maintenance creates days ahead and drops only expired
+// days; row-level security hides other orgs' rows; and the streaming export sends 1,000,000 rows
+// through uWebSockets.js with flat memory, pauses on backpressure and lets go of an aborted cursor.
+import { once } from 'node:events';
+import net from 'node:net';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { DatabaseConfig } from '../../src/config/load.js';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { RequestAuthenticator } from '../../src/http/authenticate.js';
+import { exportStats, registerExportRoutes } from '../../src/http/routes/exports.js';
+import { App, us_listen_socket_close, us_socket_local_port, type TemplatedApp, type us_listen_socket } from '../../src/http/uws.js';
+import { RequestLogPartitions } from '../../src/logs/partitions.js';
+import { RequestLogWriter, type RequestLogEntry } from '../../src/logs/request-log.js';
+import { AdminService } from '../../src/tenancy/admin-service.js';
+import { KeyAuthenticator } from '../../src/tenancy/key-authenticator.js';
+import type { Principal } from '../../src/tenancy/principal.js';
+import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../support/test-database.js';
+
+const MASTER_KEY = 'request-logs-test-master-key';
+const PLATFORM: Principal = { kind: 'platform' };
+const BIG_EXPORT_ROWS = 1_000_000;
+
+let testDb: TestDatabase;
+let db: Database;
+let owner: pg.Pool;
+let admin: AdminService;
+let keys: KeyAuthenticator;
+let app: TemplatedApp;
+let listenSocket: us_listen_socket;
+let baseUrl: string;
+let port: number;
+/** The database's UTC day, as the partition functions see it. */
+let today: Date;
+
+interface TestOrg {
+  readonly id: string;
+  readonly adminAuth: { authorization: string };
+  readonly memberAuth: { authorization: string };
+}
+
+async function newOrg(name: string, loggingLevel: 'none' | 'metadata' | 'full' = 'metadata'): Promise<TestOrg> {
+  const org = await admin.createOrg(PLATFORM, { name });
+  if (loggingLevel !== 'metadata') await admin.updateConfig(PLATFORM, org.id, { logging_level: loggingLevel });
+  const adminKey = (await admin.createKey(PLATFORM, org.id, { name: 'admin', role: 'admin' })) as { key: string };
+  const memberKey = (await admin.createKey(PLATFORM, org.id, { name: 'member', role: 'member' })) as { key: string };
+  return { id: org.id, adminAuth: { authorization: `Bearer ${adminKey.key}` }, memberAuth: { authorization: `Bearer ${memberKey.key}` } };
+}
+
+function entry(orgId: string, requestId: string, extra: Partial<RequestLogEntry> = {}): RequestLogEntry {
+  return {
+    requestId, orgId, teamId: null, keyId: null, model: 'gpt-4o', deployment: 'gpt-4o#0', status: 200, statusClass: '2xx', errorCode: null,
+    stream: true, promptTokens: 12, completionTokens: 34, costMicros: 56, latencyMs: 78.5, ttftMs: 9.25, guardrailAction: 'none', guardrailRules: [], ...extra,
+  };
+}
+
+const dayName = (offsetDays: number) => `request_logs_p${new Date(today.getTime() + offsetDays * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '')}`;
+const dayIso = (offsetDays: number) => new Date(today.getTime() + offsetDays * 86_400_000).toISOString();
+
+async function partitions(): Promise<string[]> {
+  const { rows } = await owner.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'nemo.request_logs'::regclass ORDER BY 1`,
+  );
+  return rows.map((r) => r.name);
+}
+
+async function ownerCount(orgId: string): Promise<number> {
+  return (await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_logs WHERE org_id = $1', [orgId])).rows[0]!.n;
+}
+
+function exportUrl(orgId: string, kind: 'logs' | 'ledger', format: 'ndjson' | 'csv', from = dayIso(-1), to = dayIso(2)): string {
+  return `${baseUrl}/admin/v1/orgs/${orgId}/${kind}/export?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&format=${format}`;
+}
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  const config = { url: testDb.url, appPassword: TEST_APP_PASSWORD, dataDir: 'unused', osUser: 'postgres', poolMax: 8, connectTimeoutMs: 5_000, statementTimeoutMs: 10_000 } as DatabaseConfig;
+  db = await openDatabase(config);
+  owner = new pg.Pool({ connectionString: testDb.url, max: 3 });
+  admin = new AdminService(db, new Set());
+  keys = new KeyAuthenticator(db, { ttlMs: 60_000, negativeTtlMs: 1_000, negativeMaxEntries: 100 });
+  const { rows } = await owner.query<{ day: string }>("SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day");
+  today = new Date(`${rows[0]!.day}T00:00:00Z`);
+
+  app = App();
+  registerExportRoutes(app, { admin, auth: new RequestAuthenticator(keys, MASTER_KEY), db, exports: { stalledClientTimeoutMs: 3_000 } });
+  app.any('/*', (res) => void res.writeStatus('404 Not Found').end());
+  listenSocket = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('cannot listen')))));
+  port = us_socket_local_port(listenSocket);
+  baseUrl = `http://127.0.0.1:${port}`;
+});
+
+afterAll(async () => {
+  if (listenSocket) us_listen_socket_close(listenSocket);
+  (app as unknown as { close?: () => void } | undefined)?.close?.();
+  await keys?.close();
+  await owner?.end();
+  await db?.close();
+  await testDb?.drop();
+});
+
+describe('the batched writer', () => {
+  it('loses no row and writes none twice: 50,000 rows from concurrent producers over a flaky database, then close()', async () => {
+    const orgA = await newOrg('writer A');
+    const orgB = await newOrg('writer B');
+    // A database that fails one call in six before it runs, and one in six after it committed
+    // (a lost answer): retries must keep every row, exactly once.
+    let calls = 0;
+    const flaky = {
+      async query(text: string, values?: unknown[]) {
+        calls++;
+        if (calls % 6 === 0) throw new Error('injected: connection lost before the statement');
+        const result = await db.query(text, values);
+        if (calls % 6 === 3) throw new Error('injected: connection lost after the commit');
+        return result;
+      },
+    } as Pick<Database, 'query'>;
+    const writer = new RequestLogWriter(flaky, { flushIntervalMs: 20, maxBatchRows: 1_000, maxQueuedRows: 100_000, maxRetryDelayMs: 50 });
+    const producers = 25;
+    const perProducer = 2_000;
+    await Promise.all(
+      Array.from({ length: producers }, async (_, p) => {
+        for (let i = 0; i < perProducer; i++) {
+          expect(writer.record(entry(p % 2 === 0 ? orgA.id : orgB.id, `p${p}-r${i}`))).toBe(true);
+          if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+        }
+      }),
+    );
+    // close() right after the last record: what is queued or in flight is written before it resolves.
+    await writer.close(30_000);
+    expect(writer.dropped).toBe(0);
+    expect(writer.queued).toBe(0);
+    expect(writer.written).toBe(producers * perProducer);
+
+    const { rows } = await owner.query<{ n: number; distinct_requests: number; a: number; b: number }>(
+      `SELECT count(*)::int AS n, count(DISTINCT request_id)::int AS distinct_requests,
+              count(*) FILTER (WHERE org_id = $1)::int AS a, count(*) FILTER (WHERE org_id = $2)::int AS b
+         FROM nemo.request_logs WHERE org_id IN ($1, $2)`,
+      [orgA.id, orgB.id],
+    );
+    expect(rows[0]).toEqual({ n: 50_000, distinct_requests: 50_000, a: 26_000, b: 24_000 });
+    // Each producer's rows keep the times they were recorded at, in its order.
+    const order = await owner.query<{ request_id: string; at: number }>("SELECT request_id, extract(epoch FROM created_at)::float8 AS at FROM nemo.request_logs WHERE org_id = $1 AND request_id LIKE 'p0-%'", [orgA.id]);
+    const times = order.rows.sort((x, y) => Number(x.request_id.slice(4)) - Number(y.request_id.slice(4))).map((r) => r.at);
+    expect(times.length).toBe(perProducer);
+    expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
+  }, 60_000);
+
+  it("honours the org's logging level: none writes nothing, metadata no bodies, full keeps them", async () => {
+    const none = await newOrg('level none', 'none');
+    const metadata = await newOrg('level metadata', 'metadata');
+    const full = await newOrg('level full', 'full');
+    const writer = new RequestLogWriter(db, { flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    for (const org of [none, metadata, full]) {
+      writer.record(entry(org.id, `body-${org.id}`, { requestBody: '{"messages":[]}', responseBody: 'hello, "world"', guardrailAction: 'redact', guardrailRules: ['pii:email', 'deny_word:1'] }));
+    }
+    await writer.close();
+    expect(await ownerCount(none.id)).toBe(0);
+    const { rows } = await owner.query<{ org_id: string; request_body: string | null; response_body: string | null; guardrail_rules: string[]; guardrail_action: string }>(
+      'SELECT org_id, request_body, response_body, guardrail_rules, guardrail_action FROM nemo.request_logs WHERE org_id IN ($1, $2)',
+      [metadata.id, full.id],
+    );
+    const byOrg = new Map(rows.map((r) => [r.org_id, r]));
+    expect(byOrg.get(metadata.id)).toMatchObject({ request_body: null, response_body: null, guardrail_rules: ['pii:email', 'deny_word:1'], guardrail_action: 'redact' });
+    expect(byOrg.get(full.id)).toMatchObject({ request_body: '{"messages":[]}', response_body: 'hello, "world"' });
+  });
+
+  it('creates the partition of a day the maintenance job has not reached, then writes the row', async () => {
+    const org = await newOrg('far future');
+    const writer = new RequestLogWriter(db, { flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    writer.record(entry(org.id, 'future-row', { at: new Date(today.getTime() + 100 * 86_400_000 + 5_000) }));
+    await writer.close();
+    expect(await ownerCount(org.id)).toBe(1);
+    expect(await partitions()).toContain(dayName(100));
+  });
+});
+
+describe('partition maintenance', () => {
+  it('creates days ahead and drops only the partitions past the retention, logging each', async () => {
+    const org = await newOrg('partitions');
+    // Expired: 45..44 and 31 days ago; kept: 30 days ago (its day ends 29 days ago) and today.
+    await db.query('SELECT nemo.ensure_request_log_partitions($1::date, 2)', [dayIso(-45).slice(0, 10)]);
+    await db.query('SELECT nemo.ensure_request_log_partitions($1::date, 2)', [dayIso(-31).slice(0, 10)]);
+    for (const offset of [-45, -31, -30, 0]) {
+      await owner.query(
+        `INSERT INTO nemo.request_logs (org_id, created_at, log_id, request_id, status, status_class)
+         VALUES ($1, $2::timestamptz + interval '1 hour', gen_random_uuid(), $3, 200, '2xx')`,
+        [org.id, dayIso(offset), `day${offset}`],
+      );
+    }
+    const expired = [dayName(-45), dayName(-44), dayName(-31)];
+    const kept = [dayName(-30), dayName(0)];
+    expect(await partitions()).toEqual(expect.arrayContaining([...expired, ...kept]));
+
+    // Two instances at once: the advisory lock serializes them; between them each day once.
+    const instances = [0, 1].map(() => new RequestLogPartitions(db, { daysAhead: 7, retentionDays: 30, intervalMs: 3_600_000 }));
+    const logSpy = vi.spyOn(process.stderr, 'write');
+    const results = await Promise.all(instances.map((i) => i.runOnce()));
+    const logged = logSpy.mock.calls.map((c) => String(c[0])).filter((line) => line.includes('expired partition dropped'));
+    logSpy.mockRestore();
+    const dropped = results.flatMap((r) => r.dropped).sort();
+    expect(dropped).toEqual([...expired].sort());
+    expect(new Set(results.flatMap((r) => r.created)).size).toBe(results.flatMap((r) => r.created).length);
+    expect(logged.length).toBe(expired.length);
+
+    const now = await partitions();
+    for (const name of expired) expect(now).not.toContain(name);
+    for (let day = -1; day <= 7; day++) expect(now).toContain(dayName(day));
+    for (const name of kept) expect(now).toContain(name);
+    const { rows } = await owner.query<{ request_id: string }>('SELECT request_id FROM nemo.request_logs WHERE org_id = $1 ORDER BY created_at', [org.id]);
+    expect(rows.map((r) => r.request_id)).toEqual(['day-30', 'day0']);
+
+    // Every partition has row-level security enabled, forced and its policy, like the parent.
+    const { rows: security } = await owner.query<{ relname: string; ok: boolean }>(
+      `SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) AS ok
+         FROM pg_class c WHERE c.oid = 'nemo.request_logs'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'nemo.request_logs'::regclass)`,
+    );
+    expect(security.filter((r) => !r.ok)).toEqual([]);
+
+    // Idempotent: a second run finds nothing to do; start() runs once at once.
+    expect(await instances[0]!.runOnce()).toEqual({ created: [], dropped: [] });
+    expect(await instances[1]!.start()).toEqual({ created: [], dropped: [] });
+    await Promise.all(instances.map((i) => i.close()));
+  });
+
+  it('gives up a drop that would wait behind a long reader instead of queueing every write behind it', async () => {
+    await db.query('SELECT nemo.ensure_request_log_partitions($1::date, 1)', [dayIso(-60).slice(0, 10)]);
+    const reader = await owner.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM nemo.request_logs');
+      const startedAt = performance.now();
+      await expect(db.query('SELECT nemo.drop_expired_request_log_partitions(30)')).rejects.toMatchObject({ cause: { code: '55P03' } }); // lock_not_available
+      expect(performance.now() - startedAt).toBeLessThan(8_000);
+    } finally {
+      await reader.query('ROLLBACK');
+      reader.release();
+    }
+    expect((await db.query<{ name: string }>('SELECT p AS name FROM nemo.drop_expired_request_log_partitions(30) AS p')).rows).toEqual([{ name: dayName(-60) }]);
+  }, 20_000);
+
+  it('refuses a retention below one day', async () => {
+    await expect(db.query('SELECT nemo.drop_expired_request_log_partitions(0)')).rejects.toThrow(/at least 1 day/);
+    expect(() => new RequestLogPartitions(db, { daysAhead: 7, retentionDays: 0, intervalMs: 1_000 })).toThrow(/retentionDays/);
+  });
+});
+
+describe('row-level security and authorization of the export', () => {
+  let orgA: TestOrg;
+  let orgB: TestOrg;
+
+  beforeAll(async () => {
+    orgA = await newOrg('rls A', 'full');
+    orgB = await newOrg('rls B', 'full');
+    const writer = new RequestLogWriter(db, { flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    for (let i = 0; i < 3; i++) writer.record(entry(orgA.id, `a-${i}`, { requestBody: 'secret of A, "quoted"\nsecond line' }));
+    for (let i = 0; i < 2; i++) writer.record(entry(orgB.id, `b-${i}`));
+    await writer.close();
+  });
+
+  it('shows nemo_app only the tenant of the transaction, and nothing with no tenant', async () => {
+    const seen = await db.withTenant(orgB.id, async (client) => (await client.query<{ org_id: string }>('SELECT DISTINCT org_id FROM nemo.request_logs')).rows);
+    expect(seen).toEqual([{ org_id: orgB.id }]);
+    const counted = await db.withTenant(orgB.id, async (client) => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_logs WHERE org_id = $1', [orgA.id])).rows[0]!.n);
+    expect(counted).toBe(0);
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_logs')).rows[0]!.n).toBe(0);
+    // Partitions are reachable only through the parent.
+    await expect(db.query(`SELECT count(*) FROM nemo.${dayName(0)}`)).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it("exports an org's own rows to its admin key and to the platform, as NDJSON", async () => {
+    for (const auth of [orgB.adminAuth, { authorization: `Bearer ${MASTER_KEY}` }]) {
+      const res = await fetch(exportUrl(orgB.id, 'logs', 'ndjson'), { headers: auth });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('application/x-ndjson');
+      const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.map((l) => l.request_id).sort()).toEqual(['b-0', 'b-1']);
+      expect(lines[0]).toMatchObject({ org_id: orgB.id, status: 200, status_class: '2xx', stream: true, cost_micros: 56, latency_ms: 78.5, guardrail_rules: [] });
+    }
+  });
+
+  it('escapes CSV fields (commas, quotes, line breaks)', async () => {
+    const res = await fetch(exportUrl(orgA.id, 'logs', 'csv'), { headers: orgA.adminAuth });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8');
+    const text = await res.text();
+    expect(text.startsWith('created_at,request_id,org_id,')).toBe(true);
+    expect(text).toContain('"secret of A, ""quoted""\nsecond line"');
+    expect(text.split('\r\n').filter((l) => l !== '').length).toBe(4);
+  });
+
+  it('refuses other orgs, member keys, anonymous callers and bad ranges', async () => {
+    const status = async (url: string, headers: Record<string, string>) => (await fetch(url, { headers })).status;
+    expect(await status(exportUrl(orgB.id, 'logs', 'ndjson'), orgA.adminAuth)).toBe(404);
+    expect(await status(exportUrl(orgA.id, 'logs', 'ndjson'), orgA.memberAuth)).toBe(403);
+    expect(await status(exportUrl(orgA.id, 'ledger', 'ndjson'), {})).toBe(401);
+    expect(await status(`${baseUrl}/admin/v1/orgs/${orgA.id}/logs/export?from=2026-01-02&to=2026-01-01`, orgA.adminAuth)).toBe(400);
+    expect(await status(`${baseUrl}/admin/v1/orgs/${orgA.id}/logs/export?to=2026-01-01`, orgA.adminAuth)).toBe(400);
+  });
+
+  it("exports the org's ledger entries", async () => {
+    await admin.addCredits(PLATFORM, orgA.id, { amount_micros: 1_000, idempotency_key: 'export-topup-a' });
+    await admin.addCredits(PLATFORM, orgB.id, { amount_micros: 2_000, idempotency_key: 'export-topup-b' });
+    const res = await fetch(exportUrl(orgA.id, 'ledger', 'ndjson'), { headers: orgA.adminAuth });
+    expect(res.status).toBe(200);
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([expect.objectContaining({ org_id: orgA.id, kind: 'topup', available_delta: 1_000, idempotency_key: 'export-topup-a' })]);
+  });
+});
+
+describe(`the streaming export of ${BIG_EXPORT_ROWS.toLocaleString('en')} rows`, () => {
+  let big: TestOrg;
+
+  beforeAll(async () => {
+    big = await newOrg('big export');
+    // Straight into today's partition as the owner, 10 µs apart.
+    await owner.query(
+      `INSERT INTO nemo.request_logs (org_id, created_at, log_id, request_id, key_id, model, deployment, status, status_class, stream,
+                                      prompt_tokens, completion_tokens, cost_micros, latency_ms, ttft_ms, guardrail_action, guardrail_rules)
+       SELECT $1, $2::timestamptz + i * interval '10 microseconds', gen_random_uuid(), 'req-' || i, $1, 'gpt-4o', 'gpt-4o#0', 200, '2xx', i % 2 = 0,
+              10, 20, 30, 12.5, 3.25, 'none', '{}'
+         FROM generate_series(1, ${BIG_EXPORT_ROWS}) AS i`,
+      [big.id, dayIso(0)],
+    );
+    await owner.query('ANALYZE nemo.request_logs');
+  }, 60_000);
+
+  it('sends every row with flat memory', async () => {
+    const before = process.memoryUsage();
+    let peakRss = before.rss;
+    let peakHeap = before.heapUsed;
+    const sampler = setInterval(() => {
+      const now = process.memoryUsage();
+      peakRss = Math.max(peakRss, now.rss);
+      peakHeap = Math.max(peakHeap, now.heapUsed);
+    }, 50);
+    let lines = 0;
+    let bytes = 0;
+    let last = '';
+    try {
+      const res = await fetch(exportUrl(big.id, 'logs', 'ndjson'), { headers: big.adminAuth });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        bytes += value.byteLength;
+        for (let i = 0; i < value.length; i++) if (value[i] === 10) lines++;
+        last = (last + Buffer.from(value.subarray(Math.max(0, value.length - 1_000))).toString('latin1')).slice(-1_000);
+      }
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(lines).toBe(BIG_EXPORT_ROWS);
+    expect(JSON.parse(last.slice(last.lastIndexOf('\n', last.length - 2) + 1)), 'the last line').toMatchObject({ request_id: `req-${BIG_EXPORT_ROWS}` });
+    const mb = (n: number) => n / (1024 * 1024);
+    console.info(`export: ${mb(bytes).toFixed(0)} MB sent; heap +${mb(peakHeap - before.heapUsed).toFixed(1)} MB, RSS +${mb(peakRss - before.rss).toFixed(1)} MB at peak`);
+    // The body is far larger than the bound: buffering it anywhere would break it.
+    expect(mb(bytes)).toBeGreaterThan(200);
+    expect(mb(peakHeap - before.heapUsed), 'heap growth, MB').toBeLessThan(100);
+    expect(mb(peakRss - before.rss), 'RSS growth, MB').toBeLessThan(100);
+  }, 60_000);
+
+  it('stops reading the cursor while the client does not read, and releases it when the client leaves', async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.pause();
+    const batchesAtStart = exportStats.batchesSent;
+    socket.write(`GET /admin/v1/orgs/${big.id}/logs/export?from=${encodeURIComponent(dayIso(-1))}&to=${encodeURIComponent(dayIso(2))} HTTP/1.1\r\nhost: x\r\nauthorization: ${big.adminAuth.authorization}\r\n\r\n`);
+    await vi.waitFor(() => expect(exportStats.batchesSent).toBeGreaterThan(batchesAtStart), { timeout: 5_000, interval: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const paused = exportStats.batchesSent;
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    // Nothing read from the cursor while the socket is full: far fewer than the 1,000 batches.
+    expect(exportStats.batchesSent).toBe(paused);
+    expect(paused - batchesAtStart).toBeLessThan(200);
+    expect(exportStats.active).toBe(1);
+
+    socket.destroy();
+    await vi.waitFor(() => expect(exportStats.active).toBe(0), { timeout: 5_000, interval: 20 });
+    // The cursor is closed and its connection back in the pool, its transaction ended.
+    await vi.waitFor(() => expect(db.pool.totalCount - db.pool.idleCount).toBe(0), { timeout: 5_000, interval: 20 });
+    const { rows } = await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'nemo_app' AND state <> 'idle' AND datname = current_database()");
+    expect(rows[0]!.n).toBe(0);
+  }, 20_000);
+
+  it('cuts off a client that stops reading for longer than the stall timeout', async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.pause();
+    const closed = once(socket, 'close');
+    socket.write(`GET /admin/v1/orgs/${big.id}/logs/export?from=${encodeURIComponent(dayIso(-1))}&to=${encodeURIComponent(dayIso(2))} HTTP/1.1\r\nhost: x\r\nauthorization: ${big.adminAuth.authorization}\r\n\r\n`);
+    // A paused socket sees its end only once it reads again; resume after the timeout passed.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    expect(exportStats.active).toBe(0);
+    socket.resume();
+    await closed;
+    await vi.waitFor(() => expect(db.pool.totalCount - db.pool.idleCount).toBe(0), { timeout: 5_000, interval: 20 });
+  }, 20_000);
+});
