@@ -14,6 +14,10 @@ import { ensureDemoKey } from './tenancy/demo.js';
 import { KeyAuthenticator } from './tenancy/key-authenticator.js';
 import { RateLimiter } from './tenancy/rate-limiter.js';
 import { GuardrailEventLog } from './guardrails/event-log.js';
+import { exportStats } from './http/routes/exports.js';
+import { RequestLogPartitions } from './logs/partitions.js';
+import { RequestLogWriter } from './logs/request-log.js';
+import { exportState, requestLogBatchRows, requestLogFlushSeconds, requestLogState } from './metrics/registry.js';
 import { WorkerPool } from './workers/pool.js';
 
 export interface Gateway {
@@ -48,15 +52,30 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const router = new DeploymentRouter(config.upstream.cooldownMs);
   const workers = new WorkerPool(config.workers);
   const guardrailEvents = new GuardrailEventLog(db, config.guardrails);
+  const { logs } = config;
+  const requestLog = new RequestLogWriter(db, {
+    flushIntervalMs: logs.flushIntervalMs,
+    maxBatchRows: logs.maxBatchRows,
+    maxQueuedRows: logs.maxQueuedRows,
+    maxBodyChars: logs.maxBodyChars,
+    onFlush: (rows, seconds) => {
+      requestLogBatchRows.observe(rows);
+      requestLogFlushSeconds.observe(seconds);
+    },
+  });
+  Object.assign(requestLogState, { queued: () => requestLog.queued, written: () => requestLog.written, dropped: () => requestLog.dropped });
+  exportState.active = () => exportStats.active;
+  const partitions = new RequestLogPartitions(db, { daysAhead: logs.partitionDaysAhead, retentionDays: logs.retentionDays, intervalMs: logs.maintenanceIntervalMs });
   log.info('worker pool', { threads: config.workers.threads, inlineMaxChars: config.workers.inlineMaxChars });
   const readinessChecks = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
   let server: HttpServer;
   try {
     await keys.startListening();
     ledger.startSweeper();
-    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, readinessChecks });
+    await partitions.start(); // never throws: a failed run is logged and retried
+    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, db, requestLog, exports: { batchRows: logs.exportBatchRows, maxConcurrent: logs.maxConcurrentExports, stalledClientTimeoutMs: config.server.stalledClientTimeoutMs }, readinessChecks });
   } catch (err) {
-    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close()]);
+    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close(), requestLog.close(0), partitions.close()]);
     if (ownsDb) await db.close();
     throw err;
   }
@@ -71,7 +90,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     close(graceMs = config.server.shutdownGraceMs) {
       closing ??= server.shutdown(graceMs).then(async () => {
         // Settlements of the requests just finished commit before the database goes away.
-        await Promise.allSettled([ledger.close(), guardrailEvents.close()]);
+        await Promise.allSettled([ledger.close(), guardrailEvents.close(), requestLog.close(), partitions.close()]);
         await Promise.allSettled([pools.close(), keys.close(), workers.close()]);
         if (ownsDb) await db.close();
       });

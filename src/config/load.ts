@@ -45,6 +45,7 @@ export interface Config {
   readonly ledger: ConfigFile['ledger'];
   readonly workers: ConfigFile['workers'];
   readonly guardrails: ConfigFile['guardrails'];
+  readonly logs: ConfigFile['logs'];
   readonly database: DatabaseConfig;
   readonly masterKey: string | undefined;
   readonly models: ReadonlyMap<string, ModelRoute>;
@@ -99,7 +100,7 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   // Key-shaped secrets are looked up as org keys, so such a master key could never authenticate.
   if (masterKey !== undefined && masterKey.startsWith('sk-nemo-')) throw new ConfigError([`${file.auth.masterKeyEnv}: must not start with sk-nemo- (that prefix is for org API keys)`]);
   if (masterKey !== undefined && masterKey.length < 16) throw new ConfigError([`${file.auth.masterKeyEnv}: must be at least 16 characters`]);
-  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, database, models, source } as Config;
+  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, logs: file.logs, database, models, source } as Config;
   Object.defineProperty(config, 'masterKey', { value: masterKey, enumerable: false });
   return deepFreeze(config);
 }

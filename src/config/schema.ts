@@ -141,6 +141,30 @@ export const configFileSchema = z.strictObject({
       maxQueuedEvents: positiveInt.default(10_000),
     })
     .prefault({}),
+  logs: z
+    .strictObject({
+      /** One row per request in nemo.request_logs; false writes none (exports then find none). */
+      enabled: z.boolean().default(true),
+      /** Request log rows are written in batches at most this long after the request ends. */
+      flushIntervalMs: positiveInt.default(1_000),
+      /** Rows per insert statement; reaching it writes at once. */
+      maxBatchRows: positiveInt.max(10_000).default(1_000),
+      /** Rows waiting beyond this (the database away) are dropped and counted. */
+      maxQueuedRows: positiveInt.default(100_000),
+      /** Prompt and response bodies (orgs logging `full` only) are cut to this many characters. */
+      maxBodyChars: positiveInt.default(65_536),
+      /** Request logs are kept at least this many days; older daily partitions are dropped. */
+      retentionDays: positiveInt.default(30),
+      /** Daily partitions are created this many days ahead. */
+      partitionDaysAhead: positiveInt.max(300).default(7),
+      /** How often partitions are created ahead and expired ones dropped. */
+      maintenanceIntervalMs: positiveInt.default(3_600_000),
+      /** Rows per cursor read (one write to the client each) in exports. */
+      exportBatchRows: positiveInt.max(10_000).default(1_000),
+      /** Exports running at once per instance; each holds a nemo_app pool connection. */
+      maxConcurrentExports: positiveInt.max(16).default(2),
+    })
+    .prefault({}),
   database: z
     .strictObject({
       /** Connections of the gateway's (nemo_app) pool. */

@@ -24,6 +24,8 @@ import { ClientGoneError, UpstreamAttempt, type AttemptOwner } from './upstream-
 import type { HttpResponse } from './uws.js';
 import { requestedMaxTokens, validateChatRequest } from './validate-chat-request.js';
 import type { GuardrailEventLog } from '../guardrails/event-log.js';
+import type { Finding } from '../guardrails/types.js';
+import { guardrailOutcome, type LogStatusClass, type RequestLogWriter } from '../logs/request-log.js';
 import { checkPrompt } from '../guardrails/prompt-check.js';
 import { StreamOutputGuard } from '../guardrails/stream-output.js';
 import type { Encoding } from '../tokens/encodings.js';
@@ -41,6 +43,7 @@ export interface ChatDeps {
   readonly inflight: InflightTracker;
   readonly workers: WorkerPool;
   readonly guardrailEvents: GuardrailEventLog;
+  readonly requestLog: RequestLogWriter;
 }
 
 /** Counts requests in flight so shutdown can wait for them, and cuts the stragglers at the deadline. */
@@ -66,6 +69,11 @@ export class ChatExchange implements AttemptOwner {
   private paused = false;
   private streamOpen = false;
   private modelLabel = 'unknown';
+  /** For the request log: the error answered, guardrail findings, time to first output, the charge. */
+  private errorCode: string | null = null;
+  private readonly findings: Finding[] = [];
+  private ttftMs: number | null = null;
+  private chargedMicros: number | null = null;
   private status = 200;
   /** Filled by the stream translator, drained once per upstream chunk. */
   readonly frames: Array<string | Uint8Array> = [];
@@ -203,7 +211,7 @@ export class ChatExchange implements AttemptOwner {
     checkPrompt(this.deps.workers, guard, this.request, bound, routeEncoding(this.route)).then(
       (verdict) => {
         if (this.finished) return;
-        if (verdict.findings.length > 0) this.deps.guardrailEvents.record(this.eventContext(), 'input', verdict.findings);
+        if (verdict.findings.length > 0) this.recordFindings('input', verdict.findings);
         if (verdict.blocked !== undefined) return this.fail(guardrailError(verdict.blocked, 'input'));
         this.reserveThenStart(verdict.redacted ? Buffer.byteLength(JSON.stringify(this.request)) : bodyBytes, asked);
       },
@@ -213,6 +221,12 @@ export class ChatExchange implements AttemptOwner {
         this.fail(err instanceof GatewayError ? err : new GatewayError('NR_OVERLOADED', undefined, { cause: err }));
       },
     );
+  }
+
+  /** Guardrail findings: recorded as events, and kept for the request log's outcome. */
+  private recordFindings(stage: 'input' | 'output', findings: readonly Finding[]): void {
+    for (const finding of findings) this.findings.push(finding);
+    this.deps.guardrailEvents.record(this.eventContext(), stage, findings);
   }
 
   private eventContext() {
@@ -293,6 +307,7 @@ export class ChatExchange implements AttemptOwner {
     if (this.finished) return;
     if (this.clientGone) return this.finish();
     this.status = err.status;
+    this.errorCode = err.code;
     if (this.headersSent) {
       logServerFault(err, this.requestId);
       this.res.cork(() => {
@@ -384,7 +399,7 @@ export class ChatExchange implements AttemptOwner {
       (results) => {
         if (this.finished) return;
         const findings = results.flatMap((r) => r.findings);
-        if (findings.length > 0) this.deps.guardrailEvents.record(this.eventContext(), 'output', findings);
+        if (findings.length > 0) this.recordFindings('output', findings);
         const blocked = results.find((r) => r.blocked !== undefined)?.blocked;
         if (blocked !== undefined) return this.fail(guardrailError(blocked, 'output'));
         let redacted = false;
@@ -414,7 +429,7 @@ export class ChatExchange implements AttemptOwner {
     if (guard !== undefined && !guard.transform(this.frames)) {
       // What was safe before the match goes out; then the typed error, and upstream is stopped.
       this.servedBy = attempt;
-      this.deps.guardrailEvents.record(this.eventContext(), 'output', guard.findings());
+      this.recordFindings('output', guard.findings());
       this.outputEventsRecorded = true;
       if (this.frames.length > 0) this.writeFrames(attempt);
       attempt.abort(new ClientGoneError());
@@ -428,7 +443,10 @@ export class ChatExchange implements AttemptOwner {
   private writeFrames(attempt: UpstreamAttempt): void {
     let writable = true;
     const now = performance.now();
-    if (this.lastWriteAt === 0) timeToFirstTokenSeconds.observe({ model: this.modelLabel }, (now - this.startedAt) / 1000);
+    if (this.lastWriteAt === 0) {
+      this.ttftMs = now - this.startedAt;
+      timeToFirstTokenSeconds.observe({ model: this.modelLabel }, this.ttftMs / 1000);
+    }
     else streamChunkGapSeconds.observe((now - this.lastWriteAt) / 1000);
     this.lastWriteAt = now;
     this.res.cork(() => {
@@ -503,13 +521,41 @@ export class ChatExchange implements AttemptOwner {
     if (this.hold !== undefined) this.settleHold(this.hold);
     if (this.outputGuard !== undefined && !this.outputEventsRecorded) {
       const findings = this.outputGuard.findings();
-      if (findings.length > 0) this.deps.guardrailEvents.record(this.eventContext(), 'output', findings);
+      if (findings.length > 0) this.recordFindings('output', findings);
     }
     if (this.streamOpen) liveCounts.activeStreams--;
     liveCounts.inflightRequests--;
     countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
+    this.logRequest();
     this.deps.inflight.delete(this);
+  }
+
+  /** One row in nemo.request_logs per request of a known org, written off the request path. */
+  private logRequest(): void {
+    const principal = this.principal;
+    if (principal === undefined || !this.deps.config.logs.enabled) return;
+    const guardrails = guardrailOutcome(this.findings);
+    this.deps.requestLog.record({
+      requestId: this.requestId,
+      orgId: principal.orgId,
+      teamId: principal.teamId,
+      keyId: principal.keyId,
+      model: this.modelLabel === 'unknown' ? null : this.modelLabel,
+      deployment: (this.servedBy ?? this.attempt)?.deployment.id ?? null,
+      status: this.clientGone ? 499 : this.status,
+      statusClass: this.clientGone ? 'client_closed' : (statusClass(this.status) as LogStatusClass),
+      errorCode: this.errorCode,
+      stream: this.request?.stream === true,
+      promptTokens: this.usage?.prompt_tokens ?? null,
+      completionTokens: this.usage?.completion_tokens ?? null,
+      // null while an exact count of a stream without usage is still running.
+      costMicros: this.chargedMicros,
+      latencyMs: performance.now() - this.startedAt,
+      ttftMs: this.ttftMs,
+      guardrailAction: guardrails.action,
+      guardrailRules: guardrails.rules,
+    });
   }
 
   /**
@@ -522,6 +568,7 @@ export class ChatExchange implements AttemptOwner {
     this.hold = undefined;
     const served = this.servedBy;
     if (served === undefined) {
+      this.chargedMicros = 0;
       void this.deps.ledger.release(hold).catch(logSettlementError);
       return;
     }
@@ -530,13 +577,15 @@ export class ChatExchange implements AttemptOwner {
     if (usage !== undefined) {
       this.countTokens(usage.prompt_tokens, usage.completion_tokens);
       const charge = costMicros(prices, usage.prompt_tokens, usage.completion_tokens);
-      void this.deps.ledger.settle(hold, Math.min(charge, hold.amount)).catch(logSettlementError);
+      this.chargedMicros = Math.min(charge, hold.amount);
+      void this.deps.ledger.settle(hold, this.chargedMicros).catch(logSettlementError);
       return;
     }
     const estimate = costMicros(prices, this.promptBoundTokens, Math.min(this.maxTokens, served.outputEstimate));
     const text = served.completionText();
     if (text === undefined) {
-      void this.deps.ledger.settle(hold, Math.min(estimate, hold.amount)).catch(logSettlementError);
+      this.chargedMicros = Math.min(estimate, hold.amount);
+      void this.deps.ledger.settle(hold, this.chargedMicros).catch(logSettlementError);
       return;
     }
     // A stream without usage (a disconnect, a cut stream, a provider without usage): count what it

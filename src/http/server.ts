@@ -19,6 +19,9 @@ import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js
 import { metricsRoute } from './routes/metrics.js';
 import { modelsRoute } from './routes/models.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerExportRoutes, type ExportOptions } from './routes/exports.js';
+import type { Database } from '../db/database.js';
+import type { RequestLogWriter } from '../logs/request-log.js';
 import { App, us_listen_socket_close, us_socket_local_port, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
 
 export interface HttpServerDeps {
@@ -31,6 +34,9 @@ export interface HttpServerDeps {
   readonly limiter: RateLimiter;
   readonly workers: WorkerPool;
   readonly guardrailEvents: GuardrailEventLog;
+  readonly db: Database;
+  readonly requestLog: RequestLogWriter;
+  readonly exports?: Partial<ExportOptions>;
   readonly readinessChecks?: readonly ReadinessCheck[];
 }
 
@@ -81,6 +87,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     app.any(path, methodNotAllowed([method]));
   }
   for (const [path, methods] of registerAdminRoutes(app, deps)) app.any(path, methodNotAllowed(methods));
+  for (const [path, methods] of registerExportRoutes(app, deps)) app.any(path, methodNotAllowed(methods));
   app.any('/*', (res, req) => {
     sendError(res, new GatewayError('NR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.getMethod().toUpperCase()} ${req.getUrl().slice(0, 256)}`), requestIdFrom(req.getHeader('x-request-id')));
   });

@@ -254,3 +254,60 @@ export function observeDuration(route: string, seconds: number): void {
 export function statusClass(status: number): string {
   return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
 }
+
+/** The request-log writer's counts, read at scrape time (main.ts points these at the writer). */
+export const requestLogState = { queued: () => 0, written: () => 0, dropped: () => 0 };
+/** Streaming exports running in this process (main.ts points this at the export routes). */
+export const exportState = { active: () => 0 };
+
+new Gauge({
+  name: 'nemo_request_log_queued_rows',
+  help: 'Request log rows waiting to be written to nemo.request_logs (the batch in flight included).',
+  registers: [registry],
+  collect() {
+    this.set(requestLogState.queued());
+  },
+});
+
+new Counter({
+  name: 'nemo_request_log_rows_written_total',
+  help: 'Request log rows written to nemo.request_logs (rows of orgs logging none included: handled, not stored).',
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(requestLogState.written());
+  },
+});
+
+new Counter({
+  name: 'nemo_request_log_rows_dropped_total',
+  help: 'Request log rows dropped: the queue was full (the database away) or shutdown could not write them.',
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(requestLogState.dropped());
+  },
+});
+
+export const requestLogBatchRows = new Histogram({
+  name: 'nemo_request_log_batch_size_ops',
+  help: 'Rows (one insert each) per request-log statement.',
+  buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+  registers: [registry],
+});
+
+export const requestLogFlushSeconds = new Histogram({
+  name: 'nemo_request_log_flush_duration_seconds',
+  help: 'Time of one request-log insert statement.',
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+new Gauge({
+  name: 'nemo_exports_active',
+  help: 'Streaming log and ledger exports running.',
+  registers: [registry],
+  collect() {
+    this.set(exportState.active());
+  },
+});
