@@ -110,22 +110,18 @@ CREATE OR REPLACE FUNCTION nemo.drop_expired_request_log_partitions(p_retention_
 -- The gateway records requests of many orgs in one statement, off the request path. Orgs whose
 -- logging_level is 'none' get no row; bodies are kept only for 'full'. Rules come as one
 -- comma-separated string per row (arrays of arrays must be rectangular).
-CREATE OR REPLACE FUNCTION nemo.record_request_logs(
-  p_log uuid[], p_at timestamptz[], p_org uuid[], p_team uuid[], p_key uuid[], p_request text[],
-  p_model text[], p_deployment text[], p_status integer[], p_status_class text[], p_error text[],
-  p_stream boolean[], p_prompt_tokens integer[], p_completion_tokens integer[], p_cost bigint[],
-  p_latency real[], p_ttft real[], p_guardrail_action text[], p_guardrail_rules text[],
-  p_request_body text[], p_response_body text[])
+CREATE OR REPLACE FUNCTION nemo.record_request_logs(p_rows json)
   RETURNS integer
   LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog
   AS $$
+    -- One JSON array per batch: the gateway serializes it with one JSON.stringify, far cheaper on
+    -- the request path's CPU than 21 parameter arrays escaped value by value.
     WITH batch AS (
-      SELECT * FROM unnest(p_log, p_at, p_org, p_team, p_key, p_request, p_model, p_deployment, p_status,
-                           p_status_class, p_error, p_stream, p_prompt_tokens, p_completion_tokens, p_cost,
-                           p_latency, p_ttft, p_guardrail_action, p_guardrail_rules, p_request_body, p_response_body)
-        AS b(log_id, created_at, org_id, team_id, key_id, request_id, model, deployment, status,
-             status_class, error_code, stream, prompt_tokens, completion_tokens, cost_micros,
-             latency_ms, ttft_ms, guardrail_action, guardrail_rules, request_body, response_body)
+      SELECT * FROM json_to_recordset(p_rows)
+        AS b(log_id uuid, created_at timestamptz, org_id uuid, team_id uuid, key_id uuid, request_id text, model text,
+             deployment text, status integer, status_class text, error_code text, stream boolean, prompt_tokens integer,
+             completion_tokens integer, cost_micros bigint, latency_ms real, ttft_ms real, guardrail_action text,
+             guardrail_rules text[], request_body text, response_body text)
     ), inserted AS (
       INSERT INTO nemo.request_logs (org_id, created_at, log_id, request_id, team_id, key_id, model, deployment,
                                      status, status_class, error_code, stream, prompt_tokens, completion_tokens,
@@ -133,8 +129,7 @@ CREATE OR REPLACE FUNCTION nemo.record_request_logs(
                                      request_body, response_body)
       SELECT b.org_id, b.created_at, b.log_id, b.request_id, b.team_id, b.key_id, b.model, b.deployment,
              b.status, b.status_class, b.error_code, coalesce(b.stream, false), b.prompt_tokens, b.completion_tokens,
-             b.cost_micros, b.latency_ms, b.ttft_ms, coalesce(b.guardrail_action, 'none'),
-             coalesce(string_to_array(nullif(b.guardrail_rules, ''), ','), '{}'),
+             b.cost_micros, b.latency_ms, b.ttft_ms, coalesce(b.guardrail_action, 'none'), coalesce(b.guardrail_rules, '{}'),
              CASE WHEN c.logging_level = 'full' THEN b.request_body END,
              CASE WHEN c.logging_level = 'full' THEN b.response_body END
         FROM batch b
@@ -147,11 +142,9 @@ CREATE OR REPLACE FUNCTION nemo.record_request_logs(
   $$;
 
 REVOKE ALL ON FUNCTION nemo.ensure_request_log_partitions(date, integer), nemo.drop_expired_request_log_partitions(integer),
-  nemo.record_request_logs(uuid[], timestamptz[], uuid[], uuid[], uuid[], text[], text[], text[], integer[], text[], text[],
-                           boolean[], integer[], integer[], bigint[], real[], real[], text[], text[], text[], text[]) FROM PUBLIC;
+  nemo.record_request_logs(json) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION nemo.ensure_request_log_partitions(date, integer), nemo.drop_expired_request_log_partitions(integer),
-  nemo.record_request_logs(uuid[], timestamptz[], uuid[], uuid[], uuid[], text[], text[], text[], integer[], text[], text[],
-                           boolean[], integer[], integer[], bigint[], real[], real[], text[], text[], text[], text[]) TO nemo_app;
+  nemo.record_request_logs(json) TO nemo_app;
 
 -- Today and tomorrow exist from the start; the gateway's maintenance job keeps days ahead.
 SELECT nemo.ensure_request_log_partitions((now() AT TIME ZONE 'UTC')::date, 2);

@@ -61,9 +61,7 @@ interface Row {
 }
 
 const DEFAULTS = { maxBodyChars: 65_536, maxRetryDelayMs: 5_000 };
-const INSERT_SQL = `SELECT nemo.record_request_logs($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
-  $8::text[], $9::integer[], $10::text[], $11::text[], $12::boolean[], $13::integer[], $14::integer[], $15::bigint[], $16::real[], $17::real[],
-  $18::text[], $19::text[], $20::text[], $21::text[]) AS inserted`;
+const INSERT_SQL = 'SELECT nemo.record_request_logs($1::json) AS inserted';
 const ENSURE_SQL = 'SELECT nemo.ensure_request_log_partitions($1::date, $2::integer)';
 /** A row whose day has no partition yet: check_violation, "no partition of relation ... found for row". */
 const CHECK_VIOLATION = '23514';
@@ -165,7 +163,11 @@ export class RequestLogWriter {
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
+    // One batch of whatever is queued, then only full ones: rows that arrive meanwhile wait for
+    // maxBatchRows or the next interval, so a busy gateway writes few large batches, not many small.
+    let first = true;
+    while (this.queue.length > 0 && (first || this.closed || this.queue.length >= this.options.maxBatchRows)) {
+      first = false;
       // Rows leave the queue only once written: a failure keeps them, in order, at its head.
       const batch = this.queue.slice(0, this.options.maxBatchRows);
       const startedAt = performance.now();
@@ -199,36 +201,39 @@ export class RequestLogWriter {
     }
   }
 
+  /** The batch as one JSON array (one JSON.stringify: no per-value escaping of parameter arrays). */
   private columns(batch: readonly Row[]): unknown[] {
-    const n = batch.length;
-    const cols: unknown[][] = Array.from({ length: 21 }, () => new Array<unknown>(n));
     const cut = this.options.maxBodyChars;
-    for (let i = 0; i < n; i++) {
+    const rows = new Array<unknown>(batch.length);
+    for (let i = 0; i < batch.length; i++) {
       const { log: logId, at, entry: e } = batch[i]!;
-      cols[0]![i] = logId;
-      cols[1]![i] = at;
-      cols[2]![i] = e.orgId;
-      cols[3]![i] = e.teamId;
-      cols[4]![i] = e.keyId;
-      cols[5]![i] = e.requestId;
-      cols[6]![i] = e.model;
-      cols[7]![i] = e.deployment;
-      cols[8]![i] = e.status;
-      cols[9]![i] = e.statusClass;
-      cols[10]![i] = e.errorCode;
-      cols[11]![i] = e.stream;
-      cols[12]![i] = e.promptTokens;
-      cols[13]![i] = e.completionTokens;
-      cols[14]![i] = e.costMicros;
-      cols[15]![i] = e.latencyMs;
-      cols[16]![i] = e.ttftMs;
-      cols[17]![i] = e.guardrailAction;
-      cols[18]![i] = e.guardrailRules.join(',');
-      cols[19]![i] = e.requestBody == null ? null : e.requestBody.slice(0, cut);
-      cols[20]![i] = e.responseBody == null ? null : e.responseBody.slice(0, cut);
+      rows[i] = {
+        log_id: logId,
+        created_at: at,
+        org_id: e.orgId,
+        team_id: e.teamId,
+        key_id: e.keyId,
+        request_id: e.requestId,
+        model: e.model,
+        deployment: e.deployment,
+        status: e.status,
+        status_class: e.statusClass,
+        error_code: e.errorCode,
+        stream: e.stream,
+        prompt_tokens: e.promptTokens,
+        completion_tokens: e.completionTokens,
+        cost_micros: e.costMicros,
+        latency_ms: e.latencyMs,
+        ttft_ms: e.ttftMs,
+        guardrail_action: e.guardrailAction,
+        guardrail_rules: e.guardrailRules,
+        request_body: e.requestBody == null ? null : e.requestBody.slice(0, cut),
+        response_body: e.responseBody == null ? null : e.responseBody.slice(0, cut),
+      };
     }
-    return cols;
+    return [JSON.stringify(rows)];
   }
+
 }
 
 /** The strongest action among guardrail findings (block > redact > flag), and the rule ids in first-seen order. */

@@ -31,7 +31,7 @@ const APP_DEFINER_FUNCTIONS = [
   'limit_windows_check()',
   'list_orgs()',
   'record_guardrail_events(p_org uuid[], p_request text[], p_key uuid[], p_rule text[], p_action text[], p_stage text[], p_at timestamp with time zone[])',
-  'record_request_logs(p_log uuid[], p_at timestamp with time zone[], p_org uuid[], p_team uuid[], p_key uuid[], p_request text[], p_model text[], p_deployment text[], p_status integer[], p_status_class text[], p_error text[], p_stream boolean[], p_prompt_tokens integer[], p_completion_tokens integer[], p_cost bigint[], p_latency real[], p_ttft real[], p_guardrail_action text[], p_guardrail_rules text[], p_request_body text[], p_response_body text[])',
+  'record_request_logs(p_rows json)',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
 const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'request_logs', 'reservations', 'teams'];
@@ -92,10 +92,8 @@ beforeAll(async () => {
     for (let i = 0; i <= extra; i++) {
       await database.query('SELECT * FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [keyIds[i]], [1000], [1000], [10], 60_000]);
       await database.query('SELECT nemo.record_guardrail_events($1, $2, $3, $4, $5, $6, $7)', [[org.id], [`req ${i}`], [keyIds[i]], ['pii:email'], ['redact'], ['input'], [new Date()]]);
-      await database.query(
-        'SELECT nemo.record_request_logs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)',
-        [[randomUUID()], [new Date()], [org.id], [null], [keyIds[i]], [`req ${i}`], [MODEL], [`${MODEL}#0`], [200], ['2xx'], [null], [false], [1], [1], [1], [1], [null], ['redact'], ['pii:email'], ['prompt'], ['answer']],
-      );
+      const row = { log_id: randomUUID(), created_at: new Date(), org_id: org.id, key_id: keyIds[i], request_id: `req ${i}`, model: MODEL, deployment: `${MODEL}#0`, status: 200, status_class: '2xx', stream: false, prompt_tokens: 1, completion_tokens: 1, cost_micros: 1, latency_ms: 1, guardrail_action: 'redact', guardrail_rules: ['pii:email'], request_body: 'prompt', response_body: 'answer' };
+      await database.query('SELECT nemo.record_request_logs($1)', [JSON.stringify([row])]);
     }
     return org.id;
   };

@@ -16,7 +16,7 @@ function entry(n: number, extra: Partial<RequestLogEntry> = {}): RequestLogEntry
 /** Records the request ids of every successful statement; fails the next `failNext` calls. */
 function fakeDb() {
   const batches: string[][] = [];
-  const state = { failNext: 0, calls: 0, lastValues: [] as unknown[] };
+  const state = { failNext: 0, calls: 0, lastRows: [] as Array<Record<string, unknown>> };
   return {
     batches,
     state,
@@ -27,9 +27,11 @@ function fakeDb() {
         state.failNext--;
         throw Object.assign(new Error('connection terminated'), { code: '08006' });
       }
-      state.lastValues = values ?? [];
-      batches.push([...(values![5] as string[])]);
-      return { rows: [{ inserted: (values![5] as string[]).length }], rowCount: 1 } as never;
+      // One JSON array per batch: the rows as the database will read them.
+      const rows = JSON.parse(values![0] as string) as Array<Record<string, unknown>>;
+      state.lastRows = rows;
+      batches.push(rows.map((r) => r.request_id as string));
+      return { rows: [{ inserted: rows.length }], rowCount: 1 } as never;
     },
   };
 }
@@ -102,15 +104,13 @@ describe('RequestLogWriter', () => {
     expect(stuck.record(entry(9))).toBe(false);
   });
 
-  it('sends rules as one comma-joined string and cuts long bodies', async () => {
+  it('sends rules as a list and cuts long bodies', async () => {
     const db = fakeDb();
     const writer = new RequestLogWriter(db, { flushIntervalMs: 1_000, maxBatchRows: 10, maxQueuedRows: 100, maxBodyChars: 4 });
     writer.record(entry(1, { guardrailAction: 'redact', guardrailRules: ['pii:email', 'deny_word:2'], requestBody: 'abcdefgh', responseBody: null }));
     await writer.close();
-    expect(db.state.lastValues[17]).toEqual(['redact']);
-    expect(db.state.lastValues[18]).toEqual(['pii:email,deny_word:2']);
-    expect(db.state.lastValues[19]).toEqual(['abcd']);
-    expect(db.state.lastValues[20]).toEqual([null]);
+    expect(db.state.lastRows).toHaveLength(1);
+    expect(db.state.lastRows[0]).toMatchObject({ guardrail_action: 'redact', guardrail_rules: ['pii:email', 'deny_word:2'], request_body: 'abcd', response_body: null });
   });
 
   it('refuses options that are not positive integers', () => {
