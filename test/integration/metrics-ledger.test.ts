@@ -1,0 +1,85 @@
+// What SREs see in Prometheus agrees with what finance sees in the ledger: after a mixed run
+// (answers with usage, streams, a client that leaves mid-stream, a stream without usage counted
+// exactly, a request refused for credits), the credits counters on /metrics equal the sums of the
+// ledger's rows for the same run, to the micro-unit.
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { Books, fundedOrg } from './ledger/money-helpers.js';
+
+const MODELS = [
+  { name: 'priced', deployments: [{ provider: 'mock', model: 'p', inputPricePerMTok: 3, outputPricePerMTok: 11, mock: { completionTokens: 24 } }] },
+  { name: 'no-usage', deployments: [{ provider: 'mock', model: 'n', inputPricePerMTok: 3, outputPricePerMTok: 11, mock: { completionTokens: 30, reportUsage: false } }] },
+  { name: 'slow', deployments: [{ provider: 'mock', model: 's', inputPricePerMTok: 3, outputPricePerMTok: 11, mock: { completionTokens: 400, tokensPerSecond: 100 } }] },
+];
+
+let gw: TestGateway;
+let books: Books;
+
+beforeAll(async () => {
+  gw = await startTestGateway({ models: MODELS });
+  books = new Books(gw.database);
+});
+
+afterAll(async () => {
+  await books?.close();
+  await gw?.close();
+});
+
+async function chat(authorization: string, body: object): Promise<number> {
+  const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify(body) });
+  await res.body.text();
+  return res.statusCode;
+}
+
+/** The gateway's counter value for one `operation` label (0 when absent). */
+async function credits(operation: string): Promise<number> {
+  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const line = text.split('\n').find((l) => l.startsWith(`nemo_credits_micros_total{operation="${operation}"}`));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+describe('credits on /metrics and in the ledger', () => {
+  it('agree to the micro-unit after a mixed run', async () => {
+    const rich = await fundedOrg(gw.gateway, 50_000_000, 'metrics rich');
+    const poor = await fundedOrg(gw.gateway, 100, 'metrics poor');
+    const messages = [{ role: 'user', content: 'agree with the ledger' }];
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push(await chat(rich.auth.authorization, { model: 'priced', messages, max_tokens: 50 }));
+    for (let i = 0; i < 5; i++) statuses.push(await chat(rich.auth.authorization, { model: 'priced', messages, stream: true }));
+    for (let i = 0; i < 3; i++) statuses.push(await chat(rich.auth.authorization, { model: 'no-usage', messages, stream: true, max_tokens: 100 }));
+    statuses.push(await chat(poor.auth.authorization, { model: 'priced', messages, max_tokens: 50 }));
+    // A client that leaves mid-stream: charged for what was produced, the rest released.
+    const controller = new AbortController();
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...rich.auth },
+      body: JSON.stringify({ model: 'slow', messages, stream: true, max_tokens: 400 }),
+      signal: controller.signal,
+    });
+    for await (const _chunk of res.body) {
+      controller.abort();
+      break;
+    }
+    expect(statuses.filter((s) => s === 200)).toHaveLength(18);
+    expect(statuses.filter((s) => s === 402)).toHaveLength(1);
+
+    // Every hold of both orgs closed (settles and releases go through the batched writer).
+    await waitFor(async () => {
+      const { rows } = await books.pool.query("SELECT count(*)::int AS open FROM nemo.reservations WHERE state = 'reserved'");
+      return rows[0].open === 0;
+    }, 10_000);
+    const { rows } = await books.pool.query<{ reserved: string; settled: string; released: string }>(
+      `SELECT coalesce(sum(held_delta) FILTER (WHERE kind = 'reserve'), 0)::text AS reserved,
+              coalesce(sum(charged) FILTER (WHERE kind = 'settle'), 0)::text AS settled,
+              coalesce(sum(available_delta) FILTER (WHERE kind IN ('settle', 'release')), 0)::text AS released
+       FROM nemo.ledger_entries WHERE kind IN ('reserve', 'settle', 'release')`,
+    );
+    const ledger = { reserved: Number(rows[0]!.reserved), settled: Number(rows[0]!.settled), released: Number(rows[0]!.released) };
+    expect(ledger.settled).toBeGreaterThan(0);
+    expect(ledger.reserved).toBe(ledger.settled + ledger.released);
+    await waitFor(async () => (await credits('released')) === ledger.released, 5_000);
+    expect({ reserved: await credits('reserved'), settled: await credits('settled'), released: await credits('released') }).toEqual(ledger);
+    expect(await books.check()).toEqual([]);
+  });
+});
