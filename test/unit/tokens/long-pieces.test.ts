@@ -58,10 +58,10 @@ describe.each(ENCODINGS)('countTextTokensLongPieces on %s', (encoding) => {
     );
   });
 
-  it.skipIf(oracle === undefined)('equals the live oracle on long runs of every kind', () => {
+  it('equals the live oracle on long runs of every kind', () => {
     // tiktoken 1.0.22 is quadratic too: runs of 8k keep this near a second.
     const cases = [' '.repeat(8_000), 'a'.repeat(8_000), '='.repeat(8_000), '\n'.repeat(8_000), '\u0301'.repeat(4_000), '日本'.repeat(3_000), '😀'.repeat(3_000), `x${' \t'.repeat(4_000)}y`];
-    for (const text of cases) expect([text.slice(0, 4), countTextTokens(text, encoding)]).toEqual([text.slice(0, 4), oracle!.count(text, encoding)]);
+    for (const text of cases) expect([text.slice(0, 4), countTextTokens(text, encoding)]).toEqual([text.slice(0, 4), oracle.count(text, encoding)]);
   });
 });
 

@@ -1,6 +1,6 @@
 // The independent oracle for the token tests: `tiktoken` (OpenAI's Rust tiktoken in WASM), a
-// devDependency. Loaded if installed; the tests that need it are skipped where it is not, and the
-// stored reference counts (test/fixtures/tokens/reference-counts.json) still hold everything else.
+// devDependency, so always installed by `npm ci`: the live comparisons always run, beside the
+// stored reference counts (test/fixtures/tokens/reference-counts.json).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Tiktoken } from 'tiktoken';
@@ -14,13 +14,8 @@ export interface Oracle {
   modelEncodings: Record<string, string>;
 }
 
-async function loadOracle(): Promise<Oracle | undefined> {
-  let tiktoken: typeof import('tiktoken');
-  try {
-    tiktoken = await import('tiktoken');
-  } catch {
-    return undefined;
-  }
+async function loadOracle(): Promise<Oracle> {
+  const tiktoken = await import('tiktoken');
   const encoders = Object.fromEntries(ENCODINGS.map((name) => [name, tiktoken.get_encoding(name)])) as Record<Encoding, Tiktoken>;
   const modelEncodings = JSON.parse(readFileSync(createRequire(import.meta.url).resolve('tiktoken/model_to_encoding.json'), 'utf8')) as Record<string, string>;
   return { count: (text, encoding) => encoders[encoding].encode_ordinary(text).length, modelEncodings };
