@@ -4,14 +4,14 @@
 // dashboard returns data and that every alert rule parses (promtool) and evaluates (Prometheus).
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
+import { Run } from './lib/run.js';
 import { spawnChild, waitForHttp, waitForLine } from './lib/child.js';
-import type { Child } from './lib/child.js';
 import { BUILTIN_VARIABLES, panelQueries, parseLabelValues, variableQueries } from './lib/dashboard-queries.js';
 import type { PanelQuery } from './lib/dashboard-queries.js';
 import { freePorts } from './lib/free-port.js';
@@ -38,27 +38,6 @@ function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** Children and temp dir, torn down exactly once whichever way the run ends. */
-class Run {
-  readonly children: Child[] = [];
-  readonly abort = new AbortController();
-  tmpDir: string | undefined;
-  private cleaning: Promise<void> | undefined;
-
-  cleanup(): Promise<void> {
-    this.cleaning ??= (async () => {
-      this.abort.abort();
-      await Promise.all(this.children.map((child) => child.stop()));
-      if (this.tmpDir !== undefined) await rm(this.tmpDir, { recursive: true, force: true });
-    })();
-    return this.cleaning;
-  }
-
-  /** Last resort on process exit (uncaught error, second Ctrl-C): never leave a child running. */
-  killSync(): void {
-    for (const child of this.children) if (!child.exited()) child.proc.kill('SIGKILL');
-  }
-}
 
 /** Matches nothing in the load but the deny word prompt: the cost of looking, and one block. */
 const GUARDRAILS = {

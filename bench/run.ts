@@ -2,12 +2,13 @@
 // processes on loopback, then loads direct (the mock), bare and nemo one after another with the
 // same request, so the gateway's cost is read against a baseline from the same run and machine.
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { peakRssMb, spawnChild, waitForHttp, waitForLine } from './lib/child.js';
+import { Run } from './lib/run.js';
 import type { Child } from './lib/child.js';
 import { freePorts } from './lib/free-port.js';
 import { runLoad } from './lib/load.js';
@@ -82,27 +83,6 @@ function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** Children, temp dir and load generator, torn down exactly once whichever way the run ends. */
-class Run {
-  readonly children: Child[] = [];
-  readonly abort = new AbortController();
-  tmpDir: string | undefined;
-  private cleaning: Promise<void> | undefined;
-
-  cleanup(): Promise<void> {
-    this.cleaning ??= (async () => {
-      this.abort.abort();
-      await Promise.all(this.children.map((child) => child.stop()));
-      if (this.tmpDir !== undefined) await rm(this.tmpDir, { recursive: true, force: true });
-    })();
-    return this.cleaning;
-  }
-
-  /** Last resort on process exit (uncaught error, second Ctrl-C): never leave a child running. */
-  killSync(): void {
-    for (const child of this.children) if (!child.exited()) child.proc.kill('SIGKILL');
-  }
-}
 
 interface Servers {
   mock: Child;
