@@ -12,6 +12,8 @@ ALTER TABLE nemo.teams ADD COLUMN IF NOT EXISTS monthly_spend_cap_micros bigint 
 -- month), so that its settle, release or expiry gives back exactly what it took.
 ALTER TABLE nemo.reservations ADD COLUMN IF NOT EXISTS team_id uuid;
 ALTER TABLE nemo.reservations ADD COLUMN IF NOT EXISTS counted_windows smallint NOT NULL DEFAULT 0;
+-- The public model asked for: usage reports group the charges by it, straight from the ledger's data.
+ALTER TABLE nemo.reservations ADD COLUMN IF NOT EXISTS model text CHECK (length(model) <= 256);
 
 -- The current window of each limited scope (a key or a team) per period: a minute counts requests
 -- and tokens (rpm/tpm), a day or a month counts spend (held plus charged) of the requests made in
@@ -59,14 +61,15 @@ CREATE OR REPLACE FUNCTION nemo.limit_windows_give_back(
 -- One batch of the gateway's operations, in one transaction (the batched writer's only statement).
 -- Like ledger_apply, and besides: `admit` (a request that holds nothing: counted against rate
 -- limits only), the rate limits and spend caps of each reserve's key and team (read here, so a
--- change applies at once everywhere), p_tokens (each request's token bound, for tpm), and a reason
+-- change applies at once everywhere), p_tokens (each request's token bound, for tpm), p_model (the
+-- public model, kept on the reservation for usage reports), and a reason
 -- for every refusal: 'funds', 'key_rpm', 'key_tpm', 'team_rpm', 'team_tpm', 'key_daily_cap',
 -- 'key_monthly_cap', 'team_daily_cap', 'team_monthly_cap'. Returns a row per reserve and admit
 -- (granted amount, 0 when refused or admitted without a hold) and per settle or release that
 -- closed its reservation (charged, or returned).
 CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
   p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[],
-  p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_ttl_ms integer)
+  p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_model text[], p_ttl_ms integer)
   RETURNS TABLE (op integer, amount bigint, refusal text)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
   -- Every join probes an index with at most one batch of rows: nested loops cost O(batch), where a
@@ -117,6 +120,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     g_req text[] := '{}';
     g_key uuid[] := '{}';
     g_team uuid[] := '{}';
+    g_model text[] := '{}';
     g_amount bigint[] := '{}';
     g_counted smallint[] := '{}';
     n_op integer[] := '{}';
@@ -207,10 +211,10 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
          OR p.want > COALESCE(a.available, 0) + COALESCE(b.back, 0);
 
     SELECT coalesce(array_agg(o.ord::integer), '{}'), coalesce(array_agg(o.org), '{}'), coalesce(array_agg(o.res), '{}'),
-           coalesce(array_agg(o.req), '{}'), coalesce(array_agg(o.key), '{}'), coalesce(array_agg(k.team_id), '{}'),
+           coalesce(array_agg(o.req), '{}'), coalesce(array_agg(o.key), '{}'), coalesce(array_agg(k.team_id), '{}'), coalesce(array_agg(o.model), '{}'),
            coalesce(array_agg(CASE WHEN o.kind = 'reserve' THEN o.amount ELSE 0 END), '{}'), coalesce(array_agg(0::smallint), '{}')
-      INTO g_op, g_org, g_res, g_req, g_key, g_team, g_amount, g_counted
-      FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount) WITH ORDINALITY AS o(kind, org, res, req, key, amount, ord)
+      INTO g_op, g_org, g_res, g_req, g_key, g_team, g_model, g_amount, g_counted
+      FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_model) WITH ORDINALITY AS o(kind, org, res, req, key, amount, model, ord)
       LEFT JOIN nemo.api_keys k ON k.org_id = o.org AND k.key_id = o.key
       WHERE o.kind IN ('reserve', 'admit') AND o.org <> ALL (slow_orgs)
         -- A reservation id seen before (a retried batch) is not granted twice.
@@ -220,15 +224,15 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     -- after the settles above and the windows of their key and team. A reservation id given twice
     -- in a batch counts once.
     FOR r IN
-      SELECT o.op, o.kind, o.org, o.res, o.req, o.key, o.amount, o.min_amount, o.tokens, COALESCE(a.available, 0) + COALESCE(b.back, 0) AS available,
+      SELECT o.op, o.kind, o.org, o.res, o.req, o.key, o.amount, o.min_amount, o.tokens, o.model, COALESCE(a.available, 0) + COALESCE(b.back, 0) AS available,
              k.team_id AS team, k.rpm_limit AS key_rpm, k.tpm_limit AS key_tpm,
              k.daily_spend_cap_micros AS key_day, k.monthly_spend_cap_micros AS key_month,
              t.rpm_limit AS team_rpm, t.tpm_limit AS team_tpm,
              t.daily_spend_cap_micros AS team_day, t.monthly_spend_cap_micros AS team_month
       FROM (
-        SELECT DISTINCT ON (u.org, u.res) u.ord::integer AS op, u.kind, u.org, u.res, u.req, u.key, u.amount, u.min_amount, u.tokens
-        FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens)
-               WITH ORDINALITY AS u(kind, org, res, req, key, amount, min_amount, tokens, ord)
+        SELECT DISTINCT ON (u.org, u.res) u.ord::integer AS op, u.kind, u.org, u.res, u.req, u.key, u.amount, u.min_amount, u.tokens, u.model
+        FROM unnest(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model)
+               WITH ORDINALITY AS u(kind, org, res, req, key, amount, min_amount, tokens, model, ord)
         WHERE u.kind IN ('reserve', 'admit') AND u.org = ANY (slow_orgs)
         ORDER BY u.org, u.res, u.ord
       ) o
@@ -326,6 +330,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
       g_req := g_req || r.req;
       g_key := g_key || r.key;
       g_team := g_team || r.team;
+      g_model := g_model || r.model;
       g_amount := g_amount || granted;
       g_counted := g_counted || counted;
     END LOOP;
@@ -345,12 +350,12 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v2(
     -- Every grant in one statement: reservations, their ledger rows, and one update per account
     -- (the settles' give-back and the new holds together).
     WITH grants AS (
-      SELECT * FROM unnest(g_org, g_res, g_req, g_key, g_team, g_amount, g_counted) AS g(org, res, req, key, team, amount, counted)
+      SELECT * FROM unnest(g_org, g_res, g_req, g_key, g_team, g_model, g_amount, g_counted) AS g(org, res, req, key, team, model, amount, counted)
       WHERE g.amount > 0
     ), inserted AS (
       -- created_at is the time the windows were read: a give-back finds the window it counted in.
-      INSERT INTO nemo.reservations (org_id, reservation_id, request_id, key_id, team_id, counted_windows, state, amount, expires_at, created_at)
-      SELECT g.org, g.res, g.req, g.key, g.team, g.counted, 'reserved', g.amount, now() + make_interval(secs => p_ttl_ms / 1000.0), at
+      INSERT INTO nemo.reservations (org_id, reservation_id, request_id, key_id, team_id, model, counted_windows, state, amount, expires_at, created_at)
+      SELECT g.org, g.res, g.req, g.key, g.team, g.model, g.counted, 'reserved', g.amount, now() + make_interval(secs => p_ttl_ms / 1000.0), at
       FROM grants g
       ON CONFLICT (org_id, reservation_id) DO NOTHING
       RETURNING org_id, reservation_id, request_id, key_id, amount
@@ -470,7 +475,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply(
   AS $$
     SELECT x.op, x.amount
     FROM nemo.ledger_apply_v2(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount,
-                              array_fill(0::bigint, ARRAY[cardinality(p_kind)]), p_ttl_ms) AS x
+                              array_fill(0::bigint, ARRAY[cardinality(p_kind)]), array_fill(NULL::text, ARRAY[cardinality(p_kind)]), p_ttl_ms) AS x
     WHERE x.refusal IS NULL AND x.amount > 0
   $$;
 
@@ -480,7 +485,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_expire(p_limit integer)
   AS $$ SELECT nemo.ledger_expire_v2(p_limit) $$;
 
 REVOKE ALL ON FUNCTION nemo.limit_windows_give_back(uuid[], uuid[], uuid[], smallint[], timestamptz[], bigint[]),
-  nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], integer),
+  nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], text[], integer),
   nemo.ledger_expire_v2(integer), nemo.limit_windows_check() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], integer),
+GRANT EXECUTE ON FUNCTION nemo.ledger_apply_v2(text[], uuid[], uuid[], text[], uuid[], bigint[], bigint[], bigint[], text[], integer),
   nemo.ledger_expire_v2(integer), nemo.limit_windows_check() TO nemo_app;

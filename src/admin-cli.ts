@@ -26,6 +26,8 @@ export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded Postgr
   keys list --org <id>                      list an org's keys (no secrets)
   keys revoke --org <id> <key id>           revoke a key
   spend show --org <id>                     current rate-limit and spend windows of limited keys and teams
+  usage report --org <id> [--from ISO] [--to ISO] [--group-by day,key,team,model]
+                                            requests and credits charged, from the ledger's data
     limits: --rpm N --tpm N --daily-cap <micros> --monthly-cap <micros> ("none" clears one)
   guardrails set --org <id> [--team <id> | --key <id>] <policy JSON | @file | none>
                                             set the org's guardrail policy, or a team's or key's overrides
@@ -90,6 +92,15 @@ const COMMANDS: Record<string, Command> = {
   },
   'keys list': (service, args) => service.listKeys(PLATFORM, withOrg(args).org),
   'spend show': (service, args) => service.listSpend(PLATFORM, withOrg(args).org),
+  'usage report': (service, args) => {
+    const { values } = parseArgs({ args, options: { org: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, 'group-by': { type: 'string' } } });
+    if (!values.org) throw usage('--org is required');
+    const query: Record<string, string> = {};
+    if (values.from !== undefined) query.from = values.from;
+    if (values.to !== undefined) query.to = values.to;
+    if (values['group-by'] !== undefined) query.group_by = values['group-by'];
+    return service.usage(PLATFORM, values.org, query);
+  },
   'guardrails set': async (service, args) => {
     const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, team: { type: 'string' }, key: { type: 'string' } } });
     if (!values.org) throw usage('--org is required');
@@ -142,7 +153,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function isAdminCommand(command: string | undefined): boolean {
-  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend' || command === 'guardrails';
+  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend' || command === 'guardrails' || command === 'usage';
 }
 
 export async function adminMain(argv: string[]): Promise<void> {

@@ -264,7 +264,7 @@ export class ChatExchange implements AttemptOwner {
       return;
     }
     const minAmount = asked !== undefined ? amount : costMicros(prices, this.promptBoundTokens, Math.min(ledgerConfig.minOutputTokens, maxOutput));
-    this.deps.ledger.reserve(principal.orgId, principal.keyId, this.requestId, amount, minAmount, boundTokens).then(
+    this.deps.ledger.reserve(principal.orgId, principal.keyId, this.requestId, amount, minAmount, boundTokens, this.route.name).then(
       (hold) => {
         if (this.finished) {
           // The client left while the hold was being granted.

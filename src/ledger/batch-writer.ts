@@ -46,6 +46,8 @@ export interface LedgerOp {
   readonly minAmount: number;
   /** reserve, admit: the request's token bound, counted against tpm limits. */
   readonly tokens: number;
+  /** reserve: the public model asked for, kept for usage reports. */
+  readonly model?: string | null;
 }
 
 export interface BatchWriterOptions {
@@ -61,7 +63,7 @@ interface Queued {
   readonly reject: (err: unknown) => void;
 }
 
-const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer)';
+const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::integer)';
 const NOTHING: LedgerAnswer = { amount: 0, refusal: null };
 const MAX_RETRY_DELAY_MS = 5_000;
 
@@ -178,6 +180,7 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
   const amounts = new Array<number>(n);
   const minAmounts = new Array<number>(n);
   const tokens = new Array<number>(n);
+  const models = new Array<string | null>(n);
   for (let i = 0; i < n; i++) {
     const op = batch[i]!.op;
     kinds[i] = op.kind;
@@ -188,6 +191,7 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
     amounts[i] = op.amount;
     minAmounts[i] = op.minAmount;
     tokens[i] = op.tokens;
+    models[i] = op.model ?? null;
   }
-  return [kinds, orgs, reservations, requests, keys, amounts, minAmounts, tokens, ttlMs];
+  return [kinds, orgs, reservations, requests, keys, amounts, minAmounts, tokens, models, ttlMs];
 }

@@ -46,11 +46,11 @@ export class Ledger {
   /**
    * Holds up to `amount` (at least `minAmount`) if the org's balance, and the spend caps and shared
    * rate limits of the key and its team, all have room; otherwise says which one refused.
-   * `tokens` is the request's token bound, counted against tpm limits.
+   * `tokens` is the request's token bound, counted against tpm limits; `model` is kept for usage reports.
    */
-  async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number, tokens: number): Promise<Hold | Refusal> {
+  async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number, tokens: number, model: string | null = null): Promise<Hold | Refusal> {
     const reservationId = randomUUID();
-    const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount, tokens });
+    const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount, tokens, model });
     if (answer.refusal !== null) return answer.refusal;
     if (answer.amount === 0) return 'funds';
     const hold: Hold = { orgId, reservationId, requestId, keyId, amount: answer.amount };

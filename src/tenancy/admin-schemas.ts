@@ -64,6 +64,18 @@ export const creditInput = z.strictObject({
   idempotency_key: z.string().min(1).max(200).refine(noNul, 'must not contain NUL characters'),
   note: z.string().max(1000).refine(noNul, 'must not contain NUL characters').optional(),
 });
+const USAGE_GROUPS = ['day', 'key', 'team', 'model'] as const;
+export const usageQuery = z.strictObject({
+  /** ISO times; default: the start of the current UTC month, and now. */
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  /** Comma-separated, any of day, key, team, model; default day. */
+  group_by: z
+    .string()
+    .default('day')
+    .transform((v) => [...new Set(v.split(',').map((g) => g.trim()).filter(Boolean))])
+    .pipe(z.array(z.enum(USAGE_GROUPS)).min(1)),
+});
 export const ledgerQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   before: z.coerce.number().int().positive().optional(),

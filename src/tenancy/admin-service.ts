@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
-import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
+import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, usageQuery, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
 import { compilePolicy } from '../guardrails/policy.js';
 import type { GuardrailPolicy } from '../guardrails/types.js';
 import { GuardrailPatternError } from '../guardrails/user-pattern.js';
@@ -29,6 +29,13 @@ const LIMITS = 'rpm_limit, tpm_limit, daily_spend_cap_micros::float8 AS daily_sp
 const TEAM_COLUMNS = `team_id AS id, org_id, name, ${LIMITS}, guardrail_policy, created_at`;
 const MEMBER_COLUMNS = 'user_id AS id, org_id, role, team_id, created_at';
 const KEY_COLUMNS = `key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, ${LIMITS}, guardrail_policy, expires_at, revoked_at, created_by, created_at`;
+/** Usage report groupings: fixed SQL per name (never built from input). */
+const USAGE_COLUMNS = {
+  day: "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day",
+  key: 'r.key_id',
+  team: 'r.team_id',
+  model: 'r.model',
+} as const;
 const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, updated_at';
 
 export class AdminService {
@@ -234,6 +241,33 @@ export class AdminService {
         [input.before ?? null, input.limit],
       );
       return rows;
+    });
+  }
+
+  /**
+   * Usage from the ledger's own data (reservations, closed by the settles billing is made of), so it
+   * always matches billing: requests held, credits charged (settled) and still held, grouped by any
+   * of UTC day, key, team and model, for requests started in [from, to).
+   */
+  async usage(caller: Principal, orgId: string, query: unknown) {
+    const input = parse(usageQuery, query);
+    const now = new Date();
+    const from = input.from ?? new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
+    const to = input.to ?? now.toISOString();
+    if (Date.parse(from) >= Date.parse(to)) throw invalidRequest('`from` must be before `to`.', 'from');
+    const columns = input.group_by.map((group) => USAGE_COLUMNS[group]);
+    const names = input.group_by.map((_, i) => String(i + 1)).join(', ');
+    return this.inOrg(caller, orgId, async (client) => {
+      const { rows } = await client.query(
+        `SELECT ${columns.join(', ')}, count(*)::float8 AS requests,
+                coalesce(sum(r.charged) FILTER (WHERE r.state = 'settled'), 0)::float8 AS charged_micros,
+                coalesce(sum(r.amount) FILTER (WHERE r.state = 'reserved'), 0)::float8 AS held_micros
+         FROM nemo.reservations r
+         WHERE r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz
+         GROUP BY ${names} ORDER BY ${names}`,
+        [from, to],
+      );
+      return { object: 'usage', org_id: orgId.toLowerCase(), from, to, group_by: input.group_by, data: rows };
     });
   }
 

@@ -189,6 +189,7 @@ const ROUTES: RouteCase[] = [
   { method: 'GET', path: '/admin/v1/orgs/:org/credits', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/ledger', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/spend', status: 200 },
+  { method: 'GET', path: '/admin/v1/orgs/:org/usage', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/guardrail-events', status: 200 },
 ];
 
@@ -276,6 +277,10 @@ describe('authorization matrix', () => {
     }
     if (key === 'GET /admin/v1/orgs/:org') {
       expect(body).toMatchObject({ id: orgA.id, name: orgA.name });
+      return;
+    }
+    if (key === 'GET /admin/v1/orgs/:org/usage') {
+      expect(body).toMatchObject({ object: 'usage', org_id: orgA.id, group_by: ['day'] });
       return;
     }
     if (route.method === 'GET' && key !== 'GET /admin/v1/orgs/:org/config' && key !== 'GET /admin/v1/orgs/:org/credits') {

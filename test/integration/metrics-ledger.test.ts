@@ -82,4 +82,33 @@ describe('credits on /metrics and in the ledger', () => {
     expect({ reserved: await credits('reserved'), settled: await credits('settled'), released: await credits('released') }).toEqual(ledger);
     expect(await books.check()).toEqual([]);
   });
+
+  it('the usage report (by key and model) equals the ledger per key and model', async () => {
+    const org = await fundedOrg(gw.gateway, 50_000_000, 'usage org');
+    const second = (await gw.gateway.admin.createKey({ kind: 'platform' }, org.orgId, { name: 'second', role: 'member' })) as { id: string; key: string };
+    const messages = [{ role: 'user', content: 'usage' }];
+    for (let i = 0; i < 4; i++) expect(await chat(org.auth.authorization, { model: 'priced', messages, max_tokens: 40 })).toBe(200);
+    for (let i = 0; i < 3; i++) expect(await chat(`Bearer ${second.key}`, { model: 'no-usage', messages, stream: true, max_tokens: 60 })).toBe(200);
+    await waitFor(async () => {
+      const { rows } = await books.pool.query("SELECT count(*)::int AS open FROM nemo.reservations WHERE org_id = $1 AND state = 'reserved'", [org.orgId]);
+      return rows[0].open === 0;
+    }, 10_000);
+    const res = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?group_by=key,model`, { headers: org.auth });
+    const report = (await res.body.json()) as { data: Array<{ key_id: string; model: string; requests: number; charged_micros: number; held_micros: number }> };
+    expect(res.statusCode).toBe(200);
+    const { rows } = await books.pool.query<{ key_id: string; model: string; requests: number; charged: number }>(
+      `SELECT r.key_id, r.model, count(*)::int AS requests, sum(e.charged)::float8 AS charged
+       FROM nemo.ledger_entries e JOIN nemo.reservations r ON r.org_id = e.org_id AND r.reservation_id = e.reservation_id
+       WHERE e.org_id = $1 AND e.kind = 'settle' GROUP BY 1, 2 ORDER BY 1, 2`,
+      [org.orgId],
+    );
+    expect(rows).toHaveLength(2);
+    expect(report.data.map((g) => ({ key_id: g.key_id, model: g.model, requests: g.requests, charged: g.charged_micros })).sort((a, b) => a.model.localeCompare(b.model)))
+      .toEqual([...rows].sort((a, b) => a.model.localeCompare(b.model)));
+    expect(report.data.every((g) => g.held_micros === 0)).toBe(true);
+    // Bad input is a 400, not a report.
+    const bad = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?group_by=key,colour`, { headers: org.auth });
+    expect(bad.statusCode).toBe(400);
+    expect(((await bad.body.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+  });
 });

@@ -51,6 +51,7 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminRouteDeps): Ma
     ['post', '/admin/v1/orgs/:org/credits', 200, ({ caller, params, body }) => admin.addCredits(caller, params[0]!, body)],
     ['get', '/admin/v1/orgs/:org/credits', 200, ({ caller, params }) => admin.getCredits(caller, params[0]!)],
     ['get', '/admin/v1/orgs/:org/guardrail-events', 200, async ({ caller, params, query }) => list(await admin.listGuardrailEvents(caller, params[0]!, query))],
+    ['get', '/admin/v1/orgs/:org/usage', 200, ({ caller, params, query }) => admin.usage(caller, params[0]!, query)],
     ['get', '/admin/v1/orgs/:org/spend', 200, async ({ caller, params }) => list(await admin.listSpend(caller, params[0]!))],
     ['get', '/admin/v1/orgs/:org/ledger', 200, async ({ caller, params, query }) => list(await admin.listLedger(caller, params[0]!, query))],
   ];

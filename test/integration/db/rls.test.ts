@@ -22,7 +22,7 @@ const APP_DEFINER_FUNCTIONS = [
   'find_api_key_v2(p_key_hash bytea)',
   'find_api_key_v3(p_key_hash bytea)',
   'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
-  'ledger_apply_v2(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_ttl_ms integer)',
+  'ledger_apply_v2(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_model text[], p_ttl_ms integer)',
   'ledger_check()',
   'ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)',
   'ledger_expire(p_limit integer)',
@@ -90,7 +90,7 @@ beforeAll(async () => {
     await admin.addCredits(platform, org.id, { amount_micros: 1_000_000, idempotency_key: `fixture ${name}` });
     // Limited keys and capped teams: their rate and spend windows are tenant rows too.
     for (let i = 0; i <= extra; i++) {
-      await database.query('SELECT * FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [keyIds[i]], [1000], [1000], [10], 60_000]);
+      await database.query('SELECT * FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', [['reserve'], [org.id], [randomUUID()], [`req ${i}`], [keyIds[i]], [1000], [1000], [10], [MODEL], 60_000]);
       await database.query('SELECT nemo.record_guardrail_events($1, $2, $3, $4, $5, $6, $7)', [[org.id], [`req ${i}`], [keyIds[i]], ['pii:email'], ['redact'], ['input'], [new Date()]]);
       const row = { log_id: randomUUID(), created_at: new Date(), org_id: org.id, key_id: keyIds[i], request_id: `req ${i}`, model: MODEL, deployment: `${MODEL}#0`, status: 200, status_class: '2xx', stream: false, prompt_tokens: 1, completion_tokens: 1, cost_micros: 1, latency_ms: 1, guardrail_action: 'redact', guardrail_rules: ['pii:email'], request_body: 'prompt', response_body: 'answer' };
       await database.query('SELECT nemo.record_request_logs($1)', [JSON.stringify([row])]);

@@ -93,9 +93,9 @@ async function setLimit(table: 'api_keys' | 'teams', org: string, id: string, fi
 
 const applyValues = (ops: readonly ApplyOp[]) => [
   ops.map((o) => o.kind), ops.map((o) => o.org), ops.map((o) => o.res), ops.map((_, i) => `request ${i}`), ops.map((o) => o.key),
-  ops.map((o) => o.amount), ops.map((o) => o.min), ops.map((o) => o.tokens), TTL_MS,
+  ops.map((o) => o.amount), ops.map((o) => o.min), ops.map((o) => o.tokens), ops.map(() => null), TTL_MS,
 ];
-const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer)';
+const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::integer)';
 /** The database's clock now, truncated (UTC) to the minute, day and month. */
 const CLOCK_SQL = `
   SELECT (extract(epoch FROM date_trunc('minute', t, 'UTC')) * 1000)::float8 AS minute,

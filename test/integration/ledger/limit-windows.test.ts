@@ -8,7 +8,7 @@ import { APP_ROLE } from '../../../src/db/database.js';
 import { migrationsDirFromHere, runMigrations } from '../../../src/db/migrate.js';
 import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../support/test-database.js';
 
-const APPLY = 'SELECT op, amount::float8 AS amount, refusal FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, 60000) ORDER BY op';
+const APPLY = 'SELECT op, amount::float8 AS amount, refusal FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, 60000) ORDER BY op';
 
 let testDb: TestDatabase;
 let owner: pg.Client;
@@ -42,7 +42,7 @@ async function key(limits: { rpm?: number; dailyCap?: number }): Promise<string>
 async function apply(ops: Array<{ kind: string; key: string; res?: string; amount?: number; min?: number }>) {
   const { rows } = await owner.query<{ op: number; amount: number; refusal: string | null }>(APPLY, [
     ops.map((o) => o.kind), ops.map(() => org), ops.map((o) => o.res ?? randomUUID()), ops.map(() => null), ops.map((o) => o.key),
-    ops.map((o) => o.amount ?? 0), ops.map((o) => o.min ?? 0), ops.map(() => 1),
+    ops.map((o) => o.amount ?? 0), ops.map((o) => o.min ?? 0), ops.map(() => 1), ops.map(() => 'm'),
   ]);
   return rows;
 }
