@@ -207,7 +207,7 @@ export class ChatExchange implements AttemptOwner {
     const guard = this.principal!.guardrails;
     if (guard?.invalid) return this.fail(new GatewayError('NR_GUARDRAIL_POLICY_INVALID'));
     if (guard === undefined || (!guard.scansInput && guard.maxInputTokens === null)) return this.reserveThenStart(bodyBytes, asked);
-    const bound = bodyBytes + countImageParts(this.request) * this.deps.config.ledger.imageTokenAllowance;
+    const bound = bodyBytes + this.imageTokens();
     checkPrompt(this.deps.workers, guard, this.request, bound, routeEncoding(this.route)).then(
       (verdict) => {
         if (this.finished) return;
@@ -243,7 +243,7 @@ export class ChatExchange implements AttemptOwner {
   private reserveThenStart(bodyBytes: number, asked: number | undefined): void {
     const ledgerConfig = this.deps.config.ledger;
     const prices = boundingPrices(this.route);
-    this.promptBoundTokens = bodyBytes + countImageParts(this.request) * ledgerConfig.imageTokenAllowance;
+    this.promptBoundTokens = bodyBytes + this.imageTokens();
     const maxOutput = asked ?? this.route.maxOutputTokens;
     const boundTokens = this.promptBoundTokens + (asked ?? Math.min(ledgerConfig.minOutputTokens, maxOutput));
     if (!this.admitWithinLimits(boundTokens)) return;
@@ -603,6 +603,11 @@ export class ChatExchange implements AttemptOwner {
     this.deps.ledger.settleWhenCounted(hold, charge);
   }
 
+  /** The prompt tokens held for images (their URLs' bytes say nothing of their size): one allowance each. */
+  private imageTokens(): number {
+    return countImageParts(this.request) * this.deps.config.ledger.imageTokenAllowance;
+  }
+
   private countTokens(prompt: number, completion: number): void {
     tokensTotal.inc({ model: this.modelLabel, direction: 'input' }, prompt);
     tokensTotal.inc({ model: this.modelLabel, direction: 'output' }, completion);
@@ -612,7 +617,7 @@ export class ChatExchange implements AttemptOwner {
     const workers = this.deps.workers;
     const request = this.request;
     // Images count at the allowance the hold used: the tokenizer sees only text.
-    const images = countImageParts(request) * this.deps.config.ledger.imageTokenAllowance;
+    const images = this.imageTokens();
     const prompt = encoding === undefined
       ? this.promptBoundTokens
       : Promise.resolve(workers.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding })).then((n) => n + images);
