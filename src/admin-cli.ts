@@ -14,6 +14,8 @@ export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded Postgr
   migrate                                   apply pending migrations
   orgs create <name>                        create an organization
   orgs list                                 list organizations
+  orgs config --org <id> [--logging none|metadata|full] [--log-retention-days N|default]
+                                            show or change an org's request logging and retention
   teams create --org <id> [limits] <name>   create a team
   teams update --org <id> [--name <name>] [limits] <team id>
                                             rename a team or change its limits
@@ -61,6 +63,16 @@ type Command = (service: AdminService, args: string[]) => Promise<unknown>;
 const COMMANDS: Record<string, Command> = {
   'orgs create': (service, args) => service.createOrg(PLATFORM, { name: positional(args, 'name') }),
   'orgs list': (service) => service.listOrgs(PLATFORM),
+  'orgs config': (service, args) => {
+    const { values } = parseArgs({ args, options: { org: { type: 'string' }, logging: { type: 'string' }, 'log-retention-days': { type: 'string' } } });
+    if (!values.org) throw usage('--org is required');
+    const body: Record<string, unknown> = {};
+    if (values.logging !== undefined) body.logging_level = values.logging;
+    const retention = values['log-retention-days'];
+    // A non-number stays NaN: the service refuses it with a clear message.
+    if (retention !== undefined) body.log_retention_days = retention === 'default' ? null : Number(retention);
+    return Object.keys(body).length === 0 ? service.getConfig(PLATFORM, values.org) : service.updateConfig(PLATFORM, values.org, body);
+  },
   'teams create': (service, args) => {
     const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, ...LIMIT_OPTIONS } });
     if (!values.org) throw usage('--org is required');

@@ -54,6 +54,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const guardrailEvents = new GuardrailEventLog(db, config.guardrails);
   const { logs } = config;
   const requestLog = new RequestLogWriter(db, {
+    defaultRetentionDays: logs.retentionDays,
     flushIntervalMs: logs.flushIntervalMs,
     maxBatchRows: logs.maxBatchRows,
     maxQueuedRows: logs.maxQueuedRows,

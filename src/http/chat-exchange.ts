@@ -93,6 +93,8 @@ export class ChatExchange implements AttemptOwner {
   private localAdmission: { readonly tokens: number; readonly atMs: number } | undefined;
   /** Output reached the client (a stream started, or a complete answer), from this deployment. */
   private servedBy: UpstreamAttempt | undefined;
+  /** The answer as sent, kept only for orgs logging `full`. */
+  private answerBody: string | undefined;
   /** Set once the API key is verified; the body waits for it. */
   private principal: KeyPrincipal | undefined;
   private authPending = false;
@@ -378,6 +380,7 @@ export class ChatExchange implements AttemptOwner {
   }
 
   private sendCompletion(body: string | Uint8Array): void {
+    if (this.principal?.loggingLevel === 'full') this.answerBody = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
     this.res.cork(() => {
       this.writeHead('application/json');
       this.res.end(body);
@@ -531,10 +534,10 @@ export class ChatExchange implements AttemptOwner {
     this.deps.inflight.delete(this);
   }
 
-  /** One row in nemo.request_logs per request of a known org, written off the request path. */
+  /** One row in nemo.request_log_entries per request of a known org, written off the request path. */
   private logRequest(): void {
     const principal = this.principal;
-    if (principal === undefined || !this.deps.config.logs.enabled) return;
+    if (principal === undefined || principal.loggingLevel === 'none' || !this.deps.config.logs.enabled) return;
     const guardrails = guardrailOutcome(this.findings);
     this.deps.requestLog.record({
       requestId: this.requestId,
@@ -555,7 +558,22 @@ export class ChatExchange implements AttemptOwner {
       ttftMs: this.ttftMs,
       guardrailAction: guardrails.action,
       guardrailRules: guardrails.rules,
+      retentionDays: principal.logRetentionDays,
+      ...(principal.loggingLevel === 'full' ? this.loggedBodies() : undefined),
     });
+  }
+
+  /**
+   * Bodies for an org logging `full`: the request as sent upstream (after any redaction), and the
+   * answer as the client got it, or a stream's generated text. A stream whose output guardrails
+   * acted is logged without its text: the raw text is what they kept from the client.
+   */
+  private loggedBodies(): { requestBody: string | null; responseBody: string | null } {
+    const requestBody = this.request === undefined ? null : JSON.stringify(this.request);
+    let responseBody = this.answerBody ?? null;
+    const outputUntouched = this.outputGuard === undefined || this.outputGuard.findings().every((f) => f.action === 'flag');
+    if (responseBody === null && this.request?.stream === true && outputUntouched) responseBody = this.servedBy?.completionText() ?? null;
+    return { requestBody, responseBody };
   }
 
   /**

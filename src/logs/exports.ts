@@ -22,24 +22,28 @@ export interface ExportSink {
 
 interface ExportSpec {
   readonly columns: readonly string[];
-  readonly sql: string;
+  /** Read one after the other, each in its own order. */
+  readonly sqls: readonly string[];
 }
 
 const ISO = `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
+const LOG_COLUMNS = `${ISO}, request_id, org_id, team_id, key_id, model, deployment, status, status_class, error_code, stream, prompt_tokens, completion_tokens,
+                 cost_micros::float8, latency_ms, ttft_ms, guardrail_action, guardrail_rules, request_body, response_body`;
+const IN_RANGE = 'WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz ORDER BY created_at, log_id';
+
 const SPECS: Record<ExportKind, ExportSpec> = {
   logs: {
     columns: ['created_at', 'request_id', 'org_id', 'team_id', 'key_id', 'model', 'deployment', 'status', 'status_class', 'error_code', 'stream', 'prompt_tokens', 'completion_tokens', 'cost_micros', 'latency_ms', 'ttft_ms', 'guardrail_action', 'guardrail_rules', 'request_body', 'response_body'],
-    sql: `SELECT ${ISO}, request_id, org_id, team_id, key_id, model, deployment, status, status_class, error_code, stream, prompt_tokens, completion_tokens,
-                 cost_micros::float8, latency_ms, ttft_ms, guardrail_action, guardrail_rules, request_body, response_body
-            FROM nemo.request_logs WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz
-           ORDER BY created_at, log_id`,
+    // Rows written before per-org retention (migration 0007) first, then the current table: one
+    // cursor each, since a UNION under row-level security is sorted whole before its first row.
+    sqls: [`SELECT ${LOG_COLUMNS} FROM nemo.request_logs ${IN_RANGE}`, `SELECT ${LOG_COLUMNS} FROM nemo.request_log_entries ${IN_RANGE}`],
   },
   ledger: {
     columns: ['created_at', 'entry_id', 'org_id', 'kind', 'available_delta', 'held_delta', 'charged', 'reservation_id', 'request_id', 'key_id', 'idempotency_key', 'note'],
-    sql: `SELECT ${ISO}, entry_id::float8, org_id, kind, available_delta::float8, held_delta::float8, charged::float8, reservation_id, request_id, key_id, idempotency_key, note
+    sqls: [`SELECT ${ISO}, entry_id::float8, org_id, kind, available_delta::float8, held_delta::float8, charged::float8, reservation_id, request_id, key_id, idempotency_key, note
             FROM nemo.ledger_entries WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz
-           ORDER BY org_id, entry_id`,
+           ORDER BY org_id, entry_id`],
   },
 };
 
@@ -52,25 +56,28 @@ export function exportColumns(kind: ExportKind): readonly string[] {
  * client inside a tenant transaction; the cursor is closed however it ends.
  */
 export async function streamExport(client: pg.PoolClient, kind: ExportKind, range: ExportRange, format: ExportFormat, sink: ExportSink, batchRows: number): Promise<number> {
-  const { columns, sql } = SPECS[kind];
+  const { columns, sqls } = SPECS[kind];
   const line = format === 'csv' ? csvLine : ndjsonLine(columns);
   // One export may outlast the pool's statement timeout; a stalled client is cut by the sink.
   await client.query('SET LOCAL statement_timeout = 0');
-  const cursor = client.query(new Cursor<unknown[]>(sql, [range.from.toISOString(), range.to.toISOString()], { rowMode: 'array' }));
+  const params = [range.from.toISOString(), range.to.toISOString()];
   let rows = 0;
-  try {
-    let chunk = format === 'csv' ? csvLine(columns) : '';
-    for (;;) {
-      const batch = await cursor.read(batchRows);
-      for (let i = 0; i < batch.length; i++) chunk += line(batch[i]!);
-      rows += batch.length;
-      // The first write carries the CSV header, so a failing query still answers with an error.
-      if (chunk !== '' && !(await sink.write(chunk))) break;
-      if (batch.length < batchRows) break;
-      chunk = '';
+  // The first write carries the CSV header, so a failing query still answers with an error.
+  let chunk = format === 'csv' ? csvLine(columns) : '';
+  for (const sql of sqls) {
+    const cursor = client.query(new Cursor<unknown[]>(sql, params, { rowMode: 'array' }));
+    try {
+      for (;;) {
+        const batch = await cursor.read(batchRows);
+        for (let i = 0; i < batch.length; i++) chunk += line(batch[i]!);
+        rows += batch.length;
+        if (chunk !== '' && !(await sink.write(chunk))) return rows;
+        chunk = '';
+        if (batch.length < batchRows) break;
+      }
+    } finally {
+      await cursor.close();
     }
-  } finally {
-    await cursor.close();
   }
   return rows;
 }

@@ -1,14 +1,17 @@
-// Partition maintenance of nemo.request_logs, at start and every intervalMs: daily partitions from
-// yesterday to daysAhead days ahead exist, and those past the retention are dropped (the one
-// destructive operation; each drop is logged here and by Postgres). The database's clock decides
-// the day, and both functions take one advisory lock, so any number of instances may run this.
+// Partition maintenance of the request logs, at start and every intervalMs. nemo.request_log_entries
+// is partitioned by expiry day: the partitions rows written from yesterday to daysAhead days ahead
+// will need exist (one per expiry day, for every retention in force), and those whose day has ended
+// are dropped. The older nemo.request_logs (by day of creation) only loses days past the default
+// retention. Drops are the one destructive operation; each is logged here and by Postgres. The
+// database's clock decides the day, and every function takes one advisory lock, so any number of
+// instances may run this.
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
 
 export interface PartitionMaintenanceOptions {
   /** Days after today (UTC) whose partitions must already exist. */
   readonly daysAhead: number;
-  /** Rows are kept at least this many days; older whole days are dropped. */
+  /** Retention of orgs without their own (days): rows are kept at least this long. */
   readonly retentionDays: number;
   readonly intervalMs: number;
 }
@@ -19,8 +22,9 @@ export interface MaintenanceResult {
 }
 
 // From yesterday: rows stamped just before midnight may be written just after it.
-const ENSURE_SQL = "SELECT p AS name FROM nemo.ensure_request_log_partitions((now() AT TIME ZONE 'UTC')::date - 1, $1::integer) AS p";
-const DROP_SQL = 'SELECT p AS name FROM nemo.drop_expired_request_log_partitions($1::integer) AS p';
+const ENSURE_SQL = 'SELECT p AS name FROM nemo.ensure_request_log_entry_partitions_ahead($1::integer, $2::integer) AS p';
+const DROP_SQL = 'SELECT p AS name FROM nemo.drop_expired_request_log_entry_partitions() AS p';
+const DROP_LEGACY_SQL = 'SELECT p AS name FROM nemo.drop_expired_request_log_partitions($1::integer) AS p';
 
 export class RequestLogPartitions {
   private timer: NodeJS.Timeout | undefined;
@@ -60,10 +64,12 @@ export class RequestLogPartitions {
 
   private async maintain(): Promise<MaintenanceResult> {
     const { daysAhead, retentionDays } = this.options;
-    const created = (await this.db.query<{ name: string }>(ENSURE_SQL, [daysAhead + 2])).rows.map((r) => r.name);
+    const created = (await this.db.query<{ name: string }>(ENSURE_SQL, [daysAhead, retentionDays])).rows.map((r) => r.name);
     if (created.length > 0) log.info('request logs: partitions created', { partitions: created });
-    const dropped = (await this.db.query<{ name: string }>(DROP_SQL, [retentionDays])).rows.map((r) => r.name);
-    for (const name of dropped) log.warn('request logs: expired partition dropped', { partition: `nemo.${name}`, retentionDays });
-    return { created, dropped };
+    const dropped = (await this.db.query<{ name: string }>(DROP_SQL)).rows.map((r) => r.name);
+    for (const name of dropped) log.warn('request logs: expired partition dropped', { partition: `nemo.${name}` });
+    const droppedLegacy = (await this.db.query<{ name: string }>(DROP_LEGACY_SQL, [retentionDays])).rows.map((r) => r.name);
+    for (const name of droppedLegacy) log.warn('request logs: expired partition dropped', { partition: `nemo.${name}`, retentionDays });
+    return { created, dropped: [...droppedLegacy, ...dropped] };
   }
 }

@@ -1,6 +1,6 @@
-// The request log: one row per request in nemo.request_logs, recorded off the request path.
+// The request log: one row per request in nemo.request_log_entries, recorded off the request path.
 // record() only queues; rows are written in order, one statement per batch (many orgs at once)
-// through nemo.record_request_logs, every flushIntervalMs or as soon as maxBatchRows wait. A failed
+// through nemo.record_request_log_entries, every flushIntervalMs or as soon as maxBatchRows wait. A failed
 // batch stays at the head of the queue and is retried; the queue is bounded, and past
 // maxQueuedRows rows are dropped and counted, since a request never waits on its log.
 import { randomUUID } from 'node:crypto';
@@ -35,11 +35,15 @@ export interface RequestLogEntry {
   /** Bodies: pass them only for orgs logging `full`; the database drops them for the others anyway. */
   readonly requestBody?: string | null;
   readonly responseBody?: string | null;
+  /** The org's retention in days as the gateway knew it; null or absent: the writer's default. */
+  readonly retentionDays?: number | null;
   /** When the request arrived or ended; default: when it was recorded. */
   readonly at?: Date;
 }
 
 export interface RequestLogOptions {
+  /** Retention of rows whose org has none of its own (logs.retentionDays). */
+  readonly defaultRetentionDays: number;
   /** Rows are written at most this long after they are recorded. */
   readonly flushIntervalMs: number;
   /** Rows per statement; reaching it starts a write at once. */
@@ -61,8 +65,8 @@ interface Row {
 }
 
 const DEFAULTS = { maxBodyChars: 65_536, maxRetryDelayMs: 5_000 };
-const INSERT_SQL = 'SELECT nemo.record_request_logs($1::json) AS inserted';
-const ENSURE_SQL = 'SELECT nemo.ensure_request_log_partitions($1::date, $2::integer)';
+const INSERT_SQL = 'SELECT nemo.record_request_log_entries($1::json, $2::integer) AS inserted';
+const ENSURE_SQL = 'SELECT nemo.ensure_request_log_entry_partitions($1::date[])';
 /** A row whose day has no partition yet: check_violation, "no partition of relation ... found for row". */
 const CHECK_VIOLATION = '23514';
 
@@ -81,7 +85,7 @@ export class RequestLogWriter {
     options: RequestLogOptions,
   ) {
     this.options = { ...DEFAULTS, ...options };
-    for (const name of ['flushIntervalMs', 'maxBatchRows', 'maxQueuedRows', 'maxBodyChars', 'maxRetryDelayMs'] as const) {
+    for (const name of ['defaultRetentionDays', 'flushIntervalMs', 'maxBatchRows', 'maxQueuedRows', 'maxBodyChars', 'maxRetryDelayMs'] as const) {
       if (!Number.isInteger(this.options[name]) || this.options[name] <= 0) throw new Error(`RequestLogWriter: ${name} must be a positive integer`);
     }
   }
@@ -190,13 +194,12 @@ export class RequestLogWriter {
     try {
       await this.db.query(INSERT_SQL, values);
     } catch (err) {
-      // The maintenance job keeps partitions ahead; a day it has not reached yet (a clock jump,
-      // a job that could not run) is created here once and the batch retried.
+      // The maintenance job keeps partitions ahead for the retentions it knows; a new retention,
+      // a clock jump or a job that could not run leaves an expiry day without one: it is created
+      // here and the batch retried.
       if ((err as { code?: unknown }).code !== CHECK_VIOLATION || !/no partition/i.test((err as Error).message)) throw err;
-      const days = batch.map((row) => utcDay(row.at));
-      const first = days.reduce((a, b) => Math.min(a, b));
-      const last = days.reduce((a, b) => Math.max(a, b));
-      await this.db.query(ENSURE_SQL, [new Date(first).toISOString().slice(0, 10), Math.min(366, (last - first) / DAY_MS + 1)]);
+      const days = new Set(batch.map((row) => expiryDay(row, this.options.defaultRetentionDays)));
+      await this.db.query(ENSURE_SQL, [[...days]]);
       await this.db.query(INSERT_SQL, values);
     }
   }
@@ -229,9 +232,10 @@ export class RequestLogWriter {
         guardrail_rules: e.guardrailRules,
         request_body: e.requestBody == null ? null : e.requestBody.slice(0, cut),
         response_body: e.responseBody == null ? null : e.responseBody.slice(0, cut),
+        retention_days: e.retentionDays ?? null,
       };
     }
-    return [JSON.stringify(rows)];
+    return [JSON.stringify(rows), this.options.defaultRetentionDays];
   }
 
 }
@@ -249,4 +253,10 @@ export function guardrailOutcome(findings: Iterable<{ readonly rule: string; rea
 
 const STRENGTH: Record<GuardrailOutcome, number> = { none: 0, flag: 1, redact: 2, block: 3 };
 const DAY_MS = 86_400_000;
-const utcDay = (at: Date) => Math.floor(at.getTime() / DAY_MS) * DAY_MS;
+const MAX_RETENTION_DAYS = 3650;
+
+/** The row's partition, as nemo.record_request_log_entries computes it: its UTC day plus its retention. */
+function expiryDay(row: Row, defaultRetentionDays: number): string {
+  const days = Math.min(Math.max(row.entry.retentionDays ?? defaultRetentionDays, 1), MAX_RETENTION_DAYS);
+  return new Date((Math.floor(row.at.getTime() / DAY_MS) + days) * DAY_MS).toISOString().slice(0, 10);
+}

@@ -262,7 +262,7 @@ export const exportState = { active: () => 0 };
 
 new Gauge({
   name: 'nemo_request_log_queued_rows',
-  help: 'Request log rows waiting to be written to nemo.request_logs (the batch in flight included).',
+  help: 'Request log rows waiting to be written to nemo.request_log_entries (the batch in flight included).',
   registers: [registry],
   collect() {
     this.set(requestLogState.queued());
@@ -271,7 +271,7 @@ new Gauge({
 
 new Counter({
   name: 'nemo_request_log_rows_written_total',
-  help: 'Request log rows written to nemo.request_logs (rows of orgs logging none included: handled, not stored).',
+  help: 'Request log rows written to nemo.request_log_entries (orgs logging none send none).',
   registers: [registry],
   collect() {
     this.reset();

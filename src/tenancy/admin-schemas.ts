@@ -46,6 +46,8 @@ export const updateConfigInput = z.strictObject({
   /** The org's guardrails; teams and keys override fields of it. */
   default_guardrail_policy: guardrailPolicySchema.optional(),
   logging_level: z.enum(['none', 'metadata', 'full']).optional(),
+  /** Days the org's request logs are kept; null: the gateway's default (logs.retentionDays). */
+  log_retention_days: z.number().int().min(1).max(3650).nullable().optional(),
 });
 
 export type LimitFields = Partial<Record<keyof typeof limitFields, number | null>>;

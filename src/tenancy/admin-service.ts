@@ -36,7 +36,7 @@ const USAGE_COLUMNS = {
   team: 'r.team_id',
   model: 'r.model',
 } as const;
-const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, updated_at';
+const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, log_retention_days, updated_at';
 
 export class AdminService {
   constructor(
@@ -193,9 +193,17 @@ export class AdminService {
            allowed_models = CASE WHEN $1 THEN $2::text[] ELSE allowed_models END,
            default_guardrail_policy = COALESCE($3::jsonb, default_guardrail_policy),
            logging_level = COALESCE($4, logging_level),
+           log_retention_days = CASE WHEN $5 THEN $6::integer ELSE log_retention_days END,
            updated_at = now()
          RETURNING ${CONFIG_COLUMNS}`,
-        [input.allowed_models !== undefined, input.allowed_models ?? null, input.default_guardrail_policy === undefined ? null : JSON.stringify(input.default_guardrail_policy), input.logging_level ?? null],
+        [
+          input.allowed_models !== undefined,
+          input.allowed_models ?? null,
+          input.default_guardrail_policy === undefined ? null : JSON.stringify(input.default_guardrail_policy),
+          input.logging_level ?? null,
+          input.log_retention_days !== undefined,
+          input.log_retention_days ?? null,
+        ],
       );
       return rows[0];
     });

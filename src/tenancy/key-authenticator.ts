@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mergePolicies } from '../guardrails/policy.js';
 import { guardrailPolicySchema, type GuardrailPolicy } from '../guardrails/types.js';
 import { compiledPolicy } from '../workers/tasks/scan-text.js';
-import type { KeyGuardrails, KeyPrincipal } from './principal.js';
+import type { KeyGuardrails, KeyPrincipal, LoggingLevel } from './principal.js';
 import type { LimitScope } from './rate-limiter.js';
 
 export interface KeyCacheOptions {
@@ -39,6 +39,8 @@ export interface KeyRow {
   org_guardrail_policy: unknown;
   team_guardrail_policy: unknown;
   key_guardrail_policy: unknown;
+  logging_level: LoggingLevel;
+  log_retention_days: number | null;
 }
 
 interface Entry {
@@ -105,7 +107,7 @@ export class KeyAuthenticator {
 
   private async load(id: string, hash: Buffer): Promise<KeyPrincipal | null> {
     const generation = this.generation;
-    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v3($1)', [hash]);
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v4($1)', [hash]);
     const row = rows[0];
     if (row === undefined || row.revoked_at !== null) {
       this.rememberUnknown(id);
@@ -212,6 +214,8 @@ function principalOf(row: KeyRow): KeyPrincipal {
     expiresAtMs: row.expires_at?.getTime(),
     limits: limitsOf(row),
     guardrails: guardrailsOf(row),
+    loggingLevel: row.logging_level,
+    logRetentionDays: row.log_retention_days,
   };
 }
 

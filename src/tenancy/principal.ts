@@ -14,6 +14,9 @@ export interface KeyGuardrails {
   readonly invalid?: true;
 }
 
+/** How much of an org's requests nemo.request_log_entries keeps: nothing, metadata, or bodies too. */
+export type LoggingLevel = 'none' | 'metadata' | 'full';
+
 export type Principal =
   | { readonly kind: 'platform' }
   | {
@@ -30,6 +33,9 @@ export type Principal =
       readonly limits: readonly LimitScope[];
       /** undefined: no guardrail applies, the hot path skips them. */
       readonly guardrails?: KeyGuardrails | undefined;
+      /** The org's request-log level and retention in days (null: the gateway's default). */
+      readonly loggingLevel: LoggingLevel;
+      readonly logRetentionDays: number | null;
     };
 
 export type KeyPrincipal = Extract<Principal, { kind: 'key' }>;

@@ -93,6 +93,9 @@ describe('nemo CLI', () => {
       const org = await json(['orgs', 'create', 'acme']);
       expect(org.name).toBe('acme');
       expect((await json(['orgs', 'list'])).map((o) => o.id)).toEqual([org.id]);
+      expect(await json(['orgs', 'config', '--org', org.id as string])).toMatchObject({ logging_level: 'metadata', log_retention_days: null });
+      expect(await json(['orgs', 'config', '--org', org.id as string, '--logging', 'full', '--log-retention-days', '14'])).toMatchObject({ logging_level: 'full', log_retention_days: 14 });
+      expect(await json(['orgs', 'config', '--org', org.id as string, '--log-retention-days', 'default'])).toMatchObject({ logging_level: 'full', log_retention_days: null });
       const team = await json(['teams', 'create', '--org', org.id as string, 'core']);
       expect(team.org_id).toBe(org.id);
       const key = await json(['keys', 'create', '--org', org.id as string, '--name', 'ci', '--team', team.id as string, '--models', 'mock-fast']);

@@ -55,19 +55,24 @@ function entry(orgId: string, requestId: string, extra: Partial<RequestLogEntry>
   };
 }
 
-const dayName = (offsetDays: number) => `request_logs_p${new Date(today.getTime() + offsetDays * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '')}`;
+const ymd = (offsetDays: number) => new Date(today.getTime() + offsetDays * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '');
+/** A partition of the legacy table (0006), by day of creation. */
+const dayName = (offsetDays: number) => `request_logs_p${ymd(offsetDays)}`;
+/** A partition of nemo.request_log_entries, by expiry day. */
+const expiryName = (offsetDays: number) => `request_log_entries_e${ymd(offsetDays)}`;
 const dayIso = (offsetDays: number) => new Date(today.getTime() + offsetDays * 86_400_000).toISOString();
 
-async function partitions(): Promise<string[]> {
+async function partitions(parent = 'nemo.request_log_entries'): Promise<string[]> {
   const { rows } = await owner.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-      WHERE i.inhparent = 'nemo.request_logs'::regclass ORDER BY 1`,
+      WHERE i.inhparent = $1::regclass ORDER BY 1`,
+    [parent],
   );
   return rows.map((r) => r.name);
 }
 
 async function ownerCount(orgId: string): Promise<number> {
-  return (await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_logs WHERE org_id = $1', [orgId])).rows[0]!.n;
+  return (await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_log_entries WHERE org_id = $1', [orgId])).rows[0]!.n;
 }
 
 function exportUrl(orgId: string, kind: 'logs' | 'ledger', format: 'ndjson' | 'csv', from = dayIso(-1), to = dayIso(2)): string {
@@ -117,7 +122,7 @@ describe('the batched writer', () => {
         return result;
       },
     } as Pick<Database, 'query'>;
-    const writer = new RequestLogWriter(flaky, { flushIntervalMs: 20, maxBatchRows: 1_000, maxQueuedRows: 100_000, maxRetryDelayMs: 50 });
+    const writer = new RequestLogWriter(flaky, { defaultRetentionDays: 30, flushIntervalMs: 20, maxBatchRows: 1_000, maxQueuedRows: 100_000, maxRetryDelayMs: 50 });
     const producers = 25;
     const perProducer = 2_000;
     await Promise.all(
@@ -137,12 +142,12 @@ describe('the batched writer', () => {
     const { rows } = await owner.query<{ n: number; distinct_requests: number; a: number; b: number }>(
       `SELECT count(*)::int AS n, count(DISTINCT request_id)::int AS distinct_requests,
               count(*) FILTER (WHERE org_id = $1)::int AS a, count(*) FILTER (WHERE org_id = $2)::int AS b
-         FROM nemo.request_logs WHERE org_id IN ($1, $2)`,
+         FROM nemo.request_log_entries WHERE org_id IN ($1, $2)`,
       [orgA.id, orgB.id],
     );
     expect(rows[0]).toEqual({ n: 50_000, distinct_requests: 50_000, a: 26_000, b: 24_000 });
     // Each producer's rows keep the times they were recorded at, in its order.
-    const order = await owner.query<{ request_id: string; at: number }>("SELECT request_id, extract(epoch FROM created_at)::float8 AS at FROM nemo.request_logs WHERE org_id = $1 AND request_id LIKE 'p0-%'", [orgA.id]);
+    const order = await owner.query<{ request_id: string; at: number }>("SELECT request_id, extract(epoch FROM created_at)::float8 AS at FROM nemo.request_log_entries WHERE org_id = $1 AND request_id LIKE 'p0-%'", [orgA.id]);
     const times = order.rows.sort((x, y) => Number(x.request_id.slice(4)) - Number(y.request_id.slice(4))).map((r) => r.at);
     expect(times.length).toBe(perProducer);
     expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
@@ -152,14 +157,14 @@ describe('the batched writer', () => {
     const none = await newOrg('level none', 'none');
     const metadata = await newOrg('level metadata', 'metadata');
     const full = await newOrg('level full', 'full');
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
     for (const org of [none, metadata, full]) {
       writer.record(entry(org.id, `body-${org.id}`, { requestBody: '{"messages":[]}', responseBody: 'hello, "world"', guardrailAction: 'redact', guardrailRules: ['pii:email', 'deny_word:1'] }));
     }
     await writer.close();
     expect(await ownerCount(none.id)).toBe(0);
     const { rows } = await owner.query<{ org_id: string; request_body: string | null; response_body: string | null; guardrail_rules: string[]; guardrail_action: string }>(
-      'SELECT org_id, request_body, response_body, guardrail_rules, guardrail_action FROM nemo.request_logs WHERE org_id IN ($1, $2)',
+      'SELECT org_id, request_body, response_body, guardrail_rules, guardrail_action FROM nemo.request_log_entries WHERE org_id IN ($1, $2)',
       [metadata.id, full.id],
     );
     const byOrg = new Map(rows.map((r) => [r.org_id, r]));
@@ -167,32 +172,60 @@ describe('the batched writer', () => {
     expect(byOrg.get(full.id)).toMatchObject({ request_body: '{"messages":[]}', response_body: 'hello, "world"' });
   });
 
-  it('creates the partition of a day the maintenance job has not reached, then writes the row', async () => {
+  it('creates the partition of an expiry day the maintenance job has not reached, then writes the row', async () => {
     const org = await newOrg('far future');
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
     writer.record(entry(org.id, 'future-row', { at: new Date(today.getTime() + 100 * 86_400_000 + 5_000) }));
+    writer.record(entry(org.id, 'own-retention', { retentionDays: 3 }));
     await writer.close();
-    expect(await ownerCount(org.id)).toBe(1);
-    expect(await partitions()).toContain(dayName(100));
+    expect(await ownerCount(org.id)).toBe(2);
+    expect(await partitions()).toEqual(expect.arrayContaining([expiryName(130), expiryName(3)]));
+  });
+
+  it("keeps each row until its org's retention has passed: the expiry day is the created day plus the retention", async () => {
+    const org = await newOrg('retention');
+    await admin.updateConfig(PLATFORM, org.id, { log_retention_days: 7 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    writer.record(entry(org.id, 'seven', { retentionDays: 7 }));
+    writer.record(entry(org.id, 'default', { retentionDays: null }));
+    writer.record(entry(org.id, 'clamped', { retentionDays: 99_999 }));
+    await writer.close();
+    const { rows } = await owner.query<{ request_id: string; expires_on: string }>(
+      "SELECT request_id, to_char(expires_on, 'YYYYMMDD') AS expires_on FROM nemo.request_log_entries WHERE org_id = $1 ORDER BY request_id",
+      [org.id],
+    );
+    expect(rows).toEqual([
+      { request_id: 'clamped', expires_on: ymd(3650) },
+      { request_id: 'default', expires_on: ymd(30) },
+      { request_id: 'seven', expires_on: ymd(7) },
+    ]);
   });
 });
 
 describe('partition maintenance', () => {
-  it('creates days ahead and drops only the partitions past the retention, logging each', async () => {
-    const org = await newOrg('partitions');
-    // Expired: 45..44 and 31 days ago; kept: 30 days ago (its day ends 29 days ago) and today.
+  it("creates the partitions ahead for every org's retention and drops only expired days, logging each", async () => {
+    const short = await newOrg('retention 7');
+    await admin.updateConfig(PLATFORM, short.id, { log_retention_days: 7 });
+    // Expired: expiry days 3 and 1 days ago; kept: today's (its day has not ended) and beyond.
+    await db.query('SELECT nemo.ensure_request_log_entry_partitions($1::date[])', [[-3, -1, 0, 5].map((d) => dayIso(d).slice(0, 10))]);
+    for (const offset of [-3, -1, 0, 5]) {
+      await owner.query(
+        `INSERT INTO nemo.request_log_entries (org_id, created_at, log_id, expires_on, request_id, status, status_class)
+         VALUES ($1, $2::date - 7 + interval '1 hour', gen_random_uuid(), $2::date, $3, 200, '2xx')`,
+        [short.id, dayIso(offset).slice(0, 10), `expires${offset}`],
+      );
+    }
+    // The legacy table, by day of creation: expired past the default retention of 30 days.
     await db.query('SELECT nemo.ensure_request_log_partitions($1::date, 2)', [dayIso(-45).slice(0, 10)]);
     await db.query('SELECT nemo.ensure_request_log_partitions($1::date, 2)', [dayIso(-31).slice(0, 10)]);
     for (const offset of [-45, -31, -30, 0]) {
       await owner.query(
         `INSERT INTO nemo.request_logs (org_id, created_at, log_id, request_id, status, status_class)
          VALUES ($1, $2::timestamptz + interval '1 hour', gen_random_uuid(), $3, 200, '2xx')`,
-        [org.id, dayIso(offset), `day${offset}`],
+        [short.id, dayIso(offset), `day${offset}`],
       );
     }
-    const expired = [dayName(-45), dayName(-44), dayName(-31)];
-    const kept = [dayName(-30), dayName(0)];
-    expect(await partitions()).toEqual(expect.arrayContaining([...expired, ...kept]));
+    const expired = [expiryName(-3), expiryName(-1), dayName(-45), dayName(-44), dayName(-31)];
 
     // Two instances at once: the advisory lock serializes them; between them each day once.
     const instances = [0, 1].map(() => new RequestLogPartitions(db, { daysAhead: 7, retentionDays: 30, intervalMs: 3_600_000 }));
@@ -205,18 +238,23 @@ describe('partition maintenance', () => {
     expect(new Set(results.flatMap((r) => r.created)).size).toBe(results.flatMap((r) => r.created).length);
     expect(logged.length).toBe(expired.length);
 
+    // Rows written from yesterday to 7 days ahead find their partition, at 7 days' retention and at 30.
     const now = await partitions();
-    for (const name of expired) expect(now).not.toContain(name);
-    for (let day = -1; day <= 7; day++) expect(now).toContain(dayName(day));
-    for (const name of kept) expect(now).toContain(name);
-    const { rows } = await owner.query<{ request_id: string }>('SELECT request_id FROM nemo.request_logs WHERE org_id = $1 ORDER BY created_at', [org.id]);
-    expect(rows.map((r) => r.request_id)).toEqual(['day-30', 'day0']);
+    for (let day = -1; day <= 7; day++) expect(now).toEqual(expect.arrayContaining([expiryName(day + 7), expiryName(day + 30)]));
+    for (const name of expired) expect([...now, ...(await partitions('nemo.request_logs'))]).not.toContain(name);
+    const kept = await owner.query<{ request_id: string }>('SELECT request_id FROM nemo.request_log_entries WHERE org_id = $1 ORDER BY expires_on', [short.id]);
+    expect(kept.rows.map((r) => r.request_id)).toEqual(['expires0', 'expires5']);
+    const keptLegacy = await owner.query<{ request_id: string }>('SELECT request_id FROM nemo.request_logs WHERE org_id = $1 ORDER BY created_at', [short.id]);
+    expect(keptLegacy.rows.map((r) => r.request_id)).toEqual(['day-30', 'day0']);
 
-    // Every partition has row-level security enabled, forced and its policy, like the parent.
+    // Every partition of both tables has row-level security enabled, forced and its policy, like the parent.
     const { rows: security } = await owner.query<{ relname: string; ok: boolean }>(
       `SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) AS ok
-         FROM pg_class c WHERE c.oid = 'nemo.request_logs'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'nemo.request_logs'::regclass)`,
+         FROM pg_class c
+        WHERE c.oid IN ('nemo.request_logs'::regclass, 'nemo.request_log_entries'::regclass)
+           OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent IN ('nemo.request_logs'::regclass, 'nemo.request_log_entries'::regclass))`,
     );
+    expect(security.length).toBeGreaterThan(20);
     expect(security.filter((r) => !r.ok)).toEqual([]);
 
     // Idempotent: a second run finds nothing to do; start() runs once at once.
@@ -254,19 +292,20 @@ describe('row-level security and authorization of the export', () => {
   beforeAll(async () => {
     orgA = await newOrg('rls A', 'full');
     orgB = await newOrg('rls B', 'full');
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000 });
     for (let i = 0; i < 3; i++) writer.record(entry(orgA.id, `a-${i}`, { requestBody: 'secret of A, "quoted"\nsecond line' }));
     for (let i = 0; i < 2; i++) writer.record(entry(orgB.id, `b-${i}`));
     await writer.close();
   });
 
   it('shows nemo_app only the tenant of the transaction, and nothing with no tenant', async () => {
-    const seen = await db.withTenant(orgB.id, async (client) => (await client.query<{ org_id: string }>('SELECT DISTINCT org_id FROM nemo.request_logs')).rows);
+    const seen = await db.withTenant(orgB.id, async (client) => (await client.query<{ org_id: string }>('SELECT DISTINCT org_id FROM nemo.request_log_entries')).rows);
     expect(seen).toEqual([{ org_id: orgB.id }]);
-    const counted = await db.withTenant(orgB.id, async (client) => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_logs WHERE org_id = $1', [orgA.id])).rows[0]!.n);
+    const counted = await db.withTenant(orgB.id, async (client) => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_log_entries WHERE org_id = $1', [orgA.id])).rows[0]!.n);
     expect(counted).toBe(0);
-    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_logs')).rows[0]!.n).toBe(0);
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_log_entries')).rows[0]!.n).toBe(0);
     // Partitions are reachable only through the parent.
+    await expect(db.query(`SELECT count(*) FROM nemo.${expiryName(30)}`)).rejects.toMatchObject({ code: '42501' });
     await expect(db.query(`SELECT count(*) FROM nemo.${dayName(0)}`)).rejects.toMatchObject({ code: '42501' });
   });
 
@@ -315,16 +354,17 @@ describe(`the streaming export of ${BIG_EXPORT_ROWS.toLocaleString('en')} rows`,
 
   beforeAll(async () => {
     big = await newOrg('big export');
-    // Straight into today's partition as the owner, 10 µs apart.
+    // Straight in as the owner, 10 µs apart, spread over three expiry days (three retentions).
+    await db.query('SELECT nemo.ensure_request_log_entry_partitions($1::date[])', [[7, 30, 90].map((d) => dayIso(d).slice(0, 10))]);
     await owner.query(
-      `INSERT INTO nemo.request_logs (org_id, created_at, log_id, request_id, key_id, model, deployment, status, status_class, stream,
-                                      prompt_tokens, completion_tokens, cost_micros, latency_ms, ttft_ms, guardrail_action, guardrail_rules)
-       SELECT $1, $2::timestamptz + i * interval '10 microseconds', gen_random_uuid(), 'req-' || i, $1, 'gpt-4o', 'gpt-4o#0', 200, '2xx', i % 2 = 0,
+      `INSERT INTO nemo.request_log_entries (org_id, created_at, log_id, expires_on, request_id, key_id, model, deployment, status, status_class, stream,
+                                             prompt_tokens, completion_tokens, cost_micros, latency_ms, ttft_ms, guardrail_action, guardrail_rules)
+       SELECT $1, $2::timestamptz + i * interval '10 microseconds', gen_random_uuid(), $2::date + (ARRAY[7, 30, 90])[i % 3 + 1], 'req-' || i, $1, 'gpt-4o', 'gpt-4o#0', 200, '2xx', i % 2 = 0,
               10, 20, 30, 12.5, 3.25, 'none', '{}'
          FROM generate_series(1, ${BIG_EXPORT_ROWS}) AS i`,
       [big.id, dayIso(0)],
     );
-    await owner.query('ANALYZE nemo.request_logs');
+    await owner.query('ANALYZE nemo.request_log_entries');
   }, 60_000);
 
   it('sends every row with flat memory', async () => {

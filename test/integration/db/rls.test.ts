@@ -16,11 +16,15 @@ const GLOBAL_TABLES: ReadonlySet<string> = new Set(['schema_migrations']);
 /** The SECURITY DEFINER functions nemo_app may call; each crosses orgs on purpose and is reviewed as such. */
 const APP_DEFINER_FUNCTIONS = [
   'create_org(p_org_id uuid, p_name text)',
+  'drop_expired_request_log_entry_partitions()',
   'drop_expired_request_log_partitions(p_retention_days integer)',
+  'ensure_request_log_entry_partitions(p_days date[])',
+  'ensure_request_log_entry_partitions_ahead(p_days_ahead integer, p_default_retention_days integer)',
   'ensure_request_log_partitions(p_from date, p_days integer)',
   'find_api_key(p_key_hash bytea)',
   'find_api_key_v2(p_key_hash bytea)',
   'find_api_key_v3(p_key_hash bytea)',
+  'find_api_key_v4(p_key_hash bytea)',
   'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
   'ledger_apply_v2(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_model text[], p_ttl_ms integer)',
   'ledger_check()',
@@ -31,10 +35,11 @@ const APP_DEFINER_FUNCTIONS = [
   'limit_windows_check()',
   'list_orgs()',
   'record_guardrail_events(p_org uuid[], p_request text[], p_key uuid[], p_rule text[], p_action text[], p_stage text[], p_at timestamp with time zone[])',
+  'record_request_log_entries(p_rows json, p_default_retention_days integer)',
   'record_request_logs(p_rows json)',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
-const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'request_logs', 'reservations', 'teams'];
+const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'request_log_entries', 'request_logs', 'reservations', 'teams'];
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
@@ -76,6 +81,8 @@ beforeAll(async () => {
   const admin = new AdminService(database, new Set([MODEL]));
   const platform = { kind: 'platform' } as const;
   // A gets more of everything than B, so a count that is "all rows" or "B's rows" cannot pass for A's.
+  await database.query('SELECT nemo.ensure_request_log_entry_partitions_ahead(1, 30)');
+  await database.query("SELECT nemo.ensure_request_log_entry_partitions(ARRAY[(now() AT TIME ZONE 'UTC')::date + 7, (now() AT TIME ZONE 'UTC')::date + 8])");
   const fill = async (name: string, extra: number): Promise<string> => {
     const org = await admin.createOrg(platform, { name });
     const keyIds: string[] = [];
@@ -94,6 +101,7 @@ beforeAll(async () => {
       await database.query('SELECT nemo.record_guardrail_events($1, $2, $3, $4, $5, $6, $7)', [[org.id], [`req ${i}`], [keyIds[i]], ['pii:email'], ['redact'], ['input'], [new Date()]]);
       const row = { log_id: randomUUID(), created_at: new Date(), org_id: org.id, key_id: keyIds[i], request_id: `req ${i}`, model: MODEL, deployment: `${MODEL}#0`, status: 200, status_class: '2xx', stream: false, prompt_tokens: 1, completion_tokens: 1, cost_micros: 1, latency_ms: 1, guardrail_action: 'redact', guardrail_rules: ['pii:email'], request_body: 'prompt', response_body: 'answer' };
       await database.query('SELECT nemo.record_request_logs($1)', [JSON.stringify([row])]);
+      await database.query('SELECT nemo.record_request_log_entries($1, 30)', [JSON.stringify([{ ...row, log_id: randomUUID(), retention_days: 7 + i }])]);
     }
     return org.id;
   };

@@ -43,7 +43,7 @@ afterEach(() => vi.useRealTimers());
 describe('RequestLogWriter', () => {
   it('writes one statement per batch of maxBatchRows, in order', async () => {
     const db = fakeDb();
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 1_000, maxBatchRows: 10, maxQueuedRows: 1_000 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 1_000, maxBatchRows: 10, maxQueuedRows: 1_000 });
     for (let i = 0; i < 25; i++) writer.record(entry(i));
     await writer.close();
     expect(ids(db.batches)).toEqual(Array.from({ length: 25 }, (_, i) => `req-${i}`));
@@ -55,7 +55,7 @@ describe('RequestLogWriter', () => {
 
   it('flushes on its timer when fewer than a batch wait', async () => {
     const db = fakeDb();
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 20, maxBatchRows: 100, maxQueuedRows: 1_000 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 20, maxBatchRows: 100, maxQueuedRows: 1_000 });
     writer.record(entry(1));
     await vi.waitFor(() => expect(writer.written).toBe(1), { timeout: 1_000, interval: 5 });
     await writer.close();
@@ -63,7 +63,7 @@ describe('RequestLogWriter', () => {
 
   it('keeps a failed batch at the head of the queue and retries it before later rows', async () => {
     const db = fakeDb();
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 5, maxBatchRows: 3, maxQueuedRows: 1_000, maxRetryDelayMs: 20 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 5, maxBatchRows: 3, maxQueuedRows: 1_000, maxRetryDelayMs: 20 });
     db.state.failNext = 3;
     for (let i = 0; i < 10; i++) writer.record(entry(i));
     await vi.waitFor(() => expect(writer.written).toBe(10), { timeout: 2_000, interval: 5 });
@@ -75,7 +75,7 @@ describe('RequestLogWriter', () => {
   it('drops and counts rows only when the queue is full', async () => {
     const db = fakeDb();
     db.state.failNext = 1_000;
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 1_000, maxBatchRows: 1_000, maxQueuedRows: 5 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 1_000, maxBatchRows: 1_000, maxQueuedRows: 5 });
     const accepted = Array.from({ length: 8 }, (_, i) => writer.record(entry(i)));
     expect(accepted).toEqual([true, true, true, true, true, false, false, false]);
     expect(writer.dropped).toBe(3);
@@ -88,7 +88,7 @@ describe('RequestLogWriter', () => {
 
   it('close() retries until the database is back, and counts what it could not write by the deadline', async () => {
     const db = fakeDb();
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 5, maxBatchRows: 10, maxQueuedRows: 100, maxRetryDelayMs: 10 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 5, maxBatchRows: 10, maxQueuedRows: 100, maxRetryDelayMs: 10 });
     db.state.failNext = 3;
     for (let i = 0; i < 4; i++) writer.record(entry(i));
     await writer.close(5_000);
@@ -96,7 +96,7 @@ describe('RequestLogWriter', () => {
 
     const down = fakeDb();
     down.state.failNext = Number.POSITIVE_INFINITY;
-    const stuck = new RequestLogWriter(down, { flushIntervalMs: 5, maxBatchRows: 10, maxQueuedRows: 100, maxRetryDelayMs: 10 });
+    const stuck = new RequestLogWriter(down, { defaultRetentionDays: 30, flushIntervalMs: 5, maxBatchRows: 10, maxQueuedRows: 100, maxRetryDelayMs: 10 });
     for (let i = 0; i < 4; i++) stuck.record(entry(i));
     await stuck.close(50);
     expect(stuck.dropped).toBe(4);
@@ -106,7 +106,7 @@ describe('RequestLogWriter', () => {
 
   it('sends rules as a list and cuts long bodies', async () => {
     const db = fakeDb();
-    const writer = new RequestLogWriter(db, { flushIntervalMs: 1_000, maxBatchRows: 10, maxQueuedRows: 100, maxBodyChars: 4 });
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 1_000, maxBatchRows: 10, maxQueuedRows: 100, maxBodyChars: 4 });
     writer.record(entry(1, { guardrailAction: 'redact', guardrailRules: ['pii:email', 'deny_word:2'], requestBody: 'abcdefgh', responseBody: null }));
     await writer.close();
     expect(db.state.lastRows).toHaveLength(1);
@@ -114,7 +114,8 @@ describe('RequestLogWriter', () => {
   });
 
   it('refuses options that are not positive integers', () => {
-    expect(() => new RequestLogWriter(fakeDb(), { flushIntervalMs: 0, maxBatchRows: 1, maxQueuedRows: 1 })).toThrow(/flushIntervalMs/);
+    expect(() => new RequestLogWriter(fakeDb(), { defaultRetentionDays: 30, flushIntervalMs: 0, maxBatchRows: 1, maxQueuedRows: 1 })).toThrow(/flushIntervalMs/);
+    expect(() => new RequestLogWriter(fakeDb(), { defaultRetentionDays: 0, flushIntervalMs: 10, maxBatchRows: 1, maxQueuedRows: 1 })).toThrow(/defaultRetentionDays/);
   });
 });
 

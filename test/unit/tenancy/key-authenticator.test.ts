@@ -18,6 +18,8 @@ function row(patch: Partial<KeyRow> = {}): KeyRow {
     org_allowed_models: null,
     expires_at: null,
     revoked_at: null,
+    logging_level: 'metadata',
+    log_retention_days: null,
     key_rpm_limit: null,
     key_tpm_limit: null,
     team_rpm_limit: null,
@@ -111,7 +113,7 @@ describe('KeyAuthenticator: lookups', () => {
     const sent = calls[0]!.values?.[0];
     expect(Buffer.isBuffer(sent)).toBe(true);
     expect((sent as Buffer).equals(hashApiKey(key.secret))).toBe(true);
-    expect(principal).toEqual({ kind: 'key', orgId: ORG_A, keyId: 'k1', teamId: 'team-9', role: 'admin', allowedModels: undefined, expiresAtMs: undefined, limits: [] });
+    expect(principal).toEqual({ kind: 'key', orgId: ORG_A, keyId: 'k1', teamId: 'team-9', role: 'admin', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null });
     expect(auth.misses).toBe(1);
   });
 
