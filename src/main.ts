@@ -5,7 +5,7 @@ import { RequestAuthenticator } from './http/authenticate.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 import { uwsImplementation, uwsNative } from './http/uws.js';
 import { log } from './log.js';
-import { httpServerInfo, reportPool, uwsNativeGauge } from './metrics/registry.js';
+import { enableOrgTopN, httpServerInfo, reportPool, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
 import { UpstreamPools } from './providers/upstream-pools.js';
 import { Ledger } from './ledger/ledger.js';
@@ -53,6 +53,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const workers = new WorkerPool(config.workers);
   const guardrailEvents = new GuardrailEventLog(db, config.guardrails);
   const { logs } = config;
+  enableOrgTopN(config.metrics.orgTopN);
   const requestLog = new RequestLogWriter(db, {
     defaultRetentionDays: logs.retentionDays,
     flushIntervalMs: logs.flushIntervalMs,

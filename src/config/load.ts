@@ -46,8 +46,11 @@ export interface Config {
   readonly workers: ConfigFile['workers'];
   readonly guardrails: ConfigFile['guardrails'];
   readonly logs: ConfigFile['logs'];
+  readonly metrics: ConfigFile['metrics'];
   readonly database: DatabaseConfig;
   readonly masterKey: string | undefined;
+  /** The bearer token GET /metrics requires; undefined: open. */
+  readonly metricsToken: string | undefined;
   readonly models: ReadonlyMap<string, ModelRoute>;
   /** Where the model table came from, for the start-up log. */
   readonly source: string;
@@ -100,8 +103,12 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   // Key-shaped secrets are looked up as org keys, so such a master key could never authenticate.
   if (masterKey !== undefined && masterKey.startsWith('sk-nemo-')) throw new ConfigError([`${file.auth.masterKeyEnv}: must not start with sk-nemo- (that prefix is for org API keys)`]);
   if (masterKey !== undefined && masterKey.length < 16) throw new ConfigError([`${file.auth.masterKeyEnv}: must be at least 16 characters`]);
-  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, logs: file.logs, database, models, source } as Config;
+  const metricsToken = env[file.metrics.tokenEnv] || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 16) throw new ConfigError([`${file.metrics.tokenEnv}: must be at least 16 characters`]);
+  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, logs: file.logs, metrics: file.metrics, database, models, source } as Config;
+  // Secrets are not enumerable: they never show in a logged or serialized config.
   Object.defineProperty(config, 'masterKey', { value: masterKey, enumerable: false });
+  Object.defineProperty(config, 'metricsToken', { value: metricsToken, enumerable: false });
   return deepFreeze(config);
 }
 

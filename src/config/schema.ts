@@ -165,6 +165,17 @@ export const configFileSchema = z.strictObject({
       maxConcurrentExports: positiveInt.max(16).default(2),
     })
     .prefault({}),
+  metrics: z
+    .strictObject({
+      /** Name of the env var holding a bearer token GET /metrics then requires; unset or empty: open. */
+      tokenEnv: z.string().default('NEMO_METRICS_TOKEN'),
+      /**
+       * Opt-in per-org series: the orgs with the most requests since start, at most this many
+       * (label `org`, the org id). 0, the default: no org ids in metrics at all.
+       */
+      orgTopN: z.number().int().min(0).max(100).default(0),
+    })
+    .prefault({}),
   database: z
     .strictObject({
       /** Connections of the gateway's (nemo_app) pool. */

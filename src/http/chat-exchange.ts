@@ -9,7 +9,7 @@ import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
 import type { Hold, Ledger, Refusal } from '../ledger/ledger.js';
 import { affordableOutputTokens, boundingPrices, costMicros, pricesOf } from '../ledger/pricing.js';
 import { log } from '../log.js';
-import { countAttempt, countRequest, gatewayOverheadSeconds, liveCounts, streamChunkGapSeconds, timeToFirstTokenSeconds, tokensTotal, observeDuration, rateLimitedTotal, statusClass } from '../metrics/registry.js';
+import { countAttempt, countRequest, gatewayOverheadSeconds, liveCounts, streamChunkGapSeconds, timeToFirstTokenSeconds, tokensTotal, observeDuration, rateLimitedTotal, statusClass, upstreamFallbacksTotal, countOrgRequest } from '../metrics/registry.js';
 import { adapterFor } from '../providers/registry.js';
 import type { DeploymentRouter } from '../providers/router.js';
 import type { ChatRequest, FrameSink, TranslateContext, Usage } from '../providers/types.js';
@@ -355,14 +355,18 @@ export class ChatExchange implements AttemptOwner {
   /** An attempt failed: retry on another deployment while nothing reached the client. */
   onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void {
     if (attempt !== this.attempt) return;
-    this.upstreamMs += attempt.elapsedMs();
-    countAttempt(attempt.deployment.provider, outcome);
+    const elapsedMs = attempt.elapsedMs();
+    this.upstreamMs += elapsedMs;
+    countAttempt(attempt.deployment.provider, outcome, elapsedMs / 1000);
     if (failure.coolDown) this.deps.router.markFailed(attempt.deployment);
     if (this.clientGone || this.finished) return this.finish();
     const canRetry = failure.retryable && !this.headersSent && this.attempts < this.deps.config.upstream.maxAttempts;
     if (canRetry && this.route.deployments.length > 1) {
       (this.tried ??= new Set()).add(attempt.deployment);
-      if (this.tried.size < this.route.deployments.length) return this.tryNextDeployment();
+      if (this.tried.size < this.route.deployments.length) {
+        upstreamFallbacksTotal.inc({ provider: attempt.deployment.provider, cause: outcome });
+        return this.tryNextDeployment();
+      }
     }
     this.fail(failure.error);
   }
@@ -481,7 +485,7 @@ export class ChatExchange implements AttemptOwner {
 
   private settleAttempt(attempt: UpstreamAttempt, usage: Usage | undefined): void {
     this.usage = usage;
-    countAttempt(attempt.deployment.provider, 'ok');
+    countAttempt(attempt.deployment.provider, 'ok', attempt.elapsedMs() / 1000);
     this.deps.router.markHealthy(attempt.deployment);
   }
 
@@ -530,6 +534,7 @@ export class ChatExchange implements AttemptOwner {
     liveCounts.inflightRequests--;
     countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
+    if (this.principal !== undefined) countOrgRequest(this.principal.orgId, this.chargedMicros);
     this.logRequest();
     this.deps.inflight.delete(this);
   }

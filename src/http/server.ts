@@ -80,7 +80,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/models', 'get', models],
     ['/healthz', 'get', healthRoute()],
     ['/readyz', 'get', readyRoute(deps.readinessChecks ?? [], isDraining)],
-    ['/metrics', 'get', metricsRoute()],
+    ['/metrics', 'get', metricsRoute(deps.config.metricsToken)],
   ];
   for (const [path, method, handler] of routes) {
     app[method](path, handler);

@@ -47,6 +47,21 @@ export const upstreamAttemptsTotal = new Counter({
   registers: [registry],
 });
 
+export const upstreamFallbacksTotal = new Counter({
+  name: 'nemo_upstream_fallbacks_total',
+  help: 'Requests moved to another deployment after a failed attempt, by the failed provider kind and the cause (its attempt outcome).',
+  labelNames: ['provider', 'cause'] as const,
+  registers: [registry],
+});
+
+export const upstreamDurationSeconds = new Histogram({
+  name: 'nemo_upstream_duration_seconds',
+  help: 'Upstream attempts from request to the end of the answer or stream, by provider kind and result (ok, error).',
+  labelNames: ['provider', 'result'] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  registers: [registry],
+});
+
 export const ledgerBatchSize = new Histogram({
   name: 'nemo_ledger_batch_size_ops',
   help: 'Operations (reserve, settle, release) committed per ledger batch.',
@@ -238,8 +253,19 @@ export function countRequest(route: string, model: string, statusClassLabel: str
   counterChild(requestCounters, requestsTotal, [route, model, statusClassLabel]).inc();
 }
 
-export function countAttempt(provider: string, outcome: string): void {
+const upstreamDurations = new Map<string, { observe(value: number): void }>();
+
+/** One finished upstream attempt: counted by outcome, timed by result. */
+export function countAttempt(provider: string, outcome: string, seconds: number): void {
   counterChild(attemptCounters, upstreamAttemptsTotal, [provider, outcome]).inc();
+  const result = outcome === 'ok' ? 'ok' : 'error';
+  const key = `${provider}\u0000${result}`;
+  let child = upstreamDurations.get(key);
+  if (child === undefined) {
+    child = upstreamDurationSeconds.labels(provider, result);
+    upstreamDurations.set(key, child);
+  }
+  child.observe(seconds);
 }
 
 export function observeDuration(route: string, seconds: number): void {
@@ -309,5 +335,62 @@ new Gauge({
   registers: [registry],
   collect() {
     this.set(exportState.active());
+  },
+});
+
+/**
+ * Opt-in per-org series (metrics.orgTopN > 0): requests and credits charged per org since start,
+ * exported at scrape time for the N orgs with the most requests only, so the label stays bounded.
+ * At most MAX_TRACKED_ORGS orgs are tracked; later ones are not counted (and say so once).
+ */
+const MAX_TRACKED_ORGS = 50_000;
+const orgTraffic = new Map<string, { requests: number; chargedMicros: number }>();
+let orgTopN = 0;
+let orgOverflowLogged = false;
+
+export function enableOrgTopN(n: number): void {
+  orgTopN = n;
+}
+
+export function countOrgRequest(orgId: string, chargedMicros: number | null): void {
+  if (orgTopN === 0) return;
+  let entry = orgTraffic.get(orgId);
+  if (entry === undefined) {
+    if (orgTraffic.size >= MAX_TRACKED_ORGS) {
+      if (!orgOverflowLogged) process.emitWarning(`metrics: more than ${MAX_TRACKED_ORGS} orgs; later ones are not in the org top-N`);
+      orgOverflowLogged = true;
+      return;
+    }
+    entry = { requests: 0, chargedMicros: 0 };
+    orgTraffic.set(orgId, entry);
+  }
+  entry.requests++;
+  if (chargedMicros !== null) entry.chargedMicros += chargedMicros;
+}
+
+function topOrgs(): Array<[string, { requests: number; chargedMicros: number }]> {
+  if (orgTopN === 0) return [];
+  return [...orgTraffic].sort((a, b) => b[1].requests - a[1].requests).slice(0, orgTopN);
+}
+
+new Counter({
+  name: 'nemo_org_requests_total',
+  help: 'Opt-in (metrics.orgTopN): chat requests since start of the N orgs with the most, by org id.',
+  labelNames: ['org'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const [org, traffic] of topOrgs()) this.inc({ org }, traffic.requests);
+  },
+});
+
+new Counter({
+  name: 'nemo_org_charged_micros_total',
+  help: 'Opt-in (metrics.orgTopN): credits charged since start to the N orgs with the most requests, by org id.',
+  labelNames: ['org'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const [org, traffic] of topOrgs()) this.inc({ org }, traffic.chargedMicros);
   },
 });

@@ -70,6 +70,9 @@ describe('GET /metrics', () => {
     expect(line, res.text).toBeDefined();
     expect(line).toContain('status_class="2xx"');
     expect(Number(line!.split(' ').at(-1))).toBeGreaterThanOrEqual(1);
+    // No org id in any series unless the per-org top-N is opted into.
+    expect(res.text).not.toContain(gw.orgId);
+    expect(res.text.split('\n').filter((l) => l.startsWith('nemo_org_'))).toEqual([]);
   });
 });
 
