@@ -9,7 +9,7 @@
 -- row at all, and bodies are captured only for orgs logging 'full'.
 
 -- NULL: the gateway's default (logs.retentionDays).
-ALTER TABLE nemo.org_config ADD COLUMN IF NOT EXISTS log_retention_days integer CHECK (log_retention_days BETWEEN 1 AND 3650);
+ALTER TABLE nemo.org_config ADD COLUMN IF NOT EXISTS log_retention_days integer CHECK (log_retention_days BETWEEN 1 AND 731);
 
 CREATE TABLE IF NOT EXISTS nemo.request_log_entries (
   org_id uuid NOT NULL,
@@ -82,7 +82,7 @@ CREATE OR REPLACE FUNCTION nemo.ensure_request_log_entry_partitions_ahead(p_days
            (SELECT DISTINCT log_retention_days AS days FROM nemo.org_config WHERE log_retention_days IS NOT NULL
              UNION SELECT p_default_retention_days) r,
            generate_series(-1, least(greatest(p_days_ahead, 0), 366)) AS offs
-     WHERE r.days BETWEEN 1 AND 3650
+     WHERE r.days BETWEEN 1 AND 731
   $$;
 
 -- Drops the partitions whose expiry day ended before today (UTC): every row in them has been kept
@@ -133,7 +133,7 @@ CREATE OR REPLACE FUNCTION nemo.record_request_log_entries(p_rows json, p_defaul
                                             cost_micros, latency_ms, ttft_ms, guardrail_action, guardrail_rules,
                                             request_body, response_body)
       SELECT b.org_id, b.created_at, b.log_id,
-             (b.created_at AT TIME ZONE 'UTC')::date + least(greatest(coalesce(b.retention_days, p_default_retention_days), 1), 3650),
+             (b.created_at AT TIME ZONE 'UTC')::date + least(greatest(coalesce(b.retention_days, p_default_retention_days), 1), 731),
              b.request_id, b.team_id, b.key_id, b.model, b.deployment,
              b.status, b.status_class, b.error_code, coalesce(b.stream, false), b.prompt_tokens, b.completion_tokens,
              b.cost_micros, b.latency_ms, b.ttft_ms, coalesce(b.guardrail_action, 'none'), coalesce(b.guardrail_rules, '{}'),

@@ -154,7 +154,7 @@ export const configFileSchema = z.strictObject({
       /** Prompt and response bodies (orgs logging `full` only) are cut to this many characters. */
       maxBodyChars: positiveInt.default(65_536),
       /** Request logs are kept at least this many days; older daily partitions are dropped. */
-      retentionDays: positiveInt.default(30),
+      retentionDays: positiveInt.max(731).default(30),
       /** Daily partitions are created this many days ahead. */
       partitionDaysAhead: positiveInt.max(300).default(7),
       /** How often partitions are created ahead and expired ones dropped. */

@@ -253,7 +253,7 @@ export function guardrailOutcome(findings: Iterable<{ readonly rule: string; rea
 
 const STRENGTH: Record<GuardrailOutcome, number> = { none: 0, flag: 1, redact: 2, block: 3 };
 const DAY_MS = 86_400_000;
-const MAX_RETENTION_DAYS = 3650;
+const MAX_RETENTION_DAYS = 731;
 
 /** The row's partition, as nemo.record_request_log_entries computes it: its UTC day plus its retention. */
 function expiryDay(row: Row, defaultRetentionDays: number): string {

@@ -47,7 +47,7 @@ export const updateConfigInput = z.strictObject({
   default_guardrail_policy: guardrailPolicySchema.optional(),
   logging_level: z.enum(['none', 'metadata', 'full']).optional(),
   /** Days the org's request logs are kept; null: the gateway's default (logs.retentionDays). */
-  log_retention_days: z.number().int().min(1).max(3650).nullable().optional(),
+  log_retention_days: z.number().int().min(1).max(731).nullable().optional(),
 });
 
 export type LimitFields = Partial<Record<keyof typeof limitFields, number | null>>;

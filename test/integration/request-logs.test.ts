@@ -195,7 +195,7 @@ describe('the batched writer', () => {
       [org.id],
     );
     expect(rows).toEqual([
-      { request_id: 'clamped', expires_on: ymd(3650) },
+      { request_id: 'clamped', expires_on: ymd(731) },
       { request_id: 'default', expires_on: ymd(30) },
       { request_id: 'seven', expires_on: ymd(7) },
     ]);
