@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { Run } from './lib/run.js';
 import { spawnChild, waitForHttp, waitForLine } from './lib/child.js';
+import { DASHBOARD_METRICS_CONFIG, DASHBOARD_UPSTREAM_CONFIG, dashboardModels, dashboardScenarios } from './lib/dashboard-load.js';
 import { BUILTIN_VARIABLES, panelQueries, parseLabelValues, variableQueries } from './lib/dashboard-queries.js';
 import type { PanelQuery } from './lib/dashboard-queries.js';
 import { freePorts } from './lib/free-port.js';
@@ -63,11 +64,14 @@ async function startGateway(run: Run, ports: { mock: number; nemo: number }): Pr
   const upstream = { provider: 'openai-compatible', model: 'mock', baseUrl: `http://${HOST}:${ports.mock}/v1`, maxOutputTokens: 4096 };
   const config = {
     server: { shutdownGraceMs: 2000 },
+    upstream: DASHBOARD_UPSTREAM_CONFIG,
+    metrics: DASHBOARD_METRICS_CONFIG,
     models: [
       { name: 'check-priced', deployments: [{ ...upstream, inputPricePerMTok: 1, outputPricePerMTok: 2 }] },
       { name: 'check-free', deployments: [upstream] },
       // Its only deployment answers 500 to everything: upstream errors, then 5xx for the client.
       { name: 'check-faulty', deployments: [{ ...upstream, inputPricePerMTok: 1, outputPricePerMTok: 2, headers: { 'x-mock-fault': 'http-500' } }] },
+      ...dashboardModels(upstream),
     ],
   };
   const configPath = join(run.tmpDir!, 'nemo-config.json');
@@ -279,7 +283,7 @@ async function startServers(run: Run, prometheusBinary: string): Promise<{ gatew
 
 /** Runs the load; the scenarios that never got their status are problems. */
 async function loadGateway(run: Run, gateway: Gateway, keys: Keys): Promise<string[]> {
-  const results = await runMixedLoad(`${gateway.origin}/v1/chat/completions`, scenarios(keys), LOAD_MS, run.abort.signal);
+  const results = await runMixedLoad(`${gateway.origin}/v1/chat/completions`, [...scenarios(keys), ...dashboardScenarios(keys.demo)], LOAD_MS, run.abort.signal);
   if (run.abort.signal.aborted) throw new Error('interrupted');
   const problems: string[] = [];
   for (const result of results) {
