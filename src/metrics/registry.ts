@@ -197,16 +197,22 @@ export const keyCacheLookupsTotal = new Counter({
   registers: [registry],
 });
 
-/** Pools whose connections are reported at scrape time. */
-const pools = new Map<string, { totalCount: number; idleCount: number; waitingCount: number }>();
+/** Pools whose connections are reported at scrape time (a pg.Pool fits: its options carry max). */
+interface ReportedPool {
+  readonly totalCount: number;
+  readonly idleCount: number;
+  readonly waitingCount: number;
+  readonly options?: { readonly max?: number };
+}
+const pools = new Map<string, ReportedPool>();
 
-export function reportPool(name: string, pool: { totalCount: number; idleCount: number; waitingCount: number }): void {
+export function reportPool(name: string, pool: ReportedPool): void {
   pools.set(name, pool);
 }
 
 new Gauge({
   name: 'nemo_db_pool_connections',
-  help: 'Postgres pool connections by pool (app, ledger) and state: in_use, idle, and waiting callers.',
+  help: 'Postgres pool connections by pool (app, ledger) and state: in_use, idle, waiting callers, and max (the pool size).',
   labelNames: ['pool', 'state'] as const,
   registers: [registry],
   collect() {
@@ -214,6 +220,7 @@ new Gauge({
       this.set({ pool: name, state: 'in_use' }, pool.totalCount - pool.idleCount);
       this.set({ pool: name, state: 'idle' }, pool.idleCount);
       this.set({ pool: name, state: 'waiting' }, pool.waitingCount);
+      if (pool.options?.max !== undefined) this.set({ pool: name, state: 'max' }, pool.options.max);
     }
   },
 });
