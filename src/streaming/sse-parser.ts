@@ -29,6 +29,8 @@ export class SseParser {
   private eventBytes = 0;
   /** A CR ended the previous chunk: a LF starting the next one belongs to it. */
   private skipLeadingLf = false;
+  /** The next line is the stream's first: a UTF-8 BOM before it is not part of it. */
+  private firstLine = true;
 
   constructor(
     private readonly onEvent: (event: SseEvent) => void,
@@ -38,7 +40,11 @@ export class SseParser {
   push(chunk: Uint8Array): void {
     let input: Buffer;
     let offset = 0;
+    // The kept remainder holds no line end: scanning resumes after it, so an event arriving in
+    // many small chunks costs linear time, not quadratic.
+    let scanFrom = 0;
     if (this.pendingLength > 0) {
+      scanFrom = this.pendingLength;
       input = this.append(chunk);
     } else {
       input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -49,7 +55,7 @@ export class SseParser {
       this.skipLeadingLf = false;
     }
     while (offset < length) {
-      const lineEnd = findLineEnd(input, offset, length);
+      const lineEnd = findLineEnd(input, Math.max(offset, scanFrom), length);
       if (lineEnd === -1) break;
       this.line(input, offset, lineEnd);
       if (input[lineEnd] === CR) {
@@ -96,6 +102,10 @@ export class SseParser {
   }
 
   private line(buf: Buffer, start: number, end: number): void {
+    if (this.firstLine) {
+      this.firstLine = false;
+      if (end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3;
+    }
     if (start === end) {
       this.dispatch();
       return;
