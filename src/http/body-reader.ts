@@ -1,8 +1,12 @@
 // Reads a request body with a size limit. The declared Content-Length is checked before a byte is
 // read; the common single-chunk body is handed over as a view (valid only during the callback),
-// larger ones are copied into one buffer sized from Content-Length when it is known.
+// larger ones are copied into one buffer that grows with what arrived (a declared length is a
+// ceiling, never an allocation: a client that declares 4 MiB and sends one byte costs one chunk).
 import { GatewayError } from '../errors/gateway-error.js';
 import type { HttpResponse } from './uws.js';
+
+/** The first buffer of a body that arrives in pieces; it doubles from there, up to the declared length. */
+const FIRST_BUFFER_BYTES = 16 * 1024;
 
 export type BodyCallback = (body: Buffer) => void;
 export type BodyErrorCallback = (err: GatewayError) => void;
@@ -36,9 +40,10 @@ export function readBody(res: HttpResponse, contentLengthHeader: string, maxByte
       onBody(Buffer.from(chunk));
       return;
     }
-    if (buffer === undefined) buffer = Buffer.allocUnsafe(declared >= 0 ? declared : Math.min(maxBytes, Math.max(size * 4, 16 * 1024)));
+    const ceiling = declared >= 0 ? declared : maxBytes;
+    if (buffer === undefined) buffer = Buffer.allocUnsafe(Math.min(ceiling, Math.max(size * 4, FIRST_BUFFER_BYTES)));
     else if (length + size > buffer.length) {
-      const grown = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(buffer.length * 2, length + size)));
+      const grown = Buffer.allocUnsafe(Math.min(ceiling, Math.max(buffer.length * 2, length + size)));
       buffer.copy(grown, 0, 0, length);
       buffer = grown;
     }

@@ -12,6 +12,7 @@ import type { WorkerPool } from '../workers/pool.js';
 import type { AdminService } from '../tenancy/admin-service.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { ChatExchange, InflightTracker } from './chat-exchange.js';
+import { redactFromErrors } from './error-response.js';
 import { sendError } from './respond.js';
 import { requestIdFrom } from './request-id.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
@@ -66,14 +67,17 @@ class Inflight implements InflightTracker {
 }
 
 export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer> {
+  redactFromErrors([deps.config.masterKey, ...[...deps.config.models.values()].flatMap((route) => route.deployments.map((d) => d.apiKey))]);
   const inflight = new Inflight();
   let draining = false;
   const isDraining = () => draining;
   const app = App();
+  // Every route goes through the framing guard; listen and close stay on the app itself.
+  const routes = refusingAmbiguousFraming(app);
 
   const chat = chatCompletionsRoute({ ...deps, inflight, isDraining });
   const models = modelsRoute(deps.config, deps.auth);
-  const routes: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
+  const table: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
     ['/v1/chat/completions', 'post', chat],
     ['/chat/completions', 'post', chat],
     ['/v1/models', 'get', models],
@@ -82,13 +86,13 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/readyz', 'get', readyRoute(deps.readinessChecks ?? [], isDraining)],
     ['/metrics', 'get', metricsRoute(deps.config.metricsToken)],
   ];
-  for (const [path, method, handler] of routes) {
-    app[method](path, handler);
-    app.any(path, methodNotAllowed([method]));
+  for (const [path, method, handler] of table) {
+    routes[method](path, handler);
+    routes.any(path, methodNotAllowed([method]));
   }
-  for (const [path, methods] of registerAdminRoutes(app, deps)) app.any(path, methodNotAllowed(methods));
-  for (const [path, methods] of registerExportRoutes(app, deps)) app.any(path, methodNotAllowed(methods));
-  app.any('/*', (res, req) => {
+  for (const [path, methods] of registerAdminRoutes(routes, deps)) routes.any(path, methodNotAllowed(methods));
+  for (const [path, methods] of registerExportRoutes(routes, deps)) routes.any(path, methodNotAllowed(methods));
+  routes.any('/*', (res, req) => {
     sendError(res, new GatewayError('NR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.getMethod().toUpperCase()} ${req.getUrl().slice(0, 256)}`), requestIdFrom(req.getHeader('x-request-id')));
   });
 
@@ -125,6 +129,60 @@ function methodNotAllowed(allowed: readonly string[]) {
     const requestId = requestIdFrom(req.getHeader('x-request-id'));
     sendError(res, err, requestId, true, { allow });
   };
+}
+
+const ROUTE_METHODS: ReadonlySet<PropertyKey> = new Set(['get', 'post', 'patch', 'put', 'del', 'options', 'head', 'connect', 'trace', 'any']);
+const DIGITS = /^[0-9]+$/;
+let contentLengths = 0;
+let transferEncodings = 0;
+
+/** req.forEach callback (module-level: no closure per request). */
+function countFramingHeaders(name: string): void {
+  if (name === 'content-length') contentLengths++;
+  else if (name === 'transfer-encoding') transferEncodings++;
+}
+
+/**
+ * Request framing two HTTP parsers could read differently (request smuggling): uWS frames a body by
+ * the first of several Content-Length headers and treats any Transfer-Encoding that mentions chunked
+ * as chunked, where a proxy in front may take the last length or another coding. So: at most one
+ * Content-Length (digits only) or one `Transfer-Encoding: chunked`, never both. Anything else is
+ * answered by closing the connection at once, as uWS itself answers Content-Length with
+ * Transfer-Encoding: a response would let uWS go on to run whatever it already parsed behind it.
+ */
+function hasAmbiguousFraming(req: HttpRequest): boolean {
+  const contentLength = req.getHeader('content-length');
+  const transferEncoding = req.getHeader('transfer-encoding');
+  if (contentLength === '' && transferEncoding === '') return false;
+  contentLengths = 0;
+  transferEncodings = 0;
+  req.forEach(countFramingHeaders);
+  if (contentLengths + transferEncodings > 1) return true;
+  if (contentLengths === 1 && !DIGITS.test(contentLength)) return true;
+  return transferEncodings === 1 && transferEncoding.toLowerCase() !== 'chunked';
+}
+
+/** The app as route tables see it: every handler registered through it checks the framing first. */
+function refusingAmbiguousFraming(app: TemplatedApp): TemplatedApp {
+  const guard = (handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
+    if (hasAmbiguousFraming(req)) {
+      res.close();
+      return;
+    }
+    handler(res, req);
+  };
+  const facade: TemplatedApp = new Proxy(app, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop);
+      if (typeof value !== 'function') return value;
+      if (!ROUTE_METHODS.has(prop)) return value.bind(target);
+      return (pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void) => {
+        value.call(target, pattern, guard(handler));
+        return facade;
+      };
+    },
+  });
+  return facade;
 }
 
 /** Closes every socket of the app (available in the native build; the JS fallback exits with the process). */
