@@ -5,8 +5,29 @@ import type { GatewayError } from '../errors/gateway-error.js';
 
 export function errorJson(err: GatewayError): string {
   const entry = ERROR_CATALOG[err.code];
-  const message = err.status >= 500 && err.code !== 'NR_UPSTREAM_ERROR' ? entry.message : err.message;
+  const message = err.status >= 500 && err.code !== 'NR_UPSTREAM_ERROR' ? entry.message : clientSafe(err.message);
   return JSON.stringify({ error: { message, type: entry.type, param: err.param, code: entry.openaiCode, nemo_code: err.code } });
+}
+
+/**
+ * Secrets no error body may carry: the upstream API keys and the master key. Upstream messages are
+ * passed on (a 4xx about the request, an error event mid-stream), and a provider that echoes the
+ * key it was called with would otherwise hand the gateway's key to any client.
+ */
+const secrets = new Set<string>();
+const MIN_SECRET_CHARS = 8;
+/** Lines of a stack trace (`    at fn (file:1:2)`) some upstreams put in their messages. */
+const STACK_FRAMES = /(?:\r?\n[ \t]*at [^\n]*)+/g;
+
+/** Registers secrets to cut out of every error message from now on. */
+export function redactFromErrors(values: Iterable<string | undefined>): void {
+  for (const value of values) if (value !== undefined && value.length >= MIN_SECRET_CHARS) secrets.add(value);
+}
+
+function clientSafe(message: string): string {
+  let safe = message;
+  for (const secret of secrets) if (safe.includes(secret)) safe = safe.split(secret).join('[redacted]');
+  return safe.replace(STACK_FRAMES, '');
 }
 
 export function sseErrorFrame(err: GatewayError): string {
