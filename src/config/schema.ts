@@ -15,9 +15,10 @@ const nonNegativeInt = z.number().int().nonnegative();
 /**
  * Faults the mock can inject: http-429 (with Retry-After), http-500, timeout (never answers),
  * cut-mid-stream (connection dropped halfway), stall-mid-stream (stops sending, keeps the
- * connection open), malformed-sse (a garbage event halfway), no-done (ends cleanly without [DONE]).
+ * connection open), malformed-sse (a garbage event halfway), no-done (ends cleanly without [DONE]),
+ * absurd-usage (a complete answer whose usage claims 10^12 completion tokens).
  */
-export const MOCK_FAULTS = ['none', 'http-429', 'http-500', 'timeout', 'cut-mid-stream', 'stall-mid-stream', 'malformed-sse', 'no-done'] as const;
+export const MOCK_FAULTS = ['none', 'http-429', 'http-500', 'timeout', 'cut-mid-stream', 'stall-mid-stream', 'malformed-sse', 'no-done', 'absurd-usage'] as const;
 export type MockFault = (typeof MOCK_FAULTS)[number];
 
 export const mockBehaviourSchema = z.strictObject({

@@ -6,6 +6,7 @@ import type { Config, Deployment } from '../config/load.js';
 import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-error.js';
 import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
 import { failureFromStatus, failureFromTransport, type AttemptFailure } from '../providers/upstream-errors.js';
+import { log } from '../log.js';
 import { readUsage } from '../providers/usage.js';
 import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
 
@@ -44,6 +45,8 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private parser: SseParser | undefined;
   private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
   private done = false;
+  /** The output bound sent upstream: no usage report can charge for more. */
+  private maxTokens = Infinity;
 
   constructor(
     private readonly exchange: AttemptOwner,
@@ -62,6 +65,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
       return;
     }
     this.startedAt = performance.now();
+    this.maxTokens = maxTokens;
     try {
       dispatcher.dispatch(
         { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
@@ -152,7 +156,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     }
     if (this.translator) {
       this.parser!.end();
-      if (this.translator.finished) return this.exchange.onStreamEnd(this, this.translator.usage);
+      if (this.translator.finished) return this.exchange.onStreamEnd(this, this.withinBound(this.translator.usage));
       const failure: AttemptFailure = {
         error: new GatewayError('NR_UPSTREAM_ERROR', 'The upstream stream ended before it was complete.'),
         retryable: true,
@@ -184,13 +188,27 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
         throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
       }
       const completion = this.adapter.parseResponse(json, this.exchange.translateContext);
-      usage = readUsage(completion.usage);
+      usage = this.withinBound(readUsage(completion.usage));
       body = this.adapter.passthroughResponse ? raw : JSON.stringify(completion);
     } catch (err) {
       const failure = failureFromTransport(err);
       return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
     }
     this.exchange.onCompletion(this, body, usage);
+  }
+
+  /**
+   * Usage as charged: the upstream was asked for at most maxTokens, so a report of more (a provider
+   * bug, or a hostile upstream) counts maxTokens; the hold covers exactly that.
+   */
+  private withinBound(usage: Usage | undefined): Usage | undefined {
+    if (usage === undefined || usage.completion_tokens <= this.maxTokens) return usage;
+    log.warn('upstream: usage reports more completion tokens than were allowed; charging the bound', {
+      deployment: this.deployment.id,
+      reported: usage.completion_tokens,
+      bound: this.maxTokens,
+    });
+    return { prompt_tokens: usage.prompt_tokens, completion_tokens: this.maxTokens, total_tokens: usage.prompt_tokens + this.maxTokens };
   }
 
   private failWith(controller: Dispatcher.DispatchController, err: unknown): void {

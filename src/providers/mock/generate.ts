@@ -20,6 +20,8 @@ export interface MockCompletion {
   completionTokens: number;
   promptTokens: number;
   finishReason: 'stop' | 'length';
+  /** What the usage claims instead of the truth (the absurd-usage fault). */
+  reportedCompletionTokens?: number;
 }
 
 /** How a mock response goes out; both transports play it the same way. */
@@ -107,8 +109,12 @@ function tokenLimit(value: unknown): number {
   return typeof value === 'number' && value >= 0 ? Math.floor(value) : Infinity;
 }
 
+/** The usage the absurd-usage fault reports: far beyond any output bound. */
+export const ABSURD_COMPLETION_TOKENS = 1e12;
+
 function usageJson(c: MockCompletion): string {
-  return `{"prompt_tokens":${c.promptTokens},"completion_tokens":${c.completionTokens},"total_tokens":${c.promptTokens + c.completionTokens}}`;
+  const completion = c.reportedCompletionTokens ?? c.completionTokens;
+  return `{"prompt_tokens":${c.promptTokens},"completion_tokens":${completion},"total_tokens":${c.promptTokens + completion}}`;
 }
 
 /** The non-stream `chat.completion` body. */
@@ -158,6 +164,7 @@ export function planMockResponse(body: MockRequest, behaviour: MockBehaviour, id
   if (fault === 'http-500') return { ...jsonResponse(500, SERVER_ERROR_BODY), firstDelayMs: behaviour.ttftMs };
   if (fault === 'timeout') return { status: 0, headers: SSE_HEADERS, firstDelayMs: 0, intervalMs: 0, pieces: [], ending: 'hang' };
   const c = describeCompletion(body, behaviour, id);
+  if (fault === 'absurd-usage') c.reportedCompletionTokens = ABSURD_COMPLETION_TOKENS;
   const intervalMs = behaviour.tokensPerSecond > 0 ? 1000 / behaviour.tokensPerSecond : 0;
   if (c.stream) {
     return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs, intervalMs, ...streamPieces(streamFrames(c), c.completionTokens, fault, intervalMs === 0) };

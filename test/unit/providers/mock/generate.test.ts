@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import type { MockBehaviour } from '../../../../src/config/schema.js';
 import {
+  ABSURD_COMPLETION_TOKENS,
   DONE_FRAME,
   MALFORMED_FRAME,
   completionJson,
@@ -192,6 +193,21 @@ describe('planMockResponse', () => {
     expect(noDone.ending).toBe('end');
     expect(noDone.pieces.join('')).not.toContain('[DONE]');
     expect(noDone.pieces.join('')).toContain('"finish_reason":"stop"');
+  });
+
+  it('absurd-usage claims 10^12 completion tokens in the usage, stream and not, with the true text', () => {
+    const answer = JSON.parse(planMockResponse({ messages, max_tokens: 4 }, behaviour({ fault: 'absurd-usage' }), 'x').pieces[0]!) as {
+      choices: Array<{ message: { content: string } }>;
+      usage: { completion_tokens: number; total_tokens: number; prompt_tokens: number };
+    };
+    expect(answer.choices[0]!.message.content).toBe(mockCompletionText(4));
+    expect(answer.usage).toEqual({ prompt_tokens: mockPromptTokens(messages), completion_tokens: ABSURD_COMPLETION_TOKENS, total_tokens: mockPromptTokens(messages) + ABSURD_COMPLETION_TOKENS });
+    const stream = planMockResponse({ ...streamBody, stream_options: { include_usage: true }, max_tokens: 4 }, behaviour({ fault: 'absurd-usage' }), 'x');
+    expect(stream.ending).toBe('end');
+    const { chunks, done } = parseFrames(stream.pieces.join('').split(/(?<=\n\n)/));
+    expect(done).toBe(true);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(mockCompletionText(4));
+    expect(chunks.at(-1)!.usage!.completion_tokens).toBe(ABSURD_COMPLETION_TOKENS);
   });
 
   it('non-stream faults truncate the JSON body', () => {
