@@ -81,6 +81,8 @@ export class LedgerBatchWriter {
     private readonly pool: pg.Pool,
     private readonly options: BatchWriterOptions,
     private readonly onBatch?: (size: number, durationMs: number) => void,
+    /** A batch could not commit (the ledger notes when the database was away). */
+    private readonly onFailure?: (err: unknown) => void,
   ) {
     this.retryDelayMs = options.retryDelayMs;
   }
@@ -133,6 +135,7 @@ export class LedgerBatchWriter {
 
   /** Reserves and admits fail fast (the request gets a 503); settles and releases go back to wait for a retry. */
   private failBatch(batch: Queued[], err: unknown): void {
+    this.onFailure?.(err);
     const typed = asDatabaseError(err);
     const reserveError = typed instanceof GatewayError ? typed : new GatewayError('NR_INTERNAL', undefined, { cause: err });
     const retry: Queued[] = [];

@@ -1,13 +1,19 @@
 // The ledger as the gateway uses it: hold an upper bound of a request's cost before calling
 // upstream, settle the actual cost after (or release), and sweep expired holds of crashed
 // instances. Operations go through the batched writer on a small dedicated pool.
+//
+// An expired hold is only a crashed instance's if its owner could have renewed it: after the
+// database was away (for everyone, or for this instance), a sweep waits until every live instance
+// had a whole reservation lifetime to renew, and it never expires what this instance still runs or
+// is settling (those are renewed first).
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Config } from '../config/load.js';
-import type { Database } from '../db/database.js';
+import { asDatabaseError, type Database } from '../db/database.js';
+import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import { creditsMicrosTotal, expiredHoldsTotal, ledgerBatchSize, ledgerFlushSeconds, reportPool } from '../metrics/registry.js';
-import { LedgerBatchWriter, type Refusal } from './batch-writer.js';
+import { LedgerBatchWriter, type LedgerAnswer, type LedgerOp, type Refusal } from './batch-writer.js';
 
 export type { Refusal } from './batch-writer.js';
 
@@ -20,6 +26,13 @@ export interface Hold {
   readonly amount: number;
 }
 
+/**
+ * The sweeper's one statement. After a server restart nobody could renew while it was down: nothing
+ * expires until a whole lifetime has passed since. (CASE does not evaluate the volatile call it skips.)
+ */
+const EXPIRE_SQL = `SELECT CASE WHEN pg_postmaster_start_time() > now() - make_interval(secs => $2 / 1000.0) THEN 0
+  ELSE nemo.ledger_expire_v2($1) END AS released`;
+
 export class Ledger {
   private readonly pool: pg.Pool;
   private readonly writer: LedgerBatchWriter;
@@ -27,6 +40,13 @@ export class Ledger {
   private renewTimer: NodeJS.Timeout | undefined;
   /** Holds of requests still running here: renewed so a long stream's hold never expires under it. */
   private readonly live = new Map<string, Hold>();
+  /** Holds whose settle or release is queued (retried while the database is away): renewed too. */
+  private readonly closing = new Map<string, Hold>();
+  /**
+   * Since when this instance has reached the database without a failed ledger query; its start
+   * counts as a failure, since it knows nothing of what happened before. Sweeps wait a TTL after it.
+   */
+  private reachableSince = Date.now();
   /** Settlements waiting for their charge to be counted. */
   private readonly counting = new Set<Promise<void>>();
 
@@ -34,13 +54,14 @@ export class Ledger {
     db: Database,
     private readonly options: Config['ledger'],
   ) {
-    this.pool = new pg.Pool({ ...db.appConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
+    // Through the pooler when there is one: every ledger statement is one transaction.
+    this.pool = new pg.Pool({ ...db.poolConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
     this.pool.on('error', (err) => log.warn('ledger: idle connection error', { error: err.message }));
     reportPool('ledger', this.pool);
     this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, retryDelayMs: 100 }, (size, ms) => {
       ledgerBatchSize.observe(size);
       ledgerFlushSeconds.observe(ms / 1000);
-    });
+    }, (err) => this.noteFailure(err));
   }
 
   /**
@@ -69,7 +90,7 @@ export class Ledger {
   async settle(hold: Hold, chargeMicros: number): Promise<number> {
     this.live.delete(hold.reservationId);
     const charge = Math.min(hold.amount, Math.max(0, Math.ceil(chargeMicros)));
-    const answer = await this.writer.submit({ ...this.base(hold), kind: 'settle', amount: charge, minAmount: 0, tokens: 0 });
+    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amount: charge, minAmount: 0, tokens: 0 });
     // Counted once the database closed the hold (0: it was already closed, nothing moved).
     if (answer.amount > 0) {
       creditsMicrosTotal.inc({ operation: 'settled' }, charge);
@@ -84,7 +105,8 @@ export class Ledger {
    */
   settleWhenCounted(hold: Hold, charge: Promise<number>): void {
     this.live.delete(hold.reservationId);
-    const settled = charge.then((micros) => this.settle(hold, micros)).then(
+    this.closing.set(hold.reservationId, hold);
+    const settled = charge.then((micros) => this.settle(hold, micros)).finally(() => this.closing.delete(hold.reservationId)).then(
       () => undefined,
       (err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message, reservationId: hold.reservationId }),
     );
@@ -95,9 +117,25 @@ export class Ledger {
   /** Returns the whole hold: the request produced nothing. */
   async release(hold: Hold): Promise<number> {
     this.live.delete(hold.reservationId);
-    const returned = (await this.writer.submit({ ...this.base(hold), kind: 'release', amount: 0, minAmount: 0, tokens: 0 })).amount;
+    const returned = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amount: 0, minAmount: 0, tokens: 0 })).amount;
     creditsMicrosTotal.inc({ operation: 'released' }, returned);
     return returned;
+  }
+
+  /** A settle or release: the hold stays renewed until the database has closed it. */
+  private async closeHold(hold: Hold, op: LedgerOp): Promise<LedgerAnswer> {
+    this.closing.set(hold.reservationId, hold);
+    try {
+      return await this.writer.submit(op);
+    } finally {
+      this.closing.delete(hold.reservationId);
+    }
+  }
+
+  /** A ledger query failed for want of the database: holds of others may have missed renewals meanwhile. */
+  private noteFailure(err: unknown): void {
+    const typed = asDatabaseError(err);
+    if (typed instanceof GatewayError && typed.code === 'NR_DATABASE_UNAVAILABLE') this.reachableSince = Date.now();
   }
 
   private base(hold: Hold) {
@@ -105,38 +143,55 @@ export class Ledger {
   }
 
   /**
-   * Releases expired holds now and every sweepIntervalMs (many instances may sweep at once), and
-   * renews this instance's live holds three times per reservation lifetime.
+   * Releases expired holds every sweepIntervalMs (many instances may sweep at once) once this
+   * instance has reached the database for a reservation lifetime, and renews this instance's live
+   * and settling holds three times per lifetime.
    */
   startSweeper(): void {
     const sweep = () => {
-      this.sweepOnce().catch((err: unknown) => log.warn('ledger: sweep failed', { error: (err as Error).message }));
+      this.sweepOnce().catch((err: unknown) => {
+        this.noteFailure(err);
+        log.warn('ledger: sweep failed', { error: (err as Error).message });
+      });
     };
     sweep();
     this.sweepTimer = setInterval(sweep, this.options.sweepIntervalMs);
     this.sweepTimer.unref();
     this.renewTimer = setInterval(() => {
-      this.renewLive().catch((err: unknown) => log.warn('ledger: renewing holds failed', { error: (err as Error).message }));
+      this.renewLive().catch((err: unknown) => {
+        this.noteFailure(err);
+        log.warn('ledger: renewing holds failed', { error: (err as Error).message });
+      });
     }, Math.max(100, Math.floor(this.options.reservationTtlMs / 3)));
     this.renewTimer.unref();
   }
 
+  /** Renews the holds of requests running here and of those whose settle or release is queued. */
   async renewLive(): Promise<number> {
-    if (this.live.size === 0) return 0;
+    if (this.live.size === 0 && this.closing.size === 0) return 0;
     const orgs: string[] = [];
     const reservations: string[] = [];
-    for (const hold of this.live.values()) {
-      orgs.push(hold.orgId);
-      reservations.push(hold.reservationId);
+    for (const holds of [this.live, this.closing]) {
+      for (const hold of holds.values()) {
+        orgs.push(hold.orgId);
+        reservations.push(hold.reservationId);
+      }
     }
     const { rows } = await this.pool.query<{ renewed: number }>('SELECT nemo.ledger_renew($1::uuid[], $2::uuid[], $3) AS renewed', [orgs, reservations, this.options.reservationTtlMs]);
     return rows[0]?.renewed ?? 0;
   }
 
+  /**
+   * Expires the holds past their time, after renewing this instance's own; 0 until the database
+   * (and this instance's way to it) has been up for a whole reservation lifetime.
+   */
   async sweepOnce(): Promise<number> {
+    await this.renewLive();
+    const ttlMs = this.options.reservationTtlMs;
+    if (Date.now() - this.reachableSince < ttlMs) return 0;
     let total = 0;
     for (;;) {
-      const { rows } = await this.pool.query<{ released: number }>('SELECT nemo.ledger_expire_v2($1) AS released', [500]);
+      const { rows } = await this.pool.query<{ released: number }>(EXPIRE_SQL, [500, ttlMs]);
       const released = rows[0]?.released ?? 0;
       total += released;
       if (released < 500) break;
