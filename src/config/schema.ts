@@ -183,6 +183,19 @@ export const configFileSchema = z.strictObject({
       poolMax: positiveInt.default(10),
       connectTimeoutMs: positiveInt.default(5_000),
       statementTimeoutMs: positiveInt.default(10_000),
+      /**
+       * A transaction-mode pooler (pgbouncer) in front of DATABASE_URL's server: the nemo_app pools
+       * connect through it; migrations and the LISTEN connection, which a transaction pooler cannot
+       * carry, stay on the server itself.
+       */
+      pooler: z
+        .strictObject({
+          host: z.string().min(1),
+          port: z.number().int().min(1).max(65535),
+          /** The pooler's name for the database; default: DATABASE_URL's database. */
+          database: z.string().min(1).optional(),
+        })
+        .optional(),
     })
     .prefault({}),
   models: z.array(modelSchema).min(1).optional(),

@@ -14,8 +14,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export interface Database {
   /** The nemo_app pool: every query here is under row-level security. */
   readonly pool: pg.Pool;
-  /** Connection settings of the nemo_app role, for LISTEN clients. */
+  /** Connection settings of the nemo_app role on the server itself, for LISTEN clients. */
   readonly appConnection: pg.ClientConfig;
+  /** The same role's settings for pools: through `database.pooler` when one is configured, else appConnection. */
+  readonly poolConnection: pg.ClientConfig;
   readonly kind: 'embedded' | 'external';
   /** Runs fn in one transaction with the tenant set; rolls back when fn throws. */
   withTenant<T>(orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
@@ -41,6 +43,7 @@ export async function openDatabase(config: DatabaseConfig, options: { migrate?: 
       const { applied } = await runMigrations({ ownerUrl, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: appPassword! }, log: (msg, fields) => log.info(msg, fields as Record<string, unknown>) });
       if (applied.length > 0) log.info('database: migrations applied', { applied });
     }
+    if (config.pooler !== undefined) await setRoleStatementTimeout(ownerUrl, config.statementTimeoutMs);
     return openAppPool(ownerUrl, appPassword!, config, embedded);
   } catch (err) {
     await embedded?.stop();
@@ -60,13 +63,16 @@ function openAppPool(ownerUrl: string, appPassword: string, config: DatabaseConf
     statement_timeout: config.statementTimeoutMs,
     application_name: 'nemorouter',
   };
-  const pool = new pg.Pool({ ...appConnection, max: config.poolMax, idleTimeoutMillis: 30_000 });
+  const poolConnection = pooledConnection(appConnection, config);
+  if (config.pooler !== undefined) log.info('database: pools through a transaction pooler; LISTEN and migrations direct', { pooler: `${poolConnection.host}:${poolConnection.port}/${poolConnection.database}` });
+  const pool = new pg.Pool({ ...poolConnection, max: config.poolMax, idleTimeoutMillis: 30_000 });
   // An idle client losing its server must not crash the process; the next checkout reconnects.
   pool.on('error', (err) => log.warn('database: idle connection error', { error: err.message }));
 
   return {
     pool,
     appConnection,
+    poolConnection,
     kind: embedded ? 'embedded' : 'external',
     async withTenant(orgId, fn) {
       // Validated here because it is spliced into the one-round-trip BEGIN below.
@@ -96,6 +102,45 @@ function openAppPool(ownerUrl: string, appPassword: string, config: DatabaseConf
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * Through a transaction pooler: its host, port and database. A pooler (pgbouncer) refuses the
+ * statement_timeout startup parameter, so there the timeout is the role's setting in this database
+ * (setRoleStatementTimeout), which every server connection the pooler opens picks up.
+ */
+function pooledConnection(appConnection: pg.ClientConfig, config: DatabaseConfig): pg.ClientConfig {
+  const pooler = config.pooler;
+  if (pooler === undefined) return appConnection;
+  const { statement_timeout: _dropped, ...rest } = appConnection;
+  return { ...rest, host: pooler.host, port: pooler.port, database: pooler.database ?? appConnection.database };
+}
+
+/** ASCII "NEMOROLE": instances starting together set the role's timeout one at a time. */
+const ROLE_SETTINGS_LOCK_KEY = 0x4e454d4f524f4c45n;
+
+async function setRoleStatementTimeout(ownerUrl: string, timeoutMs: number): Promise<void> {
+  const owner = new pg.Client({ connectionString: ownerUrl, application_name: 'nemo-migrate' });
+  await owner.connect();
+  try {
+    await owner.query('BEGIN');
+    await owner.query(`SELECT pg_advisory_xact_lock(${ROLE_SETTINGS_LOCK_KEY})`);
+    const wanted = `statement_timeout=${Math.floor(timeoutMs)}`;
+    const { rows } = await owner.query<{ db: string; current: boolean }>(
+      `SELECT current_database() AS db, EXISTS (
+         SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase
+         WHERE r.rolname = $1 AND d.datname = current_database() AND $2 = ANY (s.setconfig)) AS current`,
+      [APP_ROLE, wanted],
+    );
+    // Integers only reach this statement (the config schema): the value needs no quoting.
+    if (!rows[0]!.current) await owner.query(`ALTER ROLE ${APP_ROLE} IN DATABASE ${pg.escapeIdentifier(rows[0]!.db)} SET ${wanted.replace('=', ' = ')}`);
+    await owner.query('COMMIT');
+  } catch (err) {
+    await owner.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    await owner.end().catch(() => undefined);
+  }
 }
 
 async function checkout(pool: pg.Pool): Promise<pg.PoolClient> {

@@ -2,6 +2,9 @@
 // lookup; a miss reads Postgres through nemo.find_api_key (concurrent misses for one key share the
 // query). Changes are pushed by LISTEN/NOTIFY (nemo_tenancy), so a revoked key stops working on every
 // instance within moments; while that channel is down nothing is cached, since a push could be missed.
+// "Up" is proven, not assumed: a notification sent through the pool must arrive on the listener (it
+// never does through a transaction-mode pooler, which silently swallows them).
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
@@ -49,6 +52,9 @@ interface Entry {
 }
 
 const RECONNECT_MS = 1_000;
+/** How often the listener proves that notifications still arrive, and how long one proof may take. */
+const PROBE_INTERVAL_MS = 5_000;
+const PROBE_TIMEOUT_MS = 2_000;
 
 export class KeyAuthenticator {
   private readonly byHash = new Map<string, Entry>();
@@ -58,6 +64,13 @@ export class KeyAuthenticator {
   private listening = false;
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** This instance's own channel for probes: other instances never see them. */
+  private readonly probeChannel = `nemo_probe_${randomBytes(8).toString('hex')}`;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probe: { readonly token: string; readonly arrived: (ok: boolean) => void } | undefined;
+  private probeSeq = 0;
+  /** The last probe failed: logged once per change, not every interval. */
+  private probeFailing = false;
   /** Bumped by every change notification: a lookup that raced one is not cached. */
   private generation = 0;
   hits = 0;
@@ -142,21 +155,71 @@ export class KeyAuthenticator {
     this.unknownUntil.clear();
   }
 
-  /** Subscribes to nemo_tenancy; reconnects on loss, dropping the cache meanwhile. */
+  /**
+   * Subscribes to nemo_tenancy; reconnects on loss, dropping the cache meanwhile. Caching starts once
+   * a probe sent through the pool arrives, and stops whenever one does not.
+   */
   async startListening(): Promise<void> {
     if (this.closed) return;
     const client = new pg.Client(this.db.appConnection);
-    client.on('notification', (message) => this.onNotification(message.payload));
+    client.on('notification', (message) => {
+      if (message.channel === this.probeChannel) this.onProbe(message.payload);
+      else this.onNotification(message.payload);
+    });
     client.on('error', (err) => this.onListenerLost(client, err));
     client.on('end', () => this.onListenerLost(client, undefined));
     try {
       await client.connect();
-      await client.query('LISTEN nemo_tenancy');
+      await client.query(`LISTEN nemo_tenancy; LISTEN ${this.probeChannel}`);
       this.listener = client;
-      this.listening = true;
     } catch (err) {
       this.onListenerLost(client, err as Error);
+      return;
     }
+    await this.verifyListener(client);
+    if (this.listener !== client) return;
+    this.probeTimer = setInterval(() => void this.verifyListener(client), PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
+  }
+
+  /** Sends a probe through the pool and caches only while it comes back on the listener. */
+  private async verifyListener(client: pg.Client): Promise<void> {
+    if (this.listener !== client || this.probe !== undefined) return;
+    const token = String(++this.probeSeq);
+    let timer: NodeJS.Timeout | undefined;
+    let settle!: (ok: boolean) => void;
+    const arrived = new Promise<boolean>((resolve) => {
+      settle = resolve;
+      timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
+    });
+    this.probe = { token, arrived: settle };
+    this.db.query('SELECT pg_notify($1, $2)', [this.probeChannel, token]).catch(() => settle(false));
+    const ok = await arrived;
+    clearTimeout(timer);
+    this.probe = undefined;
+    if (this.listener !== client) return;
+    if (ok) {
+      if (this.probeFailing) log.info('key cache: change notifications arrive again; caching on');
+      this.probeFailing = false;
+      if (!this.listening) {
+        // A lookup that started before this moment may have missed a change: it is not cached.
+        this.generation++;
+        this.listening = true;
+      }
+      return;
+    }
+    if (!this.probeFailing) {
+      log.warn('key cache: change notifications do not reach the listener (is it behind a transaction-mode pooler? set database.pooler); caching off, every request reads its key', { channel: this.probeChannel });
+    }
+    this.probeFailing = true;
+    this.listening = false;
+    this.generation++;
+    this.pending.clear();
+    this.clear();
+  }
+
+  private onProbe(payload: string | undefined): void {
+    if (this.probe !== undefined && payload === this.probe.token) this.probe.arrived(true);
   }
 
   private onNotification(payload: string | undefined): void {
@@ -180,6 +243,9 @@ export class KeyAuthenticator {
     this.listener = undefined;
     this.listening = false;
     this.clear();
+    clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+    this.probe?.arrived(false);
     client.removeAllListeners('end');
     void client.end().catch(() => undefined);
     if (this.closed || this.reconnectTimer) return;
@@ -193,6 +259,8 @@ export class KeyAuthenticator {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.probeTimer);
+    this.probe?.arrived(false);
     const listener = this.listener;
     this.listener = undefined;
     this.listening = false;
