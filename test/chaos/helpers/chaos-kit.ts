@@ -1,0 +1,299 @@
+// What every chaos suite shares: the soak multiplier, one chat request with its outcome read the way
+// a client sees it, the admin API over HTTP, the money audit that every scenario ends with, and the
+// results table (printed, and appended as JSON lines to NEMO_CHAOS_REPORT when set).
+import { execFile } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { Agent, request } from 'undici';
+import { expect } from 'vitest';
+import { CLI } from '../../integration/ledger/money-helpers.js';
+
+/**
+ * Unset: the fast versions that `npm test` runs. NEMO_CHAOS_SOAK=1 (or true): soak, ten times the load
+ * and duration; a number N >= 2: N times.
+ */
+export const SOAK = soakFactor(process.env.NEMO_CHAOS_SOAK);
+
+function soakFactor(value: string | undefined): number {
+  if (value === undefined || value === '' || value === '0' || value === 'false') return 1;
+  if (value === '1' || value === 'true') return 10;
+  const n = Number(value);
+  return Number.isFinite(n) && n >= 1 ? Math.floor(n) : 10;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** One line of the closing table. */
+export interface ChaosRow {
+  readonly scenario: string;
+  readonly load: string;
+  readonly faults: string;
+  readonly requests: number;
+  /** Credits lost or created: what the audit found beyond what the ledger explains (0 when it balances). */
+  readonly lostOrDuplicatedMicros: number;
+  readonly crossTenantReads: number;
+  readonly recoveryMs: number | null;
+  readonly notes?: string;
+}
+
+export function recordChaos(row: ChaosRow): void {
+  const line = JSON.stringify({ ...row, soak: SOAK, at: new Date().toISOString() });
+  // One line per scenario on stdout, greppable in CI logs as "chaos-result".
+  console.log(`chaos-result ${line}`);
+  const file = process.env.NEMO_CHAOS_REPORT;
+  if (file) appendFileSync(file, `${line}\n`);
+}
+
+export interface ChatOutcome {
+  readonly requestId: string;
+  readonly stream: boolean;
+  /** null: no HTTP answer at all (refused, reset before the status line). */
+  readonly status: number | null;
+  /** The error code: of a JSON error, or of the final SSE `error` event. */
+  readonly code: string | null;
+  readonly nemoCode: string | null;
+  /** 200 and a whole answer: `data: [DONE]` for a stream, a parsed completion otherwise. */
+  readonly complete: boolean;
+  /** The generated text the client received. */
+  readonly text: string;
+  readonly usage: { prompt_tokens: number; completion_tokens: number } | null;
+  readonly headers: Record<string, string | string[] | undefined>;
+  /** A transport error (the connection went away). */
+  readonly transportError: string | null;
+  readonly ms: number;
+  /** The raw error body (JSON errors), to check that 5xx bodies carry no internals. */
+  readonly errorBody: string | null;
+}
+
+export const chaosAgent = new Agent({ connections: 512, pipelining: 1, keepAliveTimeout: 2_000, headersTimeout: 120_000, bodyTimeout: 120_000 });
+
+export interface ChatSpec {
+  readonly url: string;
+  readonly authorization: string;
+  readonly requestId: string;
+  readonly model: string;
+  readonly content: string;
+  readonly stream?: boolean;
+  readonly maxTokens?: number;
+  /** Also ask for the usage chunk (streams). */
+  readonly includeUsage?: boolean;
+}
+
+export function chatBody(spec: ChatSpec): string {
+  return JSON.stringify({
+    model: spec.model,
+    messages: [{ role: 'user', content: spec.content }],
+    ...(spec.stream ? { stream: true } : {}),
+    ...(spec.stream && spec.includeUsage ? { stream_options: { include_usage: true } } : {}),
+    ...(spec.maxTokens !== undefined ? { max_tokens: spec.maxTokens } : {}),
+  });
+}
+
+/** One chat request as a client sees it; never throws. */
+export async function chat(spec: ChatSpec): Promise<ChatOutcome> {
+  const started = performance.now();
+  const stream = spec.stream === true;
+  let status: number | null = null;
+  let headers: ChatOutcome['headers'] = {};
+  let raw = '';
+  let transportError: string | null = null;
+  try {
+    const res = await request(`${spec.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: spec.authorization, 'x-request-id': spec.requestId },
+      body: chatBody(spec),
+      dispatcher: chaosAgent,
+    });
+    status = res.statusCode;
+    headers = res.headers;
+    raw = await res.body.text();
+  } catch (err) {
+    transportError = (err as Error).message || String(err);
+  }
+  const ms = performance.now() - started;
+  return { requestId: spec.requestId, stream, status, headers, transportError, ms, ...readAnswer(status, raw, stream, transportError === null) };
+}
+
+function readAnswer(status: number | null, raw: string, stream: boolean, whole: boolean) {
+  const none = { code: null, nemoCode: null, complete: false, text: '', usage: null, errorBody: null };
+  if (status === null) return none;
+  if (status !== 200 || !stream) {
+    try {
+      const json = JSON.parse(raw) as { error?: { code?: string; nemo_code?: string }; choices?: Array<{ message?: { content?: string } }>; usage?: ChatOutcome['usage'] };
+      if (json.error) return { ...none, code: json.error.code ?? null, nemoCode: json.error.nemo_code ?? null, errorBody: raw };
+      return { ...none, complete: status === 200 && whole && Array.isArray(json.choices), text: json.choices?.[0]?.message?.content ?? '', usage: json.usage ?? null };
+    } catch {
+      return { ...none, errorBody: raw };
+    }
+  }
+  let text = '';
+  let usage: ChatOutcome['usage'] = null;
+  let code: string | null = null;
+  let nemoCode: string | null = null;
+  let done = false;
+  for (const frame of raw.split('\n\n')) {
+    if (frame === '') continue;
+    if (frame.startsWith('event: error\ndata: ')) {
+      const error = (JSON.parse(frame.slice('event: error\ndata: '.length)) as { error: { code: string; nemo_code: string } }).error;
+      code = error.code;
+      nemoCode = error.nemo_code;
+      continue;
+    }
+    if (!frame.startsWith('data: ')) continue;
+    const data = frame.slice(6);
+    if (data === '[DONE]') {
+      done = true;
+      continue;
+    }
+    try {
+      const chunk = JSON.parse(data) as { choices?: Array<{ delta?: { content?: string } }>; usage?: ChatOutcome['usage'] };
+      text += chunk.choices?.[0]?.delta?.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    } catch {
+      // a frame cut by a dying connection
+    }
+  }
+  return { code, nemoCode, complete: whole && done && code === null, text, usage, errorBody: null };
+}
+
+/** The admin API as the platform (master key) or an org admin key. */
+export function adminClient(url: string, key: string) {
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const res = await request(`${url}/admin/v1${path}`, {
+      method: method as 'GET',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      dispatcher: chaosAgent,
+    });
+    return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+  };
+  const ok = async (method: string, path: string, body?: unknown) => {
+    const res = await call(method, path, body);
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.json)}`);
+    return res.json;
+  };
+  return { call, ok };
+}
+
+/** A new org over the admin API with `micros` of credits and an admin key: the key's Authorization header. */
+export async function createOrgOverHttp(url: string, masterKey: string, name: string, micros: number, extraKey: Record<string, unknown> = {}) {
+  const platform = adminClient(url, masterKey);
+  const org = await platform.ok('POST', '/orgs', { name });
+  const orgId = org.id as string;
+  if (micros > 0) await platform.ok('POST', `/orgs/${orgId}/credits`, { amount_micros: micros, idempotency_key: `initial-${orgId}` });
+  const key = await platform.ok('POST', `/orgs/${orgId}/keys`, { name: `${name} key`, role: 'admin', ...extraKey });
+  return { orgId, keyId: key.id as string, authorization: `Bearer ${key.key as string}` };
+}
+
+/** Money moved per org, as the ledger has it. */
+export interface OrgBooks {
+  readonly available: number;
+  readonly held: number;
+  readonly credits: number;
+  readonly charged: number;
+  readonly states: Record<string, number>;
+}
+
+/**
+ * The audit every scenario ends with, read as the database owner: the books balance
+ * (nemo.ledger_check and the spend windows agree), nothing is held or open, every reservation has
+ * exactly one reserve entry and one closing entry (nothing applied twice, nothing dropped), no charge
+ * exceeds its hold, and what the org has is what was put in minus what was charged. Returns the
+ * per-org books and the number of micro-units the balance equation misses (0 when none is lost or made).
+ */
+export async function auditBooks(ownerUrl: string, orgIds: readonly string[]): Promise<{ books: Map<string, OrgBooks>; discrepancyMicros: number }> {
+  const owner = new pg.Client(ownerUrl);
+  await owner.connect();
+  try {
+    expect((await owner.query('SELECT * FROM nemo.ledger_check()')).rows).toEqual([]);
+    expect((await owner.query('SELECT * FROM nemo.limit_windows_check()')).rows).toEqual([]);
+    const books = new Map<string, OrgBooks>();
+    let discrepancyMicros = 0;
+    for (const orgId of orgIds) {
+      const account = (await owner.query<{ available: string; held: string }>('SELECT available, held FROM nemo.credit_accounts WHERE org_id = $1', [orgId])).rows[0]!;
+      const sums = (
+        await owner.query<{ credits: string; charged: string }>(
+          `SELECT coalesce(sum(available_delta) FILTER (WHERE kind IN ('topup', 'refund', 'adjustment')), 0) AS credits,
+                  coalesce(sum(charged), 0) AS charged FROM nemo.ledger_entries WHERE org_id = $1`,
+          [orgId],
+        )
+      ).rows[0]!;
+      const states = Object.fromEntries(
+        (await owner.query<{ state: string; n: number }>('SELECT state, count(*)::int AS n FROM nemo.reservations WHERE org_id = $1 GROUP BY state', [orgId])).rows.map((r) => [r.state, r.n]),
+      );
+      // Per reservation: one reserve row, one closing row, and a charge within the hold.
+      const entries = await owner.query<{ reservation_id: string; reserves: number; closes: number; charged: string; amount: string; state: string; res_charged: string }>(
+        `SELECT r.reservation_id, r.state, r.amount, r.charged AS res_charged,
+                count(*) FILTER (WHERE e.kind = 'reserve')::int AS reserves,
+                count(*) FILTER (WHERE e.kind IN ('settle', 'release', 'expiry'))::int AS closes,
+                coalesce(sum(e.charged), 0) AS charged
+         FROM nemo.reservations r LEFT JOIN nemo.ledger_entries e ON e.org_id = r.org_id AND e.reservation_id = r.reservation_id
+         WHERE r.org_id = $1 GROUP BY r.reservation_id, r.state, r.amount, r.charged`,
+        [orgId],
+      );
+      for (const row of entries.rows) {
+        expect(row, `reservation ${row.reservation_id}`).toMatchObject({ reserves: 1, closes: row.state === 'reserved' ? 0 : 1 });
+        expect(Number(row.charged)).toBe(Number(row.res_charged));
+        expect(Number(row.charged)).toBeLessThanOrEqual(Number(row.amount));
+      }
+      const b: OrgBooks = { available: Number(account.available), held: Number(account.held), credits: Number(sums.credits), charged: Number(sums.charged), states };
+      discrepancyMicros += Math.abs(b.credits - b.charged - b.available - b.held);
+      books.set(orgId, b);
+      expect(states.reserved ?? 0, `open holds of ${orgId}`).toBe(0);
+      expect(b.held).toBe(0);
+    }
+    expect(discrepancyMicros).toBe(0);
+    return { books, discrepancyMicros };
+  } finally {
+    await owner.end();
+  }
+}
+
+/** `nemo ledger check` as an operator runs it: exit 0 and nothing offending. */
+export async function ledgerCheckCli(env: Record<string, string>): Promise<void> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'ledger', 'check'], { env: { ...process.env, ...env }, timeout: 30_000 });
+  expect(JSON.parse(stdout)).toEqual({ ok: true, offending: [], offending_windows: [] });
+}
+
+/** Reservations of an org by request id, read as the owner. */
+export async function reservationsByRequest(ownerUrl: string, orgId: string): Promise<Map<string, { state: string; amount: number; charged: number }>> {
+  const owner = new pg.Client(ownerUrl);
+  await owner.connect();
+  try {
+    const { rows } = await owner.query<{ request_id: string; state: string; amount: string; charged: string }>(
+      'SELECT request_id, state, amount, charged FROM nemo.reservations WHERE org_id = $1',
+      [orgId],
+    );
+    const map = new Map<string, { state: string; amount: number; charged: number }>();
+    for (const r of rows) {
+      expect(map.has(r.request_id), `two reservations for ${r.request_id}`).toBe(false);
+      map.set(r.request_id, { state: r.state, amount: Number(r.amount), charged: Number(r.charged) });
+    }
+    return map;
+  } finally {
+    await owner.end();
+  }
+}
+
+/** Waits until no hold is open on the database (settles are sent after the response; the sweeper runs on its interval). */
+export async function waitNoOpenHolds(ownerUrl: string, timeoutMs: number): Promise<number> {
+  const owner = new pg.Client(ownerUrl);
+  await owner.connect();
+  const started = Date.now();
+  try {
+    for (;;) {
+      const n = (await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM nemo.reservations WHERE state = 'reserved'")).rows[0]!.n;
+      if (n === 0) return Date.now() - started;
+      if (Date.now() - started > timeoutMs) throw new Error(`${n} holds still open after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  } finally {
+    await owner.end();
+  }
+}
+
+/** The mock upstream's usage for a prompt: ceil(UTF-8 bytes / 4), at least 1. */
+export function mockPromptTokens(content: string): number {
+  return Math.max(1, Math.ceil(Buffer.byteLength(content) / 4));
+}
