@@ -1,7 +1,9 @@
 // The baseline for every gateway benchmark: the thinnest correct pass-through proxy on the same
 // stack as NemoRouter (uWebSockets.js + one undici Pool), with no features at all. Whatever
 // NemoRouter costs beyond this proxy is the price of its features, not of the stack.
+// GET /__stats reports its event-loop delay (the bench reads it like nemo's /metrics).
 import { STATUS_CODES } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
@@ -12,6 +14,8 @@ export interface BareProxyOptions {
   port: number;
   upstream: string;
   host?: string;
+  /** Upstream connections (undici Pool size); the bench sets it to nemo's `upstream.connectionsPerOrigin`. */
+  connections?: number;
 }
 
 export interface BareProxy {
@@ -22,6 +26,13 @@ export interface BareProxy {
 
 const ROUTE = '/v1/chat/completions';
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
+/**
+ * The mock upstream's per-request switches (pacing, faults). NemoRouter sets them through its
+ * deployments' `headers`; the bare proxy passes the client's on, so one mock serves every scenario.
+ */
+const MOCK_HEADERS = ['x-mock-ttft-ms', 'x-mock-tokens-per-second', 'x-mock-completion-tokens', 'x-mock-usage', 'x-mock-fault'] as const;
+/** prom-client's default sampling interval, so the two proxies' readings compare like for like. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
 
 // uWS wants the whole status line ("200 OK"); cache it so no string is built per response.
 const statusLines = new Map<number, string>();
@@ -165,7 +176,7 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
     throw new Error(`--upstream must be an origin (paths pass through unchanged), got ${options.upstream}`);
   }
   const pool = new Pool(upstream.origin, {
-    connections: 256,
+    connections: options.connections ?? 256,
     pipelining: 1,
     keepAliveTimeout: 60_000,
     keepAliveMaxTimeout: 600_000,
@@ -177,6 +188,10 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
     const authorization = req.getHeader('authorization');
     const headers: Record<string, string> = { 'content-type': contentType };
     if (authorization !== '') headers.authorization = authorization;
+    for (const name of MOCK_HEADERS) {
+      const value = req.getHeader(name);
+      if (value !== '') headers[name] = value;
+    }
 
     const exchange = new Exchange(res);
     res.onAborted(() => exchange.clientAborted());
@@ -199,6 +214,19 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
       pool.dispatch({ method: 'POST', path: ROUTE, headers, body }, exchange);
     });
   });
+  // Like prom-client's event-loop gauges: the delays since the last read, which resets them.
+  const eventLoop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  eventLoop.enable();
+  app.get('/__stats', (res) => {
+    const ms = (ns: number): number => Number((ns / 1e6).toFixed(3));
+    const body = JSON.stringify({
+      eventLoopDelay: { resolutionMs: EVENT_LOOP_RESOLUTION_MS, p50Ms: ms(eventLoop.percentile(50)), p99Ms: ms(eventLoop.percentile(99)), maxMs: ms(eventLoop.max), count: eventLoop.count },
+    });
+    eventLoop.reset();
+    res.cork(() => {
+      res.writeStatus(statusLine(200)).writeHeader('content-type', 'application/json').end(body);
+    });
+  });
   app.any('/*', (res) => {
     respondError(res, 404, 'not found');
   });
@@ -214,6 +242,7 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
     port,
     url: `http://${host}:${port}`,
     async close() {
+      eventLoop.disable();
       us_listen_socket_close(listenSocket);
       await pool.close();
     },
@@ -229,12 +258,13 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const port = Number(argValue(args, '--port') ?? '0');
   const upstream = argValue(args, '--upstream');
-  if (!Number.isInteger(port) || port < 0 || upstream === undefined) {
-    throw new Error('usage: node dist/bench/bare-proxy.js --port N --upstream http://127.0.0.1:M');
+  const connections = Number(argValue(args, '--connections') ?? '256');
+  if (!Number.isInteger(port) || port < 0 || upstream === undefined || !Number.isInteger(connections) || connections < 1) {
+    throw new Error('usage: node dist/bench/bare-proxy.js --port N --upstream http://127.0.0.1:M [--connections N]');
   }
   // A JS-fallback uWS would make the baseline meaningless; say so rather than report slow numbers.
   if (!uwsNative) process.stderr.write('warning: uWebSockets.js native binary not loaded\n');
-  const proxy = await startBareProxy({ port, upstream });
+  const proxy = await startBareProxy({ port, upstream, connections });
   process.stdout.write(`bare proxy listening on ${proxy.url}\n`);
   const stop = (): void => {
     void proxy.close().finally(() => process.exit(0));

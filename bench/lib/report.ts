@@ -1,34 +1,197 @@
-// Turns per-target load results into the comparison table and the JSON document that runs are
-// compared by. The ratios are the point of the run: the gateway is always judged against a
-// baseline measured in the same run on the same machine.
-import type { LoadResult } from './load.js';
+// Turns measured windows into the numbers a run is judged and compared by: one result per target
+// (medians over rounds), the ratios against the baselines measured in the same run, and for streams
+// a section of their own. The JSON written with --json is exactly these objects.
+import type { GroupResult } from './closed-loop.js';
+import type { EventLoopLag } from './event-loop-lag.js';
+import type { KneeResult } from './knee.js';
+import type { LedgerSummary } from './ledger-audit.js';
+import type { WindowResult } from './measure.js';
+import type { ScenarioResult } from './mixed-load.js';
+import { Samples } from './samples.js';
 
-/** nemo-free: nemo on a model priced at zero, so the same path without the ledger; nemo-guarded: nemo with a key whose guardrails scan prompts and answers. */
-export const TARGETS = ['direct', 'bare', 'nemo-free', 'nemo', 'nemo-guarded'] as const;
-export type Target = (typeof TARGETS)[number];
+export interface StreamStats {
+  /** Stream loops held open at once. */
+  concurrent: number;
+  ttftP50Ms: number;
+  ttftP99Ms: number;
+  gapP50Ms: number;
+  gapP99Ms: number;
+  gapMaxMs: number;
+  /** Silent for over a second, or did not end with [DONE] (sum of the next two, streams counted once). */
+  stalled: number;
+  silent: number;
+  incomplete: number;
+  eventsPerStream: number;
+}
 
-export interface TargetResult extends LoadResult {
-  /** Peak RSS of the process serving this target (VmHWM), when the OS exposes it. */
+export interface TargetResult {
+  /** Answers completed within the measured seconds, per second (streams: whole streams). */
+  rps: number;
+  /** Time to the last byte of 2xx answers. */
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  requests: number;
+  ok: number;
+  non2xx: number;
+  /** Requests that got no HTTP answer: connection errors, cut bodies, and `unfinished`. */
+  errors: number;
+  /** Still running at the drain deadline and cut by the load generator. */
+  unfinished: number;
+  byStatus: Record<string, number>;
+  /** CPU seconds of the serving process (all threads) per 1,000 requests. */
+  cpuSPer1k?: number;
+  cpuS?: number;
   peakRssMb?: number;
+  /** How late the serving process's event loop ran, p99 and max (sampling interval subtracted). */
+  eventLoopLagP99Ms?: number;
+  eventLoopLagMaxMs?: number;
+  /** The embedded Postgres's CPU seconds per 1,000 requests (nemo targets). */
+  dbCpuSPer1k?: number;
+  /** The load generator's own CPU and lag: when they are high, it was the bottleneck. */
+  loadGenCpuS: number;
+  loadGenLagP99Ms?: number;
+  stream?: StreamStats;
 }
 
-export interface BenchSettings {
-  durationS: number;
-  connections: number;
-  /** Each round loads every target once, in turn; reported numbers are medians over rounds. */
-  rounds: number;
+export interface Ratios {
+  nemoOverBareRps: number;
+  nemoOverDirectRps: number;
+  bareOverDirectRps: number;
+  /** nemo minus direct: what a client sees from going through the gateway. */
+  addedP50Ms: number;
+  addedP99Ms: number;
+  bareAddedP99Ms: number;
+  nemoOverBareCpuPer1k?: number;
+  /** --ablation only: the ledger's and the guardrails' shares. */
+  nemoPlainOverNemoFreeRps?: number;
+  ledgerAddedP99Ms?: number;
+  nemoOverNemoPlainRps?: number;
+  guardrailsAddedP99Ms?: number;
 }
 
-export interface BenchReport {
+export interface StreamSection {
+  concurrent: number;
+  gapP99Ms: number;
+  bareGapP99Ms: number;
+  directGapP99Ms: number;
+  /** nemo's gap p99 minus bare's. */
+  addedGapP99Ms: number;
+  ttftP99Ms: number;
+  bareTtftP99Ms: number;
+  stalled: number;
+  bareStalled: number;
+  directStalled: number;
+  knee?: KneeResult;
+}
+
+export interface ScenarioReport {
   scenario: string;
-  settings: BenchSettings;
-  targets: Record<Target, TargetResult>;
-  /** Every round's raw numbers, so the spread behind each median can be read. */
-  rounds: Array<Record<Target, TargetResult>>;
-  ratios: { nemoOverBareRps: number; nemoOverDirectRps: number; addedP99Ms: number; nemoOverNemoFreeRps: number; ledgerAddedP99Ms: number; guardedOverNemoRps: number; guardrailsAddedP99Ms: number };
+  description: string;
+  settings: Record<string, unknown>;
+  targets: Record<string, TargetResult>;
+  ratios: Ratios;
+  streams?: StreamSection;
+  /** mixed: answers by status per request shape, and whether each shape got what it exists for. */
+  mix?: Record<string, ScenarioResult[]>;
+  ledger?: LedgerSummary;
+  rounds: Array<Record<string, TargetResult>>;
 }
 
-const ratio = (a: number, b: number): number => (b > 0 ? Number((a / b).toFixed(3)) : 0);
+const round3 = (value: number): number => Number(value.toFixed(3));
+const ratio = (a: number, b: number): number => (b > 0 ? round3(a / b) : 0);
+
+function mergeStatus(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [status, n] of Object.entries(from)) into[status] = (into[status] ?? 0) + n;
+}
+
+function streamStats(groups: GroupResult[], concurrent: number): StreamStats | undefined {
+  const streams = groups.filter((g) => g.stream);
+  if (streams.length === 0) return undefined;
+  const ttft = new Samples();
+  const gaps = new Samples();
+  let stalled = 0;
+  let silent = 0;
+  let incomplete = 0;
+  let events = 0;
+  let ok = 0;
+  for (const g of streams) {
+    ttft.addAll(g.ttftMs);
+    gaps.addAll(g.gapMs);
+    stalled += g.stalled;
+    silent += g.silent;
+    incomplete += g.incomplete;
+    events += g.events;
+    ok += g.ok;
+  }
+  const t = ttft.percentiles();
+  const gp = gaps.percentiles();
+  return {
+    concurrent,
+    ttftP50Ms: round3(t.p50),
+    ttftP99Ms: round3(t.p99),
+    gapP50Ms: round3(gp.p50),
+    gapP99Ms: round3(gp.p99),
+    gapMaxMs: round3(gp.max),
+    stalled,
+    silent,
+    incomplete,
+    eventsPerStream: ok > 0 ? Number((events / ok).toFixed(1)) : 0,
+  };
+}
+
+/** One window's numbers; `streamConcurrency` is the number of stream loops (for the record). */
+export function targetResult(window: WindowResult, streamConcurrency: number): TargetResult {
+  const latency = new Samples();
+  const byStatus: Record<string, number> = {};
+  let requests = 0;
+  let inWindow = 0;
+  let ok = 0;
+  let errors = 0;
+  let unfinished = 0;
+  for (const g of window.groups) {
+    latency.addAll(g.latencyMs);
+    mergeStatus(byStatus, g.byStatus);
+    requests += g.requests;
+    inWindow += g.completedInWindow;
+    ok += g.ok;
+    errors += g.errors + g.unfinished;
+    unfinished += g.unfinished;
+  }
+  const p = latency.percentiles();
+  const answered = requests - errors;
+  const result: TargetResult = {
+    rps: Number((inWindow / window.durationS).toFixed(1)),
+    p50Ms: round3(p.p50),
+    p90Ms: round3(p.p90),
+    p99Ms: round3(p.p99),
+    maxMs: round3(p.max),
+    requests,
+    ok,
+    non2xx: answered - ok,
+    errors,
+    unfinished,
+    byStatus,
+    loadGenCpuS: window.loadGen.cpuS,
+  };
+  const per1k = (cpuS: number | undefined): number | undefined => (cpuS === undefined || requests === 0 ? undefined : Number(((cpuS * 1000) / requests).toFixed(4)));
+  if (window.cpuS !== undefined) {
+    result.cpuS = window.cpuS;
+    result.cpuSPer1k = per1k(window.cpuS);
+  }
+  if (window.peakRssMb !== undefined) result.peakRssMb = window.peakRssMb;
+  const lag: EventLoopLag | undefined = window.lag;
+  if (lag !== undefined) {
+    result.eventLoopLagP99Ms = lag.p99Ms;
+    result.eventLoopLagMaxMs = lag.maxMs;
+  }
+  if (window.dbCpuS !== undefined) result.dbCpuSPer1k = per1k(window.dbCpuS);
+  if (window.loadGen.lag !== undefined) result.loadGenLagP99Ms = window.loadGen.lag.p99Ms;
+  const stream = streamStats(window.groups, streamConcurrency);
+  if (stream !== undefined) result.stream = stream;
+  return result;
+}
 
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -36,63 +199,71 @@ const median = (values: number[]): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
 
-/** The median of every numeric field across rounds (errors are summed: one is one too many). */
-function medianResult(results: TargetResult[]): TargetResult {
-  const out: Record<string, number> = {};
-  for (const key of Object.keys(results[0]!)) {
-    const values = results.map((r) => (r as unknown as Record<string, number>)[key]).filter((v): v is number => typeof v === 'number');
-    out[key] = key === 'errors' || key === 'non2xx' || key === 'requests' ? values.reduce((a, b) => a + b, 0) : Number(median(values).toFixed(3));
+/** Counts are summed over rounds (one error is one too many), peaks are maxima, the rest medians. */
+const SUMMED = new Set(['requests', 'ok', 'non2xx', 'errors', 'unfinished', 'stalled', 'silent', 'incomplete', 'cpuS', 'loadGenCpuS']);
+const PEAKS = new Set(['maxMs', 'peakRssMb', 'eventLoopLagMaxMs', 'gapMaxMs']);
+
+function combine<T extends object>(items: T[]): T {
+  const out: Record<string, unknown> = {};
+  const keys = new Set(items.flatMap((item) => Object.keys(item)));
+  for (const key of keys) {
+    const values = items.map((item) => (item as Record<string, unknown>)[key]).filter((v) => v !== undefined);
+    if (values.length === 0) continue;
+    if (typeof values[0] === 'number') {
+      const numbers = values as number[];
+      out[key] = SUMMED.has(key) ? round3(numbers.reduce((a, b) => a + b, 0)) : PEAKS.has(key) ? Math.max(...numbers) : round3(median(numbers));
+    } else if (key === 'byStatus') {
+      const merged: Record<string, number> = {};
+      for (const v of values) mergeStatus(merged, v as Record<string, number>);
+      out[key] = merged;
+    } else out[key] = combine(values as object[]);
   }
-  if (results.every((r) => r.peakRssMb !== undefined)) out.peakRssMb = Math.max(...results.map((r) => r.peakRssMb!));
-  return out as unknown as TargetResult;
+  return out as T;
 }
 
-export function buildReport(scenario: string, settings: BenchSettings, rounds: Array<Record<Target, TargetResult>>): BenchReport {
-  const targets = Object.fromEntries(TARGETS.map((t) => [t, medianResult(rounds.map((r) => r[t]))])) as Record<Target, TargetResult>;
-  return {
-    scenario,
-    settings,
-    targets,
-    rounds,
-    ratios: {
-      nemoOverBareRps: ratio(targets.nemo.rps, targets.bare.rps),
-      nemoOverDirectRps: ratio(targets.nemo.rps, targets.direct.rps),
-      addedP99Ms: Number((targets.nemo.p99Ms - targets.direct.p99Ms).toFixed(3)),
-      nemoOverNemoFreeRps: ratio(targets.nemo.rps, targets['nemo-free'].rps),
-      ledgerAddedP99Ms: Number((targets.nemo.p99Ms - targets['nemo-free'].p99Ms).toFixed(3)),
-      guardedOverNemoRps: ratio(targets['nemo-guarded'].rps, targets.nemo.rps),
-      guardrailsAddedP99Ms: Number((targets['nemo-guarded'].p99Ms - targets.nemo.p99Ms).toFixed(3)),
-    },
+export function combineRounds(results: TargetResult[]): TargetResult {
+  return results.length === 1 ? results[0]! : combine(results);
+}
+
+export function ratiosOf(targets: Record<string, TargetResult>): Ratios {
+  const { direct, bare, nemo } = targets as Record<'direct' | 'bare' | 'nemo', TargetResult>;
+  const ratios: Ratios = {
+    nemoOverBareRps: ratio(nemo.rps, bare.rps),
+    nemoOverDirectRps: ratio(nemo.rps, direct.rps),
+    bareOverDirectRps: ratio(bare.rps, direct.rps),
+    addedP50Ms: round3(nemo.p50Ms - direct.p50Ms),
+    addedP99Ms: round3(nemo.p99Ms - direct.p99Ms),
+    bareAddedP99Ms: round3(bare.p99Ms - direct.p99Ms),
   };
+  if (nemo.cpuSPer1k !== undefined && bare.cpuSPer1k !== undefined) ratios.nemoOverBareCpuPer1k = ratio(nemo.cpuSPer1k, bare.cpuSPer1k);
+  const free = targets['nemo-free'];
+  const plain = targets['nemo-plain'];
+  if (free !== undefined && plain !== undefined) {
+    ratios.nemoPlainOverNemoFreeRps = ratio(plain.rps, free.rps);
+    ratios.ledgerAddedP99Ms = round3(plain.p99Ms - free.p99Ms);
+    ratios.nemoOverNemoPlainRps = ratio(nemo.rps, plain.rps);
+    ratios.guardrailsAddedP99Ms = round3(nemo.p99Ms - plain.p99Ms);
+  }
+  return ratios;
 }
 
-export function formatTable(report: BenchReport): string {
-  const header = ['target', 'RPS', 'p50 ms', 'p99 ms', 'max ms', 'errors/non-2xx', 'peak RSS MB'];
-  const rows = TARGETS.map((name) => {
-    const t = report.targets[name];
-    return [
-      name,
-      t.rps.toFixed(0),
-      t.p50Ms.toFixed(2),
-      t.p99Ms.toFixed(2),
-      t.maxMs.toFixed(2),
-      `${t.errors}/${t.non2xx}`,
-      t.peakRssMb === undefined ? '-' : t.peakRssMb.toFixed(1),
-    ];
-  });
-  const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => row[i]!.length)));
-  // Name column left-aligned, numbers right-aligned so magnitudes line up.
-  const line = (cells: string[]): string =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
-  const { nemoOverBareRps, nemoOverDirectRps, addedP99Ms, nemoOverNemoFreeRps, ledgerAddedP99Ms, guardedOverNemoRps, guardrailsAddedP99Ms } = report.ratios;
-  return [
-    `medians of ${report.settings.rounds} round(s), ${report.settings.durationS} s x ${report.settings.connections} connections per target per round`,
-    line(header),
-    ...rows.map(line),
-    '',
-    `nemo/bare RPS ${nemoOverBareRps.toFixed(3)}   nemo/direct RPS ${nemoOverDirectRps.toFixed(3)}   ` +
-      `added p99 ${addedP99Ms >= 0 ? '+' : ''}${addedP99Ms.toFixed(2)} ms (nemo - direct)`,
-    `ledger: nemo/nemo-free RPS ${nemoOverNemoFreeRps.toFixed(3)}   added p99 ${ledgerAddedP99Ms >= 0 ? '+' : ''}${ledgerAddedP99Ms.toFixed(2)} ms (nemo - nemo-free)`,
-    `guardrails: nemo-guarded/nemo RPS ${guardedOverNemoRps.toFixed(3)}   added p99 ${guardrailsAddedP99Ms >= 0 ? '+' : ''}${guardrailsAddedP99Ms.toFixed(2)} ms (nemo-guarded - nemo)`,
-  ].join('\n');
+export function streamSection(targets: Record<string, TargetResult>, concurrent: number, knee: KneeResult | undefined): StreamSection {
+  const s = (name: string): StreamStats | undefined => targets[name]?.stream;
+  const nemo = s('nemo');
+  const bare = s('bare');
+  const direct = s('direct');
+  const section: StreamSection = {
+    concurrent,
+    gapP99Ms: nemo?.gapP99Ms ?? 0,
+    bareGapP99Ms: bare?.gapP99Ms ?? 0,
+    directGapP99Ms: direct?.gapP99Ms ?? 0,
+    addedGapP99Ms: round3((nemo?.gapP99Ms ?? 0) - (bare?.gapP99Ms ?? 0)),
+    ttftP99Ms: nemo?.ttftP99Ms ?? 0,
+    bareTtftP99Ms: bare?.ttftP99Ms ?? 0,
+    stalled: nemo?.stalled ?? 0,
+    bareStalled: bare?.stalled ?? 0,
+    directStalled: direct?.stalled ?? 0,
+  };
+  if (knee !== undefined) section.knee = knee;
+  return section;
 }

@@ -1,0 +1,89 @@
+// Starts what a bench run measures, each in its own process on loopback: the mock upstream, the
+// bare proxy in front of it, and NemoRouter in front of it on the bench's own database, then
+// creates the tenants through the admin API. Everything is registered with the Run for teardown.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openBenchDatabase } from './bench-database.js';
+import type { BenchDatabase } from './bench-database.js';
+import { spawnChild, waitForHttp, waitForLine } from './child.js';
+import type { Child } from './child.js';
+import { freePorts } from './free-port.js';
+import { nemoConfig } from './nemo-config.js';
+import type { Run } from './run.js';
+import { createTenants } from './tenants.js';
+import type { Tenants } from './tenants.js';
+
+const HOST = '127.0.0.1';
+const STARTUP_TIMEOUT_MS = 30_000;
+
+export interface EnvironmentOptions {
+  orgs: number;
+  /** Upstream connections of both proxies: at least the most streams the run opens. */
+  upstreamConnections: number;
+  /** A server to create the bench database on, instead of an embedded cluster. */
+  databaseUrl: string | undefined;
+  log: (line: string) => void;
+}
+
+export interface Environment {
+  mock: Child;
+  bare: Child;
+  nemo: Child;
+  origins: { mock: string; bare: string; nemo: string };
+  database: BenchDatabase;
+  tenants: Tenants;
+  /** dist/src/cli.js, for `nemo ledger check`. */
+  cli: string;
+  /** The env nemo runs with (DATABASE_URL and its app password), for the CLI against the same database. */
+  nemoEnv: NodeJS.ProcessEnv;
+}
+
+export async function startEnvironment(run: Run, options: EnvironmentOptions): Promise<Environment> {
+  const cli = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+  const bareProxy = fileURLToPath(new URL('../bare-proxy.js', import.meta.url));
+  if (!existsSync(cli)) throw new Error(`${cli} not found; run \`npm run build\` first`);
+
+  run.tmpDir = await mkdtemp(join(tmpdir(), 'nemo-bench-'));
+  // Traversable, so the embedded PostgreSQL's OS user reaches its cluster inside (removed with the dir).
+  await chmod(run.tmpDir, 0o755);
+
+  const [mockPort, barePort, nemoPort] = (await freePorts(3, HOST)) as [number, number, number];
+  const origins = { mock: `http://${HOST}:${mockPort}`, bare: `http://${HOST}:${barePort}`, nemo: `http://${HOST}:${nemoPort}` };
+  // The mock's defaults are the fastest answer; scenarios slow it down per request (x-mock-* headers).
+  const mock = spawnChild('mock upstream', [cli, 'mock-upstream', '--port', String(mockPort), '--host', HOST, '--ttft-ms', '0', '--tokens-per-second', '0']);
+  run.children.push(mock);
+  const bare = spawnChild('bare proxy', [bareProxy, '--port', String(barePort), '--upstream', origins.mock, '--connections', String(options.upstreamConnections)]);
+  run.children.push(bare);
+  // Listen for their ready lines now: they may well print them while the database starts.
+  const proxiesReady = Promise.all([
+    waitForLine(mock, /mock upstream listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS),
+    waitForLine(bare, /bare proxy listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS),
+  ]);
+  proxiesReady.catch(() => undefined); // awaited below; a failure meanwhile must not be "unhandled"
+
+  options.log(`starting PostgreSQL (${options.databaseUrl === undefined ? 'embedded' : 'given server'}), mock ${origins.mock}, bare ${origins.bare}`);
+  const database = await openBenchDatabase(run.tmpDir, options.databaseUrl);
+  run.afterChildren.push(() => database.close());
+  run.killSyncExtra.push(() => database.killSync());
+
+  const configPath = join(run.tmpDir, 'nemo-config.json');
+  await writeFile(configPath, JSON.stringify(nemoConfig(origins.mock, options.upstreamConnections), null, 2));
+  // A master key of this run only: it creates the orgs and their keys.
+  const masterKey = `bench-${randomBytes(16).toString('hex')}`;
+  const nemoEnv: NodeJS.ProcessEnv = { ...process.env, NEMO_CONFIG: configPath, DATABASE_URL: database.url, NEMO_DB_APP_PASSWORD: database.appPassword };
+  delete nemoEnv.NEMO_DATA_DIR;
+  delete nemoEnv.NEMO_MASTER_KEY;
+  const nemo = spawnChild('nemo', [cli, 'start'], { ...nemoEnv, PORT: String(nemoPort), HOST, NEMO_MASTER_KEY: masterKey });
+  run.children.push(nemo);
+  options.log(`starting nemo on ${origins.nemo}`);
+  await Promise.all([proxiesReady, waitForLine(nemo, /NemoRouter listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS)]);
+  await waitForHttp(nemo, `${origins.nemo}/healthz`, STARTUP_TIMEOUT_MS);
+
+  options.log(`creating ${options.orgs} orgs with credits and keys, and one org without credits`);
+  const tenants = await createTenants(origins.nemo, masterKey, options.orgs);
+  return { mock, bare, nemo, origins, database, tenants, cli, nemoEnv };
+}

@@ -1,0 +1,99 @@
+// The bench's command line, validated once: every problem is reported, defaults live here.
+import { parseArgs } from 'node:util';
+import { SCENARIOS } from './scenarios.js';
+import type { ScenarioName } from './scenarios.js';
+
+export const USAGE = `usage: npm run bench -- [options]
+  --scenario NAME      ${SCENARIOS.join(', ')}, or all (default chat)
+  --duration S         measured seconds per target per round (default 10)
+  --connections N      concurrent connections of chat, chat-hot, big-prompt and mixed
+                       (default: 64; big-prompt 8; latency always 1)
+  --streams N          concurrent streams in the stream scenario (default 1000)
+  --rounds N           rounds; targets are interleaved within a round, medians reported (default 3)
+  --warmup S           warmup seconds per target before the rounds (default 1; stream 2)
+  --knee-steps LIST    stream scenario: stream counts of the knee ramp, or none (default 250,500,1000,2000,4000)
+  --knee-duration S    seconds per knee step per target (default 5)
+  --orgs N             orgs with credits and keys that requests are spread over (default 50)
+  --ablation           also load nemo-free and nemo-plain (what the ledger and the guardrails cost)
+  --database-url URL   create the bench database on this server (needs NEMO_DB_APP_PASSWORD)
+                       instead of on an embedded PostgreSQL in the temp dir
+  --json FILE          also write the results as JSON`;
+
+export interface Settings {
+  scenarios: ScenarioName[];
+  durationS: number;
+  /** Undefined: each scenario's own default. */
+  connections: number | undefined;
+  streams: number;
+  rounds: number;
+  /** Undefined: each scenario's own default. */
+  warmupS: number | undefined;
+  kneeSteps: number[];
+  kneeDurationS: number;
+  orgs: number;
+  ablation: boolean;
+  databaseUrl: string | undefined;
+  jsonPath: string | undefined;
+}
+
+export class UsageError extends Error {}
+
+export function parseSettings(argv: string[]): Settings | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      scenario: { type: 'string', default: 'chat' },
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string' },
+      streams: { type: 'string', default: '1000' },
+      rounds: { type: 'string', default: '3' },
+      warmup: { type: 'string' },
+      'knee-steps': { type: 'string', default: '250,500,1000,2000,4000' },
+      'knee-duration': { type: 'string', default: '5' },
+      orgs: { type: 'string', default: '50' },
+      ablation: { type: 'boolean', default: false },
+      'database-url': { type: 'string' },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const problems: string[] = [];
+  const number = (flag: string, text: string, min: number, max: number, integer: boolean): number => {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+      problems.push(`--${flag} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(text)}`);
+    }
+    return n;
+  };
+  let scenarios: ScenarioName[] = [];
+  if (values.scenario === 'all') scenarios = [...SCENARIOS];
+  else if ((SCENARIOS as readonly string[]).includes(values.scenario)) scenarios = [values.scenario as ScenarioName];
+  else problems.push(`--scenario must be one of ${SCENARIOS.join(', ')}, all; got ${JSON.stringify(values.scenario)}`);
+  const kneeText = values['knee-steps'].trim();
+  const kneeSteps = kneeText === 'none' || kneeText === '' ? [] : kneeText.split(',').map((step) => number('knee-steps', step, 1, 20_000, true));
+  if (kneeSteps.some((step, i) => i > 0 && step <= kneeSteps[i - 1]!)) problems.push('--knee-steps must be increasing');
+  const settings: Settings = {
+    scenarios,
+    durationS: number('duration', values.duration, 0.5, 3600, false),
+    connections: values.connections === undefined ? undefined : number('connections', values.connections, 1, 10_000, true),
+    streams: number('streams', values.streams, 1, 20_000, true),
+    rounds: number('rounds', values.rounds, 1, 20, true),
+    warmupS: values.warmup === undefined ? undefined : number('warmup', values.warmup, 0, 600, false),
+    kneeSteps,
+    kneeDurationS: number('knee-duration', values['knee-duration'], 0.5, 600, false),
+    orgs: number('orgs', values.orgs, 1, 1000, true),
+    ablation: values.ablation,
+    databaseUrl: values['database-url'],
+    jsonPath: values.json,
+  };
+  if (problems.length > 0) throw new UsageError(`${problems.join('\n')}\n${USAGE}`);
+  return settings;
+}
+
+/** The most streams any window opens: both proxies get that many upstream connections. */
+export function maxStreams(settings: Settings): number {
+  if (!settings.scenarios.includes('stream')) return 0;
+  return Math.max(settings.streams, ...settings.kneeSteps);
+}

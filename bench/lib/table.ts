@@ -1,0 +1,93 @@
+// The terminal view of a scenario report: one row per target, the ratios under it, the stream and
+// knee numbers for streams, the answers by status for the mix, and the ledger's verdict.
+import { heldText } from './knee.js';
+import type { ScenarioReport, TargetResult } from './report.js';
+
+const num = (value: number | undefined, digits: number): string => (value === undefined ? '-' : value.toFixed(digits));
+const signed = (value: number): string => `${value >= 0 ? '+' : ''}${value.toFixed(2)}`;
+
+function grid(header: string[], rows: string[][]): string[] {
+  const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => row[i]!.length)));
+  // Name column left-aligned, numbers right-aligned so magnitudes line up.
+  const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)];
+}
+
+function targetRows(report: ScenarioReport): string[] {
+  const stream = report.streams !== undefined;
+  const header = ['target', stream ? 'streams/s' : 'RPS', 'p50 ms', 'p99 ms', 'max ms', 'err/non-2xx', 'CPU s/1k', 'PG s/1k', 'RSS MB', 'lag p99 ms', 'gen lag'];
+  if (stream) header.push('TTFT p99', 'gap p50', 'gap p99', 'gap max', 'stalled');
+  const rows = Object.entries(report.targets).map(([name, t]: [string, TargetResult]) => {
+    const row = [name, t.rps.toFixed(0), num(t.p50Ms, 2), num(t.p99Ms, 2), num(t.maxMs, 2), `${t.errors}/${t.non2xx}`, num(t.cpuSPer1k, 3), num(t.dbCpuSPer1k, 3), num(t.peakRssMb, 1), num(t.eventLoopLagP99Ms, 2), num(t.loadGenLagP99Ms, 1)];
+    if (stream) {
+      const s = t.stream;
+      row.push(num(s?.ttftP99Ms, 1), num(s?.gapP50Ms, 1), num(s?.gapP99Ms, 1), num(s?.gapMaxMs, 1), String(s?.stalled ?? '-'));
+    }
+    return row;
+  });
+  return grid(header, rows);
+}
+
+function ratioLines(report: ScenarioReport): string[] {
+  const r = report.ratios;
+  const lines = [
+    `nemo/bare RPS ${r.nemoOverBareRps.toFixed(3)}   nemo/direct RPS ${r.nemoOverDirectRps.toFixed(3)}   bare/direct RPS ${r.bareOverDirectRps.toFixed(3)}` +
+      (r.nemoOverBareCpuPer1k === undefined ? '' : `   nemo/bare CPU per request ${r.nemoOverBareCpuPer1k.toFixed(2)}`),
+    `added latency (nemo - direct): p50 ${signed(r.addedP50Ms)} ms, p99 ${signed(r.addedP99Ms)} ms   (bare - direct: p99 ${signed(r.bareAddedP99Ms)} ms)`,
+  ];
+  if (r.nemoPlainOverNemoFreeRps !== undefined) {
+    lines.push(`ledger: nemo-plain/nemo-free RPS ${r.nemoPlainOverNemoFreeRps.toFixed(3)}, p99 ${signed(r.ledgerAddedP99Ms!)} ms   guardrails: nemo/nemo-plain RPS ${r.nemoOverNemoPlainRps!.toFixed(3)}, p99 ${signed(r.guardrailsAddedP99Ms!)} ms`);
+  }
+  return lines;
+}
+
+function streamLines(report: ScenarioReport): string[] {
+  const s = report.streams;
+  if (s === undefined) return [];
+  const lines = [`streams: ${s.concurrent} concurrent; gap p99 nemo ${s.gapP99Ms.toFixed(1)} ms vs bare ${s.bareGapP99Ms.toFixed(1)} ms (${signed(s.addedGapP99Ms)} ms); stalled nemo ${s.stalled}, bare ${s.bareStalled}, direct ${s.directStalled}`];
+  const knee = s.knee;
+  if (knee !== undefined) {
+    lines.push(`knee (gap p99 <= ${knee.maxGapP99Ms} ms, no stall; ${knee.durationS} s per step):`);
+    for (const [name, t] of Object.entries(knee.targets)) {
+      const steps = t.steps.map((step) => `${step.streams}: gap p99 ${step.gapP99Ms.toFixed(0)} ms, ${step.stalled} stalled${step.held ? '' : ' (not held)'}`).join('; ');
+      lines.push(`  ${name.padEnd(10)} holds ${heldText(t.held, knee.steps)}   [${steps}]`);
+    }
+  }
+  return lines;
+}
+
+function mixLines(report: ScenarioReport): string[] {
+  if (report.mix === undefined) return [];
+  const lines = ['answers by request shape (status x count; 0 = no HTTP answer):'];
+  for (const [target, shapes] of Object.entries(report.mix)) {
+    lines.push(`  ${target}:`);
+    for (const shape of shapes) {
+      const statuses = Object.entries(shape.byStatus).map(([status, n]) => `${status} x${n}`).join(', ');
+      lines.push(`    ${shape.name.padEnd(20)} ${statuses}${shape.sawExpected ? '' : `   (never got the expected ${shape.expectText})`}`);
+    }
+  }
+  return lines;
+}
+
+function ledgerLines(report: ScenarioReport): string[] {
+  const l = report.ledger;
+  if (l === undefined) return [];
+  const check = l.check === undefined ? 'not run' : l.check.ok ? 'ok' : `FAILED${l.check.error ? `: ${l.check.error}` : ` (${l.check.offending.length} accounts, ${l.check.offendingWindows.length} windows)`}`;
+  const lines = [`ledger: ${l.priced2xx} priced 2xx, ${l.settled} settled holds, ${l.settleEntries} settle entries, ${l.released} released, ${l.open} open: ${l.match ? 'match' : 'MISMATCH'}; nemo ledger check: ${check}`];
+  for (const m of l.mismatches) lines.push(`  MISMATCH in ${m.window}: ${m.priced2xx} priced 2xx, ${m.settled} settled, ${m.settleEntries} settle entries`);
+  return lines;
+}
+
+export function formatScenario(report: ScenarioReport): string {
+  const s = report.settings;
+  return [
+    `== ${report.scenario}: ${report.description}`,
+    `   medians of ${String(s.rounds)} round(s), ${String(s.durationS)} s per target per round, concurrency ${String(s.concurrency)}`,
+    ...targetRows(report),
+    '',
+    ...ratioLines(report),
+    ...streamLines(report),
+    ...mixLines(report),
+    ...ledgerLines(report),
+  ].join('\n');
+}

@@ -1,0 +1,136 @@
+// The benchmark harness itself, not the gateway's speed: `npm run bench -- --scenario all` at toy
+// sizes (1 s windows, 8 connections, 16 streams, a one-step knee) must finish, write JSON with every
+// field the README documents, and pass its own ledger reconciliation and `nemo ledger check`.
+// No timing is asserted. Runs on the dist/ that `npm test`'s pretest build produced; against the
+// test run's PostgreSQL server when that is an external one, else on the bench's embedded cluster.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TEST_APP_PASSWORD, adminUrl } from '../support/test-database.js';
+
+const RUNNER = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
+const RUN_TIMEOUT_MS = 150_000;
+const SCENARIOS = ['chat', 'chat-hot', 'stream', 'latency', 'big-prompt', 'mixed'];
+const TARGETS = ['direct', 'bare', 'nemo'];
+
+type Json = Record<string, any>;
+
+interface BenchRun {
+  code: number | null;
+  output: string;
+  json: Json | undefined;
+}
+
+async function runBench(jsonPath: string): Promise<BenchRun> {
+  const args = [RUNNER, '--scenario', 'all', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '8', '--orgs', '4', '--streams', '16', '--knee-steps', '8', '--knee-duration', '1', '--json', jsonPath];
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (inject('pgKind') === 'external') {
+    args.push('--database-url', adminUrl());
+    env.NEMO_DB_APP_PASSWORD = TEST_APP_PASSWORD;
+  }
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString('utf8')).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const timer = setTimeout(() => child.kill('SIGTERM'), RUN_TIMEOUT_MS - 10_000);
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  clearTimeout(timer);
+  const json = existsSync(jsonPath) ? (JSON.parse(await readFile(jsonPath, 'utf8')) as Json) : undefined;
+  return { code, output, json };
+}
+
+describe('npm run bench -- --scenario all (smoke)', () => {
+  let dir: string;
+  let run: BenchRun;
+
+  beforeAll(async () => {
+    if (!existsSync(RUNNER)) throw new Error(`${RUNNER} is missing: build first (npm test runs \`npm run build\` as pretest)`);
+    dir = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
+    run = await runBench(join(dir, 'bench.json'));
+  }, RUN_TIMEOUT_MS);
+
+  afterAll(async () => {
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('completes and writes the JSON', () => {
+    expect(run.code, run.output).toBe(0);
+    expect(run.json, run.output).toBeDefined();
+    expect(run.json!.scenario).toBe('all');
+    expect(Object.keys(run.json!.scenarios).sort()).toEqual([...SCENARIOS].sort());
+    expect(run.json!.failures).toEqual([]);
+    expect(run.json!.machine).toMatchObject({ cpus: expect.any(Number), node: process.version, database: inject('pgKind') });
+  });
+
+  it.each(SCENARIOS)('%s: every target has every field, and the ratios are there', (name) => {
+    const report: Json = run.json!.scenarios[name];
+    expect(report.scenario).toBe(name);
+    expect(report.settings).toMatchObject({ durationS: 1, rounds: 1, targets: TARGETS });
+    for (const target of TARGETS) {
+      const result: Json = report.targets[target];
+      for (const field of ['rps', 'p50Ms', 'p90Ms', 'p99Ms', 'maxMs', 'requests', 'ok', 'non2xx', 'errors', 'unfinished', 'cpuSPer1k', 'peakRssMb', 'loadGenCpuS']) {
+        expect(result[field], `${name} ${target}.${field}`).toEqual(expect.any(Number));
+      }
+      expect(result.requests, `${name} ${target} sent nothing`).toBeGreaterThan(0);
+      expect(result.byStatus).toEqual(expect.any(Object));
+      // The mock has no event-loop reading; the two proxies do.
+      if (target !== 'direct') expect(result.eventLoopLagP99Ms, `${name} ${target}.eventLoopLagP99Ms`).toEqual(expect.any(Number));
+    }
+    if (inject('pgKind') === 'embedded') expect(report.targets.nemo.dbCpuSPer1k).toEqual(expect.any(Number));
+    for (const field of ['nemoOverBareRps', 'nemoOverDirectRps', 'bareOverDirectRps', 'addedP50Ms', 'addedP99Ms', 'bareAddedP99Ms']) {
+      expect(report.ratios[field], `${name} ratios.${field}`).toEqual(expect.any(Number));
+    }
+    expect(report.rounds).toHaveLength(1);
+  });
+
+  it.each(SCENARIOS)('%s: every priced 2xx was settled once, and nemo ledger check passed', (name) => {
+    const ledger: Json = run.json!.scenarios[name].ledger;
+    expect(ledger.priced2xx, `${name}: no priced request succeeded`).toBeGreaterThan(0);
+    expect(ledger).toMatchObject({ settled: ledger.priced2xx, settleEntries: ledger.priced2xx, open: 0, match: true, mismatches: [] });
+    expect(ledger.check).toMatchObject({ ok: true, exitCode: 0, offending: [], offendingWindows: [] });
+  });
+
+  it('stream: timings per target, the stream section and the knee', () => {
+    const report: Json = run.json!.scenarios.stream;
+    for (const target of TARGETS) {
+      const stream: Json = report.targets[target].stream;
+      for (const field of ['concurrent', 'ttftP50Ms', 'ttftP99Ms', 'gapP50Ms', 'gapP99Ms', 'gapMaxMs', 'stalled', 'silent', 'incomplete', 'eventsPerStream']) {
+        expect(stream[field], `stream ${target}.stream.${field}`).toEqual(expect.any(Number));
+      }
+      expect(stream.concurrent).toBe(16);
+    }
+    for (const field of ['concurrent', 'gapP99Ms', 'bareGapP99Ms', 'directGapP99Ms', 'addedGapP99Ms', 'ttftP99Ms', 'bareTtftP99Ms', 'stalled', 'bareStalled', 'directStalled']) {
+      expect(report.streams[field], `streams.${field}`).toEqual(expect.any(Number));
+    }
+    expect(report.streams.knee).toMatchObject({ steps: [8], durationS: 1, maxGapP99Ms: 100 });
+    for (const target of TARGETS) {
+      expect(report.streams.knee.targets[target].held).toEqual(expect.any(Number));
+      expect(report.streams.knee.targets[target].steps[0]).toMatchObject({ streams: 8, held: expect.any(Boolean), gapP99Ms: expect.any(Number), stalled: expect.any(Number) });
+    }
+  });
+
+  it('mixed: each request shape got on nemo what it exists for (402, guardrail 400, upstream 502)', () => {
+    const shapes: Json[] = run.json!.scenarios.mixed.mix.nemo;
+    expect(shapes.map((s) => s.name)).toEqual(['chat', 'stream', 'stream, no usage', 'org without credits', 'guardrail block', 'upstream 500', 'cut mid-stream']);
+    for (const shape of shapes) expect(shape.sawExpected, `${shape.name}: ${JSON.stringify(shape.byStatus)}`).toBe(true);
+    expect(run.json!.scenarios.mixed.ledger.released).toBeGreaterThan(0);
+  });
+
+  it('reports every target as met, missed or not evaluated, and prints the verdicts', () => {
+    const ids = (run.json!.targetsMet as Json[]).map((goal) => goal.id);
+    expect(ids).toEqual(['chat-rps', 'latency-added-p99', 'stream-no-stall', 'stream-gap', 'stream-rss', 'chat-event-loop-lag', 'chat-hot-rps', 'stream-knee']);
+    for (const goal of run.json!.targetsMet as Json[]) {
+      expect(goal).toMatchObject({ scenario: expect.any(String), text: expect.any(String), limit: expect.any(String) });
+      expect([true, false, null]).toContain(goal.met);
+    }
+    expect(run.output).toMatch(/targets \(reported, not asserted\)/);
+    expect(run.output).toMatch(/^(PASS|FAIL) {2}chat /m);
+  });
+});
