@@ -112,6 +112,8 @@ export const configFileSchema = z.strictObject({
       sweepIntervalMs: positiveInt.default(10_000),
       /** Most operations in one batch transaction. */
       maxBatch: positiveInt.max(10_000).default(512),
+      /** A settle or release waits at most this long for a reserve to commit with (0: flushes at once). */
+      settleLingerMs: nonNegativeInt.max(1_000).default(5),
       /** Connections of the ledger writer's own pool. */
       poolMax: positiveInt.max(16).default(3),
       /** With no max_tokens from the client, the least output the balance must afford (else 402). */

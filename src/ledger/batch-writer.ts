@@ -6,6 +6,10 @@
 // batches smaller, since batches of one org serialize on its account lock anyway.) Accounts are
 // locked in org order, so batches of several instances never deadlock. Settles and releases that
 // fail (the database is down) are retried until they commit: they are idempotent by reservation id.
+// A settle or release with nothing in flight waits up to settleLingerMs for company: nobody waits
+// on it (its client has its answer), and the next request's reserve then commits with it in one
+// transaction instead of queueing behind it, which is what a client sending one request at a time
+// feels. A reserve or admit always starts a batch at once.
 import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -55,6 +59,8 @@ export interface BatchWriterOptions {
   readonly reservationTtlMs: number;
   /** First retry delay for settles/releases that could not commit; doubles up to 5 s. */
   readonly retryDelayMs: number;
+  /** How long a settle or release may wait for a reserve to share its batch (0: never waits). */
+  readonly settleLingerMs?: number;
 }
 
 interface Queued {
@@ -76,6 +82,8 @@ export class LedgerBatchWriter {
   /** Settles/releases waiting for the database to come back, with their next delay. */
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
+  /** A settle or release waiting for company (see settleLingerMs). */
+  private lingerTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -92,15 +100,26 @@ export class LedgerBatchWriter {
     if (this.ended || (this.closed && (op.kind === 'reserve' || op.kind === 'admit'))) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
+      if (this.flushing) return;
+      const lingerMs = this.options.settleLingerMs ?? 0;
+      if ((op.kind === 'settle' || op.kind === 'release') && lingerMs > 0 && !this.closed) {
+        this.lingerTimer ??= setTimeout(() => {
+          this.lingerTimer = undefined;
+          void this.flush();
+        }, lingerMs);
+        return;
+      }
       // A new operation flushes at once even while settles wait for a retry: the database may be
       // back, and a reserve needs its answer now, not after the backoff.
-      if (!this.flushing) void this.flush();
+      void this.flush();
     });
   }
 
   private async flush(): Promise<void> {
     if (this.flushing || this.queue.length === 0) return;
     this.flushing = true;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     const batch = this.queue.length <= this.options.maxBatch ? this.queue : this.queue.slice(0, this.options.maxBatch);
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
     const startedAt = performance.now();
@@ -166,6 +185,8 @@ export class LedgerBatchWriter {
     }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     this.ended = true;
     if (this.queue.length > 0) log.warn('ledger: operations still queued at shutdown; their reservations will expire and be released', { queued: this.queue.length });
     for (const item of this.queue) item.reject(new GatewayError('NR_SHUTTING_DOWN'));

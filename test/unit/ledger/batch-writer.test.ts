@@ -1,0 +1,71 @@
+// The batched writer's grouping: a settle waits up to settleLingerMs for a reserve to share its
+// transaction, a reserve never waits, and nothing waits at shutdown.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { LedgerBatchWriter, type LedgerOp } from '../../../src/ledger/batch-writer.js';
+
+const ORG = '00000000-0000-4000-8000-000000000001';
+
+function op(kind: LedgerOp['kind'], n: number): LedgerOp {
+  return { kind, orgId: ORG, reservationId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, requestId: `req-${n}`, keyId: null, amount: 10, minAmount: 10, tokens: 1 };
+}
+
+/** A pool whose every query is one batch: records the kinds it carried and answers each op. */
+function fakePool() {
+  const batches: string[][] = [];
+  return {
+    batches,
+    async query(_sql: string, values: unknown[]) {
+      const kinds = values[0] as string[];
+      batches.push(kinds);
+      await Promise.resolve();
+      return { rows: kinds.map((_, i) => ({ op: i + 1, amount: '10', refusal: null })) };
+    },
+  };
+}
+
+afterEach(() => vi.useRealTimers());
+
+describe('LedgerBatchWriter: settle linger', () => {
+  it('sends a lone settle after the linger, not before', async () => {
+    vi.useFakeTimers();
+    const pool = fakePool();
+    const writer = new LedgerBatchWriter(pool as never, { maxBatch: 512, reservationTtlMs: 60_000, retryDelayMs: 100, settleLingerMs: 5 });
+    const settled = writer.submit(op('settle', 1));
+    await vi.advanceTimersByTimeAsync(4);
+    expect(pool.batches).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await expect(settled).resolves.toEqual({ amount: 10, refusal: null });
+    expect(pool.batches).toEqual([['settle']]);
+  });
+
+  it('lets the next reserve carry a waiting settle: one transaction, sent at once', async () => {
+    vi.useFakeTimers();
+    const pool = fakePool();
+    const writer = new LedgerBatchWriter(pool as never, { maxBatch: 512, reservationTtlMs: 60_000, retryDelayMs: 100, settleLingerMs: 5 });
+    const settled = writer.submit(op('settle', 1));
+    const released = writer.submit(op('release', 2));
+    await vi.advanceTimersByTimeAsync(1);
+    const reserved = writer.submit(op('reserve', 3));
+    await Promise.resolve();
+    expect(pool.batches).toEqual([['settle', 'release', 'reserve']]);
+    await expect(Promise.all([settled, released, reserved])).resolves.toHaveLength(3);
+    // The linger timer was cleared with the flush: nothing else is sent later.
+    await vi.advanceTimersByTimeAsync(50);
+    expect(pool.batches).toHaveLength(1);
+  });
+
+  it('flushes settles at once with no linger configured, and while draining', async () => {
+    const pool = fakePool();
+    const eager = new LedgerBatchWriter(pool as never, { maxBatch: 512, reservationTtlMs: 60_000, retryDelayMs: 100 });
+    await eager.submit(op('settle', 1));
+    expect(pool.batches).toEqual([['settle']]);
+
+    const lingering = new LedgerBatchWriter(pool as never, { maxBatch: 512, reservationTtlMs: 60_000, retryDelayMs: 100, settleLingerMs: 1_000 });
+    const settled = lingering.submit(op('settle', 2));
+    const startedAt = Date.now();
+    await lingering.drain(5_000);
+    await settled;
+    expect(Date.now() - startedAt).toBeLessThan(500);
+    expect(pool.batches).toEqual([['settle'], ['settle']]);
+  });
+});
