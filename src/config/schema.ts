@@ -83,7 +83,7 @@ export const configFileSchema = z.strictObject({
       headersTimeoutMs: positiveInt.default(60_000),
       /** Longest silence between two body chunks. */
       bodyTimeoutMs: positiveInt.default(120_000),
-      connectionsPerOrigin: positiveInt.default(256),
+      connectionsPerOrigin: positiveInt.default(1024),
       keepAliveTimeoutMs: positiveInt.default(30_000),
       /** Attempts across deployments before the first byte reaches the client. */
       maxAttempts: positiveInt.max(10).default(3),
