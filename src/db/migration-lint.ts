@@ -92,8 +92,19 @@ const ALTER_OBJECT = rx`\balter (table|index|function|procedure|routine|view|mat
 const ALTER_ON = rx`\balter (policy|trigger) {id} on ({name})`;
 const ALTER_SCHEMA = rx`\balter schema ({id})`;
 const ALTER_DEFAULT_PRIVILEGES = rx`\balter default privileges\b`;
-// Statement-level ALTER only: ALTER TABLE has ALTER [COLUMN] sub-clauses.
-const ALTER_ANY = rx`(?<=^\s*|\b(?:begin|then|else|loop)\s+)alter (\w+)`;
+// Statement-level ALTER only: ALTER TABLE has ALTER [COLUMN] sub-clauses. The statement start is
+// checked on the text before each match (statementAlter): as a lookbehind tried at every position
+// of every file, it cost about 0.7 s of every start.
+const ALTER_ANY = rx`\balter (\w+)`;
+const AFTER_BLOCK_KEYWORD = /\b(?:begin|then|else|loop)\s+$/i;
+
+/** The ALTERs that begin a statement (or a plpgsql one after BEGIN/THEN/ELSE/LOOP). */
+function* statementAlters(text: string): Generator<string> {
+  for (const m of text.matchAll(ALTER_ANY)) {
+    const before = text.slice(0, m.index);
+    if (/^\s*$/.test(before) || AFTER_BLOCK_KEYWORD.test(before.slice(-64))) yield m[1]!;
+  }
+}
 const ALTER_KINDS = new Set(['table', 'index', 'function', 'procedure', 'routine', 'view', 'materialized', 'sequence', 'type', 'domain', 'aggregate', 'policy', 'trigger', 'schema', 'default', 'extension', 'column', 'constraint']);
 const ADD_COLUMN = rx`\badd column (if not exists )?`;
 const ADD_WITHOUT_COLUMN = rx`\badd (?!(?:column|constraint|primary|unique|check|foreign|exclude|value|attribute|if)\b)({id})`;
@@ -149,8 +160,8 @@ function schemaChecks(chunk: Chunk, say: (what: string) => void): void {
     if (!isNemoName(m[2]!)) say(`ALTER ${m[1]!.toUpperCase()} ON ${m[2]}: the table must be schema-qualified as nemo.<table>`);
   }
   for (const m of text.matchAll(ALTER_SCHEMA)) if (!NEMO.test(m[1]!)) say(`ALTER SCHEMA ${m[1]}: only schema nemo is ours`);
-  for (const m of text.matchAll(ALTER_ANY)) {
-    if (!ALTER_KINDS.has(m[1]!.toLowerCase())) say(`ALTER ${m[1]!.toUpperCase()} reaches outside schema nemo`);
+  for (const kind of statementAlters(text)) {
+    if (!ALTER_KINDS.has(kind.toLowerCase())) say(`ALTER ${kind.toUpperCase()} reaches outside schema nemo`);
   }
   const defaultPrivileges = text.search(ALTER_DEFAULT_PRIVILEGES) >= 0;
   if (defaultPrivileges) {
