@@ -67,7 +67,7 @@ export class KeyAuthenticator {
   /** This instance's own channel for probes: other instances never see them. */
   private readonly probeChannel = `nemo_probe_${randomBytes(8).toString('hex')}`;
   private probeTimer: NodeJS.Timeout | undefined;
-  private probe: { readonly token: string; readonly arrived: (ok: boolean) => void } | undefined;
+  private probe: { readonly token: string; readonly arrived: (ok: boolean | undefined) => void } | undefined;
   private probeSeq = 0;
   /** The last probe failed: logged once per change, not every interval. */
   private probeFailing = false;
@@ -187,17 +187,21 @@ export class KeyAuthenticator {
     if (this.listener !== client || this.probe !== undefined) return;
     const token = String(++this.probeSeq);
     let timer: NodeJS.Timeout | undefined;
-    let settle!: (ok: boolean) => void;
-    const arrived = new Promise<boolean>((resolve) => {
-      settle = resolve;
-      timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
-    });
+    let settle!: (ok: boolean | undefined) => void;
+    // undefined: the probe could not be sent (pool saturated, database away): that says nothing
+    // about notifications, and turning the cache off then would only add load.
+    const arrived = new Promise<boolean | undefined>((resolve) => (settle = resolve));
     this.probe = { token, arrived: settle };
-    this.db.query('SELECT pg_notify($1, $2)', [this.probeChannel, token]).catch(() => settle(false));
+    // The wait starts once the NOTIFY committed, so time spent waiting for a pool connection
+    // never counts as a lost notification.
+    this.db.query('SELECT pg_notify($1, $2)', [this.probeChannel, token]).then(
+      () => (timer = setTimeout(() => settle(false), PROBE_TIMEOUT_MS)),
+      () => settle(undefined),
+    );
     const ok = await arrived;
     clearTimeout(timer);
     this.probe = undefined;
-    if (this.listener !== client) return;
+    if (this.listener !== client || ok === undefined) return;
     if (ok) {
       if (this.probeFailing) log.info('key cache: change notifications arrive again; caching on');
       this.probeFailing = false;
