@@ -54,7 +54,7 @@ interface Gateway {
   masterKey: string;
 }
 
-async function startGateway(run: Run, ports: { mock: number; nemo: number }): Promise<Gateway> {
+async function startGateway(run: Run, ports: { mock: number; nemo: number }, metricsToken: string): Promise<Gateway> {
   const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
   if (!existsSync(cli)) throw new Error(`${cli} not found; run \`npm run build\` first`);
   // Streams last ~150 ms, so some are open at most scrapes.
@@ -78,7 +78,7 @@ async function startGateway(run: Run, ports: { mock: number; nemo: number }): Pr
   await writeFile(configPath, JSON.stringify(config, null, 2));
   // A master key of this run only: it creates the org without credits (the 402 for funds).
   const masterKey = `check-${randomBytes(16).toString('hex')}`;
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(ports.nemo), HOST, NEMO_CONFIG: configPath, NEMO_DATA_DIR: join(run.tmpDir!, 'nemo-data'), NEMO_MASTER_KEY: masterKey };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(ports.nemo), HOST, NEMO_CONFIG: configPath, NEMO_DATA_DIR: join(run.tmpDir!, 'nemo-data'), NEMO_MASTER_KEY: masterKey, NEMO_METRICS_TOKEN: metricsToken };
   delete env.DATABASE_URL;
   const nemo = spawnChild('nemo', [cli, 'start'], env);
   run.children.push(nemo);
@@ -158,6 +158,40 @@ async function waitForScrapes(origin: string, afterMs: number, count: number, ti
     await sleep(250);
   }
   throw new Error(`Prometheus did not scrape the gateway ${count} times within ${timeoutMs} ms (${last}); is /metrics up?`);
+}
+
+/**
+ * What SREs see agrees with what finance sees: once every hold is closed and scraped, Prometheus's
+ * nemo_credits_micros_total{operation="settled"} equals the sum of the settle rows in the ledger
+ * (every org's, read through the ledger export).
+ */
+async function checkCreditsAgree(promOrigin: string, gateway: Gateway): Promise<string[]> {
+  const orgs = ((await adminCall(gateway.origin, gateway.masterKey, 'GET', '/admin/v1/orgs')) as { data: Array<{ id: string }> }).data;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const held = await Promise.all(orgs.map(async (org) => Number((await adminCall(gateway.origin, gateway.masterKey, 'GET', `/admin/v1/orgs/${org.id}/credits`)).held_micros)));
+    if (held.every((micros) => micros === 0)) break;
+    if (Date.now() > deadline) return [`credits: holds still open 15 s after the load (${held.join(', ')} micros held)`];
+    await sleep(250);
+  }
+  await waitForScrapes(promOrigin, Date.now(), 1, 15_000);
+  let settleRows = 0;
+  const range = `from=${encodeURIComponent(new Date(0).toISOString())}&to=${encodeURIComponent(new Date(Date.now() + 86_400_000).toISOString())}&format=ndjson`;
+  for (const org of orgs) {
+    const response = await fetch(`${gateway.origin}/admin/v1/orgs/${org.id}/ledger/export?${range}`, { headers: { authorization: `Bearer ${gateway.masterKey}` } });
+    if (!response.ok) return [`credits: ledger export of ${org.id}: ${response.status}`];
+    for (const line of (await response.text()).split('\n')) {
+      if (line === '') continue;
+      const entry = JSON.parse(line) as { kind: string; charged: number };
+      if (entry.kind === 'settle') settleRows += entry.charged;
+    }
+  }
+  const answer = await instantQuery(promOrigin, 'sum(nemo_credits_micros_total{operation="settled"})', Date.now() / 1000);
+  const sample = Array.isArray(answer?.result) ? (answer.result[0] as { value: [number, string] } | undefined) : undefined;
+  const scraped = sample === undefined ? NaN : Number(sample.value[1]);
+  if (scraped !== settleRows || settleRows === 0) return [`credits: Prometheus says ${scraped} micros settled, the ledger's settle rows ${settleRows}`];
+  progress(`ok     credits settled: Prometheus ${scraped} micros = the ledger's settle rows ${settleRows}`);
+  return [];
 }
 
 interface RuleState {
@@ -264,8 +298,11 @@ async function startServers(run: Run, prometheusBinary: string): Promise<{ gatew
   await chmod(run.tmpDir, 0o755);
   const [mockPort, nemoPort, promPort] = (await freePorts(3, HOST)) as [number, number, number];
   progress(`starting mock upstream (${HOST}:${mockPort}), nemo (${HOST}:${nemoPort}) and prometheus (${HOST}:${promPort})`);
+  // /metrics behind a token, as the per-org top-N requires: Prometheus scrapes with it.
+  const metricsToken = `metrics-${randomBytes(16).toString('hex')}`;
   const prometheusOptions = {
     binary: prometheusBinary,
+    bearerToken: metricsToken,
     dataDir: join(run.tmpDir, 'prometheus-data'),
     configPath: join(run.tmpDir, 'prometheus.yml'),
     host: HOST,
@@ -275,7 +312,7 @@ async function startServers(run: Run, prometheusBinary: string): Promise<{ gatew
     scrapeIntervalS: SCRAPE_INTERVAL_S,
   };
   const [gateway] = await Promise.all([
-    startGateway(run, { mock: mockPort, nemo: nemoPort }),
+    startGateway(run, { mock: mockPort, nemo: nemoPort }, metricsToken),
     startPrometheus(prometheusOptions, STARTUP_TIMEOUT_MS, (child) => run.children.push(child)),
   ]);
   return { gateway, promOrigin: `http://${HOST}:${promPort}` };
@@ -342,6 +379,7 @@ async function main(): Promise<void> {
     problems.push(...(await loadGateway(run, gateway, keys)));
     await waitForScrapes(promOrigin, Date.now(), SCRAPES_AFTER_LOAD, 15_000);
 
+    problems.push(...(await checkCreditsAgree(promOrigin, gateway)));
     const ruleProblems = await checkRulesEvaluate(promOrigin, ruleCount, 10_000);
     if (ruleProblems.length === 0) progress(`ok     ${ruleCount} alert rules loaded and evaluated by Prometheus`);
     const { verdicts, problems: dashboardProblems } = await checkDashboards(promOrigin);

@@ -108,6 +108,8 @@ export interface PrometheusOptions {
   port: number;
   /** host:port of the gateway whose /metrics is scraped. */
   target: string;
+  /** The gateway's metrics token, sent as a bearer token with every scrape. */
+  bearerToken?: string;
   rulesPath: string;
   scrapeIntervalS: number;
 }
@@ -131,6 +133,7 @@ export async function startPrometheus(options: PrometheusOptions, timeoutMs: num
     `    scrape_interval: ${interval}`,
     `    scrape_timeout: ${interval}`,
     '    metrics_path: /metrics',
+    ...(options.bearerToken === undefined ? [] : ['    authorization:', `      credentials: ${JSON.stringify(options.bearerToken)}`]),
     '    static_configs:',
     `      - targets: [${JSON.stringify(options.target)}]`,
     '',

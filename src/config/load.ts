@@ -105,6 +105,8 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   if (masterKey !== undefined && masterKey.length < 16) throw new ConfigError([`${file.auth.masterKeyEnv}: must be at least 16 characters`]);
   const metricsToken = env[file.metrics.tokenEnv] || undefined;
   if (metricsToken !== undefined && metricsToken.length < 16) throw new ConfigError([`${file.metrics.tokenEnv}: must be at least 16 characters`]);
+  // Org ids, request counts and spend of the top orgs are not for whoever can reach /metrics.
+  if (file.metrics.orgTopN > 0 && metricsToken === undefined) throw new ConfigError([`metrics.orgTopN: needs ${file.metrics.tokenEnv} set, so /metrics is not public`]);
   const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, logs: file.logs, metrics: file.metrics, database, models, source } as Config;
   // Secrets are not enumerable: they never show in a logged or serialized config.
   Object.defineProperty(config, 'masterKey', { value: masterKey, enumerable: false });

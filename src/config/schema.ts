@@ -146,7 +146,7 @@ export const configFileSchema = z.strictObject({
     .prefault({}),
   logs: z
     .strictObject({
-      /** One row per request in nemo.request_logs; false writes none (exports then find none). */
+      /** One row per request in nemo.request_log_entries; false writes none (exports then find none). */
       enabled: z.boolean().default(true),
       /** Request log rows are written in batches at most this long after the request ends. */
       flushIntervalMs: positiveInt.default(1_000),
@@ -156,7 +156,7 @@ export const configFileSchema = z.strictObject({
       maxQueuedRows: positiveInt.default(100_000),
       /** Prompt and response bodies (orgs logging `full` only) are cut to this many characters. */
       maxBodyChars: positiveInt.default(65_536),
-      /** Request logs are kept at least this many days; older daily partitions are dropped. */
+      /** Retention (days) of orgs without their own log_retention_days; expired partitions are dropped. */
       retentionDays: positiveInt.max(731).default(30),
       /** Daily partitions are created this many days ahead. */
       partitionDaysAhead: positiveInt.max(300).default(7),

@@ -93,8 +93,9 @@ export class ChatExchange implements AttemptOwner {
   private localAdmission: { readonly tokens: number; readonly atMs: number } | undefined;
   /** Output reached the client (a stream started, or a complete answer), from this deployment. */
   private servedBy: UpstreamAttempt | undefined;
-  /** The answer as sent, kept only for orgs logging `full`. */
+  /** The answer as sent, and the request body as received, kept only for orgs logging `full`. */
   private answerBody: string | undefined;
+  private requestText: string | undefined;
   /** Set once the API key is verified; the body waits for it. */
   private principal: KeyPrincipal | undefined;
   private authPending = false;
@@ -153,8 +154,11 @@ export class ChatExchange implements AttemptOwner {
     try {
       if (!isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
       let parsed: unknown;
+      const text = body.toString('utf8');
+      // Kept only for an org logging bodies; a redaction replaces it (loggedBodies).
+      if (this.principal.loggingLevel === 'full') this.requestText = text;
       try {
-        parsed = JSON.parse(body.toString('utf8'));
+        parsed = JSON.parse(text);
       } catch {
         throw new GatewayError('NR_INVALID_JSON');
       }
@@ -215,6 +219,7 @@ export class ChatExchange implements AttemptOwner {
         if (this.finished) return;
         if (verdict.findings.length > 0) this.recordFindings('input', verdict.findings);
         if (verdict.blocked !== undefined) return this.fail(guardrailError(verdict.blocked, 'input'));
+        if (verdict.redacted) this.requestText = undefined;
         this.reserveThenStart(verdict.redacted ? Buffer.byteLength(JSON.stringify(this.request)) : bodyBytes, asked);
       },
       (err: unknown) => {
@@ -333,7 +338,7 @@ export class ChatExchange implements AttemptOwner {
     // A fresh scanner per attempt: a failed attempt's held text never reached the client.
     if (guard?.scansOutput && this.request.stream === true) this.outputGuard = new StreamOutputGuard(compiledPolicy(guard.policyKey, guard.policy));
     this.attempt = new UpstreamAttempt(this, deployment, adapterFor(deployment));
-    this.attempt.start(this.request, this.maxTokens, this.deps.pools.dispatcherFor(deployment), this.deps.config.upstream);
+    this.attempt.start(this.request, this.maxTokens, this.deps.pools.dispatcherFor(deployment), this.deps.config.upstream, this.promptBoundTokens);
   }
 
   get isFinished(): boolean {
@@ -384,7 +389,7 @@ export class ChatExchange implements AttemptOwner {
   }
 
   private sendCompletion(body: string | Uint8Array): void {
-    if (this.principal?.loggingLevel === 'full') this.answerBody = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+    if (this.principal?.loggingLevel === 'full') this.answerBody = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
     this.res.cork(() => {
       this.writeHead('application/json');
       this.res.end(body);
@@ -534,7 +539,7 @@ export class ChatExchange implements AttemptOwner {
     liveCounts.inflightRequests--;
     countRequest('chat_completions', this.modelLabel, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
-    if (this.principal !== undefined) countOrgRequest(this.principal.orgId, this.chargedMicros);
+    if (this.principal !== undefined) countOrgRequest(this.principal.orgId);
     this.logRequest();
     this.deps.inflight.delete(this);
   }
@@ -569,12 +574,13 @@ export class ChatExchange implements AttemptOwner {
   }
 
   /**
-   * Bodies for an org logging `full`: the request as sent upstream (after any redaction), and the
-   * answer as the client got it, or a stream's generated text. A stream whose output guardrails
-   * acted is logged without its text: the raw text is what they kept from the client.
+   * Bodies for an org logging `full`: the request as the client sent it (as redacted, when input
+   * guardrails redacted it), and the answer as the client got it, or a stream's generated text. A
+   * stream whose output guardrails acted is logged without its text: the raw text is what they
+   * kept from the client. The writer cuts both to logs.maxBodyChars.
    */
   private loggedBodies(): { requestBody: string | null; responseBody: string | null } {
-    const requestBody = this.request === undefined ? null : JSON.stringify(this.request);
+    const requestBody = this.requestText ?? (this.request === undefined ? null : JSON.stringify(this.request));
     let responseBody = this.answerBody ?? null;
     const outputUntouched = this.outputGuard === undefined || this.outputGuard.findings().every((f) => f.action === 'flag');
     if (responseBody === null && this.request?.stream === true && outputUntouched) responseBody = this.servedBy?.completionText() ?? null;

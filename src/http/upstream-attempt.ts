@@ -45,8 +45,9 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private parser: SseParser | undefined;
   private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
   private done = false;
-  /** The output bound sent upstream: no usage report can charge for more. */
+  /** The output bound sent upstream and the prompt's bound held for: no usage report charges more. */
   private maxTokens = Infinity;
+  private promptBoundTokens = Infinity;
 
   constructor(
     private readonly exchange: AttemptOwner,
@@ -54,7 +55,8 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     private readonly adapter: ProviderAdapter,
   ) {}
 
-  start(request: ChatRequest, maxTokens: number, dispatcher: Pick<Dispatcher, 'dispatch'>, upstream: Config['upstream']): void {
+  /** `promptBoundTokens`: the prompt's bound the hold was computed with (no usage report counts more). */
+  start(request: ChatRequest, maxTokens: number, dispatcher: Pick<Dispatcher, 'dispatch'>, upstream: Config['upstream'], promptBoundTokens = Infinity): void {
     let built;
     try {
       built = this.adapter.buildRequest(request, this.deployment, maxTokens);
@@ -66,6 +68,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     }
     this.startedAt = performance.now();
     this.maxTokens = maxTokens;
+    this.promptBoundTokens = promptBoundTokens;
     try {
       dispatcher.dispatch(
         { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
@@ -202,13 +205,15 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
    * bug, or a hostile upstream) counts maxTokens; the hold covers exactly that.
    */
   private withinBound(usage: Usage | undefined): Usage | undefined {
-    if (usage === undefined || usage.completion_tokens <= this.maxTokens) return usage;
-    log.warn('upstream: usage reports more completion tokens than were allowed; charging the bound', {
+    if (usage === undefined || (usage.completion_tokens <= this.maxTokens && usage.prompt_tokens <= this.promptBoundTokens)) return usage;
+    log.warn('upstream: usage reports more tokens than the request could use; charging the bounds', {
       deployment: this.deployment.id,
-      reported: usage.completion_tokens,
-      bound: this.maxTokens,
+      reported: { prompt: usage.prompt_tokens, completion: usage.completion_tokens },
+      bounds: { prompt: this.promptBoundTokens, completion: this.maxTokens },
     });
-    return { prompt_tokens: usage.prompt_tokens, completion_tokens: this.maxTokens, total_tokens: usage.prompt_tokens + this.maxTokens };
+    const prompt = Math.min(usage.prompt_tokens, this.promptBoundTokens);
+    const completion = Math.min(usage.completion_tokens, this.maxTokens);
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   }
 
   private failWith(controller: Dispatcher.DispatchController, err: unknown): void {

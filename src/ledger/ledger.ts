@@ -2,17 +2,18 @@
 // upstream, settle the actual cost after (or release), and sweep expired holds of crashed
 // instances. Operations go through the batched writer on a small dedicated pool.
 //
-// An expired hold is only a crashed instance's if its owner could have renewed it: after the
-// database was away (for everyone, or for this instance), a sweep waits until every live instance
-// had a whole reservation lifetime to renew, and it never expires what this instance still runs or
-// is settling (those are renewed first).
+// An expired hold is only a crashed instance's if its owner could have renewed it: after Postgres
+// restarted, or this instance lost its way to it, a sweep here waits a whole reservation lifetime,
+// and it never expires what this instance still runs or is settling (those are renewed first). An
+// instance cut off alone for longer than a lifetime, while others sweep, still loses the charges it
+// settles late: the holds are released, which creates no credit.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Config } from '../config/load.js';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
-import { creditsMicrosTotal, expiredHoldsTotal, ledgerBatchSize, ledgerFlushSeconds, reportPool } from '../metrics/registry.js';
+import { countOrgCharge, creditsMicrosTotal, expiredHoldsTotal, ledgerBatchSize, ledgerFlushSeconds, reportPool } from '../metrics/registry.js';
 import { LedgerBatchWriter, type LedgerAnswer, type LedgerOp, type Refusal } from './batch-writer.js';
 
 export type { Refusal } from './batch-writer.js';
@@ -95,6 +96,7 @@ export class Ledger {
     if (answer.amount > 0) {
       creditsMicrosTotal.inc({ operation: 'settled' }, charge);
       creditsMicrosTotal.inc({ operation: 'released' }, hold.amount - charge);
+      countOrgCharge(hold.orgId, charge);
     }
     return answer.amount;
   }

@@ -95,7 +95,7 @@ export class RequestLogWriter {
     return this.queue.length;
   }
 
-  /** Rows written since start (an org logging `none` counts: its rows were handled). */
+  /** Rows written since start (rows the database skipped for an org logging `none` included). */
   get written(): number {
     return this.writtenRows;
   }
@@ -110,6 +110,11 @@ export class RequestLogWriter {
     if (this.closed || this.queue.length >= this.options.maxQueuedRows) {
       this.droppedRows++;
       return false;
+    }
+    // Cut now, so a queue of rows (a database away) holds at most maxBodyChars per body.
+    const cut = this.options.maxBodyChars;
+    if ((entry.requestBody?.length ?? 0) > cut || (entry.responseBody?.length ?? 0) > cut) {
+      entry = { ...entry, requestBody: prefixCopy(entry.requestBody, cut), responseBody: prefixCopy(entry.responseBody, cut) };
     }
     this.queue.push({ log: randomUUID(), at: entry.at ?? new Date(), entry });
     if (this.queue.length >= this.options.maxBatchRows && this.failures === 0) void this.flush();
@@ -252,6 +257,12 @@ export function guardrailOutcome(findings: Iterable<{ readonly rule: string; rea
 }
 
 const STRENGTH: Record<GuardrailOutcome, number> = { none: 0, flag: 1, redact: 2, block: 3 };
+
+/** The first `chars` characters as a string of their own: a V8 slice would keep the whole body alive. */
+function prefixCopy(text: string | null | undefined, chars: number): string | null {
+  if (text == null) return null;
+  return text.length <= chars ? text : Buffer.from(text.slice(0, chars), 'utf8').toString('utf8');
+}
 const DAY_MS = 86_400_000;
 const MAX_RETENTION_DAYS = 731;
 

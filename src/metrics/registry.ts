@@ -359,25 +359,46 @@ export function enableOrgTopN(n: number): void {
   orgTopN = n;
 }
 
-export function countOrgRequest(orgId: string, chargedMicros: number | null): void {
-  if (orgTopN === 0) return;
+function orgEntry(orgId: string): { requests: number; chargedMicros: number } | undefined {
   let entry = orgTraffic.get(orgId);
   if (entry === undefined) {
     if (orgTraffic.size >= MAX_TRACKED_ORGS) {
       if (!orgOverflowLogged) process.emitWarning(`metrics: more than ${MAX_TRACKED_ORGS} orgs; later ones are not in the org top-N`);
       orgOverflowLogged = true;
-      return;
+      return undefined;
     }
     entry = { requests: 0, chargedMicros: 0 };
     orgTraffic.set(orgId, entry);
   }
-  entry.requests++;
-  if (chargedMicros !== null) entry.chargedMicros += chargedMicros;
+  return entry;
+}
+
+/** A chat request of the org answered (any status). */
+export function countOrgRequest(orgId: string): void {
+  if (orgTopN === 0) return;
+  const entry = orgEntry(orgId);
+  if (entry !== undefined) entry.requests++;
+}
+
+/** Credits the ledger confirmed it charged the org (a committed settle). */
+export function countOrgCharge(orgId: string, micros: number): void {
+  if (orgTopN === 0) return;
+  const entry = orgEntry(orgId);
+  if (entry !== undefined) entry.chargedMicros += micros;
+}
+
+/** The top N by requests, computed once per scrape (both series' collect() read it). */
+let topOrgsCache: Array<[string, { requests: number; chargedMicros: number }]> | undefined;
+
+/** GET /metrics calls this before each scrape: what is computed once per scrape is computed anew. */
+export function beginScrape(): void {
+  topOrgsCache = undefined;
 }
 
 function topOrgs(): Array<[string, { requests: number; chargedMicros: number }]> {
   if (orgTopN === 0) return [];
-  return [...orgTraffic].sort((a, b) => b[1].requests - a[1].requests).slice(0, orgTopN);
+  topOrgsCache ??= [...orgTraffic].sort((a, b) => b[1].requests - a[1].requests).slice(0, orgTopN);
+  return topOrgsCache;
 }
 
 new Counter({

@@ -2,7 +2,7 @@
 // one is configured (metrics.tokenEnv), compared in constant time.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { GatewayError } from '../../errors/gateway-error.js';
-import { registry } from '../../metrics/registry.js';
+import { beginScrape, registry } from '../../metrics/registry.js';
 import { requestIdFrom } from '../request-id.js';
 import { sendError } from '../respond.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
@@ -19,6 +19,7 @@ export function metricsRoute(token?: string) {
     }
     let aborted = false;
     res.onAborted(() => (aborted = true));
+    beginScrape();
     void registry.metrics().then((text) => {
       if (aborted) return;
       res.cork(() => {

@@ -92,6 +92,21 @@ describe('metrics registry', () => {
     expect(Object.fromEntries(documented)).toEqual(Object.fromEntries(registered));
   });
 
+  it('uses only label names whose values come from bounded sets; org ids only on the opt-in top-N', () => {
+    // Each name here is bounded by configuration or code: models and deployments configured,
+    // provider kinds, routes, status classes, outcomes and reasons the code enumerates. A new label
+    // must be added here on purpose; ids of keys, requests or users never may.
+    const bounded = new Set(['implementation', 'route', 'model', 'status_class', 'provider', 'outcome', 'cause', 'result', 'kind', 'reason', 'operation', 'direction', 'result', 'pool', 'state', 'measure', 'task', 'where', 'rule', 'action', 'stage']);
+    const optInTopN = new Set(['nemo_org_requests_total', 'nemo_org_charged_micros_total']);
+    for (const name of types.keys()) {
+      if (defaults.has(name)) continue;
+      for (const label of labelNamesOf(name)) {
+        if (label === 'org' && optInTopN.has(name)) continue;
+        expect(bounded.has(label), `${name} has label "${label}", which is not known to be bounded`).toBe(true);
+      }
+    }
+  });
+
   it('has every metric that a Grafana dashboard queries', () => {
     const files = readdirSync(dashboardsUrl).filter((f) => f.endsWith('.json'));
     expect(files.length, 'no dashboards in grafana/dashboards').toBeGreaterThan(0);
