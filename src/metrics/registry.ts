@@ -246,42 +246,31 @@ const durationHistograms = new Map<string, { observe(value: number): void }>();
 
 const attemptCounters = new Map<string, { inc(): void }>();
 
-function counterChild(cache: Map<string, { inc(): void }>, counter: Counter<string>, labels: string[]): { inc(): void } {
+/** The metric's child for these label values, resolved once and kept in `cache`. */
+function labelChild<T>(cache: Map<string, T>, metric: { labels(...values: string[]): T }, labels: string[]): T {
   const key = labels.join('\u0000');
   let child = cache.get(key);
   if (child === undefined) {
-    child = counter.labels(...labels);
+    child = metric.labels(...labels);
     cache.set(key, child);
   }
   return child;
 }
 
 export function countRequest(route: string, model: string, statusClassLabel: string): void {
-  counterChild(requestCounters, requestsTotal, [route, model, statusClassLabel]).inc();
+  labelChild(requestCounters, requestsTotal, [route, model, statusClassLabel]).inc();
 }
 
 const upstreamDurations = new Map<string, { observe(value: number): void }>();
 
 /** One finished upstream attempt: counted by outcome, timed by result. */
 export function countAttempt(provider: string, outcome: string, seconds: number): void {
-  counterChild(attemptCounters, upstreamAttemptsTotal, [provider, outcome]).inc();
-  const result = outcome === 'ok' ? 'ok' : 'error';
-  const key = `${provider}\u0000${result}`;
-  let child = upstreamDurations.get(key);
-  if (child === undefined) {
-    child = upstreamDurationSeconds.labels(provider, result);
-    upstreamDurations.set(key, child);
-  }
-  child.observe(seconds);
+  labelChild(attemptCounters, upstreamAttemptsTotal, [provider, outcome]).inc();
+  labelChild(upstreamDurations, upstreamDurationSeconds, [provider, outcome === 'ok' ? 'ok' : 'error']).observe(seconds);
 }
 
 export function observeDuration(route: string, seconds: number): void {
-  let child = durationHistograms.get(route);
-  if (child === undefined) {
-    child = requestDurationSeconds.labels(route);
-    durationHistograms.set(route, child);
-  }
-  child.observe(seconds);
+  labelChild(durationHistograms, requestDurationSeconds, [route]).observe(seconds);
 }
 
 export function statusClass(status: number): string {
