@@ -139,9 +139,9 @@ async function runBatched(setup: Setup, pickOrg: () => string, callers: number, 
         const orgId = pickOrg();
         const reservationId = randomUUID();
         // The bench's key id is its org id.
-        const granted = await writer.submit({ kind: 'reserve', orgId, reservationId, requestId: null, keyId: orgId, amount: HOLD, minAmount: HOLD, tokens: 1 });
-        if (granted.amount !== HOLD) throw new Error(`reserve refused: ${granted.refusal}`);
-        await writer.submit({ kind: 'settle', orgId, reservationId, requestId: null, keyId: orgId, amount: CHARGE, minAmount: 0, tokens: 0 });
+        const granted = await writer.submit({ kind: 'reserve', orgId, reservationId, requestId: null, keyId: orgId, amountMicros: HOLD, minAmountMicros: HOLD, tokens: 1 });
+        if (granted.amountMicros !== HOLD) throw new Error(`reserve refused: ${granted.refusal}`);
+        await writer.submit({ kind: 'settle', orgId, reservationId, requestId: null, keyId: orgId, amountMicros: CHARGE, minAmountMicros: 0, tokens: 0 });
       },
       (err) => String((err as { cause?: { code?: string } }).cause?.code) === DEADLOCK,
     );

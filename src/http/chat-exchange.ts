@@ -30,7 +30,7 @@ import { checkPrompt } from '../guardrails/prompt-check.js';
 import { StreamOutputGuard } from '../guardrails/stream-output.js';
 import type { Encoding } from '../tokens/encodings.js';
 import type { WorkerPool } from '../workers/pool.js';
-import { compiledPolicy } from '../workers/tasks/scan-text.js';
+import { compiledPolicy } from '../guardrails/compiled-policy.js';
 import { generatedTexts } from '../guardrails/completion-texts.js';
 import { guardrailError, refusalToError } from './refusal-errors.js';
 
@@ -281,7 +281,7 @@ export class ChatExchange implements AttemptOwner {
         }
         if (typeof hold === 'string') return this.fail(this.refusalError(hold, asked, maxOutput));
         this.hold = hold;
-        this.maxTokens = asked ?? affordableOutputTokens(prices, hold.amount, this.promptBoundTokens, this.route.maxOutputTokens);
+        this.maxTokens = asked ?? affordableOutputTokens(prices, hold.amountMicros, this.promptBoundTokens, this.route.maxOutputTokens);
         this.tryNextDeployment();
       },
       (err: unknown) => {
@@ -606,14 +606,14 @@ export class ChatExchange implements AttemptOwner {
     if (usage !== undefined) {
       this.countTokens(usage.prompt_tokens, usage.completion_tokens);
       const charge = costMicros(prices, usage.prompt_tokens, usage.completion_tokens);
-      this.chargedMicros = Math.min(charge, hold.amount);
+      this.chargedMicros = Math.min(charge, hold.amountMicros);
       void this.deps.ledger.settle(hold, this.chargedMicros).catch(logSettlementError);
       return;
     }
     const estimate = costMicros(prices, this.promptBoundTokens, Math.min(this.maxTokens, served.outputEstimate));
     const text = served.completionText();
     if (text === undefined) {
-      this.chargedMicros = Math.min(estimate, hold.amount);
+      this.chargedMicros = Math.min(estimate, hold.amountMicros);
       void this.deps.ledger.settle(hold, this.chargedMicros).catch(logSettlementError);
       return;
     }
@@ -622,11 +622,11 @@ export class ChatExchange implements AttemptOwner {
     const charge = this.countUsage(served.deployment.encoding, text).then(
       ([prompt, completion]) => {
         this.countTokens(prompt, Math.min(this.maxTokens, completion));
-        return Math.min(costMicros(prices, prompt, Math.min(this.maxTokens, completion)), hold.amount);
+        return Math.min(costMicros(prices, prompt, Math.min(this.maxTokens, completion)), hold.amountMicros);
       },
       (err: unknown) => {
         log.warn('ledger: exact count failed; charging the estimate', { requestId: this.requestId, error: (err as Error).message });
-        return Math.min(estimate, hold.amount);
+        return Math.min(estimate, hold.amountMicros);
       },
     );
     this.deps.ledger.settleWhenCounted(hold, charge);

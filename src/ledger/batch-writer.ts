@@ -33,7 +33,7 @@ export type Refusal =
 
 export interface LedgerAnswer {
   /** reserve: the amount held; settle: charged; release: returned; 0 when refused or nothing to close. */
-  readonly amount: number;
+  readonly amountMicros: number;
   /** Set when a reserve or admit was refused. */
   readonly refusal: Refusal | null;
 }
@@ -45,9 +45,9 @@ export interface LedgerOp {
   readonly requestId: string | null;
   readonly keyId: string | null;
   /** reserve: the most to hold; settle: the actual charge (capped at the hold); release: ignored. */
-  readonly amount: number;
+  readonly amountMicros: number;
   /** reserve: the least that is still useful; refused below it. */
-  readonly minAmount: number;
+  readonly minAmountMicros: number;
   /** reserve, admit: the request's token bound, counted against tpm limits. */
   readonly tokens: number;
   /** reserve: the public model asked for, kept for usage reports. */
@@ -70,7 +70,7 @@ interface Queued {
 }
 
 const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::integer)';
-const NOTHING: LedgerAnswer = { amount: 0, refusal: null };
+const NOTHING: LedgerAnswer = { amountMicros: 0, refusal: null };
 const MAX_RETRY_DELAY_MS = 5_000;
 
 export class LedgerBatchWriter {
@@ -133,12 +133,12 @@ export class LedgerBatchWriter {
       }
       this.onBatch?.(batch.length, performance.now() - startedAt);
       const answers = new Array<LedgerAnswer>(batch.length).fill(NOTHING);
-      for (const row of rows) answers[row.op - 1] = { amount: Number(row.amount), refusal: row.refusal };
+      for (const row of rows) answers[row.op - 1] = { amountMicros: Number(row.amount), refusal: row.refusal };
       for (let i = 0; i < batch.length; i++) {
         const item = batch[i]!;
         const answer = answers[i]!;
         // A settle or release that closed nothing: its hold was already closed (expired, or twice).
-        if ((item.op.kind === 'settle' || item.op.kind === 'release') && answer.amount === 0) {
+        if ((item.op.kind === 'settle' || item.op.kind === 'release') && answer.amountMicros === 0) {
           settleMissedTotal.inc({ kind: item.op.kind });
           log.warn('ledger: no open reservation to close', { kind: item.op.kind, reservationId: item.op.reservationId, requestId: item.op.requestId });
         }
@@ -212,8 +212,8 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
     reservations[i] = op.reservationId;
     requests[i] = op.requestId;
     keys[i] = op.keyId;
-    amounts[i] = op.amount;
-    minAmounts[i] = op.minAmount;
+    amounts[i] = op.amountMicros;
+    minAmounts[i] = op.minAmountMicros;
     tokens[i] = op.tokens;
     models[i] = op.model ?? null;
   }

@@ -23,8 +23,7 @@ export interface Hold {
   readonly reservationId: string;
   readonly requestId: string;
   readonly keyId: string;
-  /** Micro-units held. */
-  readonly amount: number;
+  readonly amountMicros: number;
 }
 
 /**
@@ -66,39 +65,39 @@ export class Ledger {
   }
 
   /**
-   * Holds up to `amount` (at least `minAmount`) if the org's balance, and the spend caps and shared
+   * Holds up to `amountMicros` (at least `minAmountMicros`) if the org's balance, and the spend caps and shared
    * rate limits of the key and its team, all have room; otherwise says which one refused.
    * `tokens` is the request's token bound, counted against tpm limits; `model` is kept for usage reports.
    */
-  async reserve(orgId: string, keyId: string, requestId: string, amount: number, minAmount: number, tokens: number, model: string | null = null): Promise<Hold | Refusal> {
+  async reserve(orgId: string, keyId: string, requestId: string, amountMicros: number, minAmountMicros: number, tokens: number, model: string | null = null): Promise<Hold | Refusal> {
     const reservationId = randomUUID();
-    const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amount, minAmount, tokens, model });
+    const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amountMicros, minAmountMicros, tokens, model });
     if (answer.refusal !== null) return answer.refusal;
-    if (answer.amount === 0) return 'funds';
-    const hold: Hold = { orgId, reservationId, requestId, keyId, amount: answer.amount };
+    if (answer.amountMicros === 0) return 'funds';
+    const hold: Hold = { orgId, reservationId, requestId, keyId, amountMicros: answer.amountMicros };
     this.live.set(reservationId, hold);
-    creditsMicrosTotal.inc({ operation: 'reserved' }, hold.amount);
+    creditsMicrosTotal.inc({ operation: 'reserved' }, hold.amountMicros);
     return hold;
   }
 
   /** Counts a request that holds nothing (a free model) against the shared rate limits. */
   async admit(orgId: string, keyId: string, requestId: string, tokens: number): Promise<Refusal | null> {
-    const answer = await this.writer.submit({ kind: 'admit', orgId, reservationId: randomUUID(), requestId, keyId, amount: 0, minAmount: 0, tokens });
+    const answer = await this.writer.submit({ kind: 'admit', orgId, reservationId: randomUUID(), requestId, keyId, amountMicros: 0, minAmountMicros: 0, tokens });
     return answer.refusal;
   }
 
   /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
   async settle(hold: Hold, chargeMicros: number): Promise<number> {
     this.live.delete(hold.reservationId);
-    const charge = Math.min(hold.amount, Math.max(0, Math.ceil(chargeMicros)));
-    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amount: charge, minAmount: 0, tokens: 0 });
+    const charge = Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
+    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: charge, minAmountMicros: 0, tokens: 0 });
     // Counted once the database closed the hold (0: it was already closed, nothing moved).
-    if (answer.amount > 0) {
+    if (answer.amountMicros > 0) {
       creditsMicrosTotal.inc({ operation: 'settled' }, charge);
-      creditsMicrosTotal.inc({ operation: 'released' }, hold.amount - charge);
+      creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros - charge);
       countOrgCharge(hold.orgId, charge);
     }
-    return answer.amount;
+    return answer.amountMicros;
   }
 
   /**
@@ -119,7 +118,7 @@ export class Ledger {
   /** Returns the whole hold: the request produced nothing. */
   async release(hold: Hold): Promise<number> {
     this.live.delete(hold.reservationId);
-    const returned = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amount: 0, minAmount: 0, tokens: 0 })).amount;
+    const returned = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amountMicros: 0, minAmountMicros: 0, tokens: 0 })).amountMicros;
     creditsMicrosTotal.inc({ operation: 'released' }, returned);
     return returned;
   }

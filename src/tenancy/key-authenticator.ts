@@ -15,7 +15,7 @@ const keyCacheMisses = keyCacheLookupsTotal.labels('miss');
 import { createHash } from 'node:crypto';
 import { mergePolicies } from '../guardrails/policy.js';
 import { guardrailPolicySchema, type GuardrailPolicy } from '../guardrails/types.js';
-import { compiledPolicy } from '../workers/tasks/scan-text.js';
+import { compiledPolicy } from '../guardrails/compiled-policy.js';
 import type { KeyGuardrails, KeyPrincipal, LoggingLevel } from './principal.js';
 import type { LimitScope } from './rate-limiter.js';
 

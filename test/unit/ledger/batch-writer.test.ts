@@ -6,7 +6,7 @@ import { LedgerBatchWriter, type LedgerOp } from '../../../src/ledger/batch-writ
 const ORG = '00000000-0000-4000-8000-000000000001';
 
 function op(kind: LedgerOp['kind'], n: number): LedgerOp {
-  return { kind, orgId: ORG, reservationId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, requestId: `req-${n}`, keyId: null, amount: 10, minAmount: 10, tokens: 1 };
+  return { kind, orgId: ORG, reservationId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, requestId: `req-${n}`, keyId: null, amountMicros: 10, minAmountMicros: 10, tokens: 1 };
 }
 
 /** A pool whose every query is one batch: records the kinds it carried and answers each op. */
@@ -34,7 +34,7 @@ describe('LedgerBatchWriter: settle linger', () => {
     await vi.advanceTimersByTimeAsync(4);
     expect(pool.batches).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
-    await expect(settled).resolves.toEqual({ amount: 10, refusal: null });
+    await expect(settled).resolves.toEqual({ amountMicros: 10, refusal: null });
     expect(pool.batches).toEqual([['settle']]);
   });
 
