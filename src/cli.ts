@@ -7,7 +7,7 @@ import { MigrationError } from './db/migrate.js';
 const USAGE = `usage: nemo <command>
 
 commands:
-  start                 run the gateway (config: NEMO_CONFIG, PORT, HOST; see README)
+  start                 run the gateway (config: NEMO_CONFIG, PORT, HOST; see docs/configuration.md)
   check-config          validate the configuration and print the model table
   mock-upstream [opts]  run the simulated OpenAI-compatible upstream
                         (--port N --host H --ttft-ms N --tokens-per-second N

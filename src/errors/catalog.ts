@@ -1,5 +1,5 @@
 // The error catalog: every error the gateway can answer with, by stable code.
-// Only http/error-response.ts turns these into bodies; README's error table is checked against this list.
+// Only http/error-response.ts turns these into bodies; the error table in docs/api.md is checked against this list.
 
 export type OpenAiErrorType =
   | 'invalid_request_error'

@@ -43,12 +43,12 @@ describe('ERROR_CATALOG', () => {
   });
 });
 
-describe('README error table', () => {
-  const readmeUrl = new URL('../../../README.md', import.meta.url);
+describe('docs/api.md error table', () => {
+  const docUrl = new URL('../../../docs/api.md', import.meta.url);
 
   /** Rows of the form `| NR_CODE | status | openai_code |` (extra columns ignored, backticks allowed). */
-  function readmeRows(): Array<{ code: string; status: number; openaiCode: string }> {
-    const text = readFileSync(readmeUrl, 'utf8');
+  function documentedRows(): Array<{ code: string; status: number; openaiCode: string }> {
+    const text = readFileSync(docUrl, 'utf8');
     return text
       .split(/\r?\n/)
       .filter((line) => line.startsWith('| NR_'))
@@ -58,13 +58,13 @@ describe('README error table', () => {
       });
   }
 
-  it('exists at the repository root', () => {
-    expect(existsSync(readmeUrl), 'README.md is missing: it must document every error code').toBe(true);
+  it('exists', () => {
+    expect(existsSync(docUrl), 'docs/api.md is missing: it must document every error code').toBe(true);
   });
 
   it('has exactly one row per catalog code, with the catalog status and openaiCode', () => {
-    expect(existsSync(readmeUrl), 'README.md is missing').toBe(true);
-    const rows = readmeRows();
+    expect(existsSync(docUrl), 'docs/api.md is missing').toBe(true);
+    const rows = documentedRows();
     const codes = rows.map((r) => r.code);
     expect(new Set(codes).size, `duplicate rows: ${codes.join(', ')}`).toBe(codes.length);
     const documented = Object.fromEntries(rows.map((r) => [r.code, { status: r.status, openaiCode: r.openaiCode }]));

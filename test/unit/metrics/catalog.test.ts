@@ -1,4 +1,4 @@
-// The metric registry against what names it from outside: the README's metrics table and the Grafana
+// The metric registry against what names it from outside: docs/metrics.md's metric catalog and the Grafana
 // dashboards. A metric renamed, added or relabelled in src/metrics/registry.ts fails here until both follow.
 import { readFileSync, readdirSync } from 'node:fs';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -10,7 +10,8 @@ interface MetricShape {
   labels: string[];
 }
 
-const readmeUrl = new URL('../../../README.md', import.meta.url);
+const docUrl = new URL('../../../docs/metrics.md', import.meta.url);
+const SECTION = '## Metric catalog';
 const dashboardsUrl = new URL('../../../grafana/dashboards/', import.meta.url);
 const HISTOGRAM_SERIES_SUFFIXES = ['_bucket', '_sum', '_count'];
 
@@ -27,12 +28,12 @@ function labelNamesOf(name: string): string[] {
   return [...(metric?.labelNames ?? [])].sort();
 }
 
-/** Rows of the README "## Metrics" table: `| `nemo_x` | type | label, label | meaning |`. */
-function readmeMetrics(): Map<string, MetricShape> {
-  const text = readFileSync(readmeUrl, 'utf8');
-  const start = text.search(/^## Metrics\s*$/m);
-  expect(start, 'README.md has no "## Metrics" section').toBeGreaterThanOrEqual(0);
-  const rest = text.slice(start + '## Metrics'.length);
+/** Rows of the docs/metrics.md "## Metric catalog" table: `| `nemo_x` | type | label, label | meaning |`. */
+function documentedMetrics(): Map<string, MetricShape> {
+  const text = readFileSync(docUrl, 'utf8');
+  const start = text.search(/^## Metric catalog\s*$/m);
+  expect(start, `docs/metrics.md has no "${SECTION}" section`).toBeGreaterThanOrEqual(0);
+  const rest = text.slice(start + SECTION.length);
   const next = rest.search(/^## /m);
   const section = next === -1 ? rest : rest.slice(0, next);
   const rows = new Map<string, MetricShape>();
@@ -40,7 +41,7 @@ function readmeMetrics(): Map<string, MetricShape> {
     if (!line.startsWith('| `nemo_')) continue;
     const cells = line.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
     const name = (cells[0] ?? '').replace(/`/g, '');
-    expect(rows.has(name), `README lists ${name} twice`).toBe(false);
+    expect(rows.has(name), `docs/metrics.md lists ${name} twice`).toBe(false);
     const labels = (cells[2] ?? '').split(',').map((l) => l.trim().replace(/`/g, '')).filter((l) => l !== '');
     rows.set(name, { type: cells[1] ?? '', labels: labels.sort() });
   }
@@ -82,13 +83,13 @@ describe('metrics registry', () => {
     }
   });
 
-  it('matches the README "## Metrics" table: same names, types and label names', () => {
+  it('matches the docs/metrics.md "## Metric catalog" table: same names, types and label names', () => {
     const registered = new Map<string, MetricShape>();
     for (const [name, type] of types) {
       if (!defaults.has(name)) registered.set(name, { type, labels: labelNamesOf(name) });
     }
-    const documented = readmeMetrics();
-    expect(documented.size, 'README "## Metrics" table has no `nemo_` rows').toBeGreaterThan(0);
+    const documented = documentedMetrics();
+    expect(documented.size, `docs/metrics.md "${SECTION}" table has no \`nemo_\` rows`).toBeGreaterThan(0);
     expect(Object.fromEntries(documented)).toEqual(Object.fromEntries(registered));
   });
 
