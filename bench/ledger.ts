@@ -12,12 +12,12 @@ import pg from 'pg';
 import { APP_ROLE } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded.js';
 import { migrationsDirFromHere, runMigrations } from '../src/db/migrate.js';
+import { DEADLOCK_DETECTED } from '../src/db/sqlstate.js';
 import { LedgerBatchWriter } from '../src/ledger/batch-writer.js';
 
 const APP_PASSWORD = 'nemo_app_bench_password';
 const HOLD = 100;
 const CHARGE = 60;
-const DEADLOCK = '40P01';
 
 interface Result {
   pairsPerSec: number;
@@ -143,7 +143,7 @@ async function runBatched(setup: Setup, pickOrg: () => string, callers: number, 
         if (granted.amountMicros !== HOLD) throw new Error(`reserve refused: ${granted.refusal}`);
         await writer.submit({ kind: 'settle', orgId, reservationId, requestId: null, keyId: orgId, amountMicros: CHARGE, minAmountMicros: 0, tokens: 0 });
       },
-      (err) => String((err as { cause?: { code?: string } }).cause?.code) === DEADLOCK,
+      (err) => String((err as { cause?: { code?: string } }).cause?.code) === DEADLOCK_DETECTED,
     );
   } finally {
     await writer.drain(5_000);
@@ -189,7 +189,7 @@ async function runNaive(setup: Setup, pickOrg: () => string, callers: number, du
           await c.query("INSERT INTO nemo.ledger_entries (org_id, kind, available_delta, held_delta, charged, reservation_id) VALUES ($1, 'settle', $2, $3, $4, $5)", [orgId, HOLD - CHARGE, -HOLD, CHARGE, reservationId]);
         });
       },
-      (err) => (err as { code?: string }).code === DEADLOCK,
+      (err) => (err as { code?: string }).code === DEADLOCK_DETECTED,
     );
   } finally {
     await pool.end();

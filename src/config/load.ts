@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { configFileSchema, modelSchema, type ConfigFile, type DeploymentConfig, type MockBehaviour, type ModelConfig } from './schema.js';
 import { DEFAULT_MOCK_MODELS } from './default-models.js';
-import { encodingForModel, type Encoding } from '../tokens/encodings.js';
+import { encodingForModel, type Encoding } from './model-encodings.js';
 
 export interface Deployment extends Omit<DeploymentConfig, 'id' | 'apiKeyEnv' | 'mock' | 'encoding'> {
   readonly id: string;

@@ -7,6 +7,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js';
 import { migrationsDirFromHere, runMigrations } from './migrate.js';
+import { CONNECTION_EXCEPTION_CLASS, SERVER_SHUTDOWN_PREFIX } from './sqlstate.js';
 
 export const APP_ROLE = 'nemo_app';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -155,8 +156,8 @@ async function checkout(pool: pg.Pool): Promise<pg.PoolClient> {
 export function asDatabaseError(err: unknown): unknown {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: unknown } | null)?.code;
-  // Class 08 is connection exceptions; 57P0x the server shutting down; ECONNREFUSED etc. from the socket.
-  if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P') || code.startsWith('E'))) {
+  // ECONNREFUSED etc. come from the socket, not the server.
+  if (typeof code === 'string' && (code.startsWith(CONNECTION_EXCEPTION_CLASS) || code.startsWith(SERVER_SHUTDOWN_PREFIX) || code.startsWith('E'))) {
     return new GatewayError('NR_DATABASE_UNAVAILABLE', undefined, { cause: err });
   }
   if (err instanceof Error && /timeout|terminated|Connection/i.test(err.message)) return new GatewayError('NR_DATABASE_UNAVAILABLE', undefined, { cause: err });

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { lintMigration, MIGRATION_FILE_NAME } from './migration-lint.js';
+import { DUPLICATE_OBJECT, UNIQUE_VIOLATION } from './sqlstate.js';
 
 export type MigrationErrorCode = 'NR_MIGRATION_FAILED' | 'NR_MIGRATION_LINT' | 'NR_MIGRATION_EDITED';
 
@@ -31,10 +32,6 @@ export interface RunMigrationsOptions {
   readonly appRole: { readonly name: string; readonly password: string };
   readonly log?: (msg: string, fields?: object) => void;
 }
-
-// SQLSTATEs this module reacts to.
-const DUPLICATE_OBJECT = '42710';
-const UNIQUE_VIOLATION = '23505';
 
 /** ASCII "NEMOMIGR": recognisable in pg_locks. Advisory locks are per database. */
 const MIGRATION_LOCK_KEY = '5639999111345817426';

@@ -3,7 +3,7 @@
 // caller nothing: no hold exists yet.
 import type { ChatRequest } from '../providers/types.js';
 import type { KeyGuardrails } from '../tenancy/principal.js';
-import type { Encoding } from '../tokens/encodings.js';
+import type { Encoding } from '../config/model-encodings.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { Finding, ScanResult } from './types.js';
 

@@ -33,6 +33,18 @@ export const guardrailPolicySchema = z.strictObject({
 });
 export type GuardrailPolicy = z.infer<typeof guardrailPolicySchema>;
 
+/** The guardrails in force for a key: its org's, team's and own policies merged. */
+export interface KeyGuardrails {
+  /** Identifies the merged policy's content: worker threads compile each once. */
+  readonly policyKey: string;
+  readonly policy: GuardrailPolicy;
+  readonly scansInput: boolean;
+  readonly scansOutput: boolean;
+  readonly maxInputTokens: number | null;
+  /** The stored policy does not validate: requests with this key are refused until an admin fixes it. */
+  readonly invalid?: true;
+}
+
 /** A rule id names what matched without the matched text: `deny_word:3`, `deny_pattern:0`, `pii:email`, `injection:ignore_previous`, `max_input_tokens`. */
 export type RuleId = string;
 

@@ -28,7 +28,7 @@ import type { Finding } from '../guardrails/types.js';
 import { guardrailOutcome, type LogStatusClass, type RequestLogWriter } from '../logs/request-log.js';
 import { checkPrompt } from '../guardrails/prompt-check.js';
 import { StreamOutputGuard } from '../guardrails/stream-output.js';
-import type { Encoding } from '../tokens/encodings.js';
+import type { Encoding } from '../config/model-encodings.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { compiledPolicy } from '../guardrails/compiled-policy.js';
 import { generatedTexts } from '../guardrails/completion-texts.js';

@@ -201,8 +201,8 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
   const reservations = new Array<string>(n);
   const requests = new Array<string | null>(n);
   const keys = new Array<string | null>(n);
-  const amounts = new Array<number>(n);
-  const minAmounts = new Array<number>(n);
+  const amountsMicros = new Array<number>(n);
+  const minAmountsMicros = new Array<number>(n);
   const tokens = new Array<number>(n);
   const models = new Array<string | null>(n);
   for (let i = 0; i < n; i++) {
@@ -212,10 +212,10 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
     reservations[i] = op.reservationId;
     requests[i] = op.requestId;
     keys[i] = op.keyId;
-    amounts[i] = op.amountMicros;
-    minAmounts[i] = op.minAmountMicros;
+    amountsMicros[i] = op.amountMicros;
+    minAmountsMicros[i] = op.minAmountMicros;
     tokens[i] = op.tokens;
     models[i] = op.model ?? null;
   }
-  return [kinds, orgs, reservations, requests, keys, amounts, minAmounts, tokens, models, ttlMs];
+  return [kinds, orgs, reservations, requests, keys, amountsMicros, minAmountsMicros, tokens, models, ttlMs];
 }

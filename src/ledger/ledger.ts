@@ -89,13 +89,13 @@ export class Ledger {
   /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
   async settle(hold: Hold, chargeMicros: number): Promise<number> {
     this.live.delete(hold.reservationId);
-    const charge = Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
-    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: charge, minAmountMicros: 0, tokens: 0 });
+    const chargedMicros = Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
+    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0 });
     // Counted once the database closed the hold (0: it was already closed, nothing moved).
     if (answer.amountMicros > 0) {
-      creditsMicrosTotal.inc({ operation: 'settled' }, charge);
-      creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros - charge);
-      countOrgCharge(hold.orgId, charge);
+      creditsMicrosTotal.inc({ operation: 'settled' }, chargedMicros);
+      creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros - chargedMicros);
+      countOrgCharge(hold.orgId, chargedMicros);
     }
     return answer.amountMicros;
   }
@@ -104,10 +104,10 @@ export class Ledger {
    * Settles once the charge is known (an exact token count in the worker pool): the hold leaves the
    * renewed set at once, and close() waits for the charge, so a shutdown never strands it.
    */
-  settleWhenCounted(hold: Hold, charge: Promise<number>): void {
+  settleWhenCounted(hold: Hold, chargeMicros: Promise<number>): void {
     this.live.delete(hold.reservationId);
     this.closing.set(hold.reservationId, hold);
-    const settled = charge.then((micros) => this.settle(hold, micros)).finally(() => this.closing.delete(hold.reservationId)).then(
+    const settled = chargeMicros.then((micros) => this.settle(hold, micros)).finally(() => this.closing.delete(hold.reservationId)).then(
       () => undefined,
       (err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message, reservationId: hold.reservationId }),
     );
@@ -118,9 +118,9 @@ export class Ledger {
   /** Returns the whole hold: the request produced nothing. */
   async release(hold: Hold): Promise<number> {
     this.live.delete(hold.reservationId);
-    const returned = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amountMicros: 0, minAmountMicros: 0, tokens: 0 })).amountMicros;
-    creditsMicrosTotal.inc({ operation: 'released' }, returned);
-    return returned;
+    const returnedMicros = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amountMicros: 0, minAmountMicros: 0, tokens: 0 })).amountMicros;
+    creditsMicrosTotal.inc({ operation: 'released' }, returnedMicros);
+    return returnedMicros;
   }
 
   /** A settle or release: the hold stays renewed until the database has closed it. */

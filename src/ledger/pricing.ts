@@ -34,6 +34,6 @@ export function costMicros(prices: Prices, inputTokens: number, outputTokens: nu
  */
 export function affordableOutputTokens(prices: Prices, amountMicros: number, promptTokens: number, maxOutputTokens: number): number {
   if (prices.output === 0) return maxOutputTokens;
-  const left = amountMicros - promptTokens * prices.input;
-  return Math.max(0, Math.min(maxOutputTokens, Math.floor(left / prices.output)));
+  const leftMicros = amountMicros - promptTokens * prices.input;
+  return Math.max(0, Math.min(maxOutputTokens, Math.floor(leftMicros / prices.output)));
 }

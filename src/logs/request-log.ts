@@ -5,6 +5,7 @@
 // maxQueuedRows rows are dropped and counted, since a request never waits on its log.
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/database.js';
+import { CHECK_VIOLATION } from '../db/sqlstate.js';
 import { log } from '../log.js';
 
 export type GuardrailOutcome = 'none' | 'flag' | 'redact' | 'block';
@@ -67,8 +68,6 @@ interface Row {
 const DEFAULTS = { maxBodyChars: 65_536, maxRetryDelayMs: 5_000 };
 const INSERT_SQL = 'SELECT nemo.record_request_log_entries($1::json, $2::integer) AS inserted';
 const ENSURE_SQL = 'SELECT nemo.ensure_request_log_entry_partitions($1::date[])';
-/** A row whose day has no partition yet: check_violation, "no partition of relation ... found for row". */
-const CHECK_VIOLATION = '23514';
 
 export class RequestLogWriter {
   private queue: Row[] = [];
@@ -201,7 +200,7 @@ export class RequestLogWriter {
     } catch (err) {
       // The maintenance job keeps partitions ahead for the retentions it knows; a new retention,
       // a clock jump or a job that could not run leaves an expiry day without one: it is created
-      // here and the batch retried.
+      // here and the batch retried (a row no partition accepts is a check_violation).
       if ((err as { code?: unknown }).code !== CHECK_VIOLATION || !/no partition/i.test((err as Error).message)) throw err;
       const days = new Set(batch.map((row) => expiryDay(row, this.options.defaultRetentionDays)));
       await this.db.query(ENSURE_SQL, [[...days]]);

@@ -1,6 +1,8 @@
 // Admin API inputs, validated strictly: unknown fields, wrong types and oversized values are 400s.
 import { z } from 'zod';
 import { guardrailPolicySchema } from '../guardrails/types.js';
+import { CREDIT_KINDS } from '../ledger/credits.js';
+import { USAGE_GROUPS } from '../ledger/usage-report.js';
 
 // PostgreSQL text cannot hold NUL: refused here as bad input rather than failing in the database.
 const noNul = (value: string) => !value.includes('\u0000');
@@ -59,14 +61,13 @@ export type UpdateConfigInput = z.infer<typeof updateConfigInput>;
 export const isUuid = (value: string): boolean => uuid.safeParse(value).success;
 
 export const creditInput = z.strictObject({
-  kind: z.enum(['topup', 'refund', 'adjustment']).default('topup'),
+  kind: z.enum(CREDIT_KINDS).default('topup'),
   /** Micro-units of the org's currency; positive for top-ups and refunds, either sign for adjustments. */
   amount_micros: z.number().int().refine((n) => Number.isSafeInteger(n) && n !== 0, 'must be a non-zero safe integer'),
   /** Repeating a call with the same key applies it once. */
   idempotency_key: z.string().min(1).max(200).refine(noNul, 'must not contain NUL characters'),
   note: z.string().max(1000).refine(noNul, 'must not contain NUL characters').optional(),
 });
-const USAGE_GROUPS = ['day', 'key', 'team', 'model'] as const;
 export const usageQuery = z.strictObject({
   /** ISO times; default: the start of the current UTC month, and now. */
   from: z.iso.datetime({ offset: true }).optional(),

@@ -1,4 +1,5 @@
-// The admin operations, shared by the admin HTTP API and the CLI: who may do what, and the SQL.
+// The admin operations, shared by the admin HTTP API and the CLI: who may do what, and the SQL of
+// the tenancy objects (the money operations are ledger/'s, called once the caller is authorized).
 // The platform (master key) manages orgs; an org's admin key manages its own org. Every tenant
 // read and write runs in a transaction with that org set, under row-level security; another
 // org's objects are simply not found.
@@ -6,17 +7,17 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { z } from 'zod';
 import { asDatabaseError, type Database } from '../db/database.js';
+import { CHECK_VIOLATION, DATA_EXCEPTION_CLASS, FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION } from '../db/sqlstate.js';
 import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
 import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, usageQuery, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
 import { compilePolicy } from '../guardrails/policy.js';
 import type { GuardrailPolicy } from '../guardrails/types.js';
 import { GuardrailPatternError } from '../guardrails/user-pattern.js';
+import { creditBalance, grantCredit } from '../ledger/credits.js';
+import { miscountedSpendWindows, unbalancedAccounts, type MiscountedWindow, type UnbalancedAccount } from '../ledger/invariant-check.js';
+import { ledgerEntries, monthToDate, usageReport, type LedgerEntryRow } from '../ledger/usage-report.js';
 import { generateApiKey } from './api-keys.js';
 import type { Principal } from './principal.js';
-
-const UNIQUE_VIOLATION = '23505';
-const FOREIGN_KEY_VIOLATION = '23503';
-const CHECK_VIOLATION = '23514';
 
 export interface Org {
   id: string;
@@ -29,13 +30,6 @@ const LIMITS = 'rpm_limit, tpm_limit, daily_spend_cap_micros::float8 AS daily_sp
 const TEAM_COLUMNS = `team_id AS id, org_id, name, ${LIMITS}, guardrail_policy, created_at`;
 const MEMBER_COLUMNS = 'user_id AS id, org_id, role, team_id, created_at';
 const KEY_COLUMNS = `key_id AS id, org_id, team_id, name, role, key_prefix AS prefix, allowed_models, ${LIMITS}, guardrail_policy, expires_at, revoked_at, created_by, created_at`;
-/** Usage report groupings: fixed SQL per name (never built from input). */
-const USAGE_COLUMNS = {
-  day: "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day",
-  key: 'r.key_id',
-  team: 'r.team_id',
-  model: 'r.model',
-} as const;
 const CONFIG_COLUMNS = 'org_id, allowed_models, default_guardrail_policy, logging_level, log_retention_days, updated_at';
 
 export class AdminService {
@@ -218,65 +212,40 @@ export class AdminService {
     }
     const input = parse(creditInput, body);
     if (input.kind !== 'adjustment' && input.amount_micros <= 0) throw invalidRequest('`amount_micros` must be positive for top-ups and refunds.', 'amount_micros');
-    // inOrg checks the org exists; the credit itself goes through the definer function.
-    await this.inOrg(caller, orgId, async () => undefined);
-    const { rows } = await this.run(() =>
-      this.db.query<{ entry_id: string; created: boolean; available: string; held: string }>(
-        'SELECT * FROM nemo.ledger_credit($1, $2, $3, $4, $5)',
-        [orgId.toLowerCase(), input.kind, input.amount_micros, input.idempotency_key, input.note ?? null],
-      ),
+    const org = await this.existingOrg(caller, orgId);
+    const granted = await this.run(() =>
+      grantCredit(this.db, { orgId: org, kind: input.kind, amountMicros: input.amount_micros, idempotencyKey: input.idempotency_key, note: input.note ?? null }),
     );
-    const row = rows[0]!;
-    return { org_id: orgId.toLowerCase(), entry_id: Number(row.entry_id), created: row.created, available_micros: Number(row.available), held_micros: Number(row.held) };
+    return { org_id: org, entry_id: granted.entryId, created: granted.created, available_micros: granted.availableMicros, held_micros: granted.heldMicros };
   }
 
   async getCredits(caller: Principal, orgId: string) {
-    return this.inOrg(caller, orgId, async (client) => {
-      const { rows } = await client.query<{ available: string; held: string; updated_at: Date }>('SELECT available, held, updated_at FROM nemo.credit_accounts');
-      const row = rows[0];
-      return { org_id: orgId.toLowerCase(), available_micros: Number(row?.available ?? 0), held_micros: Number(row?.held ?? 0), updated_at: row?.updated_at ?? null };
-    });
+    const org = await this.existingOrg(caller, orgId);
+    const balance = await this.run(() => creditBalance(this.db, org));
+    return { org_id: org, available_micros: balance.availableMicros, held_micros: balance.heldMicros, updated_at: balance.updatedAt };
   }
 
   /** Newest first; `before` pages by entry id. */
-  async listLedger(caller: Principal, orgId: string, query: unknown) {
+  async listLedger(caller: Principal, orgId: string, query: unknown): Promise<LedgerEntryRow[]> {
     const input = parse(ledgerQuery, query);
-    return this.inOrg(caller, orgId, async (client) => {
-      const { rows } = await client.query(
-        `SELECT entry_id::float8 AS id, org_id, kind, available_delta::float8 AS available_delta, held_delta::float8 AS held_delta, charged::float8 AS charged,
-                reservation_id, request_id, key_id, idempotency_key, note, created_at
-         FROM nemo.ledger_entries WHERE ($1::bigint IS NULL OR entry_id < $1) ORDER BY entry_id DESC LIMIT $2`,
-        [input.before ?? null, input.limit],
-      );
-      return rows;
-    });
+    const org = await this.existingOrg(caller, orgId);
+    return this.run(() => ledgerEntries(this.db, org, { beforeEntryId: input.before, limit: input.limit }));
   }
 
   /**
-   * Usage from the ledger's own data (reservations, closed by the settles billing is made of), so it
-   * always matches billing: requests held, credits charged (settled) and still held, grouped by any
-   * of UTC day, key, team and model, for requests started in [from, to).
+   * Usage from the ledger's own data, so it always matches billing: requests, credits charged and
+   * still held, grouped by any of UTC day, key, team and model, for requests started in [from, to)
+   * (default: this UTC month so far).
    */
   async usage(caller: Principal, orgId: string, query: unknown) {
     const input = parse(usageQuery, query);
-    const now = new Date();
-    const from = input.from ?? new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
-    const to = input.to ?? now.toISOString();
+    const monthSoFar = monthToDate();
+    const from = input.from ?? monthSoFar.from;
+    const to = input.to ?? monthSoFar.to;
     if (Date.parse(from) >= Date.parse(to)) throw invalidRequest('`from` must be before `to`.', 'from');
-    const columns = input.group_by.map((group) => USAGE_COLUMNS[group]);
-    const names = input.group_by.map((_, i) => String(i + 1)).join(', ');
-    return this.inOrg(caller, orgId, async (client) => {
-      const { rows } = await client.query(
-        `SELECT ${columns.join(', ')}, count(*)::float8 AS requests,
-                coalesce(sum(r.charged) FILTER (WHERE r.state = 'settled'), 0)::float8 AS charged_micros,
-                coalesce(sum(r.amount) FILTER (WHERE r.state = 'reserved'), 0)::float8 AS held_micros
-         FROM nemo.reservations r
-         WHERE r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz
-         GROUP BY ${names} ORDER BY ${names}`,
-        [from, to],
-      );
-      return { object: 'usage', org_id: orgId.toLowerCase(), from, to, group_by: input.group_by, data: rows };
-    });
+    const org = await this.existingOrg(caller, orgId);
+    const rows = await this.run(() => usageReport(this.db, org, { from, to, groupBy: input.group_by }));
+    return { object: 'usage', org_id: org, from, to, group_by: input.group_by, data: rows };
   }
 
   /** Guardrail hits, newest first (rule, action, stage; never the matched text); `before` pages by event id. */
@@ -293,17 +262,21 @@ export class AdminService {
   }
 
   /** Accounts whose balances disagree with the ledger or the open reservations (platform only). */
-  async ledgerCheck(caller: Principal) {
+  async ledgerCheck(caller: Principal): Promise<UnbalancedAccount[]> {
     if (caller.kind !== 'platform') throw new GatewayError('NR_FORBIDDEN', 'Only the platform checks the whole ledger.');
-    const { rows } = await this.run(() => this.db.query('SELECT * FROM nemo.ledger_check()'));
-    return rows;
+    return this.run(() => unbalancedAccounts(this.db));
   }
 
   /** Spend windows whose count disagrees with the holds and charges counted in them (platform only). */
-  async limitWindowsCheck(caller: Principal) {
+  async limitWindowsCheck(caller: Principal): Promise<MiscountedWindow[]> {
     if (caller.kind !== 'platform') throw new GatewayError('NR_FORBIDDEN', 'Only the platform checks the whole ledger.');
-    const { rows } = await this.run(() => this.db.query('SELECT * FROM nemo.limit_windows_check()'));
-    return rows;
+    return this.run(() => miscountedSpendWindows(this.db));
+  }
+
+  /** Authorizes the caller for the org and checks it exists (404 if not); returns its id in lower case. */
+  private async existingOrg(caller: Principal, rawOrgId: string): Promise<string> {
+    await this.inOrg(caller, rawOrgId, async () => undefined);
+    return rawOrgId.toLowerCase();
   }
 
   /** Authorizes the caller for the org, then runs fn under RLS with that org; a missing org is 404. */
@@ -341,8 +314,7 @@ export class AdminService {
       if (code === UNIQUE_VIOLATION) throw new GatewayError('NR_CONFLICT', 'An object with that name already exists.', { cause: err });
       if (code === FOREIGN_KEY_VIOLATION) throw invalidRequest('A referenced object (e.g. `team_id`) does not exist in this organization.', 'team_id');
       if (code === CHECK_VIOLATION) throw invalidRequest('A value is out of range.');
-      // Class 22 is data exceptions (bad encoding, NUL in text, out-of-range values): the input's fault.
-      if (typeof code === 'string' && code.startsWith('22')) throw invalidRequest('A value cannot be stored as given.');
+      if (typeof code === 'string' && code.startsWith(DATA_EXCEPTION_CLASS)) throw invalidRequest('A value cannot be stored as given.');
       throw asDatabaseError(err);
     }
   }

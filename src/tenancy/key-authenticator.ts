@@ -14,9 +14,9 @@ const keyCacheHits = keyCacheLookupsTotal.labels('hit');
 const keyCacheMisses = keyCacheLookupsTotal.labels('miss');
 import { createHash } from 'node:crypto';
 import { mergePolicies } from '../guardrails/policy.js';
-import { guardrailPolicySchema, type GuardrailPolicy } from '../guardrails/types.js';
+import { guardrailPolicySchema, type GuardrailPolicy, type KeyGuardrails } from '../guardrails/types.js';
 import { compiledPolicy } from '../guardrails/compiled-policy.js';
-import type { KeyGuardrails, KeyPrincipal, LoggingLevel } from './principal.js';
+import type { KeyPrincipal, LoggingLevel } from './principal.js';
 import type { LimitScope } from './rate-limiter.js';
 
 export interface KeyCacheOptions {

@@ -1,18 +1,9 @@
 // Who is calling: the platform (master key) or an API key of one org.
-import type { GuardrailPolicy } from '../guardrails/types.js';
+import type { KeyGuardrails } from '../guardrails/types.js';
 import type { LimitScope } from './rate-limiter.js';
 
-/** The guardrails in force for a key: its org's, team's and own policies merged. */
-export interface KeyGuardrails {
-  /** Identifies the merged policy's content: worker threads compile each once. */
-  readonly policyKey: string;
-  readonly policy: GuardrailPolicy;
-  readonly scansInput: boolean;
-  readonly scansOutput: boolean;
-  readonly maxInputTokens: number | null;
-  /** The stored policy does not validate: requests with this key are refused until an admin fixes it. */
-  readonly invalid?: true;
-}
+// Callers that reach the guardrail type through the principal keep working.
+export type { KeyGuardrails } from '../guardrails/types.js';
 
 /** How much of an org's requests nemo.request_log_entries keeps: nothing, metadata, or bodies too. */
 export type LoggingLevel = 'none' | 'metadata' | 'full';

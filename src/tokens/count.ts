@@ -1,6 +1,6 @@
 // Exact token counts for OpenAI's public encodings (gpt-tokenizer: pure JS, synchronous) and the
 // chat-format accounting on top of them. Pure functions, no I/O: the worker pool and the gateway
-// call them. Importing this module loads both vocabularies; encodings.ts is the cheap part.
+// call them. Importing this module loads both vocabularies; config/model-encodings.ts is the cheap part.
 //
 // What is exact and what is not:
 // - countTextTokens: exact, equal to tiktoken's. Text is ordinary text: `<|endoftext|>` in a
@@ -18,7 +18,7 @@
 import { countTokens as countCl100k, setMergeCacheSize as setCl100kMergeCacheSize } from 'gpt-tokenizer/encoding/cl100k_base';
 import { countTokens as countO200k, setMergeCacheSize as setO200kMergeCacheSize } from 'gpt-tokenizer/encoding/o200k_base';
 import type { ChatMessage, ChatTool, ContentPart } from '../providers/types.js';
-import type { Encoding } from './encodings.js';
+import type { Encoding } from '../config/model-encodings.js';
 import { countTextTokensLongPieces, mayHaveLongPiece } from './long-pieces.js';
 import { upperBoundTokens } from './upper-bound.js';
 

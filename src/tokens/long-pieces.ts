@@ -7,7 +7,7 @@
 import cl100kRanks from 'gpt-tokenizer/bpeRanks/cl100k_base';
 import o200kRanks from 'gpt-tokenizer/bpeRanks/o200k_base';
 import { CL100K_TOKEN_SPLIT_REGEX, O200K_TOKEN_SPLIT_REGEX } from 'gpt-tokenizer/encodingParams/constants';
-import type { Encoding } from './encodings.js';
+import type { Encoding } from '../config/model-encodings.js';
 
 /** Text with a piece longer than this (UTF-16 units) is counted here rather than by gpt-tokenizer. */
 export const LONG_PIECE_CHARS = 256;

@@ -2,7 +2,7 @@
 // function of worker.ts, each taking a batch of items so one round trip carries many.
 import type { GuardrailPolicy, ScanResult } from '../guardrails/types.js';
 import type { ChatMessage, ChatTool } from '../providers/types.js';
-import type { Encoding } from '../tokens/encodings.js';
+import type { Encoding } from '../config/model-encodings.js';
 
 export type TokenJob =
   | { readonly kind: 'text'; readonly text: string; readonly encoding: Encoding | undefined }

@@ -13,7 +13,7 @@ import {
   TOKENS_PER_MESSAGE,
   upperBoundTokens,
 } from '../../../src/tokens/count.js';
-import { ENCODINGS } from '../../../src/tokens/encodings.js';
+import { ENCODINGS } from '../../../src/config/model-encodings.js';
 import { CHATS_WITH_TOOLS, chatFixtures, textFixtures, TOOLS } from '../../fixtures/tokens/corpus.js';
 import { oracle, reference } from './oracle.js';
 

@@ -4,7 +4,7 @@ import { countTokens as gptTokenizerO200k } from 'gpt-tokenizer/encoding/o200k_b
 import { countTokens as gptTokenizerCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
 import { describe, expect, it } from 'vitest';
 import { countTextTokens } from '../../../src/tokens/count.js';
-import { ENCODINGS, type Encoding } from '../../../src/tokens/encodings.js';
+import { ENCODINGS, type Encoding } from '../../../src/config/model-encodings.js';
 import { countTextTokensLongPieces, LONG_PIECE_CHARS, mayHaveLongPiece } from '../../../src/tokens/long-pieces.js';
 import { textFixtures } from '../../fixtures/tokens/corpus.js';
 import { oracle, reference } from './oracle.js';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Tiktoken } from 'tiktoken';
 import type { ReferenceCounts } from '../../fixtures/tokens/corpus.js';
-import { ENCODINGS, type Encoding } from '../../../src/tokens/encodings.js';
+import { ENCODINGS, type Encoding } from '../../../src/config/model-encodings.js';
 
 export interface Oracle {
   /** tiktoken's encode_ordinary length: special-token strings are ordinary text. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MODEL_ENCODINGS, ENCODINGS, encodingForModel, isEncoding } from '../../../src/tokens/encodings.js';
-import { oracle } from './oracle.js';
+import { DEFAULT_MODEL_ENCODINGS, ENCODINGS, encodingForModel, isEncoding } from '../../../src/config/model-encodings.js';
+import { oracle } from '../tokens/oracle.js';
 
 describe('encodingForModel', () => {
   it.each([

@@ -1,6 +1,6 @@
-// Which public BPE encoding an upstream model uses. Pure data and a lookup: no tokenizer is loaded
-// here, so the gateway thread can pick an encoding without paying for the vocabularies (count.ts).
-// `undefined` means the provider publishes no tokenizer: use the upper bound (upperBoundTokens).
+// Which public BPE encoding an upstream model uses: pure data and a lookup, no tokenizer loaded, so
+// the config loader and the gateway thread pick encodings without paying for the vocabularies
+// (tokens/count.ts). `undefined`: no published tokenizer, use the upper bound (tokens/upper-bound.ts).
 
 export const ENCODINGS = ['o200k_base', 'cl100k_base'] as const;
 export type Encoding = (typeof ENCODINGS)[number];
