@@ -11,7 +11,7 @@ import type { RateLimiter } from '../tenancy/rate-limiter.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { AdminService } from '../tenancy/admin-service.js';
 import type { RequestAuthenticator } from './authenticate.js';
-import type { ChatExchange, InflightTracker } from './chat-exchange.js';
+import type { ChatExchange, InflightTracker } from './chat/exchange.js';
 import { redactFromErrors } from './error-response.js';
 import { sendError } from './respond.js';
 import { requestIdFrom } from './request-id.js';

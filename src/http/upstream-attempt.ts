@@ -1,10 +1,11 @@
 // One try of a chat request against one deployment: an undici dispatch handler (controller API)
 // that builds the provider request, reads the answer (buffered, or parsed and translated as SSE
-// as it streams) and reports back to its owner, the ChatExchange, which decides what the client sees.
+// as it streams) and reports the outcome to its owner, the upstream call (chat/upstream.ts),
+// which decides between falling back and answering.
 import type { Dispatcher } from 'undici';
 import type { Config, Deployment } from '../config/load.js';
-import { GatewayError, invalidRequest, toGatewayError } from '../errors/gateway-error.js';
-import type { ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { UpstreamRequest, ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
 import { failureFromStatus, failureFromTransport, type AttemptFailure } from '../providers/upstream-errors.js';
 import { log } from '../log.js';
 import { readUsage } from '../providers/usage.js';
@@ -13,15 +14,24 @@ import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024;
 
+/** What every attempt of one request sends and how it reads the answer; shared by its attempts. */
+export interface AttemptSpec {
+  readonly request: ChatRequest;
+  /** The output bound sent upstream: exactly what the hold pays for. */
+  readonly maxTokens: number;
+  /** The prompt's bound the hold was computed with: no usage report counts more. */
+  readonly promptBoundTokens: number;
+  readonly ctx: TranslateContext;
+  /** Receives a stream's translated frames; the owner drains it after each upstream chunk. */
+  readonly sink: FrameSink;
+  readonly upstream: Config['upstream'];
+}
+
 /** What an attempt reports to; every call carries the attempt so a stale one is ignored. */
 export interface AttemptOwner {
-  readonly isStream: boolean;
-  readonly translateContext: TranslateContext;
-  readonly sink: FrameSink;
-  readonly maxResponseBytes: number;
-  fail(err: GatewayError): void;
   onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void;
   onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void;
+  /** The frames of one upstream chunk are in the sink. */
   flushFrames(attempt: UpstreamAttempt): void;
   onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined): void;
 }
@@ -45,30 +55,18 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private parser: SseParser | undefined;
   private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
   private done = false;
-  /** The output bound sent upstream and the prompt's bound held for: no usage report charges more. */
-  private maxTokens = Infinity;
-  private promptBoundTokens = Infinity;
 
   constructor(
-    private readonly exchange: AttemptOwner,
+    private readonly owner: AttemptOwner,
     readonly deployment: Deployment,
     private readonly adapter: ProviderAdapter,
+    private readonly spec: AttemptSpec,
   ) {}
 
-  /** `promptBoundTokens`: the prompt's bound the hold was computed with (no usage report counts more). */
-  start(request: ChatRequest, maxTokens: number, dispatcher: Pick<Dispatcher, 'dispatch'>, upstream: Config['upstream'], promptBoundTokens = Infinity): void {
-    let built;
-    try {
-      built = this.adapter.buildRequest(request, this.deployment, maxTokens);
-    } catch (err) {
-      this.done = true;
-      // JSON.stringify overflows the stack on pathologically nested pass-through fields.
-      this.exchange.fail(err instanceof RangeError ? invalidRequest('The request nests JSON too deeply.') : toGatewayError(err));
-      return;
-    }
+  /** Sends the provider request the owner built for this deployment. */
+  start(built: UpstreamRequest, dispatcher: Pick<Dispatcher, 'dispatch'>): void {
+    const upstream = this.spec.upstream;
     this.startedAt = performance.now();
-    this.maxTokens = maxTokens;
-    this.promptBoundTokens = promptBoundTokens;
     try {
       dispatcher.dispatch(
         { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
@@ -77,7 +75,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     } catch (err) {
       this.done = true;
       const failure = failureFromTransport(err);
-      this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+      this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
     }
   }
 
@@ -120,10 +118,10 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
       const value = headers['retry-after'];
       this.retryAfter = Array.isArray(value) ? value[0] : value;
     }
-    if (statusCode >= 200 && statusCode < 300 && this.exchange.isStream) {
-      this.translator = this.adapter.createStreamTranslator(this.exchange.translateContext);
+    if (statusCode >= 200 && statusCode < 300 && this.spec.request.stream === true) {
+      this.translator = this.adapter.createStreamTranslator(this.spec.ctx);
       const translator = this.translator;
-      const sink = this.exchange.sink;
+      const sink = this.spec.sink;
       this.parser = new SseParser((event) => translator.onEvent(event, sink), MAX_SSE_EVENT_BYTES);
     }
   }
@@ -135,13 +133,13 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
         this.parser.push(chunk);
       } catch (err) {
         // Frames translated before the bad event still go out, then the typed error.
-        this.exchange.flushFrames(this);
+        this.owner.flushFrames(this);
         return this.failWith(controller, err);
       }
-      this.exchange.flushFrames(this);
+      this.owner.flushFrames(this);
       return;
     }
-    const limit = this.statusCode >= 200 && this.statusCode < 300 ? this.exchange.maxResponseBytes : MAX_ERROR_BODY_BYTES;
+    const limit = this.statusCode >= 200 && this.statusCode < 300 ? this.spec.upstream.maxResponseBytes : MAX_ERROR_BODY_BYTES;
     if (this.bytes + chunk.length > limit) {
       if (limit === MAX_ERROR_BODY_BYTES) return; // keep the head of an error body, drop the rest
       return this.failWith(controller, new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream response is too large.'));
@@ -155,17 +153,17 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     this.done = true;
     if (this.statusCode < 200 || this.statusCode >= 300) {
       const failure = failureFromStatus(this.statusCode, Buffer.concat(this.chunks, this.bytes).toString('utf8'), this.retryAfter);
-      return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+      return this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
     }
     if (this.translator) {
       this.parser!.end();
-      if (this.translator.finished) return this.exchange.onStreamEnd(this, this.withinBound(this.translator.usage));
+      if (this.translator.finished) return this.owner.onStreamEnd(this, this.withinBound(this.translator.usage));
       const failure: AttemptFailure = {
         error: new GatewayError('NR_UPSTREAM_ERROR', 'The upstream stream ended before it was complete.'),
         retryable: true,
         coolDown: true,
       };
-      return this.exchange.onAttemptFailed(this, failure, 'error');
+      return this.owner.onAttemptFailed(this, failure, 'error');
     }
     this.completeNonStream();
   }
@@ -175,7 +173,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     this.done = true;
     if (err instanceof ClientGoneError) return;
     const failure = failureFromTransport(err);
-    this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
   }
 
   private completeNonStream(): void {
@@ -190,14 +188,14 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
       } catch {
         throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
       }
-      const completion = this.adapter.parseResponse(json, this.exchange.translateContext);
+      const completion = this.adapter.parseResponse(json, this.spec.ctx);
       usage = this.withinBound(readUsage(completion.usage));
       body = this.adapter.passthroughResponse ? raw : JSON.stringify(completion);
     } catch (err) {
       const failure = failureFromTransport(err);
-      return this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+      return this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
     }
-    this.exchange.onCompletion(this, body, usage);
+    this.owner.onCompletion(this, body, usage);
   }
 
   /**
@@ -205,14 +203,15 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
    * bug, or a hostile upstream) counts maxTokens; the hold covers exactly that.
    */
   private withinBound(usage: Usage | undefined): Usage | undefined {
-    if (usage === undefined || (usage.completion_tokens <= this.maxTokens && usage.prompt_tokens <= this.promptBoundTokens)) return usage;
+    const { maxTokens, promptBoundTokens } = this.spec;
+    if (usage === undefined || (usage.completion_tokens <= maxTokens && usage.prompt_tokens <= promptBoundTokens)) return usage;
     log.warn('upstream: usage reports more tokens than the request could use; charging the bounds', {
       deployment: this.deployment.id,
       reported: { prompt: usage.prompt_tokens, completion: usage.completion_tokens },
-      bounds: { prompt: this.promptBoundTokens, completion: this.maxTokens },
+      bounds: { prompt: promptBoundTokens, completion: maxTokens },
     });
-    const prompt = Math.min(usage.prompt_tokens, this.promptBoundTokens);
-    const completion = Math.min(usage.completion_tokens, this.maxTokens);
+    const prompt = Math.min(usage.prompt_tokens, promptBoundTokens);
+    const completion = Math.min(usage.completion_tokens, maxTokens);
     return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   }
 
@@ -222,7 +221,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
       ? failureFromTransport(new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'An upstream stream event is too large.'))
       : failureFromTransport(err);
     controller.abort(failure.error);
-    this.exchange.onAttemptFailed(this, failure, outcomeOf(failure));
+    this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
   }
 }
 

@@ -1,10 +1,10 @@
 // POST /v1/chat/completions: checks what can be checked from the headers, then reads the body
-// into a ChatExchange, which does the rest.
+// into a ChatExchange (chat/exchange.ts), which does the rest.
 import { GatewayError } from '../../errors/gateway-error.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { readBody } from '../body-reader.js';
 import { isJsonContentType } from '../respond.js';
-import { ChatExchange, type ChatDeps } from '../chat-exchange.js';
+import { ChatExchange, type ChatDeps } from '../chat/exchange.js';
 import { requestIdFrom } from '../request-id.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
 

@@ -1,9 +1,9 @@
 // What a client is told when the ledger refuses a request or a guardrail blocks one: the catalog
 // error, the message, Retry-After and the rate-limit headers. Counted here, once per refusal.
-import { GatewayError } from '../errors/gateway-error.js';
-import type { Finding } from '../guardrails/types.js';
-import type { Refusal } from '../ledger/ledger.js';
-import { insufficientQuotaTotal, ledgerRefusalsTotal, rateLimitedTotal } from '../metrics/registry.js';
+import { GatewayError } from '../../errors/gateway-error.js';
+import type { Finding } from '../../guardrails/types.js';
+import type { Refusal } from '../../ledger/ledger.js';
+import { insufficientQuotaTotal, ledgerRefusalsTotal, rateLimitedTotal } from '../../metrics/registry.js';
 
 export interface RefusalContext {
   readonly routeName: string;

@@ -1,11 +1,14 @@
-// Guardrails on a prompt, before anything is held or sent upstream: scans every message's text
-// (the pool takes large ones), redacts in place, and checks max_input_tokens. Blocking costs the
-// caller nothing: no hold exists yet.
-import type { ChatRequest } from '../providers/types.js';
-import type { KeyGuardrails } from '../tenancy/principal.js';
-import type { Encoding } from '../config/model-encodings.js';
-import type { WorkerPool } from '../workers/pool.js';
-import type { Finding, ScanResult } from './types.js';
+// A key's guardrails on a chat request, through the worker pool (large texts go to a worker):
+// the prompt before anything is held or sent upstream (scanned, redacted in place, max_input_tokens
+// checked: blocking costs the caller nothing, no hold exists yet), and a complete answer before the
+// client sees it. A stream's output is guarded as it flows (guardrails/stream-output.ts).
+import { GatewayError } from '../../errors/gateway-error.js';
+import { generatedTexts } from '../../guardrails/completion-texts.js';
+import type { Finding, ScanResult } from '../../guardrails/types.js';
+import type { ChatRequest } from '../../providers/types.js';
+import type { KeyGuardrails } from '../../tenancy/principal.js';
+import type { Encoding } from '../../config/model-encodings.js';
+import type { WorkerPool } from '../../workers/pool.js';
 
 export interface PromptVerdict {
   readonly blocked: Finding | undefined;
@@ -78,4 +81,37 @@ function piecesOf(request: ChatRequest): Piece[] {
   }
   for (const tool of request.tools ?? []) add(tool.function.description, (text) => (tool.function.description = text));
   return pieces;
+}
+
+export interface AnswerVerdict {
+  readonly blocked: Finding | undefined;
+  readonly findings: readonly Finding[];
+  /** The answer to send: the body as received, or re-serialized with redactions. */
+  readonly body: string | Uint8Array;
+}
+
+/** A complete answer as JSON, for its guardrails; NR_UPSTREAM_BAD_RESPONSE when it is not JSON. */
+export function parseAnswer(body: string | Uint8Array): unknown {
+  try {
+    return JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+  } catch {
+    throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
+  }
+}
+
+/** Every choice's generated text of a complete answer (`completion`, parsed from `body`), scanned. */
+export async function checkAnswer(pool: WorkerPool, guard: KeyGuardrails, completion: unknown, body: string | Uint8Array): Promise<AnswerVerdict> {
+  const texts = generatedTexts(completion);
+  const results = await Promise.all(texts.map((t) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: t.text, stage: 'output' })));
+  const findings = results.flatMap((r) => r.findings);
+  const blocked = results.find((r) => r.blocked !== undefined)?.blocked;
+  if (blocked !== undefined) return { blocked, findings, body };
+  let redacted = false;
+  results.forEach((r, i) => {
+    if (r.redacted !== undefined) {
+      texts[i]!.write(r.redacted);
+      redacted = true;
+    }
+  });
+  return { blocked: undefined, findings, body: redacted ? JSON.stringify(completion) : body };
 }

@@ -1,0 +1,343 @@
+// One chat-completions request, stage by stage: the caller and body, then admission (guardrails,
+// limits, the hold: admission.ts), the upstream call with fallback (upstream.ts), the answer
+// written with backpressure (sse-writer.ts), and at the end settlement (settlement.ts) and the
+// request-log row (log-row.ts). Each stage hands the next its value; end() is the one place a
+// request ends, exactly once, whatever ended it (an answer, an error, the client, shutdown).
+import type { Config } from '../../config/load.js';
+import { asDatabaseError } from '../../db/database.js';
+import { GatewayError, toGatewayError } from '../../errors/gateway-error.js';
+import { compiledPolicy } from '../../guardrails/compiled-policy.js';
+import type { GuardrailEventLog } from '../../guardrails/event-log.js';
+import { StreamOutputGuard } from '../../guardrails/stream-output.js';
+import type { Finding } from '../../guardrails/types.js';
+import type { Ledger } from '../../ledger/ledger.js';
+import { log } from '../../log.js';
+import type { RequestLogWriter } from '../../logs/request-log.js';
+import { countOrgRequest, countRequest, gatewayOverheadSeconds, liveCounts, observeDuration, statusClass, streamChunkGapSeconds, timeToFirstTokenSeconds } from '../../metrics/registry.js';
+import type { DeploymentRouter } from '../../providers/router.js';
+import type { Usage } from '../../providers/types.js';
+import type { UpstreamPools } from '../../providers/upstream-pools.js';
+import type { KeyPrincipal, Principal } from '../../tenancy/principal.js';
+import type { RateLimiter } from '../../tenancy/rate-limiter.js';
+import type { WorkerPool } from '../../workers/pool.js';
+import type { AuthOutcome } from '../authenticate.js';
+import { JSON_TYPE } from '../respond.js';
+import { SSE_TYPE, SseWriter, type ResponseHead } from '../sse-writer.js';
+import type { HttpResponse } from '../uws.js';
+import { ClientGoneError, type UpstreamAttempt } from '../upstream-attempt.js';
+import { abandon, admit, readChatBody, type Admitted, type ChatBody, type Refused } from './admission.js';
+import { checkAnswer, parseAnswer } from './guardrail-checks.js';
+import { requestLogRow } from './log-row.js';
+import { guardrailError } from './refusal-errors.js';
+import { settleHold } from './settlement.js';
+import { UpstreamCall, type Frame, type UpstreamListener } from './upstream.js';
+
+export interface ChatDeps {
+  readonly config: Config;
+  readonly ledger: Ledger;
+  readonly limiter: RateLimiter;
+  readonly router: DeploymentRouter;
+  readonly pools: UpstreamPools;
+  readonly inflight: InflightTracker;
+  readonly workers: WorkerPool;
+  readonly guardrailEvents: GuardrailEventLog;
+  readonly requestLog: RequestLogWriter;
+}
+
+/** Counts requests in flight so shutdown can wait for them, and cuts the stragglers at the deadline. */
+export interface InflightTracker {
+  add(exchange: ChatExchange): void;
+  delete(exchange: ChatExchange): void;
+}
+
+export class ChatExchange implements UpstreamListener {
+  private ended = false;
+  private clientGone = false;
+  private readonly writer: SseWriter;
+  /** The caller: set once the API key is verified; the body waits for it. */
+  private principal: KeyPrincipal | undefined;
+  private authPending = false;
+  private heldBody: Buffer | undefined;
+  /** The stages' values, each set once. */
+  private body: ChatBody | undefined;
+  private admitted: Admitted | undefined;
+  private upstream: UpstreamCall | undefined;
+  /** The attempt whose output reached the client, and what it reported. */
+  private served: UpstreamAttempt | undefined;
+  private usage: Usage | undefined;
+  /** Output guardrails of a stream, fresh per attempt: a failed attempt's held text never reached the client. */
+  private streamGuard: { readonly attempt: UpstreamAttempt; readonly guard: StreamOutputGuard } | undefined;
+  /** Guardrail findings, for the request log: the prompt's (from admission), the answer's. */
+  private inputFindings: readonly Finding[] = [];
+  private outputFindings: readonly Finding[] = [];
+  /** The input guardrails changed the request: the received text no longer describes it. */
+  private redacted = false;
+  private streamOpen = false;
+  /** For the request log and metrics: how it ended. */
+  private status = 200;
+  private errorCode: string | null = null;
+  private ttftMs: number | null = null;
+  /** When output last went to the client (0: not yet): time to first token, gaps between chunks. */
+  private lastWriteAt = 0;
+  private answerText: string | undefined;
+
+  constructor(
+    private readonly deps: ChatDeps,
+    res: HttpResponse,
+    readonly requestId: string,
+    private readonly startedAt: number,
+  ) {
+    this.writer = new SseWriter(res, requestId, deps.config.server.stalledClientTimeoutMs);
+    deps.inflight.add(this);
+    liveCounts.inflightRequests++;
+  }
+
+  get isFinished(): boolean {
+    return this.ended;
+  }
+
+  onClientAborted(): void {
+    this.clientGone = true;
+    this.upstream?.stop(new ClientGoneError());
+    this.end();
+  }
+
+  /** Shutdown deadline passed: end what is still running with a typed error. */
+  cutForShutdown(): void {
+    this.upstream?.stop(new GatewayError('NR_SHUTTING_DOWN'));
+    this.fail(new GatewayError('NR_SHUTTING_DOWN'));
+  }
+
+  /** The caller, or a pending key lookup; the body is held (copied) until it resolves. */
+  setCaller(outcome: AuthOutcome): void {
+    if (!(outcome instanceof Promise)) return this.onCaller(outcome);
+    this.authPending = true;
+    outcome.then(
+      (principal) => this.onCaller(principal),
+      (err: unknown) => this.fail(toGatewayError(asDatabaseError(err)), true),
+    );
+  }
+
+  /** The body arrived; `body` is only valid during this call. */
+  onBody(body: Buffer): void {
+    const principal = this.principal;
+    if (principal === undefined) {
+      if (this.authPending && !this.ended) this.heldBody = Buffer.from(body);
+      return;
+    }
+    try {
+      this.body = readChatBody(body, principal, this.deps.config.models);
+    } catch (err) {
+      return this.fail(toGatewayError(err));
+    }
+    admit(this.deps, principal, this.body, this.requestId, this).then(
+      (result) => this.onAdmission(principal, result),
+      (err: unknown) => this.fail(toGatewayError(err)),
+    );
+  }
+
+  /** Answers with an error: a JSON error before the first byte, a final SSE event after it. */
+  fail(err: GatewayError, closeConnection = false): void {
+    if (this.ended) return;
+    if (!this.clientGone) {
+      this.status = err.status;
+      this.errorCode = err.code;
+      this.writer.sendError(err, closeConnection);
+    }
+    this.end();
+  }
+
+  private onCaller(principal: Principal | GatewayError): void {
+    this.authPending = false;
+    if (this.ended) return;
+    if (principal instanceof GatewayError) return this.fail(principal, true);
+    if (principal.kind === 'platform') {
+      return this.fail(new GatewayError('NR_FORBIDDEN', 'The platform master key is for the admin API; call /v1 with an org API key.'), true);
+    }
+    this.principal = principal;
+    const held = this.heldBody;
+    this.heldBody = undefined;
+    if (held !== undefined) this.onBody(held);
+  }
+
+  private onAdmission(principal: KeyPrincipal, result: Admitted | Refused | undefined): void {
+    if (result === undefined) return;
+    this.inputFindings = result.findings;
+    this.redacted = result.redacted;
+    if ('error' in result) return this.fail(result.error);
+    // The client left while the hold was being granted.
+    if (this.ended) return abandon(this.deps, principal, result);
+    this.admitted = result;
+    const { request, route } = result;
+    this.upstream = new UpstreamCall(this.deps, {
+      request,
+      route,
+      maxTokens: result.maxTokens,
+      promptBoundTokens: result.promptBoundTokens,
+      ctx: {
+        requestId: this.requestId,
+        publicModel: route.name,
+        created: Math.floor(Date.now() / 1000),
+        clientWantsUsage: request.stream === true && request.stream_options?.include_usage === true,
+      },
+    }, this);
+    this.upstream.start();
+  }
+
+  onFailed(error: GatewayError): void {
+    this.fail(error);
+  }
+
+  /** A complete non-stream answer: its output guardrails first, when the key has them. */
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void {
+    this.served = attempt;
+    this.usage = usage;
+    const guard = this.principal!.guardrails;
+    if (!guard?.scansOutput) return this.sendCompletion(body);
+    let completion: unknown;
+    try {
+      completion = parseAnswer(body);
+    } catch (err) {
+      return this.fail(toGatewayError(err));
+    }
+    checkAnswer(this.deps.workers, guard, completion, body).then(
+      (verdict) => {
+        if (this.ended) return;
+        this.recordOutputFindings(verdict.findings);
+        if (verdict.blocked !== undefined) return this.fail(guardrailError(verdict.blocked, 'output'));
+        this.sendCompletion(verdict.body);
+      },
+      (err: unknown) => {
+        // Fail closed: an answer the guardrails could not check is not sent (its tokens are still charged).
+        log.warn('guardrails: answer check failed', { requestId: this.requestId, error: (err as Error).message });
+        this.fail(new GatewayError('NR_OVERLOADED', undefined, { cause: err }));
+      },
+    );
+  }
+
+  /** The frames of one upstream chunk: through the stream's output guardrails, then to the client. */
+  onFrames(attempt: UpstreamAttempt, frames: Frame[]): void {
+    const guard = this.streamGuardFor(attempt);
+    if (guard !== undefined && !guard.transform(frames)) {
+      // What was safe before the match goes out; then the typed error, and upstream is stopped.
+      this.served = attempt;
+      this.recordOutputFindings(guard.findings());
+      if (frames.length > 0) this.writeFrames(attempt, frames);
+      attempt.abort(new ClientGoneError());
+      if (guard.blocked !== undefined) return this.fail(guardrailError(guard.blocked, 'output'));
+      return this.fail(new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream provider sent a stream chunk the guardrails could not read.'));
+    }
+    if (frames.length > 0) this.writeFrames(attempt, frames);
+  }
+
+  onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined, lastFrames: Frame[]): void {
+    this.usage = usage;
+    this.onFrames(attempt, lastFrames);
+    if (this.ended) return;
+    this.writer.endStream(this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
+    this.end();
+  }
+
+  private sendCompletion(body: string | Uint8Array): void {
+    if (this.principal!.loggingLevel === 'full') this.answerText = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+    this.writer.sendComplete(this.responseHead(JSON_TYPE), body);
+    this.end();
+  }
+
+  private writeFrames(attempt: UpstreamAttempt, frames: Frame[]): void {
+    const now = performance.now();
+    if (this.lastWriteAt === 0) {
+      this.ttftMs = now - this.startedAt;
+      timeToFirstTokenSeconds.observe({ model: this.admitted!.route.name }, this.ttftMs / 1000);
+    } else {
+      streamChunkGapSeconds.observe((now - this.lastWriteAt) / 1000);
+    }
+    this.lastWriteAt = now;
+    let head: ResponseHead | undefined;
+    if (!this.writer.headersSent) {
+      // The first byte: this attempt serves the request, no fallback from here on.
+      this.upstream!.commit(attempt);
+      this.served = attempt;
+      head = this.responseHead(SSE_TYPE);
+      this.streamOpen = true;
+      liveCounts.activeStreams++;
+    }
+    if (!this.writer.writeFrames(frames, head)) this.writer.holdUntilDrained(this.upstream!);
+  }
+
+  /** The head of a 200 answer; the gateway's own time so far is observed as it goes out. */
+  private responseHead(contentType: string): ResponseHead {
+    const upstream = this.upstream!;
+    const overheadMs = performance.now() - this.startedAt - upstream.upstreamWaitMs;
+    gatewayOverheadSeconds.observe(overheadMs / 1000);
+    return { contentType, overheadMs, attempts: upstream.attempts, extraHeaders: this.admitted!.limitHeaders };
+  }
+
+  private streamGuardFor(attempt: UpstreamAttempt): StreamOutputGuard | undefined {
+    const guard = this.principal!.guardrails;
+    if (!guard?.scansOutput || this.admitted!.request.stream !== true) return undefined;
+    if (this.streamGuard?.attempt !== attempt) this.streamGuard = { attempt, guard: new StreamOutputGuard(compiledPolicy(guard.policyKey, guard.policy)) };
+    return this.streamGuard.guard;
+  }
+
+  /** Output guardrail findings: recorded as events once, and kept for the request log. */
+  private recordOutputFindings(findings: readonly Finding[]): void {
+    if (this.outputFindings.length > 0 || findings.length === 0) return;
+    this.outputFindings = findings;
+    const p = this.principal!;
+    this.deps.guardrailEvents.record({ orgId: p.orgId, keyId: p.keyId, requestId: this.requestId }, 'output', findings);
+  }
+
+  /** The one place a request ends: settlement, events, metrics, the log row, exactly once. */
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.upstream?.stop();
+    this.writer.close();
+    const admitted = this.admitted;
+    const hold = admitted?.hold;
+    const chargedMicros = hold === undefined ? null : settleHold(this.deps, {
+      hold, served: this.served, usage: this.usage, request: admitted!.request, maxTokens: admitted!.maxTokens,
+      promptBoundTokens: admitted!.promptBoundTokens, imageTokens: admitted!.imageTokens, model: admitted!.route.name, requestId: this.requestId,
+    });
+    const streamFindings = this.streamGuard?.guard.findings();
+    if (streamFindings !== undefined) this.recordOutputFindings(streamFindings);
+    if (this.streamOpen) liveCounts.activeStreams--;
+    liveCounts.inflightRequests--;
+    const model = this.body?.route.name ?? 'unknown';
+    countRequest('chat_completions', model, this.clientGone ? 'client_closed' : statusClass(this.status));
+    observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
+    if (this.principal !== undefined) {
+      countOrgRequest(this.principal.orgId);
+      this.logRequest(this.principal, chargedMicros);
+    }
+    this.deps.inflight.delete(this);
+  }
+
+  /** One row in nemo.request_log_entries per request of a known org, written off the request path. */
+  private logRequest(principal: KeyPrincipal, chargedMicros: number | null): void {
+    if (principal.loggingLevel === 'none' || !this.deps.config.logs.enabled) return;
+    const full = principal.loggingLevel === 'full';
+    const findings = this.inputFindings.length === 0 ? this.outputFindings : [...this.inputFindings, ...this.outputFindings];
+    // A stream whose output guardrails acted is logged without its text: the raw text is what they kept from the client.
+    const outputUntouched = this.outputFindings.every((f) => f.action === 'flag');
+    this.deps.requestLog.record(requestLogRow({
+      requestId: this.requestId,
+      principal,
+      model: this.body?.route.name,
+      deploymentId: (this.served?.deployment ?? this.upstream?.lastDeployment)?.id,
+      clientGone: this.clientGone,
+      status: this.status,
+      errorCode: this.errorCode,
+      request: this.body?.request,
+      usage: this.usage,
+      chargedMicros,
+      latencyMs: performance.now() - this.startedAt,
+      ttftMs: this.ttftMs,
+      findings,
+      requestText: this.redacted ? undefined : this.body?.text,
+      answerText: this.answerText,
+      streamText: full && outputUntouched ? this.served?.completionText() : undefined,
+    }));
+  }
+}

@@ -1,0 +1,101 @@
+// Settlement of a chat request's hold, exactly once, when the request ends: charge what was
+// produced, or release everything when nothing reached the client. Usage reported by upstream
+// counts (the database caps the charge at the hold); without it (a disconnect, a cut stream, a
+// provider without usage) the charge is an exact count of what a stream generated, else an estimate.
+import type { Deployment } from '../../config/load.js';
+import type { Hold, Ledger } from '../../ledger/ledger.js';
+import { costMicros, pricesOf } from '../../ledger/pricing.js';
+import { log } from '../../log.js';
+import { tokensTotal } from '../../metrics/registry.js';
+import type { ChatRequest, Usage } from '../../providers/types.js';
+import type { Encoding } from '../../config/model-encodings.js';
+import type { WorkerPool } from '../../workers/pool.js';
+
+export interface SettlementDeps {
+  readonly ledger: Ledger;
+  readonly workers: WorkerPool;
+}
+
+/** The attempt whose output reached the client (upstream-attempt.ts). */
+export interface ServedOutput {
+  readonly deployment: Deployment;
+  /** Output tokens estimated without usage: content chunks of a stream, bytes of an answer. */
+  readonly outputEstimate: number;
+  /** A stream's generated text, for an exact count; undefined for an answer or past the size limit. */
+  completionText(): string | undefined;
+}
+
+export interface Settlement {
+  readonly hold: Hold;
+  /** undefined: nothing reached the client, the hold is released. */
+  readonly served: ServedOutput | undefined;
+  readonly usage: Usage | undefined;
+  readonly request: ChatRequest;
+  readonly maxTokens: number;
+  readonly promptBoundTokens: number;
+  readonly imageTokens: number;
+  readonly model: string;
+  readonly requestId: string;
+}
+
+/** Settles or releases the hold; returns the micro-credits charged, or null while an exact count runs. */
+export function settleHold(deps: SettlementDeps, s: Settlement): number | null {
+  const { hold, served } = s;
+  if (served === undefined) {
+    releaseHold(deps.ledger, hold);
+    return 0;
+  }
+  const prices = pricesOf(served.deployment);
+  if (s.usage !== undefined) {
+    countTokens(s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
+    const charged = Math.min(costMicros(prices, s.usage.prompt_tokens, s.usage.completion_tokens), hold.amountMicros);
+    void deps.ledger.settle(hold, charged).catch(logSettlementError);
+    return charged;
+  }
+  const estimate = Math.min(costMicros(prices, s.promptBoundTokens, Math.min(s.maxTokens, served.outputEstimate)), hold.amountMicros);
+  const text = served.completionText();
+  if (text === undefined) {
+    void deps.ledger.settle(hold, estimate).catch(logSettlementError);
+    return estimate;
+  }
+  // A stream without usage: count what it generated, exactly with the deployment's tokenizer,
+  // else by its UTF-8 bytes (never fewer).
+  const charge = countUsage(deps.workers, s, served.deployment.encoding, text).then(
+    ([prompt, completion]) => {
+      const output = Math.min(s.maxTokens, completion);
+      countTokens(s.model, prompt, output);
+      return Math.min(costMicros(prices, prompt, output), hold.amountMicros);
+    },
+    (err: unknown) => {
+      log.warn('ledger: exact count failed; charging the estimate', { requestId: s.requestId, error: (err as Error).message });
+      return estimate;
+    },
+  );
+  deps.ledger.settleWhenCounted(hold, charge);
+  return null;
+}
+
+/** Returns the whole hold: the request produced nothing. */
+export function releaseHold(ledger: Ledger, hold: Hold): void {
+  void ledger.release(hold).catch(logSettlementError);
+}
+
+/** The settle/release promise only rejects on a programming error: the writer retries database failures. */
+function logSettlementError(err: unknown): void {
+  log.error('ledger: settlement failed', { error: (err as Error).message });
+}
+
+function countTokens(model: string, prompt: number, completion: number): void {
+  tokensTotal.inc({ model, direction: 'input' }, prompt);
+  tokensTotal.inc({ model, direction: 'output' }, completion);
+}
+
+async function countUsage(workers: WorkerPool, s: Settlement, encoding: Encoding | undefined, completionText: string): Promise<[number, number]> {
+  const { request } = s;
+  // Images count at the allowance the hold used: the tokenizer sees only text.
+  const prompt = encoding === undefined
+    ? s.promptBoundTokens
+    : Promise.resolve(workers.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding })).then((n) => n + s.imageTokens);
+  const completion = workers.countTokens({ kind: 'text', text: completionText, encoding });
+  return Promise.all([prompt, completion]);
+}
