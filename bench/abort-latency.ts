@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { freePorts } from '../src/free-port.js';
 import { spawnChild, waitForHttp, waitForLine, type Child } from './lib/child.js';
-import { freePorts } from './lib/free-port.js';
 
 const HOST = '127.0.0.1';
 const BODY = JSON.stringify({ model: 'bench-model', messages: [{ role: 'user', content: 'stream' }], max_tokens: 1000, stream: true });

@@ -1,6 +1,6 @@
 // The benchmark harness itself, not the gateway's speed: `npm run bench -- --scenario all` at toy
 // sizes (1 s windows, 8 connections, 16 streams, a one-step knee) must finish, write JSON with every
-// field the README documents, and pass its own ledger reconciliation and `nemo ledger check`.
+// field bench/README.md documents, and pass its own ledger reconciliation and `nemo ledger check`.
 // No timing is asserted. Runs on the dist/ that `npm test`'s pretest build produced; against the
 // test run's PostgreSQL server when that is an external one, else on the bench's embedded cluster.
 import { spawn } from 'node:child_process';

@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PLATFORM, startTestGateway, waitFor, type TestGateway } from '../integration/helpers/gateway.js';
+import { CLI, PLATFORM, startTestGateway, waitFor, type TestGateway } from '../integration/helpers/gateway.js';
+import { adminClient } from '../support/admin-client.js';
 import { openSocket, rawExchange, type RawOutcome } from '../support/raw-http.js';
 import { trapUnhandled } from '../support/fuzz.js';
 import { databaseEnv } from '../support/test-database.js';
@@ -49,8 +49,11 @@ async function expectServing(): Promise<void> {
   expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
 }
 
-async function credits(): Promise<{ available_micros: number; held_micros: number }> {
-  return (await fetch(`${gw.url}/admin/v1/orgs/${gw.orgId}/credits`, { headers: gw.auth })).json() as never;
+/** The admin API as the test org's admin key. */
+const orgAdmin = () => adminClient(gw.url, gw.auth).org(gw.orgId);
+
+function credits(): Promise<{ available_micros: number; held_micros: number }> {
+  return orgAdmin().ok('GET', '/credits');
 }
 
 beforeAll(async () => {
@@ -192,7 +195,7 @@ describe('request smuggling forms are refused', () => {
   it('after every form, the key the smuggled requests tried to revoke still works', async () => {
     const res = await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${victim.key}` } });
     expect(res.status).toBe(200);
-    const keys = (await (await fetch(`${gw.url}/admin/v1/orgs/${gw.orgId}/keys`, { headers: gw.auth })).json()) as { data: Array<{ id: string; revoked_at: string | null }> };
+    const keys = await orgAdmin().ok<{ data: Array<{ id: string; revoked_at: string | null }> }>('GET', '/keys');
     expect(keys.data.find((k) => k.id === victim.id)?.revoked_at).toBeNull();
     await expectServing();
   });
@@ -248,8 +251,7 @@ function waitForLine(lines: ReturnType<typeof createInterface>, wanted: string |
  * absorb the growth and hide it.
  */
 async function startGatewayProcess() {
-  const cli = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, 'start'], {
+  const child = spawn(process.execPath, [CLI, 'start'], {
     env: { ...process.env, ...databaseEnv(gw.database), HOST: '127.0.0.1', PORT: '0', NEMO_CONFIG: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -321,7 +323,7 @@ describe('slow and idle clients', { concurrent: true }, () => {
     // The chat exchanges that were waiting for their bodies are gone, and held nothing.
     await waitFor(async () => (await metric('nemo_inflight_requests')) === 0, 3000);
     expect((await credits()).held_micros).toBe(heldBefore);
-    const teams = (await (await fetch(`${gw.url}/admin/v1/orgs/${gw.orgId}/teams`, { headers: gw.auth })).json()) as { data: Array<{ name: string }> };
+    const teams = await orgAdmin().ok<{ data: Array<{ name: string }> }>('GET', '/teams');
     expect(teams.data.map((t) => t.name)).not.toContain('slow team');
   }, 30_000);
 });
@@ -355,7 +357,7 @@ describe('a stream client that never reads', () => {
     type Entry = { kind: string; request_id: string | null; charged: number | null; held_delta: number };
     let entries: Entry[] = [];
     await waitFor(async () => {
-      entries = ((await (await fetch(`${gw.url}/admin/v1/orgs/${gw.orgId}/ledger?limit=50`, { headers: gw.auth })).json()) as { data: Entry[] }).data.filter((e) => e.request_id === requestId);
+      entries = (await orgAdmin().ok<{ data: Entry[] }>('GET', '/ledger?limit=50')).data.filter((e) => e.request_id === requestId);
       return entries.some((e) => e.kind === 'settle' || e.kind === 'release');
     }, 5000);
     const reserve = entries.find((e) => e.kind === 'reserve');

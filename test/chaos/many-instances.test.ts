@@ -9,8 +9,9 @@ import { request } from 'undici';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_APP_PASSWORD, createTestDatabase, databaseEnv, type TestDatabase } from '../support/test-database.js';
-import { spawnGateway, type GatewayProcess } from '../integration/ledger/money-helpers.js';
-import { SOAK, adminClient, auditBooks, chat, chaosAgent, createOrgOverHttp, ledgerCheckCli, recordChaos, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
+import { ledgerCheckCli, spawnGateway, type GatewayProcess } from '../integration/ledger/money-helpers.js';
+import { fundedOrgOverHttp } from '../support/admin-client.js';
+import { SOAK, auditBooks, chaosAdmin, chaosAgent, chat, recordChaos, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
 import { ensurePgbouncer, startPgbouncer, type Pgbouncer } from './helpers/pgbouncer.js';
 
 const MASTER_KEY = 'chaos-many-master-key-0123456789';
@@ -77,7 +78,7 @@ describe('chaos: three instances on one database', () => {
         { tag: `${mode}-a`, k: 97 * SOAK },
         { tag: `${mode}-b`, k: 61 * SOAK },
       ];
-      const funded = await Promise.all(orgs.map(async (o) => ({ ...o, ...(await createOrgOverHttp(urls[0]!, MASTER_KEY, o.tag, o.k * PER_REQUEST)) })));
+      const funded = await Promise.all(orgs.map(async (o) => ({ ...o, ...(await fundedOrgOverHttp(chaosAdmin(urls[0]!, MASTER_KEY), o.tag, o.k * PER_REQUEST)) })));
       if (mode === 'pgbouncer') {
         // The pools really go through the pooler.
         const clients = await bouncer!.admin<{ user: string; database: string }>('SHOW CLIENTS');
@@ -97,11 +98,11 @@ describe('chaos: three instances on one database', () => {
       let reads = 0;
       let foreignRows = 0;
       const reader = async (org: (typeof funded)[number], other: (typeof funded)[number], i: number) => {
-        const admin = adminClient(urls[i % urls.length]!, org.authorization.slice('Bearer '.length));
+        const admin = chaosAdmin(urls[i % urls.length]!, org.key);
         while (reading) {
-          const { status, json } = await admin.call('GET', `/orgs/${org.orgId}/ledger?limit=200`);
+          const { status, body } = await admin.call('GET', `/orgs/${org.orgId}/ledger?limit=200`);
           expect(status).toBe(200);
-          for (const e of json.data as Array<{ org_id: string; request_id: string | null }>) {
+          for (const e of body.data as Array<{ org_id: string; request_id: string | null }>) {
             if (e.org_id !== org.orgId || (e.request_id !== null && !e.request_id.startsWith(`${org.tag}-`))) foreignRows++;
           }
           // And the other org is simply not there for it.
@@ -149,8 +150,8 @@ describe('chaos: three instances on one database', () => {
 
     it.skipIf(skip)(title('a revoked key is refused by every instance within moments'), async () => {
       const { urls } = groups.get(mode)!;
-      const org = await createOrgOverHttp(urls[0]!, MASTER_KEY, `${mode}-revoke`, 1_000_000);
-      const admin = adminClient(urls[0]!, org.authorization.slice('Bearer '.length));
+      const org = await fundedOrgOverHttp(chaosAdmin(urls[0]!, MASTER_KEY), `${mode}-revoke`, 1_000_000);
+      const admin = chaosAdmin(urls[0]!, org.key);
       const created = await admin.ok('POST', `/orgs/${org.orgId}/keys`, { name: 'to revoke', role: 'member' });
       const authorization = `Bearer ${created.key as string}`;
       const use = (url: string) => chat({ url, authorization, requestId: `${mode}-revoke-${Math.random()}`, model: 'exact', content: 'hi', maxTokens: M });
@@ -171,7 +172,7 @@ describe('chaos: three instances on one database', () => {
           }
         }),
       );
-      // The README promises about a second; the cache would otherwise trust the key for 30 s.
+      // docs/api.md (Authentication) promises about a second; the cache would otherwise trust the key for 30 s.
       for (const ms of refusedAfter) expect(ms).toBeLessThan(3_000);
       rows.push({
         scenario: `3 instances (${mode}): key revocation`,
@@ -187,7 +188,7 @@ describe('chaos: three instances on one database', () => {
 
     it.skipIf(skip)(title("a key's rpm limit holds across the three instances"), async () => {
       const { urls } = groups.get(mode)!;
-      const org = await createOrgOverHttp(urls[0]!, MASTER_KEY, `${mode}-rpm`, 100_000_000, { rpm_limit: RPM });
+      const org = await fundedOrgOverHttp(chaosAdmin(urls[0]!, MASTER_KEY), `${mode}-rpm`, 100_000_000, { rpm_limit: RPM });
       const n = RPM * 3 * SOAK;
       const outcomes = await Promise.all(
         Array.from({ length: n }, (_, i) => chat({ url: urls[i % urls.length]!, authorization: org.authorization, requestId: `${mode}-rpm-${i}`, model: 'exact', content: 'limited', maxTokens: M })),
@@ -241,8 +242,8 @@ describe('chaos: three instances on one database', () => {
       processes.push(throughPooler);
       expect(throughPooler.output()).toMatch(/change notifications do not reach the listener/);
       const direct = groups.get('direct')!.urls[0]!;
-      const org = await createOrgOverHttp(direct, MASTER_KEY, 'through-pooler', 1_000_000);
-      const admin = adminClient(direct, org.authorization.slice('Bearer '.length));
+      const org = await fundedOrgOverHttp(chaosAdmin(direct, MASTER_KEY), 'through-pooler', 1_000_000);
+      const admin = chaosAdmin(direct, org.key);
       const created = await admin.ok('POST', `/orgs/${org.orgId}/keys`, { name: 'to revoke', role: 'member' });
       const authorization = `Bearer ${created.key as string}`;
       const use = () => chat({ url: throughPooler.url, authorization, requestId: `pooler-revoke-${Math.random()}`, model: 'exact', content: 'hi', maxTokens: M });

@@ -13,8 +13,8 @@ import { buildConfig } from '../../src/config/load.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
 import { startGateway, type Gateway } from '../../src/main.js';
 import { mockDispatcherFor } from '../../src/providers/mock/index.js';
-import { PLATFORM } from '../integration/helpers/gateway.js';
-import { SOAK, auditBooks, chat, ledgerCheckCli, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
+import { fundedOrg, ledgerCheckCli } from '../integration/ledger/money-helpers.js';
+import { SOAK, auditBooks, chat, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
 
 const APP_PASSWORD = 'nemo_app_chaos_outage_password';
 const IN = 1;
@@ -53,10 +53,8 @@ describe('chaos: PostgreSQL outage', () => {
     gateway = await startGateway(config);
     url = `http://127.0.0.1:${gateway.port}`;
     for (const tag of ['outage-a', 'outage-b']) {
-      const org = await gateway.admin.createOrg(PLATFORM, { name: tag });
-      await gateway.admin.addCredits(PLATFORM, org.id, { amount_micros: 1e9, idempotency_key: `initial-${tag}` });
-      const { key } = (await gateway.admin.createKey(PLATFORM, org.id, { name: tag })) as { key: string };
-      orgs.push({ orgId: org.id, authorization: `Bearer ${key}`, tag });
+      const { orgId, auth } = await fundedOrg(gateway, 1e9, tag, { name: tag, role: 'member' });
+      orgs.push({ orgId, authorization: auth.authorization, tag });
     }
   }, 90_000);
 

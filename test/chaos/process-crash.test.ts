@@ -6,9 +6,10 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, databaseEnv, type TestDatabase } from '../support/test-database.js';
+import { fundedOrgOverHttp } from '../support/admin-client.js';
 import { seededRandom } from '../support/seeded-random.js';
-import { spawnGateway, type GatewayProcess } from '../integration/ledger/money-helpers.js';
-import { SOAK, adminClient, auditBooks, chat, createOrgOverHttp, ledgerCheckCli, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
+import { ledgerCheckCli, spawnGateway, type GatewayProcess } from '../integration/ledger/money-helpers.js';
+import { SOAK, auditBooks, chaosAdmin, chat, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
 
 const MASTER_KEY = 'chaos-crash-master-key-0123456789';
 const TTL_MS = 1_500;
@@ -65,7 +66,7 @@ describe('chaos: a gateway process killed under mixed load', () => {
     let current = await spawnGateway(database, CONFIG, { NEMO_MASTER_KEY: MASTER_KEY });
     processes.push(current);
     const orgs: Org[] = [];
-    for (const tag of ['crash-a', 'crash-b']) orgs.push({ tag, ...(await createOrgOverHttp(current.url, MASTER_KEY, tag, 50_000_000)) });
+    for (const tag of ['crash-a', 'crash-b']) orgs.push({ tag, ...(await fundedOrgOverHttp(chaosAdmin(current.url, MASTER_KEY), tag, 50_000_000)) });
     const sent: Sent[] = [];
     const killedUrls = new Set<string>();
     let seq = 0;
@@ -74,7 +75,7 @@ describe('chaos: a gateway process killed under mixed load', () => {
       sent.push({ org, model, outcome, url });
       return outcome;
     };
-    const platform = (url: string) => adminClient(url, MASTER_KEY);
+    const platform = (url: string) => chaosAdmin(url, MASTER_KEY);
     const topups = new Map<string, { orgId: string; amount: number }>();
     let topupErrors = 0;
     const recoveries: number[] = [];

@@ -3,11 +3,12 @@
 // byte reached the client), streamed and not: the client's answer, the attempts, and the charge
 // (usage at its bound, an exact count of what a cut stream produced, nothing for a request that
 // produced nothing, never more than the hold), with no hold left behind.
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/free-port.js';
 import { countChatPromptTokens, countCompletionTokens } from '../../src/tokens/count.js';
-import { PLATFORM, startMockUpstreamProcess, startTestGateway, type MockUpstreamProcess, type TestGateway } from '../integration/helpers/gateway.js';
-import { SOAK, auditBooks, chat, chatBody, ledgerCheckCli, mockPromptTokens, recordChaos, reservationsByRequest, waitNoOpenHolds, type ChatOutcome, type ChatSpec } from './helpers/chaos-kit.js';
+import { startMockUpstreamProcess, startTestGateway, type MockUpstreamProcess, type TestGateway } from '../integration/helpers/gateway.js';
+import { SOAK, auditBooks, chat, chatBody, mockPromptTokens, recordChaos, reservationsByRequest, waitNoOpenHolds, type ChatOutcome, type ChatSpec } from './helpers/chaos-kit.js';
+import { fundedOrg, ledgerCheckCli } from '../integration/ledger/money-helpers.js';
 import { databaseEnv } from '../support/test-database.js';
 
 const IN = 1;
@@ -132,13 +133,11 @@ describe('chaos: provider faults', () => {
     const runs: Run[] = [];
     for (let round = 0; round < SOAK; round++) {
       for (const c of CASES) {
-        const org = await gw.gateway.admin.createOrg(PLATFORM, { name: `fault ${c.fault}` });
-        await gw.gateway.admin.addCredits(PLATFORM, org.id, { amount_micros: 1e9, idempotency_key: `fault-${org.id}` });
-        const { key } = (await gw.gateway.admin.createKey(PLATFORM, org.id, { name: c.fault })) as { key: string };
+        const org = await fundedOrg(gw.gateway, 1e9, `fault ${c.fault}`, { name: c.fault, role: 'member' });
         for (const route of ['solo', 'fb'] as const) {
           for (const stream of [false, true]) {
-            const spec: ChatSpec = { url: gw.url, authorization: `Bearer ${key}`, requestId: `${c.fault}-${route}-${stream ? 'stream' : 'chat'}-${round}`, model: `${route}-${c.fault}`, content: PROMPT, stream, maxTokens: M };
-            runs.push({ c, orgId: org.id, spec, expect: (route === 'solo' ? c.solo : c.fallback)[stream ? 'stream' : 'chat'] });
+            const spec: ChatSpec = { url: gw.url, authorization: org.auth.authorization, requestId: `${c.fault}-${route}-${stream ? 'stream' : 'chat'}-${round}`, model: `${route}-${c.fault}`, content: PROMPT, stream, maxTokens: M };
+            runs.push({ c, orgId: org.orgId, spec, expect: (route === 'solo' ? c.solo : c.fallback)[stream ? 'stream' : 'chat'] });
           }
         }
       }
@@ -207,14 +206,3 @@ describe('chaos: provider faults', () => {
     });
   }, 60_000 * SOAK);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { adminClient, createKey as createKeyOverHttp, createOrg as createOrgOverHttp, type CreatedKey } from '../support/admin-client.js';
 
 const MASTER_KEY = 'master-key-for-tests-0123456789';
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
@@ -15,7 +16,7 @@ const SQL_NAME = "x'); DROP TABLE nemo.orgs; --";
 const PROPAGATION_MS = 1000;
 const POLL_MS = 50;
 
-/** README's error table, restated so the test does not trust the catalog it checks. */
+/** docs/api.md's error table, restated so the test does not trust the catalog it checks. */
 const DOCUMENTED: Record<string, { status: number; type: string; code: string }> = {
   NR_INVALID_JSON: { status: 400, type: 'invalid_request_error', code: 'invalid_json' },
   NR_INVALID_UTF8: { status: 400, type: 'invalid_request_error', code: 'invalid_encoding' },
@@ -102,16 +103,11 @@ let orgA: OrgFixture;
 let orgB: OrgFixture;
 let teamB: TeamRow;
 
-async function createOrg(name: string): Promise<OrgRow> {
-  const reply = await call<OrgRow>('POST', '/admin/v1/orgs', { headers: MASTER, json: { name } });
-  expect(reply.status, reply.text).toBe(201);
-  return reply.body;
-}
+const createOrg = (name: string) => createOrgOverHttp<OrgRow>(adminClient(gw.url, MASTER), name);
 
 async function createKey(orgId: string, body: Record<string, unknown>, auth: Record<string, string> = MASTER): Promise<Key & { row: KeyRow }> {
-  const reply = await call<KeyRow>('POST', `/admin/v1/orgs/${orgId}/keys`, { headers: auth, json: body });
-  expect(reply.status, reply.text).toBe(201);
-  return { id: reply.body.id, secret: reply.body.key!, row: reply.body };
+  const row = await createKeyOverHttp<KeyRow & CreatedKey>(adminClient(gw.url, auth).org(orgId), body);
+  return { id: row.id, secret: row.key, row };
 }
 
 async function orgFixture(name: string): Promise<OrgFixture> {

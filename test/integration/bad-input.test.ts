@@ -10,7 +10,7 @@ const MODEL_MAX_OUTPUT_TOKENS = 1000;
 const CHAT = '/v1/chat/completions';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** README's error table, restated here so the test does not trust the catalog it checks. */
+/** docs/api.md's error table, restated here so the test does not trust the catalog it checks. */
 const DOCUMENTED: Record<string, { status: number; code: string }> = {
   NR_INVALID_JSON: { status: 400, code: 'invalid_json' },
   NR_INVALID_UTF8: { status: 400, code: 'invalid_encoding' },

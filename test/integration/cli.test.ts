@@ -5,14 +5,11 @@ import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/main.js';
 import { createTestDatabase, databaseEnv } from '../support/test-database.js';
-import { waitFor } from './helpers/gateway.js';
-
-const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+import { CLI, waitFor } from './helpers/gateway.js';
 
 function run(args: string[], env: Record<string, string>) {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });

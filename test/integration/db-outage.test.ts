@@ -10,6 +10,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
 import { startGateway, type Gateway } from '../../src/main.js';
 import { PLATFORM, waitFor } from './helpers/gateway.js';
+import { fundedOrg } from './ledger/money-helpers.js';
 
 describe('database outage', () => {
   let dataDir: string;
@@ -29,9 +30,7 @@ describe('database outage', () => {
     );
     gateway = await startGateway(config);
     url = `http://127.0.0.1:${gateway.port}`;
-    const org = await gateway.admin.createOrg(PLATFORM, { name: 'outage' });
-    await gateway.admin.addCredits(PLATFORM, org.id, { amount_micros: 1e9, idempotency_key: 'outage' });
-    key = ((await gateway.admin.createKey(PLATFORM, org.id, { name: 'k' })) as { key: string }).key;
+    key = (await fundedOrg(gateway, 1e9, 'outage', { name: 'k', role: 'member' })).key;
   }, 60_000);
 
   afterAll(async () => {

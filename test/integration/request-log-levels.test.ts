@@ -5,12 +5,12 @@
 import OpenAI from 'openai';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminClient, fundedOrgOverHttp } from '../support/admin-client.js';
 import { startTestGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 
 const MODELS = [{ name: 'logged', deployments: [{ provider: 'mock', model: 'l', inputPricePerMTok: 1, outputPricePerMTok: 2, mock: { completionTokens: 12 } }] }];
 const DEFAULT_RETENTION_DAYS = 30;
 const MASTER_KEY = 'nemo-master-request-log-levels-0123456789';
-const master = { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' };
 
 let gw: TestGateway;
 let owner: pg.Pool;
@@ -33,15 +33,16 @@ interface LoggedRow {
   days_kept: number;
 }
 
+/** The admin API on one org as the platform (master key). */
+const asPlatform = (orgId: string) => adminClient(gw.url, MASTER_KEY).org(orgId);
+
 /** An org with credits and an admin key, configured through the admin API (as its own admin). */
 async function orgWith(config: Record<string, unknown>): Promise<{ id: string; client: OpenAI }> {
-  const org = (await (await fetch(`${gw.url}/admin/v1/orgs`, { method: 'POST', headers: master, body: JSON.stringify({ name: 'log levels' }) })).json()) as { id: string };
-  await fetch(`${gw.url}/admin/v1/orgs/${org.id}/credits`, { method: 'POST', headers: master, body: JSON.stringify({ amount_micros: 1e9, idempotency_key: `levels ${org.id}` }) });
-  const key = (await (await fetch(`${gw.url}/admin/v1/orgs/${org.id}/keys`, { method: 'POST', headers: master, body: JSON.stringify({ name: 'k', role: 'admin' }) })).json()) as { key: string };
-  const patched = await fetch(`${gw.url}/admin/v1/orgs/${org.id}/config`, { method: 'PATCH', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' }, body: JSON.stringify(config) });
+  const { orgId, key } = await fundedOrgOverHttp(adminClient(gw.url, MASTER_KEY), 'log levels', 1e9, { name: 'k' });
+  const patched = await adminClient(gw.url, key).org(orgId).call('PATCH', '/config', config);
   expect(patched.status).toBe(200);
-  expect(await patched.json()).toMatchObject(config);
-  return { id: org.id, client: new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 }) };
+  expect(patched.body).toMatchObject(config);
+  return { id: orgId, client: new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 }) };
 }
 
 /** One answer and one stream; resolves with what the client received. */
@@ -100,7 +101,7 @@ describe("an org's logging level and retention", () => {
   it('a change of level or retention reaches the gateway at once (the key cache is invalidated)', async () => {
     const org = await orgWith({ logging_level: 'metadata' });
     await org.client.chat.completions.create({ model: 'logged', messages: [{ role: 'user', content: 'before' }], max_tokens: 5 });
-    const res = await fetch(`${gw.url}/admin/v1/orgs/${org.id}/config`, { method: 'PATCH', headers: master, body: JSON.stringify({ logging_level: 'full', log_retention_days: 400 }) });
+    const res = await asPlatform(org.id).call('PATCH', '/config', { logging_level: 'full', log_retention_days: 400 });
     expect(res.status).toBe(200);
     await waitFor(async () => {
       await org.client.chat.completions.create({ model: 'logged', messages: [{ role: 'user', content: 'after' }], max_tokens: 5 });
@@ -114,15 +115,15 @@ describe("an org's logging level and retention", () => {
   it('refuses a bad retention with 400 and changes nothing', async () => {
     const org = await orgWith({ log_retention_days: 9 });
     for (const bad of [0, 732, 1.5, '7', -1]) {
-      const res = await fetch(`${gw.url}/admin/v1/orgs/${org.id}/config`, { method: 'PATCH', headers: master, body: JSON.stringify({ log_retention_days: bad }) });
+      const res = await asPlatform(org.id).call('PATCH', '/config', { log_retention_days: bad });
       expect(res.status, JSON.stringify(bad)).toBe(400);
-      expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
+      expect(res.body.error.type).toBe('invalid_request_error');
     }
-    const config = await (await fetch(`${gw.url}/admin/v1/orgs/${org.id}/config`, { headers: master })).json();
+    const config = (await asPlatform(org.id).call('GET', '/config')).body;
     expect(config).toMatchObject({ log_retention_days: 9 });
     // null returns the org to the default.
-    const reset = await fetch(`${gw.url}/admin/v1/orgs/${org.id}/config`, { method: 'PATCH', headers: master, body: JSON.stringify({ log_retention_days: null }) });
-    expect(await reset.json()).toMatchObject({ log_retention_days: null });
+    const reset = await asPlatform(org.id).call('PATCH', '/config', { log_retention_days: null });
+    expect(reset.body).toMatchObject({ log_retention_days: null });
   });
 });
 

@@ -6,8 +6,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { DatabaseConfig } from '../../src/config/load.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
+import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE } from '../../src/db/sqlstate.js';
 import { RequestAuthenticator } from '../../src/http/authenticate.js';
 import { exportStats, registerExportRoutes } from '../../src/http/routes/exports.js';
 import { App, us_listen_socket_close, us_socket_local_port, type TemplatedApp, type us_listen_socket } from '../../src/http/uws.js';
@@ -16,7 +16,7 @@ import { RequestLogWriter, type RequestLogEntry } from '../../src/logs/request-l
 import { AdminService } from '../../src/tenancy/admin-service.js';
 import { KeyAuthenticator } from '../../src/tenancy/key-authenticator.js';
 import type { Principal } from '../../src/tenancy/principal.js';
-import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../support/test-database.js';
+import { createTestDatabase, testDatabaseConfig, type TestDatabase } from '../support/test-database.js';
 
 const MASTER_KEY = 'request-logs-test-master-key';
 const PLATFORM: Principal = { kind: 'platform' };
@@ -81,8 +81,7 @@ function exportUrl(orgId: string, kind: 'logs' | 'ledger', format: 'ndjson' | 'c
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
-  const config = { url: testDb.url, appPassword: TEST_APP_PASSWORD, dataDir: 'unused', osUser: 'postgres', poolMax: 8, connectTimeoutMs: 5_000, statementTimeoutMs: 10_000 } as DatabaseConfig;
-  db = await openDatabase(config);
+  db = await openDatabase(testDatabaseConfig(testDb, 8));
   owner = new pg.Pool({ connectionString: testDb.url, max: 3 });
   admin = new AdminService(db, new Set());
   keys = new KeyAuthenticator(db, { ttlMs: 60_000, negativeTtlMs: 1_000, negativeMaxEntries: 100 });
@@ -270,7 +269,7 @@ describe('partition maintenance', () => {
       await reader.query('BEGIN');
       await reader.query('SELECT count(*) FROM nemo.request_logs');
       const startedAt = performance.now();
-      await expect(db.query('SELECT nemo.drop_expired_request_log_partitions(30)')).rejects.toMatchObject({ cause: { code: '55P03' } }); // lock_not_available
+      await expect(db.query('SELECT nemo.drop_expired_request_log_partitions(30)')).rejects.toMatchObject({ cause: { code: LOCK_NOT_AVAILABLE } });
       expect(performance.now() - startedAt).toBeLessThan(8_000);
     } finally {
       await reader.query('ROLLBACK');
@@ -305,8 +304,8 @@ describe('row-level security and authorization of the export', () => {
     expect(counted).toBe(0);
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM nemo.request_log_entries')).rows[0]!.n).toBe(0);
     // Partitions are reachable only through the parent.
-    await expect(db.query(`SELECT count(*) FROM nemo.${expiryName(30)}`)).rejects.toMatchObject({ code: '42501' });
-    await expect(db.query(`SELECT count(*) FROM nemo.${dayName(0)}`)).rejects.toMatchObject({ code: '42501' });
+    await expect(db.query(`SELECT count(*) FROM nemo.${expiryName(30)}`)).rejects.toMatchObject({ code: INSUFFICIENT_PRIVILEGE });
+    await expect(db.query(`SELECT count(*) FROM nemo.${dayName(0)}`)).rejects.toMatchObject({ code: INSUFFICIENT_PRIVILEGE });
   });
 
   it("exports an org's own rows to its admin key and to the platform, as NDJSON", async () => {

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { Books, fundedOrg, spawnGateway, type FundedOrg, type GatewayProcess } from './ledger/money-helpers.js';
+import { adminClient, createKey, createTeam, spendWindows, type CreatedKey } from '../support/admin-client.js';
 
 const P = 7; // output price per MTok; input is free
 const M = 10; // max_tokens of every request
@@ -47,19 +48,6 @@ interface Clock {
   readonly second: number;
 }
 
-interface SpendRow {
-  scope: 'key' | 'team';
-  scope_id: string;
-  period: 'minute' | 'day' | 'month';
-  window_start: string;
-  requests: number;
-  tokens: number;
-  spent_micros: number;
-  rpm_limit: number | null;
-  tpm_limit: number | null;
-  cap_micros: number | null;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('rate limits shared by three gateway instances on one database', () => {
@@ -85,29 +73,19 @@ describe('rate limits shared by three gateway instances on one database', () => 
     await gw?.close();
   });
 
-  async function adminCall(method: 'GET' | 'POST' | 'PATCH', path: string, body?: unknown, instance = 0): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${urls[instance]}/admin/v1/orgs/${org.orgId}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', ...org.auth },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: await res.json() };
-  }
+  /** The admin API over HTTP on one instance, as the org's admin key. */
+  const admin = (instance = 0) => adminClient(urls[instance]!, org.auth).org(org.orgId);
 
-  async function createKey(fields: Record<string, unknown>): Promise<{ id: string; key: string }> {
-    const { status, body } = await adminCall('POST', '/keys', { role: 'member', ...fields });
-    expect(status, JSON.stringify(body)).toBe(201);
+  /** A member key that every instance has verified once. */
+  async function warmKey(fields: Record<string, unknown>): Promise<CreatedKey> {
+    const { id, key } = await createKey(admin(), { role: 'member', ...fields });
     // Every instance verifies the key once (GET /v1/models counts against nothing), so the
     // burst below races admissions, not key lookups.
-    for (const url of urls) expect((await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${body.key}` } })).status).toBe(200);
-    return { id: body.id, key: body.key };
+    for (const url of urls) expect((await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    return { id, key };
   }
 
-  async function spend(instance = 0): Promise<SpendRow[]> {
-    const { status, body } = await adminCall('GET', '/spend', undefined, instance);
-    expect(status).toBe(200);
-    return body.data as SpendRow[];
-  }
+  const spend = (instance = 0) => spendWindows(admin(instance));
 
   async function chat({ instance, key, model = 'paid' }: Planned): Promise<Hit> {
     const res = await fetch(`${urls[instance]}/v1/chat/completions`, {
@@ -186,7 +164,7 @@ describe('rate limits shared by three gateway instances on one database', () => 
   }
 
   it('a key with rpm_limit 60 gets exactly 60 successes across the instances, then 429 with Retry-After and x-ratelimit headers', async () => {
-    const { id, key } = await createKey({ name: 'rpm 60', rpm_limit: 60 });
+    const { id, key } = await warmKey({ name: 'rpm 60', rpm_limit: 60 });
     // 50 per instance: no instance's local window (60) refuses; the shared window does.
     const { result: hits, sameMinute, before, after } = await inOneMinute(() => burst(roundRobin(150, [key])));
     expectServed(hits, 60, sameMinute);
@@ -234,10 +212,9 @@ describe('rate limits shared by three gateway instances on one database', () => 
   });
 
   it("a team's rpm limit is shared by two keys of the team across the instances", async () => {
-    const team = await adminCall('POST', '/teams', { name: 'rpm team', rpm_limit: 30 });
-    expect(team.status).toBe(201);
-    const a = await createKey({ name: 'team a', team_id: team.body.id });
-    const b = await createKey({ name: 'team b', team_id: team.body.id });
+    const team = await createTeam(admin(), { name: 'rpm team', rpm_limit: 30 });
+    const a = await warmKey({ name: 'team a', team_id: team });
+    const b = await warmKey({ name: 'team b', team_id: team });
     // 25 per key over every (instance, key) pair: 50 in all, at most 17 per instance (no local
     // team window of 30 fills up), so each key is served at least 5 of the team's 30.
     const plan = Array.from({ length: 50 }, (_, i) => ({ instance: i % 3, key: [a.key, b.key][i % 2]! }));
@@ -251,16 +228,16 @@ describe('rate limits shared by three gateway instances on one database', () => 
     }
     for (const h of hits) expect(h.headers.get('x-ratelimit-limit-requests')).toBe('30');
     if (sameMinute) {
-      const windows = (await spend(2)).filter((w) => [team.body.id, a.id, b.id].includes(w.scope_id));
+      const windows = (await spend(2)).filter((w) => [team, a.id, b.id].includes(w.scope_id));
       // One window, the team's: its keys carry no limits of their own.
-      expect(windows).toEqual([expect.objectContaining({ scope: 'team', scope_id: team.body.id, period: 'minute', requests: 30, rpm_limit: 30 })]);
+      expect(windows).toEqual([expect.objectContaining({ scope: 'team', scope_id: team, period: 'minute', requests: 30, rpm_limit: 30 })]);
     }
   });
 
   it('a tpm limit holds across the instances', async () => {
     const bound = boundOf('paid');
     const fits = 25;
-    const { id, key } = await createKey({ name: 'tpm', tpm_limit: fits * bound + bound - 1 });
+    const { id, key } = await warmKey({ name: 'tpm', tpm_limit: fits * bound + bound - 1 });
     const { result: hits, sameMinute } = await inOneMinute(() => burst(roundRobin(90, [key])));
     expectServed(hits, fits, sameMinute);
     for (const h of hits) {
@@ -278,7 +255,7 @@ describe('rate limits shared by three gateway instances on one database', () => 
   });
 
   it('a free model (nothing held) of a limited key still counts across the instances, with the paid requests', async () => {
-    const { id, key } = await createKey({ name: 'rpm 20 free', rpm_limit: 20 });
+    const { id, key } = await warmKey({ name: 'rpm 20 free', rpm_limit: 20 });
     const before = await books.settled(org.orgId);
     const { result, sameMinute } = await inOneMinute(async () => {
       // 4 paid requests, one instance after another, then 60 free ones at once over all three.
@@ -299,11 +276,11 @@ describe('rate limits shared by three gateway instances on one database', () => 
   });
 
   it('a PATCH of a key rpm applies on every instance: the windows keep their count', async () => {
-    const { id, key } = await createKey({ name: 'rpm 3 then 9', rpm_limit: 3 });
+    const { id, key } = await warmKey({ name: 'rpm 3 then 9', rpm_limit: 3 });
     const first = await inOneMinute(async () => {
       // 3 per instance: the shared window admits 3 in all, each local window is full (3 of 3).
       const hits = await burst(roundRobin(9, [key]));
-      const patched = await adminCall('PATCH', `/keys/${id}`, { rpm_limit: 9 }, 2);
+      const patched = await admin(2).call('PATCH', `/keys/${id}`, { rpm_limit: 9 });
       expect(patched.status).toBe(200);
       expect(patched.body.rpm_limit).toBe(9);
       // Change notifications reach every instance's key cache within moments.
@@ -327,7 +304,7 @@ describe('rate limits shared by three gateway instances on one database', () => 
 
   it('a daily spend cap holds across the instances too: exactly K of 150 concurrent', async () => {
     const k = 40;
-    const { id, key } = await createKey({ name: 'daily cap 40', daily_spend_cap_micros: k * HOLD });
+    const { id, key } = await warmKey({ name: 'daily cap 40', daily_spend_cap_micros: k * HOLD });
     const hits = await burst(roundRobin(150, [key]));
     const served = hits.filter((h) => h.status === 200);
     expect(served.length, JSON.stringify(tally(hits))).toBe(k);

@@ -7,6 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { Books, fundedOrg, type FundedOrg } from './ledger/money-helpers.js';
+import { adminClient, createKey, createTeam, spendWindows, type AdminClient, type CreatedKey } from '../support/admin-client.js';
 
 const P = 7; // output price per MTok = micro-units per output token; input is free
 const M = 10; // max_tokens of every request that sends one
@@ -33,21 +34,8 @@ interface Outcome {
   readonly completionTokens: number | null;
 }
 
-interface CreatedKey {
-  readonly id: string;
-  readonly key: string;
+interface KeyWithClient extends CreatedKey {
   readonly client: OpenAI;
-}
-
-interface SpendRow {
-  scope: 'key' | 'team';
-  scope_id: string;
-  period: 'minute' | 'day' | 'month';
-  window_start: string;
-  requests: number;
-  tokens: number;
-  spent_micros: number;
-  cap_micros: number | null;
 }
 
 /** Seconds from `nowMs` to the next UTC midnight, rounded up as the gateway does. */
@@ -76,6 +64,8 @@ describe('spend caps per key and per team', () => {
   let gw: TestGateway;
   let books: Books;
   let org: FundedOrg;
+  /** The admin API over HTTP, as the org's admin key. */
+  let admin: AdminClient;
   /** The sum of what every served request was charged, from the responses' usage. */
   let charged = 0;
   /** The lowest balance the watcher saw during the concurrent bursts. */
@@ -85,6 +75,7 @@ describe('spend caps per key and per team', () => {
     gw = await startTestGateway({ models: MODELS });
     books = new Books(gw.database);
     org = await fundedOrg(gw.gateway, TOPUP, 'spend caps org');
+    admin = adminClient(gw.url, org.auth).org(org.orgId);
   });
 
   afterAll(async () => {
@@ -92,34 +83,13 @@ describe('spend caps per key and per team', () => {
     await gw?.close();
   });
 
-  /** The admin API over HTTP, as the org's admin key. */
-  async function adminCall(method: 'GET' | 'POST' | 'PATCH', path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${gw.url}/admin/v1/orgs/${org.orgId}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', ...org.auth },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: await res.json() };
+  /** A member key of the org, with an SDK client for it. */
+  async function keyWithClient(fields: Record<string, unknown>): Promise<KeyWithClient> {
+    const { id, key } = await createKey(admin, { role: 'member', ...fields });
+    return { id, key, client: new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 }) };
   }
 
-  async function createKey(fields: Record<string, unknown>): Promise<CreatedKey> {
-    const { status, body } = await adminCall('POST', '/keys', { role: 'member', ...fields });
-    expect(status, JSON.stringify(body)).toBe(201);
-    return { id: body.id, key: body.key, client: new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: body.key, maxRetries: 0 }) };
-  }
-
-  async function createTeam(fields: Record<string, unknown>): Promise<string> {
-    const { status, body } = await adminCall('POST', '/teams', fields);
-    expect(status, JSON.stringify(body)).toBe(201);
-    return body.id as string;
-  }
-
-  async function spend(): Promise<SpendRow[]> {
-    const { status, body } = await adminCall('GET', '/spend');
-    expect(status).toBe(200);
-    expect(body.object).toBe('list');
-    return body.data as SpendRow[];
-  }
+  const spend = () => spendWindows(admin);
 
   /** One chat completion through the SDK; an APIError becomes an outcome too. */
   /** `maxTokens` null: the request sends none. */
@@ -184,7 +154,7 @@ describe('spend caps per key and per team', () => {
 
   it('a daily cap covering exactly K requests serves K, then 402 spend_cap_reached with Retry-After to the next UTC midnight', async () => {
     const k = 5;
-    const { id, client } = await createKey({ name: 'daily 5', daily_spend_cap_micros: k * HOLD });
+    const { id, client } = await keyWithClient({ name: 'daily 5', daily_spend_cap_micros: k * HOLD });
     const before = await books.account(org.orgId);
 
     const served = await sequential(client, k);
@@ -201,8 +171,8 @@ describe('spend caps per key and per team', () => {
     expect(retryAfter).toBeGreaterThanOrEqual(secondsToUtcMidnight(endedAt) - 2);
     expect(retryAfter).toBeLessThanOrEqual(secondsToUtcMidnight(startedAt) + 2);
     expect(retryAfter).toBeLessThanOrEqual(86_400);
-    // The message names the reset time.
-    expect(refused.message).toContain(new Date(startedAt + retryAfter * 1000).toISOString().slice(0, 10));
+    // The message names the reset time: the answer was computed before endedAt, so endedAt + Retry-After is past it.
+    expect(refused.message).toContain(new Date(endedAt + retryAfter * 1000).toISOString().slice(0, 10));
 
     // Refused again, and a refusal costs nothing.
     expectCapRefusal(await chat(client), 'key', 'daily');
@@ -217,7 +187,7 @@ describe('spend caps per key and per team', () => {
 
   it('a cap that cannot cover a whole hold refuses the remainder: K served of a cap of K holds plus a bit', async () => {
     const k = 3;
-    const { client } = await createKey({ name: 'daily 3 and a bit', daily_spend_cap_micros: k * HOLD + HOLD - 1 });
+    const { client } = await keyWithClient({ name: 'daily 3 and a bit', daily_spend_cap_micros: k * HOLD + HOLD - 1 });
     const outcomes = await sequential(client, k + 2);
     expect(outcomes.map((o) => o.status)).toEqual([...Array(k).fill(200), 402, 402]);
     expectCapRefusal(outcomes[k]!, 'key', 'daily');
@@ -226,7 +196,7 @@ describe('spend caps per key and per team', () => {
   it('200 concurrent requests against a cap covering K serve exactly K, never more', async () => {
     const k = 37;
     const requests = 200;
-    const { id, client } = await createKey({ name: 'daily 37 concurrent', daily_spend_cap_micros: k * HOLD + HOLD - 1 });
+    const { id, client } = await keyWithClient({ name: 'daily 37 concurrent', daily_spend_cap_micros: k * HOLD + HOLD - 1 });
     const outcomes = await watchingBalance(() => Promise.all(Array.from({ length: requests }, () => chat(client))));
     const served = outcomes.filter((o) => o.status === 200);
     expect(served.length, JSON.stringify(tally(outcomes))).toBe(k);
@@ -242,9 +212,9 @@ describe('spend caps per key and per team', () => {
 
   it("a team's monthly cap is shared by its keys: the sum across both keys is capped", async () => {
     const k = 20;
-    const team = await createTeam({ name: 'capped team', monthly_spend_cap_micros: k * HOLD });
-    const a = await createKey({ name: 'team key a', team_id: team });
-    const b = await createKey({ name: 'team key b', team_id: team });
+    const team = await createTeam(admin, { name: 'capped team', monthly_spend_cap_micros: k * HOLD });
+    const a = await keyWithClient({ name: 'team key a', team_id: team });
+    const b = await keyWithClient({ name: 'team key b', team_id: team });
     // A few from each key first (so both are known to count), then both at once.
     const first = [...(await sequential(a.client, 3)), ...(await sequential(b.client, 3))];
     expect(first.every((o) => o.status === 200)).toBe(true);
@@ -270,9 +240,9 @@ describe('spend caps per key and per team', () => {
   });
 
   it('a key cap tighter than its team cap refuses as the key; the team keeps counting its other keys', async () => {
-    const team = await createTeam({ name: 'roomy team', daily_spend_cap_micros: 10 * HOLD });
-    const tight = await createKey({ name: 'tight key', team_id: team, daily_spend_cap_micros: 2 * HOLD });
-    const other = await createKey({ name: 'other key', team_id: team });
+    const team = await createTeam(admin, { name: 'roomy team', daily_spend_cap_micros: 10 * HOLD });
+    const tight = await keyWithClient({ name: 'tight key', team_id: team, daily_spend_cap_micros: 2 * HOLD });
+    const other = await keyWithClient({ name: 'other key', team_id: team });
     const outcomes = await sequential(tight.client, 3);
     expect(outcomes.map((o) => o.status)).toEqual([200, 200, 402]);
     expectCapRefusal(outcomes[2]!, 'key', 'daily');
@@ -292,7 +262,7 @@ describe('spend caps per key and per team', () => {
     let expected = 0;
     for (let spent = 0; cap - spent >= HOLD; spent += SHORT_CHARGE) expected++;
     expect(expected).toBe(34); // not floor(1000 / 70) = 14
-    const { id, client } = await createKey({ name: 'daily 1000 short', daily_spend_cap_micros: cap });
+    const { id, client } = await keyWithClient({ name: 'daily 1000 short', daily_spend_cap_micros: cap });
     const outcomes = await sequential(client, expected + 2, 'short');
     expect(outcomes.filter((o) => o.status === 200).length, JSON.stringify(tally(outcomes))).toBe(expected);
     expect(outcomes.slice(0, expected).every((o) => o.status === 200 && o.completionTokens === SHORT_TOKENS)).toBe(true);
@@ -306,23 +276,23 @@ describe('spend caps per key and per team', () => {
 
   it('without max_tokens the output bound is what the cap affords; below the minimum hold it is 402', async () => {
     // 20 tokens of room: the hold is 140 (not the model's 4096 tokens), the mock is cut at 20.
-    const roomy = await createKey({ name: 'daily 140 no max_tokens', daily_spend_cap_micros: 20 * P });
+    const roomy = await keyWithClient({ name: 'daily 140 no max_tokens', daily_spend_cap_micros: 20 * P });
     const first = await chat(roomy.client, 'exact', null);
     expect(first.status, JSON.stringify(first)).toBe(200);
     expect(first.completionTokens).toBe(20);
     expectCapRefusal(await chat(roomy.client, 'exact', null), 'key', 'daily');
     // ledger.minOutputTokens (16) cost 112: a cap of 111 never affords it.
-    const tiny = await createKey({ name: 'daily 111', daily_spend_cap_micros: 16 * P - 1 });
+    const tiny = await keyWithClient({ name: 'daily 111', daily_spend_cap_micros: 16 * P - 1 });
     expectCapRefusal(await chat(tiny.client, 'exact', null), 'key', 'daily');
     await settled();
     expect((await spend()).find((w) => w.scope_id === roomy.id && w.period === 'day')?.spent_micros).toBe(20 * P);
   });
 
   it('PATCH raising a cap lets more through at once; PATCH to null removes it', async () => {
-    const { id, client } = await createKey({ name: 'patched', daily_spend_cap_micros: 3 * HOLD });
+    const { id, client } = await keyWithClient({ name: 'patched', daily_spend_cap_micros: 3 * HOLD });
     expect((await sequential(client, 4)).map((o) => o.status)).toEqual([200, 200, 200, 402]);
 
-    const raised = await adminCall('PATCH', `/keys/${id}`, { daily_spend_cap_micros: 5 * HOLD });
+    const raised = await admin.call('PATCH', `/keys/${id}`, { daily_spend_cap_micros: 5 * HOLD });
     expect(raised.status, JSON.stringify(raised.body)).toBe(200);
     expect(raised.body).toMatchObject({ id, daily_spend_cap_micros: 5 * HOLD, monthly_spend_cap_micros: null });
     // Changing an existing cap keeps the count: 2 more, not 5.
@@ -331,10 +301,10 @@ describe('spend caps per key and per team', () => {
     expectCapRefusal(afterRaise[2]!, 'key', 'daily');
 
     // Lowering below what was spent refuses at once.
-    expect((await adminCall('PATCH', `/keys/${id}`, { daily_spend_cap_micros: HOLD })).status).toBe(200);
+    expect((await admin.call('PATCH', `/keys/${id}`, { daily_spend_cap_micros: HOLD })).status).toBe(200);
     expectCapRefusal(await chat(client), 'key', 'daily');
 
-    const cleared = await adminCall('PATCH', `/keys/${id}`, { daily_spend_cap_micros: null });
+    const cleared = await admin.call('PATCH', `/keys/${id}`, { daily_spend_cap_micros: null });
     expect(cleared.status).toBe(200);
     expect(cleared.body.daily_spend_cap_micros).toBeNull();
     const uncapped = await sequential(client, 6);
@@ -345,28 +315,28 @@ describe('spend caps per key and per team', () => {
     const day = (await spend()).find((w) => w.scope_id === id && w.period === 'day');
     expect(day).toMatchObject({ spent_micros: 5 * HOLD, cap_micros: null });
     // A PATCH of the name alone leaves the limits alone.
-    const renamed = await adminCall('PATCH', `/keys/${id}`, { name: 'patched, renamed' });
+    const renamed = await admin.call('PATCH', `/keys/${id}`, { name: 'patched, renamed' });
     expect(renamed.body).toMatchObject({ name: 'patched, renamed', daily_spend_cap_micros: null, rpm_limit: null });
   });
 
   it('PATCH on a team raises and removes its cap for every key of the team', async () => {
-    const team = await createTeam({ name: 'patched team', daily_spend_cap_micros: 2 * HOLD });
-    const a = await createKey({ name: 'patched team a', team_id: team });
-    const b = await createKey({ name: 'patched team b', team_id: team });
+    const team = await createTeam(admin, { name: 'patched team', daily_spend_cap_micros: 2 * HOLD });
+    const a = await keyWithClient({ name: 'patched team a', team_id: team });
+    const b = await keyWithClient({ name: 'patched team b', team_id: team });
     expect([(await chat(a.client)).status, (await chat(b.client)).status]).toEqual([200, 200]);
     expectCapRefusal(await chat(a.client), 'team', 'daily');
-    const raised = await adminCall('PATCH', `/teams/${team}`, { daily_spend_cap_micros: 3 * HOLD });
+    const raised = await admin.call('PATCH', `/teams/${team}`, { daily_spend_cap_micros: 3 * HOLD });
     expect(raised.status).toBe(200);
     expect(raised.body).toMatchObject({ id: team, daily_spend_cap_micros: 3 * HOLD });
     expect((await chat(b.client)).status).toBe(200);
     expectCapRefusal(await chat(a.client), 'team', 'daily');
-    expect((await adminCall('PATCH', `/teams/${team}`, { daily_spend_cap_micros: null })).status).toBe(200);
+    expect((await admin.call('PATCH', `/teams/${team}`, { daily_spend_cap_micros: null })).status).toBe(200);
     expect([(await chat(a.client)).status, (await chat(b.client)).status]).toEqual([200, 200]);
   });
 
   it('bad PATCH input is a 400 with OpenAI error JSON, and changes nothing', async () => {
-    const team = await createTeam({ name: 'bad input team', daily_spend_cap_micros: 500 });
-    const { id } = await createKey({ name: 'bad input key', team_id: team, daily_spend_cap_micros: 700, monthly_spend_cap_micros: 9_000 });
+    const team = await createTeam(admin, { name: 'bad input team', daily_spend_cap_micros: 500 });
+    const { id } = await keyWithClient({ name: 'bad input key', team_id: team, daily_spend_cap_micros: 700, monthly_spend_cap_micros: 9_000 });
     const bad: Array<[Record<string, unknown>, string | null]> = [
       [{ daily_spend_cap_micros: -1 }, 'daily_spend_cap_micros'],
       [{ monthly_spend_cap_micros: -5_000 }, 'monthly_spend_cap_micros'],
@@ -381,7 +351,7 @@ describe('spend caps per key and per team', () => {
     ];
     for (const path of [`/keys/${id}`, `/teams/${team}`]) {
       for (const [body, param] of bad) {
-        const res = await adminCall('PATCH', path, body);
+        const res = await admin.call('PATCH', path, body);
         expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(400);
         expect(res.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request', nemo_code: 'NR_INVALID_REQUEST' });
         expect(typeof res.body.error.message).toBe('string');
@@ -393,18 +363,18 @@ describe('spend caps per key and per team', () => {
     expect(garbage.status).toBe(400);
     expect(((await garbage.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
     // An unknown key or team is 404.
-    const missing = await adminCall('PATCH', '/keys/00000000-0000-4000-8000-000000000000', { daily_spend_cap_micros: 5 });
+    const missing = await admin.call('PATCH', '/keys/00000000-0000-4000-8000-000000000000', { daily_spend_cap_micros: 5 });
     expect(missing.status).toBe(404);
     expect(missing.body.error.code).toBe('not_found');
 
-    const keys = (await adminCall('GET', '/keys')).body.data as Array<Record<string, unknown>>;
+    const keys = (await admin.call('GET', '/keys')).body.data as Array<Record<string, unknown>>;
     expect(keys.find((k) => k.id === id)).toMatchObject({ daily_spend_cap_micros: 700, monthly_spend_cap_micros: 9_000, rpm_limit: null, name: 'bad input key' });
-    const teams = (await adminCall('GET', '/teams')).body.data as Array<Record<string, unknown>>;
+    const teams = (await admin.call('GET', '/teams')).body.data as Array<Record<string, unknown>>;
     expect(teams.find((t) => t.id === team)).toMatchObject({ daily_spend_cap_micros: 500, monthly_spend_cap_micros: null, rpm_limit: null, name: 'bad input team' });
   });
 
   it('GET /spend shows the current day and month windows with their spend and caps', async () => {
-    const { id, client } = await createKey({ name: 'both periods', daily_spend_cap_micros: 10 * HOLD, monthly_spend_cap_micros: 100 * HOLD });
+    const { id, client } = await keyWithClient({ name: 'both periods', daily_spend_cap_micros: 10 * HOLD, monthly_spend_cap_micros: 100 * HOLD });
     await sequential(client, 2);
     await sequential(client, 2, 'short');
     await settled();
@@ -415,11 +385,9 @@ describe('spend caps per key and per team', () => {
       expect.objectContaining({ scope: 'key', period: 'month', window_start: utcMonthStart(now), requests: 0, tokens: 0, spent_micros: 2 * HOLD + 2 * SHORT_CHARGE, cap_micros: 100 * HOLD }),
     ]);
     // Another org's key sees 404 for this org's spend; a member key of this org gets 403.
-    const member = await createKey({ name: 'member' });
-    const res = await fetch(`${gw.url}/admin/v1/orgs/${org.orgId}/spend`, { headers: { authorization: `Bearer ${member.key}` } });
-    expect(res.status).toBe(403);
-    const foreign = await fetch(`${gw.url}/admin/v1/orgs/${org.orgId}/spend`, { headers: gw.auth });
-    expect(foreign.status).toBe(404);
+    const member = await keyWithClient({ name: 'member' });
+    expect((await adminClient(gw.url, member.key).org(org.orgId).call('GET', '/spend')).status).toBe(403);
+    expect((await adminClient(gw.url, gw.auth).org(org.orgId).call('GET', '/spend')).status).toBe(404);
   });
 
   it('after everything: the books and the spend windows check out, and the balance is the top-up minus the charges', async () => {

@@ -112,7 +112,7 @@ describe('upstream failures carrying the provider key, SQL and a stack trace', (
     expect(leaks(`Request failed for Bearer ${PROVIDER_KEY}`)).toContain('key material sk-proj-FA...');
   });
 
-  /** Answers that pass the upstream's message on, by design (README: Routing; Streaming). */
+  /** Answers that pass the upstream's message on, by design (docs/api.md: Routing; Streaming). */
   const passesUpstreamText = (model: string, stream: boolean) => /^(status-4(00|22)|anthropic-400)$/.test(model) || (stream && model.startsWith('stream-'));
 
   // Every case, streamed and not; the status is whatever the gateway maps the failure to, but the

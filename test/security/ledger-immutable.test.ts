@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ROLE } from '../../src/db/database.js';
 import { startTestGateway, type TestGateway } from '../integration/helpers/gateway.js';
-import { TEST_APP_PASSWORD } from '../support/test-database.js';
+import { appRoleConnection } from '../support/test-database.js';
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 
@@ -49,8 +49,7 @@ beforeAll(async () => {
     if (rows[0]!.n > 0) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  const url = new URL(gw.database.url);
-  app = new pg.Client({ host: url.hostname, port: Number(url.port), database: url.pathname.slice(1), user: APP_ROLE, password: TEST_APP_PASSWORD });
+  app = new pg.Client(appRoleConnection(gw.database));
   await app.connect();
 });
 

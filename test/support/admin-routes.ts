@@ -3,8 +3,7 @@
 import { registerAdminRoutes, type AdminRouteDeps } from '../../src/http/routes/admin.js';
 import { registerExportRoutes, type ExportRouteDeps } from '../../src/http/routes/exports.js';
 import type { TemplatedApp } from '../../src/http/uws.js';
-
-export type AdminMethod = 'GET' | 'POST' | 'PATCH';
+import type { AdminMethod } from './admin-client.js';
 
 export interface AdminRoute {
   readonly method: AdminMethod;

@@ -1,13 +1,11 @@
 // What every chaos suite shares: the soak multiplier, one chat request with its outcome read the way
 // a client sees it, the admin API over HTTP, the money audit that every scenario ends with, and the
 // results table (printed, and appended as JSON lines to NEMO_CHAOS_REPORT when set).
-import { execFile } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { expect } from 'vitest';
-import { CLI } from '../../integration/ledger/money-helpers.js';
+import { adminClient, type AdminClient } from '../../support/admin-client.js';
 
 /**
  * Unset: the fast versions that `npm test` runs. NEMO_CHAOS_SOAK=1 (or true): soak, ten times the load
@@ -157,33 +155,9 @@ function readAnswer(status: number | null, raw: string, stream: boolean, whole: 
   return { code, nemoCode, complete: whole && done && code === null, text, usage, errorBody: null };
 }
 
-/** The admin API as the platform (master key) or an org admin key. */
-export function adminClient(url: string, key: string) {
-  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
-    const res = await request(`${url}/admin/v1${path}`, {
-      method: method as 'GET',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      dispatcher: chaosAgent,
-    });
-    return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
-  };
-  const ok = async (method: string, path: string, body?: unknown) => {
-    const res = await call(method, path, body);
-    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.json)}`);
-    return res.json;
-  };
-  return { call, ok };
-}
-
-/** A new org over the admin API with `micros` of credits and an admin key: the key's Authorization header. */
-export async function createOrgOverHttp(url: string, masterKey: string, name: string, micros: number, extraKey: Record<string, unknown> = {}) {
-  const platform = adminClient(url, masterKey);
-  const org = await platform.ok('POST', '/orgs', { name });
-  const orgId = org.id as string;
-  if (micros > 0) await platform.ok('POST', `/orgs/${orgId}/credits`, { amount_micros: micros, idempotency_key: `initial-${orgId}` });
-  const key = await platform.ok('POST', `/orgs/${orgId}/keys`, { name: `${name} key`, role: 'admin', ...extraKey });
-  return { orgId, keyId: key.id as string, authorization: `Bearer ${key.key as string}` };
+/** The admin API over the chaos agent, as the platform (master key) or an org admin key. */
+export function chaosAdmin(url: string, key: string): AdminClient {
+  return adminClient(url, key, { dispatcher: chaosAgent });
 }
 
 /** Money moved per org, as the ledger has it. */
@@ -248,12 +222,6 @@ export async function auditBooks(ownerUrl: string, orgIds: readonly string[]): P
   } finally {
     await owner.end();
   }
-}
-
-/** `nemo ledger check` as an operator runs it: exit 0 and nothing offending. */
-export async function ledgerCheckCli(env: Record<string, string>): Promise<void> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'ledger', 'check'], { env: { ...process.env, ...env }, timeout: 30_000 });
-  expect(JSON.parse(stdout)).toEqual({ ok: true, offending: [], offending_windows: [] });
 }
 
 /** Reservations of an org by request id, read as the owner. */

@@ -5,11 +5,9 @@ import { randomUUID } from 'node:crypto';
 // connects, neither sees nor changes nor creates another org's rows.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DatabaseConfig } from '../../../src/config/load.js';
 import { APP_ROLE, openDatabase, type Database } from '../../../src/db/database.js';
-import { migrationsDirFromHere, runMigrations } from '../../../src/db/migrate.js';
 import { AdminService } from '../../../src/tenancy/admin-service.js';
-import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../support/test-database.js';
+import { appRoleConnection, createTestDatabase, migrateTestDatabase, testDatabaseConfig, type TestDatabase } from '../../support/test-database.js';
 
 /** Tables that belong to no tenant. Adding one here is a decision that it holds no org's data. */
 const GLOBAL_TABLES: ReadonlySet<string> = new Set(['schema_migrations']);
@@ -74,10 +72,9 @@ let tenantTables: TableInfo[] = [];
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
-  await runMigrations({ ownerUrl: testDb.url, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: TEST_APP_PASSWORD } });
+  await migrateTestDatabase(testDb);
 
-  const config = { url: testDb.url, appPassword: TEST_APP_PASSWORD, dataDir: 'unused', osUser: 'postgres', poolMax: 4, connectTimeoutMs: 5000, statementTimeoutMs: 10000 } as DatabaseConfig;
-  database = await openDatabase(config, { migrate: false });
+  database = await openDatabase(testDatabaseConfig(testDb), { migrate: false });
   const admin = new AdminService(database, new Set([MODEL]));
   const platform = { kind: 'platform' } as const;
   // A gets more of everything than B, so a count that is "all rows" or "B's rows" cannot pass for A's.
@@ -114,15 +111,7 @@ beforeAll(async () => {
   // filter is an error instead of a silent undercount.
   await owner.query('SET row_security = off');
 
-  const url = new URL(testDb.url);
-  app = new pg.Client({
-    host: url.hostname,
-    port: Number(url.port || 5432),
-    database: decodeURIComponent(url.pathname.slice(1)),
-    user: APP_ROLE,
-    password: TEST_APP_PASSWORD,
-    application_name: 'rls-test-app',
-  });
+  app = new pg.Client({ ...appRoleConnection(testDb), application_name: 'rls-test-app' });
   await app.connect();
 
   tables = (

@@ -60,7 +60,8 @@ export interface MockUpstreamProcess {
   close(): Promise<void>;
 }
 
-const CLI = fileURLToPath(new URL('../../../dist/src/cli.js', import.meta.url));
+/** The built `nemo` command (npm test builds dist/ first). */
+export const CLI = fileURLToPath(new URL('../../../dist/src/cli.js', import.meta.url));
 
 /** Runs `nemo mock-upstream` from dist/ (npm test builds first) and waits for its listening line. */
 export async function startMockUpstreamProcess(args: string[] = []): Promise<MockUpstreamProcess> {

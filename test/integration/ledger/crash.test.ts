@@ -1,13 +1,12 @@
 // A gateway process killed (SIGKILL) with streams open leaves its holds behind; another process
 // on the same database releases them once they expire (an `expiry` row each), and the books
 // balance with no credit lost.
-import { execFile } from 'node:child_process';
 import { request as httpRequest, type ClientRequest } from 'node:http';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminClient, fundedOrgOverHttp } from '../../support/admin-client.js';
 import { createTestDatabase, databaseEnv, type TestDatabase } from '../../support/test-database.js';
 import { waitFor } from '../helpers/gateway.js';
-import { Books, CLI, spawnGateway, type GatewayProcess } from './money-helpers.js';
+import { Books, ledgerCheckCli, spawnGateway, type GatewayProcess } from './money-helpers.js';
 
 const MASTER_KEY = 'crash-test-master-key-0123456789';
 const TTL_MS = 1500;
@@ -73,26 +72,11 @@ describe('holds of a crashed gateway process', () => {
     await database?.drop();
   });
 
-  async function admin(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
-    const res = await fetch(`${url}/admin/v1${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER_KEY}` },
-      body: JSON.stringify(body),
-    });
-    const json = (await res.json()) as Record<string, unknown>;
-    if (res.status >= 300) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
-    return json;
-  }
-
   it('are released by another process after their TTL, with an expiry row each and nothing lost', async () => {
     const first = await spawnGateway(database, CONFIG, { NEMO_MASTER_KEY: MASTER_KEY });
     processes.push(first);
     books = new Books(database);
-    const org = await admin(first.url, '/orgs', { name: 'crash org' });
-    const orgId = org.id as string;
-    await admin(first.url, `/orgs/${orgId}/credits`, { amount_micros: TOPUP, idempotency_key: 'crash-topup' });
-    const { key } = await admin(first.url, `/orgs/${orgId}/keys`, { name: 'crash key', role: 'member' });
-    const authorization = `Bearer ${key as string}`;
+    const { orgId, authorization } = await fundedOrgOverHttp(adminClient(first.url, MASTER_KEY), 'crash org', TOPUP, { role: 'member' });
 
     const streams = Array.from({ length: STREAMS }, () => openStream(first.url, authorization));
     await Promise.all(streams.map((s) => s.started));
@@ -133,8 +117,7 @@ describe('holds of a crashed gateway process', () => {
     expect(after.available + Number(sums.rows[0]!.charged)).toBe(Number(sums.rows[0]!.topups));
     expect(after).toEqual({ available: TOPUP, held: 0 });
     // The operator's view agrees: `nemo ledger check` exits 0.
-    const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'ledger', 'check'], { env: { ...process.env, ...databaseEnv(database) }, timeout: 15_000 });
-    expect(JSON.parse(stdout)).toEqual({ ok: true, offending: [], offending_windows: [] });
+    await ledgerCheckCli(databaseEnv(database));
     survivor = second;
     survivorOrg = { orgId, authorization };
   }, 30_000);

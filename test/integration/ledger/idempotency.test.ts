@@ -3,15 +3,11 @@
 // adjustment below zero is refused whole, and GET credits / GET ledger show exactly that.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { adminClient, type AdminMethod } from '../../support/admin-client.js';
 import { Books } from './money-helpers.js';
 
 const MASTER_KEY = 'idempotency-test-master-key-42';
 const MODELS = [{ name: 'm', deployments: [{ provider: 'mock', model: 'm' }] }];
-
-interface Answer {
-  readonly status: number;
-  readonly json: Record<string, unknown>;
-}
 
 interface CreditAnswer {
   readonly org_id: string;
@@ -37,30 +33,23 @@ describe('credits through the admin API', () => {
   let orgId: string;
   const master = { authorization: `Bearer ${MASTER_KEY}` };
 
-  const call = async (method: string, path: string, body?: unknown, auth: Record<string, string> = master): Promise<Answer> => {
-    const res = await fetch(`${gw.url}/admin/v1${path}`, {
-      method,
-      headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-  };
+  const call = (method: AdminMethod, path: string, body?: unknown, auth: Record<string, string> = master) => adminClient(gw.url, auth).call(method, path, body);
   const credit = async (body: Record<string, unknown>): Promise<CreditAnswer> => {
     const answer = await call('POST', `/orgs/${orgId}/credits`, body);
-    expect(answer.status, JSON.stringify(answer.json)).toBe(200);
-    return answer.json as unknown as CreditAnswer;
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    return answer.body as unknown as CreditAnswer;
   };
   const available = async (): Promise<number> => {
     const answer = await call('GET', `/orgs/${orgId}/credits`);
     expect(answer.status).toBe(200);
-    expect(answer.json.held_micros).toBe(0);
-    return answer.json.available_micros as number;
+    expect(answer.body.held_micros).toBe(0);
+    return answer.body.available_micros as number;
   };
   const ledger = async (query = ''): Promise<LedgerEntry[]> => {
     const answer = await call('GET', `/orgs/${orgId}/ledger${query}`);
     expect(answer.status).toBe(200);
-    expect(answer.json.object).toBe('list');
-    return answer.json.data as LedgerEntry[];
+    expect(answer.body.object).toBe('list');
+    return answer.body.data as LedgerEntry[];
   };
 
   beforeAll(async () => {
@@ -68,7 +57,7 @@ describe('credits through the admin API', () => {
     books = new Books(gw.database);
     const org = await call('POST', '/orgs', { name: 'credits org' });
     expect(org.status).toBe(201);
-    orgId = org.json.id as string;
+    orgId = org.body.id as string;
   });
 
   afterAll(async () => {
@@ -106,7 +95,7 @@ describe('credits through the admin API', () => {
   it('twenty racing repeats of one key credit once, and all name the same entry', async () => {
     const answers = await Promise.all(Array.from({ length: 20 }, () => call('POST', `/orgs/${orgId}/credits`, { amount_micros: 7, idempotency_key: 'topup-race' })));
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
-    const bodies = answers.map((a) => a.json as unknown as CreditAnswer);
+    const bodies = answers.map((a) => a.body as unknown as CreditAnswer);
     expect(bodies.filter((b) => b.created)).toHaveLength(1);
     expect(new Set(bodies.map((b) => b.entry_id)).size).toBe(1);
     expect(await available()).toBe(2_007);
@@ -132,7 +121,7 @@ describe('credits through the admin API', () => {
     const entriesBefore = await ledger();
     const refused = await call('POST', `/orgs/${orgId}/credits`, { kind: 'adjustment', amount_micros: -2_301, idempotency_key: 'adj-too-far' });
     expect(refused.status).toBe(400);
-    expect((refused.json.error as { type: string }).type).toBe('invalid_request_error');
+    expect((refused.body.error as { type: string }).type).toBe('invalid_request_error');
     expect(await available()).toBe(2_300);
     expect(await ledger()).toEqual(entriesBefore);
     // Nothing was recorded under the key: a valid adjustment may use it now.
@@ -166,14 +155,14 @@ describe('credits through the admin API', () => {
   it('only the platform changes credits; an org admin key reads them', async () => {
     const key = await call('POST', `/orgs/${orgId}/keys`, { name: 'org admin', role: 'admin' });
     expect(key.status).toBe(201);
-    const orgAdmin = { authorization: `Bearer ${key.json.key as string}` };
+    const orgAdmin = { authorization: `Bearer ${key.body.key as string}` };
     const refused = await call('POST', `/orgs/${orgId}/credits`, { amount_micros: 1_000_000, idempotency_key: 'self-service' }, orgAdmin);
     expect(refused.status).toBe(403);
     // Another org's credits do not exist for this key.
     const other = await call('POST', `/orgs/${gw.orgId}/credits`, { amount_micros: 1, idempotency_key: 'elsewhere' }, orgAdmin);
     expect(other.status).toBe(404);
     const read = await call('GET', `/orgs/${orgId}/credits`, undefined, orgAdmin);
-    expect(read).toMatchObject({ status: 200, json: { org_id: orgId, available_micros: 2_300, held_micros: 0 } });
+    expect(read).toMatchObject({ status: 200, body: { org_id: orgId, available_micros: 2_300, held_micros: 0 } });
   });
 
   it('GET ledger pages newest first, sums to the balance, and the books check out', async () => {

@@ -12,12 +12,11 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { DatabaseConfig } from '../../../src/config/load.js';
 import { APP_ROLE, openDatabase, type Database } from '../../../src/db/database.js';
-import { migrationsDirFromHere, runMigrations } from '../../../src/db/migrate.js';
+import { CHECK_VIOLATION, INSUFFICIENT_PRIVILEGE } from '../../../src/db/sqlstate.js';
 import { AdminService } from '../../../src/tenancy/admin-service.js';
 import { seededRandom } from '../../support/seeded-random.js';
-import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../support/test-database.js';
+import { appRoleConnection, createTestDatabase, migrateTestDatabase, testDatabaseConfig, type TestDatabase } from '../../support/test-database.js';
 import {
   LedgerModel, reservationKey, type ApplyOp, type ApplyRow, type CreditKind, type Instant, type Limits, type ModelReservation, type Refusal, type TimeShift, type WindowRow,
 } from './ledger-model-rules.js';
@@ -28,8 +27,6 @@ const PROPERTY_SEED = process.env.LEDGER_PROPERTY_SEED === undefined ? undefined
 const PROPERTY_BUDGET_MS = Math.max(15_000, PROPERTY_RUNS * 1000);
 const PROPERTY_TIMEOUT_MS = PROPERTY_BUDGET_MS + 10_000;
 const TTL_MS = 3_600_000;
-const INSUFFICIENT_PRIVILEGE = '42501';
-const CHECK_VIOLATION = '23514';
 
 type CreditResult = { ok: true; entryId: number; created: boolean; available: number; held: number } | { ok: false; code: string };
 
@@ -40,9 +37,8 @@ let owner: pg.Client;
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
-  await runMigrations({ ownerUrl: testDb.url, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: TEST_APP_PASSWORD } });
-  const config = { url: testDb.url, appPassword: TEST_APP_PASSWORD, dataDir: 'unused', osUser: 'postgres', poolMax: 4, connectTimeoutMs: 5000, statementTimeoutMs: 10000 } as DatabaseConfig;
-  database = await openDatabase(config, { migrate: false });
+  await migrateTestDatabase(testDb);
+  database = await openDatabase(testDatabaseConfig(testDb), { migrate: false });
   admin = new AdminService(database, new Set());
   owner = new pg.Client({ connectionString: testDb.url, application_name: 'ledger-model-owner' });
   await owner.connect();
@@ -742,8 +738,7 @@ describe('concurrent batches', () => {
       const r = random();
       return r < 0.5 ? keys.capped : r < 0.8 ? keys.teamMate : keys.loose;
     };
-    const url = new URL(testDb.url);
-    const clients = Array.from({ length: 20 }, () => new pg.Client({ host: url.hostname, port: Number(url.port || 5432), database: testDb.name, user: APP_ROLE, password: TEST_APP_PASSWORD }));
+    const clients = Array.from({ length: 20 }, () => new pg.Client(appRoleConnection(testDb)));
     await Promise.all(clients.map((c) => c.connect()));
     try {
       let holds: ApplyOp[] = [];

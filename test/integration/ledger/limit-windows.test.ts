@@ -4,9 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APP_ROLE } from '../../../src/db/database.js';
-import { migrationsDirFromHere, runMigrations } from '../../../src/db/migrate.js';
-import { createTestDatabase, TEST_APP_PASSWORD, type TestDatabase } from '../../support/test-database.js';
+import { createTestDatabase, migrateTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
 const APPLY = 'SELECT op, amount::float8 AS amount, refusal FROM nemo.ledger_apply_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, 60000) ORDER BY op';
 
@@ -16,7 +14,7 @@ let org: string;
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
-  await runMigrations({ ownerUrl: testDb.url, migrationsDir: migrationsDirFromHere(), appRole: { name: APP_ROLE, password: TEST_APP_PASSWORD } });
+  await migrateTestDatabase(testDb);
   owner = new pg.Client(testDb.url);
   await owner.connect();
   org = randomUUID();

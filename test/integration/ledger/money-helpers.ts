@@ -1,17 +1,16 @@
 // Helpers for the ledger suites: fresh funded orgs, the books read as the database owner (no RLS),
-// and extra gateway processes (`nemo start`) on a test database, as production runs them.
-import { spawn, type ChildProcess } from 'node:child_process';
+// extra gateway processes (`nemo start`) on a test database, as production runs them, and `nemo ledger check`.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import pg from 'pg';
+import { expect } from 'vitest';
 import type { Gateway } from '../../../src/main.js';
 import { databaseEnv, type TestDatabase } from '../../support/test-database.js';
-import { PLATFORM, waitFor } from '../helpers/gateway.js';
-
-export const CLI = fileURLToPath(new URL('../../../dist/src/cli.js', import.meta.url));
+import { CLI, PLATFORM, waitFor } from '../helpers/gateway.js';
 
 export interface FundedOrg {
   readonly orgId: string;
@@ -19,11 +18,11 @@ export interface FundedOrg {
   readonly auth: { authorization: string };
 }
 
-/** A new org with exactly `micros` of credits (none when 0) and an admin key of its own. */
-export async function fundedOrg(gateway: Gateway, micros: number, name = 'ledger org'): Promise<FundedOrg> {
+/** A new org with exactly `micros` of credits (none when 0) and an admin key of its own (`keyFields` added). */
+export async function fundedOrg(gateway: Gateway, micros: number, name = 'ledger org', keyFields: Record<string, unknown> = {}): Promise<FundedOrg> {
   const org = await gateway.admin.createOrg(PLATFORM, { name });
   if (micros > 0) await gateway.admin.addCredits(PLATFORM, org.id, { amount_micros: micros, idempotency_key: `topup-${org.id}` });
-  const { key } = (await gateway.admin.createKey(PLATFORM, org.id, { name: 'ledger key', role: 'admin' })) as { key: string };
+  const { key } = (await gateway.admin.createKey(PLATFORM, org.id, { name: 'ledger key', role: 'admin', ...keyFields })) as { key: string };
   return { orgId: org.id, key, auth: { authorization: `Bearer ${key}` } };
 }
 
@@ -133,4 +132,10 @@ export async function spawnGateway(database: TestDatabase, config: Record<string
     throw new Error(`gateway process did not start:\n${out}`);
   }
   return { url: match[1]!, child, output: () => out, stop: () => finish('SIGTERM'), kill: () => finish('SIGKILL') };
+}
+
+/** `nemo ledger check` as an operator runs it: exit 0 and nothing offending. */
+export async function ledgerCheckCli(env: Record<string, string>): Promise<void> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'ledger', 'check'], { env: { ...process.env, ...env }, timeout: 30_000 });
+  expect(JSON.parse(stdout)).toEqual({ ok: true, offending: [], offending_windows: [] });
 }

@@ -1,7 +1,8 @@
-// Free loopback ports for child processes that must be told their port up front (NemoRouter reads
-// PORT from env). There is a window between close and the child's bind; on loopback it is benign.
+// Free loopback ports for processes that must be told their port before they start (embedded
+// PostgreSQL, gateways and mocks in tests and benches); the window between close and bind is benign on loopback.
 import { createServer } from 'node:net';
 
+/** A port nothing listens on at the moment: the kernel's pick for a listen on port 0. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
