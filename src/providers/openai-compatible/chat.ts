@@ -8,9 +8,14 @@ import { cachedEndpointOf } from './api.js';
 
 export function buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest {
   const body: ChatRequest = { ...request, model: deployment.model };
-  // Newer OpenAI models only take max_completion_tokens; keep whichever field the client used.
-  if (request.max_completion_tokens != null) body.max_completion_tokens = maxTokens;
-  else body.max_tokens = maxTokens;
+  // Newer OpenAI models only take max_completion_tokens; keep whichever field the client used. Only
+  // one goes up, set to the bound the hold pays for: a client's second field is never passed on.
+  if (request.max_completion_tokens != null) {
+    body.max_completion_tokens = maxTokens;
+    delete body.max_tokens;
+  } else {
+    body.max_tokens = maxTokens;
+  }
   // Always ask for usage: settlement needs it; the chunk is stripped if the client did not ask.
   if (request.stream === true) body.stream_options = { ...request.stream_options, include_usage: true };
   const { origin, path, headers } = cachedEndpointOf(deployment);
