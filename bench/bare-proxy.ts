@@ -7,8 +7,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
-import { App, us_listen_socket_close, us_socket_local_port, uwsNative } from '../src/http/uws.js';
-import type { HttpResponse, us_listen_socket } from '../src/http/uws.js';
+import type { HttpResponse } from '../src/http/server-api.js';
+import { selectHttpServer } from '../src/http/server.js';
 
 export interface BareProxyOptions {
   port: number;
@@ -182,7 +182,8 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
     keepAliveMaxTimeout: 600_000,
   });
 
-  const app = App();
+  // The same server implementation NemoRouter would pick here, so the baseline is like for like.
+  const app = httpServer().implementation.createApp();
   app.post(ROUTE, (res, req) => {
     const contentType = req.getHeader('content-type') || 'application/json';
     const authorization = req.getHeader('authorization');
@@ -231,19 +232,14 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
     respondError(res, 404, 'not found');
   });
 
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(host, options.port, (socket) => {
-      if (socket) resolve(socket);
-      else reject(new Error(`bare proxy could not listen on ${host}:${options.port}`));
-    });
-  });
-  const port = us_socket_local_port(listenSocket);
+  const port = await app.listen(host, options.port);
   return {
     port,
     url: `http://${host}:${port}`,
     async close() {
       eventLoop.disable();
-      us_listen_socket_close(listenSocket);
+      app.stopListening();
+      app.closeAll();
       await pool.close();
     },
   };
@@ -254,6 +250,12 @@ function argValue(args: string[], name: string): string | undefined {
   return index === -1 ? undefined : args[index + 1];
 }
 
+/** As NemoRouter chooses it, from the same environment variables. */
+function httpServer() {
+  const implementation = process.env.NEMO_HTTP_SERVER === 'node' ? 'node' : process.env.NEMO_HTTP_SERVER === 'uws' ? 'uws' : 'auto';
+  return selectHttpServer({ implementation, uwsBinary: process.env.NEMO_UWS_BINARY || undefined });
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const port = Number(argValue(args, '--port') ?? '0');
@@ -262,8 +264,9 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || upstream === undefined || !Number.isInteger(connections) || connections < 1) {
     throw new Error('usage: node dist/bench/bare-proxy.js --port N --upstream http://127.0.0.1:M [--connections N]');
   }
-  // A JS-fallback uWS would make the baseline meaningless; say so rather than report slow numbers.
-  if (!uwsNative) process.stderr.write('warning: uWebSockets.js native binary not loaded\n');
+  // A baseline on Node's http module is not the uWS baseline: say so rather than report slow numbers.
+  const { implementation } = httpServer();
+  if (!implementation.native) process.stderr.write(`warning: no native uWebSockets.js build loads here; the bare proxy runs on ${implementation.build}\n`);
   const proxy = await startBareProxy({ port, upstream, connections });
   process.stdout.write(`bare proxy listening on ${proxy.url}\n`);
   const stop = (): void => {

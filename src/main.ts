@@ -2,8 +2,7 @@
 import { loadConfig, type Config } from './config/load.js';
 import { openDatabase, type Database } from './db/database.js';
 import { RequestAuthenticator } from './http/authenticate.js';
-import { startHttpServer, type HttpServer } from './http/server.js';
-import { uwsImplementation, uwsNative } from './http/uws.js';
+import { selectHttpServer, startHttpServer, type HttpServer } from './http/server.js';
 import { log } from './log.js';
 import { enableOrgTopN, httpServerInfo, reportPool, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
@@ -23,6 +22,8 @@ import { WorkerPool } from './workers/pool.js';
 export interface Gateway {
   readonly port: number;
   readonly config: Config;
+  /** The HTTP server: its implementation (uWebSockets.js build or Node http) and shutdown. */
+  readonly httpServer: HttpServer;
   readonly db: Database;
   readonly admin: AdminService;
   readonly keys: KeyAuthenticator;
@@ -37,10 +38,13 @@ export interface GatewayOptions {
 }
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
-  httpServerInfo.set({ implementation: uwsImplementation }, 1);
-  uwsNativeGauge.set(uwsNative ? 1 : 0);
-  if (uwsNative) log.info('uWebSockets.js: native binary in use');
-  else log.warn('uWebSockets.js: native binary unavailable for this platform/Node, using the slow JS fallback', { platform: process.platform, arch: process.arch, abi: process.versions.modules });
+  const { implementation, skipped } = selectHttpServer(config.server);
+  httpServerInfo.set({ implementation: implementation.name, build: implementation.build }, 1);
+  uwsNativeGauge.set(implementation.native ? 1 : 0);
+  const runtime = { platform: process.platform, arch: process.arch, node: process.versions.node, abi: process.versions.modules };
+  if (implementation.native) log.info('http server: uWebSockets.js', { build: implementation.build, ...runtime });
+  else if (config.server.implementation === 'node') log.info('http server: Node http module (server.implementation is "node")', { build: implementation.build });
+  else log.warn('http server: no native uWebSockets.js build loads here; serving with Node\'s http module, which is slower', { ...runtime, skipped });
 
   const db = options.db ?? (await openDatabase(config.database));
   const ownsDb = options.db === undefined;
@@ -75,7 +79,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     await keys.startListening();
     ledger.startSweeper();
     await partitions.start(); // never throws: a failed run is logged and retried
-    server = await startHttpServer({ config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, db, requestLog, exports: { batchRows: logs.exportBatchRows, maxConcurrent: logs.maxConcurrentExports, stalledClientTimeoutMs: config.server.stalledClientTimeoutMs }, readinessChecks });
+    server = await startHttpServer({ implementation, config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, db, requestLog, exports: { batchRows: logs.exportBatchRows, maxConcurrent: logs.maxConcurrentExports, stalledClientTimeoutMs: config.server.stalledClientTimeoutMs }, readinessChecks });
   } catch (err) {
     await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close(), requestLog.close(0), partitions.close()]);
     if (ownsDb) await db.close();
@@ -84,6 +88,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   let closing: Promise<void> | undefined;
   return {
     port: server.port,
+    httpServer: server,
     config,
     db,
     admin,

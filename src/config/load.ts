@@ -140,6 +140,8 @@ function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown 
   intFromEnv('NEMO_MAX_BODY_BYTES', 'maxBodyBytes');
   intFromEnv('NEMO_SHUTDOWN_GRACE_MS', 'shutdownGraceMs');
   if (env.HOST) server.host = env.HOST;
+  if (env.NEMO_HTTP_SERVER) server.implementation = env.NEMO_HTTP_SERVER;
+  if (env.NEMO_UWS_BINARY) server.uwsBinary = env.NEMO_UWS_BINARY;
   return { ...obj, server };
 }
 

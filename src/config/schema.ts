@@ -75,6 +75,14 @@ export const configFileSchema = z.strictObject({
       shutdownGraceMs: nonNegativeInt.default(30_000),
       /** A client that keeps a stream unread this long while the gateway holds data for it is cut off. */
       stalledClientTimeoutMs: positiveInt.default(60_000),
+      /**
+       * The HTTP server: `auto` takes the first native uWebSockets.js build that loads on this
+       * platform and Node, else Node's own http module; `uws` refuses to start without a native
+       * build; `node` always uses Node's http module.
+       */
+      implementation: z.enum(['auto', 'uws', 'node']).default('auto'),
+      /** A uWebSockets.js binary (`.node`) of your own, tried before the bundled builds. */
+      uwsBinary: z.string().min(1).optional(),
     })
     .prefault({}),
   upstream: z

@@ -3,7 +3,7 @@
 // larger ones are copied into one buffer that grows with what arrived (a declared length is a
 // ceiling, never an allocation: a client that declares 4 MiB and sends one byte costs one chunk).
 import { GatewayError } from '../errors/gateway-error.js';
-import type { HttpResponse } from './uws.js';
+import type { HttpResponse } from './server-api.js';
 
 /** The first buffer of a body that arrives in pieces; it doubles from there, up to the declared length. */
 const FIRST_BUFFER_BYTES = 16 * 1024;

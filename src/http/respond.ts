@@ -3,7 +3,7 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import { errorJson, statusLine } from './error-response.js';
-import type { HttpResponse } from './uws.js';
+import type { HttpResponse } from './server-api.js';
 
 export const JSON_TYPE = 'application/json';
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;

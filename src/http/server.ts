@@ -1,5 +1,6 @@
-// The uWebSockets.js application: route table, listen, and graceful shutdown (stop accepting,
-// let in-flight requests finish until a deadline, then cut them with a typed error).
+// The HTTP application: the server implementation (a native uWebSockets.js build, else Node's
+// http module), the route table, listen, and graceful shutdown (stop accepting, let in-flight
+// requests finish until a deadline, then cut them with a typed error).
 import type { Config } from '../config/load.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
@@ -23,7 +24,9 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerExportRoutes, type ExportOptions } from './routes/exports.js';
 import type { Database } from '../db/database.js';
 import type { RequestLogWriter } from '../logs/request-log.js';
-import { App, us_listen_socket_close, us_socket_local_port, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
+import { nodeHttpImplementation } from './node-server.js';
+import { ROUTE_METHODS, type HttpApp, type HttpRequest, type HttpResponse, type HttpServerImplementation, type RouteHandler, type RouteTable } from './server-api.js';
+import { loadUws, uwsImplementation } from './uws-server.js';
 
 export interface HttpServerDeps {
   readonly config: Config;
@@ -39,10 +42,33 @@ export interface HttpServerDeps {
   readonly requestLog: RequestLogWriter;
   readonly exports?: Partial<ExportOptions>;
   readonly readinessChecks?: readonly ReadinessCheck[];
+  /** Chosen by selectHttpServer from config.server when not given. */
+  readonly implementation?: HttpServerImplementation;
+}
+
+export interface SelectedHttpServer {
+  readonly implementation: HttpServerImplementation;
+  /** Native builds that did not load here, and why. */
+  readonly skipped: readonly string[];
+}
+
+/**
+ * `auto`: the first native uWebSockets.js build that loads, else Node's http module; `uws`: a
+ * native build or an error; `node`: Node's http module.
+ */
+export function selectHttpServer(server: Pick<Config['server'], 'implementation' | 'uwsBinary'>): SelectedHttpServer {
+  if (server.implementation === 'node') return { implementation: nodeHttpImplementation, skipped: [] };
+  const { loaded, skipped } = loadUws(server.uwsBinary);
+  if (loaded !== undefined) return { implementation: uwsImplementation(loaded), skipped };
+  if (server.implementation === 'uws') {
+    throw new Error(`server.implementation is "uws" but no uWebSockets.js build loads on ${process.platform}-${process.arch}, Node ${process.versions.node}: ${skipped.join('; ')}`);
+  }
+  return { implementation: nodeHttpImplementation, skipped };
 }
 
 export interface HttpServer {
   readonly port: number;
+  readonly implementation: HttpServerImplementation;
   /** Stops accepting, waits for in-flight requests up to graceMs, then cuts the rest. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -71,7 +97,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
   const inflight = new Inflight();
   let draining = false;
   const isDraining = () => draining;
-  const app = App();
+  const implementation = deps.implementation ?? selectHttpServer(deps.config.server).implementation;
+  const app = implementation.createApp();
   // Every route goes through the framing guard; listen and close stay on the app itself.
   const routes = refusingAmbiguousFraming(app);
 
@@ -97,17 +124,15 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
   });
 
   const { host, port } = deps.config.server;
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
-  });
-  const boundPort = us_socket_local_port(listenSocket);
+  const boundPort = await app.listen(host, port);
 
   return {
     port: boundPort,
+    implementation,
     async shutdown(graceMs: number): Promise<void> {
       if (draining) return;
       draining = true;
-      us_listen_socket_close(listenSocket);
+      app.stopListening();
       log.info('draining', { inflight: inflight.exchanges.size, graceMs });
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), graceMs)));
@@ -117,7 +142,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
         log.warn('shutdown deadline passed, cutting in-flight requests', { inflight: inflight.exchanges.size });
         for (const exchange of [...inflight.exchanges]) exchange.cutForShutdown();
       }
-      closeApp(app);
+      app.closeAll();
     },
   };
 }
@@ -131,7 +156,6 @@ function methodNotAllowed(allowed: readonly string[]) {
   };
 }
 
-const ROUTE_METHODS: ReadonlySet<PropertyKey> = new Set(['get', 'post', 'patch', 'put', 'del', 'options', 'head', 'connect', 'trace', 'any']);
 const DIGITS = /^[0-9]+$/;
 let contentLengths = 0;
 let transferEncodings = 0;
@@ -163,30 +187,20 @@ function hasAmbiguousFraming(req: HttpRequest): boolean {
 }
 
 /** The app as route tables see it: every handler registered through it checks the framing first. */
-function refusingAmbiguousFraming(app: TemplatedApp): TemplatedApp {
-  const guard = (handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
+function refusingAmbiguousFraming(app: HttpApp): RouteTable {
+  const guard = (handler: RouteHandler): RouteHandler => (res, req) => {
     if (hasAmbiguousFraming(req)) {
       res.close();
       return;
     }
     handler(res, req);
   };
-  const facade: TemplatedApp = new Proxy(app, {
-    get(target, prop) {
-      const value: unknown = Reflect.get(target, prop);
-      if (typeof value !== 'function') return value;
-      if (!ROUTE_METHODS.has(prop)) return value.bind(target);
-      return (pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void) => {
-        value.call(target, pattern, guard(handler));
-        return facade;
-      };
-    },
-  });
-  return facade;
-}
-
-/** Closes every socket of the app (available in the native build; the JS fallback exits with the process). */
-function closeApp(app: TemplatedApp): void {
-  const close = (app as { close?: () => void }).close;
-  if (typeof close === 'function') close.call(app);
+  const table = {} as Record<keyof RouteTable, (pattern: string, handler: RouteHandler) => RouteTable>;
+  for (const method of ROUTE_METHODS) {
+    table[method] = (pattern, handler) => {
+      app[method](pattern, guard(handler));
+      return table;
+    };
+  }
+  return table;
 }

@@ -5,7 +5,7 @@
 import type { GatewayError } from '../errors/gateway-error.js';
 import { sseErrorFrame } from './error-response.js';
 import { JSON_TYPE, logServerFault, sendError } from './respond.js';
-import type { HttpResponse } from './uws.js';
+import type { HttpResponse } from './server-api.js';
 
 export const SSE_TYPE = 'text/event-stream';
 

@@ -7,14 +7,14 @@ collectDefaultMetrics({ register: registry, prefix: 'nemo_' });
 
 export const httpServerInfo = new Gauge({
   name: 'nemo_http_server_info',
-  help: 'The HTTP server in use: implementation="native" is uWebSockets.js, "js-fallback" its slow JS fallback.',
-  labelNames: ['implementation'] as const,
+  help: 'The HTTP server in use: implementation="uws" (a native uWebSockets.js build, named by build) or "node" (Node\'s http module, slower).',
+  labelNames: ['implementation', 'build'] as const,
   registers: [registry],
 });
 
 export const uwsNativeGauge = new Gauge({
   name: 'nemo_uws_native',
-  help: '1 when uWebSockets.js runs its native binary, 0 when it fell back to the JS implementation.',
+  help: '1 when a native uWebSockets.js build serves HTTP, 0 when Node\'s http module does (slower).',
   registers: [registry],
 });
 

@@ -15,6 +15,7 @@ import { startGateway, type Gateway } from '../../src/main.js';
 import { mockDispatcherFor } from '../../src/providers/mock/index.js';
 import { fundedOrg, ledgerCheckCli } from '../integration/ledger/money-helpers.js';
 import { SOAK, auditBooks, chat, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
+import { HTTP_SERVER_ENV } from '../support/http-server-env.js';
 
 const APP_PASSWORD = 'nemo_app_chaos_outage_password';
 const IN = 1;
@@ -47,7 +48,7 @@ describe('chaos: PostgreSQL outage', () => {
     pgPort = Number(new URL(pg.ownerUrl).port);
     const config = buildConfig(
       { server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, ledger: { reservationTtlMs: 120_000 }, models: MODELS },
-      { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: APP_PASSWORD },
+      { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: APP_PASSWORD, ...HTTP_SERVER_ENV },
       'test',
     );
     gateway = await startGateway(config);
@@ -224,7 +225,7 @@ describe('chaos: PostgreSQL outage', () => {
       for (let i = 0; i < 2; i++) {
         const config = buildConfig(
           { server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, ...short, models: MODELS },
-          { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: APP_PASSWORD },
+          { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: APP_PASSWORD, ...HTTP_SERVER_ENV },
           'test',
         );
         instances.push(await startGateway(config));

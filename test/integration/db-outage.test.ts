@@ -11,6 +11,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import { startGateway, type Gateway } from '../../src/main.js';
 import { PLATFORM, waitFor } from './helpers/gateway.js';
 import { fundedOrg } from './ledger/money-helpers.js';
+import { HTTP_SERVER_ENV } from '../support/http-server-env.js';
 
 describe('database outage', () => {
   let dataDir: string;
@@ -25,7 +26,7 @@ describe('database outage', () => {
     pg = await startEmbeddedPostgres({ dataDir });
     const config = buildConfig(
       { server: { host: '127.0.0.1', port: 0 }, models: [{ name: 'm', deployments: [{ provider: 'mock', model: 'm', inputPricePerMTok: 1, outputPricePerMTok: 1, mock: { completionTokens: 2 } }] }] },
-      { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: 'nemo_app_outage_password' },
+      { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: 'nemo_app_outage_password', ...HTTP_SERVER_ENV },
       'test',
     );
     gateway = await startGateway(config);

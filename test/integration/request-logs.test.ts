@@ -10,7 +10,8 @@ import { openDatabase, type Database } from '../../src/db/database.js';
 import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE } from '../../src/db/sqlstate.js';
 import { RequestAuthenticator } from '../../src/http/authenticate.js';
 import { exportStats, registerExportRoutes } from '../../src/http/routes/exports.js';
-import { App, us_listen_socket_close, us_socket_local_port, type TemplatedApp, type us_listen_socket } from '../../src/http/uws.js';
+import type { HttpApp } from '../../src/http/server-api.js';
+import { selectHttpServer } from '../../src/http/server.js';
 import { RequestLogPartitions } from '../../src/logs/partitions.js';
 import { RequestLogWriter, type RequestLogEntry } from '../../src/logs/request-log.js';
 import { AdminService } from '../../src/tenancy/admin-service.js';
@@ -27,8 +28,7 @@ let db: Database;
 let owner: pg.Pool;
 let admin: AdminService;
 let keys: KeyAuthenticator;
-let app: TemplatedApp;
-let listenSocket: us_listen_socket;
+let app: HttpApp | undefined;
 let baseUrl: string;
 let port: number;
 /** The database's UTC day, as the partition functions see it. */
@@ -88,16 +88,16 @@ beforeAll(async () => {
   const { rows } = await owner.query<{ day: string }>("SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day");
   today = new Date(`${rows[0]!.day}T00:00:00Z`);
 
-  app = App();
+  app = selectHttpServer({ implementation: process.env.NEMO_HTTP_SERVER === 'node' ? 'node' : 'auto' }).implementation.createApp();
   registerExportRoutes(app, { admin, auth: new RequestAuthenticator(keys, MASTER_KEY), db, exports: { stalledClientTimeoutMs: 3_000 } });
   app.any('/*', (res) => void res.writeStatus('404 Not Found').end());
-  listenSocket = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('cannot listen')))));
-  port = us_socket_local_port(listenSocket);
+  port = await app.listen('127.0.0.1', 0);
   baseUrl = `http://127.0.0.1:${port}`;
 });
 
 afterAll(async () => {
-  if (listenSocket) us_listen_socket_close(listenSocket);
+  app?.stopListening();
+  app?.closeAll();
   (app as unknown as { close?: () => void } | undefined)?.close?.();
   await keys?.close();
   await owner?.end();

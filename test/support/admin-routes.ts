@@ -2,7 +2,7 @@
 // tables themselves, so a route added later is fuzzed and put through the security matrices too.
 import { registerAdminRoutes, type AdminRouteDeps } from '../../src/http/routes/admin.js';
 import { registerExportRoutes, type ExportRouteDeps } from '../../src/http/routes/exports.js';
-import type { TemplatedApp } from '../../src/http/uws.js';
+import type { RouteTable } from '../../src/http/server-api.js';
 import type { AdminMethod } from './admin-client.js';
 
 export interface AdminRoute {
@@ -22,7 +22,7 @@ export function adminRoutes(): AdminRoute[] {
     return app;
   };
   // Registration only builds handlers; no dependency is touched until a request arrives.
-  const app = { get: record('GET'), post: record('POST'), patch: record('PATCH') } as unknown as TemplatedApp;
+  const app = { get: record('GET'), post: record('POST'), patch: record('PATCH') } as unknown as RouteTable;
   const deps = {} as AdminRouteDeps & ExportRouteDeps;
   registerAdminRoutes(app, deps);
   registerExportRoutes(app, deps);

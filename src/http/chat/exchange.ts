@@ -23,7 +23,7 @@ import type { WorkerPool } from '../../workers/pool.js';
 import type { AuthOutcome } from '../authenticate.js';
 import { JSON_TYPE } from '../respond.js';
 import { SSE_TYPE, SseWriter, type ResponseHead } from '../sse-writer.js';
-import type { HttpResponse } from '../uws.js';
+import type { HttpResponse } from '../server-api.js';
 import { ClientGoneError, type UpstreamAttempt } from '../upstream-attempt.js';
 import { abandon, admit, readChatBody, type Admitted, type ChatBody, type Refused } from './admission.js';
 import { checkAnswer, parseAnswer } from './guardrail-checks.js';

@@ -9,7 +9,7 @@ import type { RequestAuthenticator } from '../authenticate.js';
 import { readBody } from '../body-reader.js';
 import { isJsonContentType, sendError, sendJson } from '../respond.js';
 import { requestIdFrom } from '../request-id.js';
-import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
+import type { HttpRequest, HttpResponse, RouteTable } from '../server-api.js';
 
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
 
@@ -31,7 +31,7 @@ export interface AdminRouteDeps {
 }
 
 /** Registers every admin route on the app; returns the paths, for the 405 fallbacks. */
-export function registerAdminRoutes(app: TemplatedApp, deps: AdminRouteDeps): Map<string, Method[]> {
+export function registerAdminRoutes(app: RouteTable, deps: AdminRouteDeps): Map<string, Method[]> {
   const { admin } = deps;
   const routes: Array<[Method, string, number, Handler]> = [
     ['post', '/admin/v1/orgs', 201, ({ caller, body }) => admin.createOrg(caller, body)],
@@ -70,7 +70,7 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
   const takesBody = method !== 'get' && !path.endsWith('/revoke');
   return (res: HttpResponse, req: HttpRequest): void => {
     const requestId = requestIdFrom(req.getHeader('x-request-id'));
-    const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i));
+    const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
     const query = Object.fromEntries(new URLSearchParams(req.getQuery() ?? ''));
     const contentType = req.getHeader('content-type');
     const contentLength = req.getHeader('content-length');

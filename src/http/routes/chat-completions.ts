@@ -6,7 +6,7 @@ import { readBody } from '../body-reader.js';
 import { isJsonContentType } from '../respond.js';
 import { ChatExchange, type ChatDeps } from '../chat/exchange.js';
 import { requestIdFrom } from '../request-id.js';
-import type { HttpRequest, HttpResponse } from '../uws.js';
+import type { HttpRequest, HttpResponse } from '../server-api.js';
 
 
 export interface ChatRouteDeps extends ChatDeps {

@@ -12,7 +12,7 @@ import type { AdminService } from '../../tenancy/admin-service.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { sendError } from '../respond.js';
 import { requestIdFrom } from '../request-id.js';
-import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
+import type { HttpRequest, HttpResponse, RouteTable } from '../server-api.js';
 
 export interface ExportOptions {
   /** Rows read from the cursor per batch (one write each). */
@@ -41,7 +41,7 @@ const ROUTES: ReadonlyArray<[path: string, kind: ExportKind]> = [
 ];
 
 /** Registers the export routes; returns their paths and methods, for the 405 fallbacks. */
-export function registerExportRoutes(app: TemplatedApp, deps: ExportRouteDeps): Map<string, Array<'get'>> {
+export function registerExportRoutes(app: RouteTable, deps: ExportRouteDeps): Map<string, Array<'get'>> {
   const options = { ...EXPORT_DEFAULTS, ...deps.exports };
   const paths = new Map<string, Array<'get'>>();
   for (const [path, kind] of ROUTES) {

@@ -2,7 +2,7 @@
 // is not draining; load balancers take an instance out on 503.
 import { sendJson } from '../respond.js';
 import { requestIdFrom } from '../request-id.js';
-import type { HttpRequest, HttpResponse } from '../uws.js';
+import type { HttpRequest, HttpResponse } from '../server-api.js';
 
 export interface ReadinessCheck {
   readonly name: string;

@@ -5,7 +5,7 @@ import { GatewayError } from '../../errors/gateway-error.js';
 import { beginScrape, registry } from '../../metrics/registry.js';
 import { requestIdFrom } from '../request-id.js';
 import { sendError } from '../respond.js';
-import type { HttpRequest, HttpResponse } from '../uws.js';
+import type { HttpRequest, HttpResponse } from '../server-api.js';
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 

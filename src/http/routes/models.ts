@@ -5,7 +5,7 @@ import { GatewayError, toGatewayError } from '../../errors/gateway-error.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { sendError, sendJson } from '../respond.js';
 import { requestIdFrom } from '../request-id.js';
-import type { HttpRequest, HttpResponse } from '../uws.js';
+import type { HttpRequest, HttpResponse } from '../server-api.js';
 
 export function modelsRoute(config: Config, auth: RequestAuthenticator) {
   const created = Math.floor(Date.now() / 1000);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GatewayError } from '../../../src/errors/gateway-error.js';
 import { JSON_TYPE } from '../../../src/http/respond.js';
 import { SSE_TYPE, SseWriter, type Pausable, type ResponseHead } from '../../../src/http/sse-writer.js';
-import type { HttpResponse } from '../../../src/http/uws.js';
+import type { HttpResponse } from '../../../src/http/server-api.js';
 
 type Chunk = Parameters<HttpResponse['write']>[0];
 
