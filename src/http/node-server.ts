@@ -35,10 +35,11 @@ class NodeApp implements HttpApp {
   private readonly sockets = new Set<Socket>();
 
   constructor() {
-    // A request must arrive whole within the idle bound, headers and body, as with uWS: a client
-    // trickling either is cut off. Checked every second instead of Node's default 30 s.
+    // Headers must arrive within the idle bound, as with uWS (checked every second instead of Node's
+    // default 30 s); a body too (dispatch). Node's requestTimeout is not used: it can cut a long
+    // response too.
     this.server = http.createServer(
-      { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: IDLE_TIMEOUT_MS, requestTimeout: IDLE_TIMEOUT_MS, keepAliveTimeout: IDLE_TIMEOUT_MS, connectionsCheckingInterval: 1_000 },
+      { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: IDLE_TIMEOUT_MS, requestTimeout: 0, keepAliveTimeout: IDLE_TIMEOUT_MS, connectionsCheckingInterval: 1_000 },
       (req, res) => this.dispatch(req, res),
     );
     // Refused framing, an oversized head, a malformed request: closed without an answer.
@@ -108,6 +109,12 @@ class NodeApp implements HttpApp {
   }
 
   private dispatch(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // A body trickled (or never sent) past the idle bound cuts the connection, as uWS does.
+    const bodyTimer = setTimeout(() => {
+      if (!req.complete) req.socket.destroy();
+    }, IDLE_TIMEOUT_MS);
+    req.once('end', () => clearTimeout(bodyTimer));
+    res.once('close', () => clearTimeout(bodyTimer));
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
