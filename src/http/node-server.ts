@@ -13,8 +13,11 @@ export const nodeHttpImplementation: HttpServerImplementation = {
   createApp: () => new NodeApp(),
 };
 
-/** uWS's limits, kept so both servers refuse the same things. */
-const MAX_HEADER_BYTES = 4 * 1024;
+/**
+ * A request head larger than this is refused. uWS takes up to 4 KiB of headers arriving in pieces
+ * and far more in one packet; Node cannot tell the two apart, so 8 KiB, nginx's default.
+ */
+const MAX_HEADER_BYTES = 8 * 1024;
 /** An idle or trickling connection is closed after this (uWS: about 10 s). */
 const IDLE_TIMEOUT_MS = 10_000;
 
@@ -136,7 +139,8 @@ class NodeApp implements HttpApp {
 
 function matchRoute(route: Route, parts: readonly string[]): string[] | undefined {
   const { segments } = route;
-  if (route.wildcard ? parts.length < segments.length : parts.length !== segments.length) return undefined;
+  // A trailing /* needs a segment after its prefix: /w/* answers /w/ and /w/x, not /w (as uWS).
+  if (route.wildcard ? parts.length <= segments.length : parts.length !== segments.length) return undefined;
   const params: string[] = [];
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i]!;
@@ -206,11 +210,18 @@ class NodeResponse implements HttpResponse {
     private readonly req: http.IncomingMessage,
     private readonly res: http.ServerResponse,
   ) {
-    res.once('close', () => {
-      if (this.done) return;
+    // The socket's close, not only the response's: a pipelined request's response waits behind
+    // the one before it, and Node tells only that one when the client goes.
+    const socket = req.socket;
+    const onClose = (): void => {
+      socket.off('close', onClose);
+      if (this.done || this.aborted) return;
       this.aborted = true;
       this.abortHandler?.();
-    });
+    };
+    res.once('close', onClose);
+    socket.once('close', onClose);
+    res.once('finish', () => socket.off('close', onClose));
   }
 
   cork(write: () => void): this {
@@ -246,7 +257,11 @@ class NodeResponse implements HttpResponse {
   end(body?: Body, closeConnection = false): this {
     if (this.aborted || this.done) return this;
     this.done = true;
-    if (closeConnection) this.headers.push(['connection', 'close']);
+    if (closeConnection) {
+      this.headers.push(['connection', 'close']);
+      // Once the head is out, the header cannot say it: close the socket after the last byte.
+      if (this.headSent) this.res.once('finish', () => this.req.socket.end());
+    }
     this.sendHead(this.headSent ? undefined : body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
     if (body === undefined) this.res.end();
     else this.res.end(body);

@@ -139,5 +139,7 @@ class UwsApp implements HttpApp {
   closeAll(): void {
     // In every native build; missing from the 20.30 build's type declarations.
     (this.app as Uws.TemplatedApp & { close(): void }).close();
+    // close() closed the listen socket too: closing it again would crash the process.
+    this.listenSocket = undefined;
   }
 }
