@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     const mockUrl = `http://${HOST}:${mockPort}`;
     const config = join(dir, 'config.json');
     await writeFile(config, JSON.stringify({ models: [{ name: 'bench-model', deployments: [{ provider: 'openai-compatible', model: 'mock', baseUrl: `${mockUrl}/v1` }] }] }));
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: config, NEMO_DATA_DIR: join(dir, 'nemo-data') };
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(nemoPort), HOST, NEMO_CONFIG: config, NEMO_DATA_DIR: join(dir, 'nemo-data'), NEMO_DRAIN_DELAY_MS: '0' };
     delete env.NEMO_MASTER_KEY;
     delete env.DATABASE_URL;
     const nemo = spawnChild('nemo', [cli, 'start'], env);

@@ -63,7 +63,7 @@ async function startGateway(run: Run, ports: { mock: number; nemo: number }, met
   await waitForLine(mock, /mock upstream listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS);
   const upstream = { provider: 'openai-compatible', model: 'mock', baseUrl: `http://${HOST}:${ports.mock}/v1`, maxOutputTokens: 4096 };
   const config = {
-    server: { shutdownGraceMs: 2000 },
+    server: { shutdownGraceMs: 2000, drainDelayMs: 0 },
     upstream: DASHBOARD_UPSTREAM_CONFIG,
     metrics: DASHBOARD_METRICS_CONFIG,
     models: [

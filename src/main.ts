@@ -109,28 +109,27 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
 /** `nemo start`: runs until SIGTERM/SIGINT, then drains. */
 export async function runGateway(): Promise<void> {
   const config = loadConfig();
-  if (config.masterKey === undefined) log.warn('no master key set (NEMO_MASTER_KEY): the admin API accepts org admin keys only; organizations cannot be created over HTTP');
-  const gateway = await startGateway(config);
-  const demo = gateway.db.kind === 'embedded' && config.auth.demoOrg ? await ensureDemoKey(gateway.admin, config.database.dataDir, config.ledger.demoCreditsMicros) : undefined;
-  const { host } = config.server;
-  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  const models = [...config.models.keys()];
-  log.info('listening', { host, port: gateway.port, models, source: config.source });
-  const keyHeader = demo ? `-H 'authorization: Bearer ${demo.key}'` : `-H "authorization: Bearer $NEMO_API_KEY"`;
-  process.stdout.write(
-    `NemoRouter listening on http://${shownHost}:${gateway.port} (models from ${config.source})\n` +
-      (demo?.created ? `Created a demo organization with an admin API key (kept in ${config.database.dataDir}/demo-key):\n  ${demo.key}\n` : '') +
-      `Try it:\n  curl http://${shownHost}:${gateway.port}/v1/chat/completions -H 'content-type: application/json' ${keyHeader}` +
-      ` -d '{"model":"${models[0]}","messages":[{"role":"user","content":"Hello"}],"stream":true}'\n`,
-  );
+  // Signals are taken from the start: one that arrives while the gateway starts (the embedded
+  // PostgreSQL, migrations) stops it once it is up, so no child process outlives it.
   let signals = 0;
+  let stop: ((signal: NodeJS.Signals) => void) | undefined;
+  let pendingSignal: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
       log.warn('second signal, exiting now', { signal });
       process.exit(1);
     }
-    log.info('shutting down', { signal, graceMs: config.server.shutdownGraceMs });
+    if (stop === undefined) pendingSignal = signal;
+    else stop(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  if (config.masterKey === undefined) log.warn('no master key set (NEMO_MASTER_KEY): the admin API accepts org admin keys only; organizations cannot be created over HTTP');
+  const gateway = await startGateway(config);
+  stop = (signal) => {
+    log.info('shutting down', { signal, graceMs: config.server.shutdownGraceMs, drainDelayMs: config.server.drainDelayMs });
     void gateway.close().then(
       () => {
         log.info('stopped');
@@ -142,6 +141,29 @@ export async function runGateway(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  if (pendingSignal !== undefined) return stop(pendingSignal);
+
+  const demo = gateway.db.kind === 'embedded' && config.auth.demoOrg ? await ensureDemoKey(gateway.admin, config.database.dataDir, config.ledger.demoCreditsMicros) : undefined;
+  const { host } = config.server;
+  const everyInterface = host === '0.0.0.0' || host === '::';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${gateway.port}`;
+  // A wildcard address is not one to call: the examples use loopback.
+  const callUrl = everyInterface ? `http://127.0.0.1:${gateway.port}` : url;
+  const models = [...config.models.keys()];
+  log.info('listening', { host, port: gateway.port, models, source: config.source });
+  if (!isLoopback(host) && config.metricsToken === undefined) {
+    log.warn('/metrics is open to every client that can reach this address: set NEMO_METRICS_TOKEN, or listen on loopback (HOST=127.0.0.1)', { host, port: gateway.port });
+  }
+  const keyHeader = demo ? `-H 'authorization: Bearer ${demo.key}'` : `-H "authorization: Bearer $NEMO_API_KEY"`;
+  process.stdout.write(
+    `NemoRouter listening on ${url}${everyInterface ? ' (every interface)' : ''} (models from ${config.source})\n` +
+      (demo?.created ? `Created a demo organization with an admin API key (kept in ${config.database.dataDir}/demo-key):\n  ${demo.key}\n` : '') +
+      `Try it:\n  curl ${callUrl}/v1/chat/completions -H 'content-type: application/json' ${keyHeader}` +
+      ` -d '{"model":"${models[0]}","messages":[{"role":"user","content":"Hello"}],"stream":true}'\n`,
+  );
+}
+
+/** Only this host can reach it: 127.0.0.0/8, ::1, localhost. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -59,7 +59,8 @@ export function nemoConfig(mockOrigin: string, connectionsPerOrigin: number): Re
     { name: modelFor(profile, true), deployments: [deployment(profile, false)] },
   ]);
   return {
-    server: { shutdownGraceMs: 2000 },
+    // The bench stops nemo when it is done: no load balancer to tell.
+    server: { shutdownGraceMs: 2000, drainDelayMs: 0 },
     upstream: { connectionsPerOrigin },
     auth: { demoOrg: false },
     models,

@@ -139,9 +139,11 @@ function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown 
   intFromEnv('PORT', 'port');
   intFromEnv('NEMO_MAX_BODY_BYTES', 'maxBodyBytes');
   intFromEnv('NEMO_SHUTDOWN_GRACE_MS', 'shutdownGraceMs');
+  intFromEnv('NEMO_DRAIN_DELAY_MS', 'drainDelayMs');
   if (env.HOST) server.host = env.HOST;
   if (env.NEMO_HTTP_SERVER) server.implementation = env.NEMO_HTTP_SERVER;
   if (env.NEMO_UWS_BINARY) server.uwsBinary = env.NEMO_UWS_BINARY;
+  if (env.NEMO_REUSE_PORT) server.reusePort = env.NEMO_REUSE_PORT === '1' || env.NEMO_REUSE_PORT === 'true';
   return { ...obj, server };
 }
 

@@ -73,6 +73,11 @@ export const configFileSchema = z.strictObject({
       maxBodyBytes: positiveInt.default(4 * 1024 * 1024),
       /** How long in-flight requests may run after SIGTERM before they are cut. */
       shutdownGraceMs: nonNegativeInt.default(30_000),
+      /**
+       * After SIGTERM, how long the listener stays open answering /readyz and new requests with 503
+       * (and `Connection: close`), so load balancers see the drain before connections are refused.
+       */
+      drainDelayMs: nonNegativeInt.default(5_000),
       /** A client that keeps a stream unread this long while the gateway holds data for it is cut off. */
       stalledClientTimeoutMs: positiveInt.default(60_000),
       /**
@@ -81,6 +86,11 @@ export const configFileSchema = z.strictObject({
        * build; `node` always uses Node's http module.
        */
       implementation: z.enum(['auto', 'uws', 'node']).default('auto'),
+      /**
+       * Share the port with other processes that ask for it too (SO_REUSEPORT), to run several
+       * gateways on one host; off, a port in use fails the start.
+       */
+      reusePort: z.boolean().default(false),
       /** A uWebSockets.js binary (`.node`) of your own, tried before the bundled builds. */
       uwsBinary: z.string().min(1).optional(),
     })

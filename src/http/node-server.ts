@@ -78,11 +78,12 @@ class NodeApp implements HttpApp {
     return this.add('any', pattern, handler);
   }
 
-  listen(host: string, port: number): Promise<number> {
+  listen(host: string, port: number, options: { readonly reusePort?: boolean } = {}): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
       this.server.once('error', onError);
-      this.server.listen({ host, port, exclusive: true }, () => {
+      // reusePort needs Node >= 22.12; older versions ignore it, and a port in use stays refused.
+      this.server.listen({ host, port, exclusive: true, reusePort: options.reusePort === true } as net.ListenOptions, () => {
         this.server.off('error', onError);
         resolve((this.server.address() as { port: number }).port);
       });

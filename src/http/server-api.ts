@@ -56,8 +56,11 @@ export type RouteMethod = keyof RouteTable;
 export const ROUTE_METHODS: readonly RouteMethod[] = ['get', 'post', 'patch', 'put', 'del', 'any'];
 
 export interface HttpApp extends RouteTable {
-  /** Resolves with the bound port; rejects when the address cannot be had (in use, not local). */
-  listen(host: string, port: number): Promise<number>;
+  /**
+   * Resolves with the bound port; rejects when the address cannot be had (in use, not local).
+   * `reusePort`: share the port with other processes that ask for it too (SO_REUSEPORT).
+   */
+  listen(host: string, port: number, options?: { readonly reusePort?: boolean }): Promise<number>;
   /** Stops accepting connections; open ones go on. */
   stopListening(): void;
   /** Closes every connection still open. */

@@ -46,6 +46,11 @@ export interface HttpServerDeps {
   readonly implementation?: HttpServerImplementation;
 }
 
+/** The address could not be had (in use, not this host's): the message says all. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
+
 export interface SelectedHttpServer {
   readonly implementation: HttpServerImplementation;
   /** Native builds that did not load here, and why. */
@@ -69,8 +74,11 @@ export function selectHttpServer(server: Pick<Config['server'], 'implementation'
 export interface HttpServer {
   readonly port: number;
   readonly implementation: HttpServerImplementation;
-  /** Stops accepting, waits for in-flight requests up to graceMs, then cuts the rest. */
-  shutdown(graceMs: number): Promise<void>;
+  /**
+   * Answers new requests (but the probes) with 503 and /readyz with 503 for drainDelayMs, then
+   * stops accepting, waits for in-flight requests up to graceMs, and cuts the rest.
+   */
+  shutdown(graceMs: number, drainDelayMs?: number): Promise<void>;
 }
 
 class Inflight implements InflightTracker {
@@ -99,8 +107,14 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
   const isDraining = () => draining;
   const implementation = deps.implementation ?? selectHttpServer(deps.config.server).implementation;
   const app = implementation.createApp();
-  // Every route goes through the framing guard; listen and close stay on the app itself.
-  const routes = refusingAmbiguousFraming(app);
+  // Every route goes through the framing guard, and while draining through the drain answer but
+  // for the probes (health, readiness, metrics); listen and close stay on the app itself.
+  const routes = wrapping(app, refusingAmbiguousFraming);
+  const refusingWhileDraining = (handler: RouteHandler): RouteHandler => (res, req) => {
+    if (!draining) return handler(res, req);
+    sendError(res, new GatewayError('NR_SHUTTING_DOWN'), requestIdFrom(req.getHeader('x-request-id')), true);
+  };
+  const servedWhileDraining = new Set(['/healthz', '/readyz', '/metrics']);
 
   const chat = chatCompletionsRoute({ ...deps, inflight, isDraining });
   const models = modelsRoute(deps.config, deps.auth);
@@ -114,26 +128,36 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/metrics', 'get', metricsRoute(deps.config.metricsToken)],
   ];
   for (const [path, method, handler] of table) {
-    routes[method](path, handler);
+    routes[method](path, servedWhileDraining.has(path) ? handler : refusingWhileDraining(handler));
     routes.any(path, methodNotAllowed([method]));
   }
-  for (const [path, methods] of registerAdminRoutes(routes, deps)) routes.any(path, methodNotAllowed(methods));
-  for (const [path, methods] of registerExportRoutes(routes, deps)) routes.any(path, methodNotAllowed(methods));
+  const drainingRoutes = wrapping(routes, refusingWhileDraining);
+  for (const [path, methods] of registerAdminRoutes(drainingRoutes, deps)) routes.any(path, methodNotAllowed(methods));
+  for (const [path, methods] of registerExportRoutes(drainingRoutes, deps)) routes.any(path, methodNotAllowed(methods));
   routes.any('/*', (res, req) => {
     sendError(res, new GatewayError('NR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.getMethod().toUpperCase()} ${req.getUrl().slice(0, 256)}`), requestIdFrom(req.getHeader('x-request-id')));
   });
 
-  const { host, port } = deps.config.server;
-  const boundPort = await app.listen(host, port);
+  const { host, port, reusePort } = deps.config.server;
+  let boundPort: number;
+  try {
+    boundPort = await app.listen(host, port, { reusePort });
+  } catch (err) {
+    app.closeAll();
+    const hint = reusePort ? '' : '; to run several gateways on one port on purpose, set server.reusePort (NEMO_REUSE_PORT=1) on each';
+    throw new ListenError(`${(err as Error).message}${hint}`);
+  }
 
   return {
     port: boundPort,
     implementation,
-    async shutdown(graceMs: number): Promise<void> {
+    async shutdown(graceMs: number, drainDelayMs = deps.config.server.drainDelayMs): Promise<void> {
       if (draining) return;
       draining = true;
+      log.info('draining', { inflight: inflight.exchanges.size, graceMs, drainDelayMs });
+      // Load balancers see /readyz answer 503 before the listener goes away.
+      if (drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
       app.stopListening();
-      log.info('draining', { inflight: inflight.exchanges.size, graceMs });
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), graceMs)));
       const outcome = await Promise.race([inflight.drained().then(() => 'drained' as const), deadline]);
@@ -186,21 +210,25 @@ function hasAmbiguousFraming(req: HttpRequest): boolean {
   return transferEncodings === 1 && transferEncoding.toLowerCase() !== 'chunked';
 }
 
-/** The app as route tables see it: every handler registered through it checks the framing first. */
-function refusingAmbiguousFraming(app: HttpApp): RouteTable {
-  const guard = (handler: RouteHandler): RouteHandler => (res, req) => {
+/** A route table registering into `target` with every handler wrapped by `wrap`. */
+function wrapping(target: RouteTable, wrap: (handler: RouteHandler) => RouteHandler): RouteTable {
+  const table = {} as Record<keyof RouteTable, (pattern: string, handler: RouteHandler) => RouteTable>;
+  for (const method of ROUTE_METHODS) {
+    table[method] = (pattern, handler) => {
+      target[method](pattern, wrap(handler));
+      return table;
+    };
+  }
+  return table;
+}
+
+/** Every handler checks the framing first. */
+function refusingAmbiguousFraming(handler: RouteHandler): RouteHandler {
+  return (res, req) => {
     if (hasAmbiguousFraming(req)) {
       res.close();
       return;
     }
     handler(res, req);
   };
-  const table = {} as Record<keyof RouteTable, (pattern: string, handler: RouteHandler) => RouteTable>;
-  for (const method of ROUTE_METHODS) {
-    table[method] = (pattern, handler) => {
-      app[method](pattern, guard(handler));
-      return table;
-    };
-  }
-  return table;
 }

@@ -10,7 +10,8 @@ const clients: Client[] = [];
 /** The API key of the gateway each client talks to. */
 const authOf = new Map<Client, { authorization: string }>();
 
-async function slowGateway(completionTokens: number): Promise<{ gateway: Gateway; url: string }> {
+async function slowGateway(completionTokens: number, drainDelayMs = 0): Promise<{ gateway: Gateway; url: string }> {
+  // The env wins over the file, and the suites set NEMO_DRAIN_DELAY_MS=0 (vitest.config.ts).
   const test = await startTestGateway({
     server: { shutdownGraceMs: 5000 },
     models: [
@@ -19,7 +20,7 @@ async function slowGateway(completionTokens: number): Promise<{ gateway: Gateway
         deployments: [{ provider: 'mock', model: 'slow', mock: { ttftMs: 0, tokensPerSecond: 20, completionTokens, reportUsage: true, fault: 'none' } }],
       },
     ],
-  });
+  }, { NEMO_DRAIN_DELAY_MS: String(drainDelayMs) });
   started.push(test);
   return { gateway: test.gateway, url: test.url };
 }
@@ -155,5 +156,27 @@ describe('graceful shutdown', () => {
     const { gateway } = await slowGateway(4);
     await Promise.all([gateway.close(100), gateway.close(100)]);
     await gateway.close(100);
+  });
+
+  it('drains before it stops listening: for drainDelayMs /readyz and new requests answer 503 (new ones with Connection: close), probes still answer, then the port closes', async () => {
+    const { gateway, url } = await slowGateway(4, 1500);
+    const closing = gateway.close(1000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { status: string }).status).toBe('draining');
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${url}/metrics`)).status).toBe(200);
+    const auth = started.find((g) => g.url === url)!.auth;
+    for (const [method, path, body] of [['POST', '/v1/chat/completions', STREAM_BODY], ['GET', '/v1/models', undefined], ['GET', '/admin/v1/orgs', undefined]] as const) {
+      const res = await fetch(`${url}${path}`, { method, headers: { ...auth, 'content-type': 'application/json' }, body });
+      expect(res.status, path).toBe(503);
+      expect(res.headers.get('connection'), path).toBe('close');
+      expect(((await res.json()) as { error: { nemo_code: string } }).error.nemo_code, path).toBe('NR_SHUTTING_DOWN');
+    }
+
+    await closing;
+    await expect(fetch(`${url}/readyz`)).rejects.toThrow();
   });
 });

@@ -26,7 +26,7 @@ export const PLATFORM: Principal = { kind: 'platform' };
 
 /** A real gateway on port 0 over its own fresh database, with one org and one admin key. */
 export async function startTestGateway(raw: Record<string, unknown>, env: Record<string, string> = {}): Promise<TestGateway> {
-  const server = { host: '127.0.0.1', port: 0, shutdownGraceMs: 2000, ...(raw.server as object | undefined) };
+  const server = { host: '127.0.0.1', port: 0, shutdownGraceMs: 2000, drainDelayMs: 0, ...(raw.server as object | undefined) };
   const database = await createTestDatabase();
   try {
     const config = buildConfig({ ...raw, server }, { ...databaseEnv(database), ...HTTP_SERVER_ENV, ...env }, 'test');
