@@ -190,6 +190,7 @@ export async function adminMain(argv: string[]): Promise<void> {
       process.exitCode = err.status >= 500 ? 1 : 2;
       return;
     }
+    if (isParseArgsError(err)) throw usage(err.message);
     throw err;
   } finally {
     await db?.close();
@@ -197,6 +198,12 @@ export async function adminMain(argv: string[]): Promise<void> {
 }
 
 export class UsageError extends Error {}
+
+/** node:util's parseArgs refusing an unknown option or a missing value: a usage mistake. */
+function isParseArgsError(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof TypeError && typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
 
 function usage(message: string): UsageError {
   return new UsageError(`${message}\n${ADMIN_USAGE}`);

@@ -2,7 +2,10 @@
 // The `nemo` command. Each subcommand is one function; admin commands join as the database does.
 import { ADMIN_USAGE, UsageError, adminMain, isAdminCommand } from './admin-cli.js';
 import { ConfigError, loadConfig } from './config/load.js';
+import { EmbeddedPostgresError } from './db/embedded.js';
 import { MigrationError } from './db/migrate.js';
+import { ListenError } from './http/server.js';
+import { setLogLevel } from './log.js';
 
 const USAGE = `usage: nemo <command>
 
@@ -13,11 +16,23 @@ commands:
                         (--port N --host H --ttft-ms N --tokens-per-second N
                          --completion-tokens N --no-usage --fault F)
 
-${ADMIN_USAGE}`;
+${ADMIN_USAGE}
+options (anywhere among the arguments):
+  --verbose             log info lines on stderr too (only \`start\` and \`mock-upstream\` do by default)
+
+exit status: 0 done; 1 failed (or \`ledger check\` found a mismatch); 2 a mistake in the command or configuration
+`;
+
+/** Servers log from info; every other command's output is its stdout, so only warnings and errors join it. */
+const SERVERS: ReadonlySet<string> = new Set(['start', 'mock-upstream']);
 
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  if (isAdminCommand(command)) return adminMain(argv);
+  // --verbose belongs to `nemo` itself: taken out before any command parses its arguments.
+  const verbose = argv.includes('--verbose');
+  const args = argv.filter((arg) => arg !== '--verbose');
+  const [command, ...rest] = args;
+  if (!verbose && (command === undefined || !SERVERS.has(command))) setLogLevel('warn');
+  if (isAdminCommand(command)) return adminMain(args);
   switch (command) {
     case 'start': {
       const { runGateway } = await import('./main.js');
@@ -35,11 +50,14 @@ async function main(argv: string[]): Promise<void> {
       const { mockUpstreamMain } = await import('./providers/mock/cli.js');
       return mockUpstreamMain(rest);
     }
-    case undefined:
     case 'help':
     case '--help':
     case '-h':
       process.stdout.write(USAGE);
+      return;
+    case undefined:
+      process.stderr.write(USAGE);
+      process.exitCode = 2;
       return;
     default:
       process.stderr.write(`nemo: unknown command ${JSON.stringify(command)}\n${USAGE}`);
@@ -55,6 +73,12 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   }
   if (err instanceof MigrationError) {
     process.stderr.write(`nemo: ${err.message} (${err.code})\n`);
+    process.exitCode = 1;
+    return;
+  }
+  // Expected failures say all in their message; a stack is kept for the unexpected ones.
+  if (err instanceof EmbeddedPostgresError || err instanceof ListenError) {
+    process.stderr.write(`nemo: ${err.message}\n`);
     process.exitCode = 1;
     return;
   }

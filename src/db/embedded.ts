@@ -30,6 +30,17 @@ interface Secrets {
   appPassword: string;
 }
 
+/**
+ * Why the embedded PostgreSQL cannot run here (no OS user to run it as, no binaries, initdb or the
+ * server failing): a problem of the machine, said in full by the message; a stack adds nothing.
+ */
+export class EmbeddedPostgresError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EmbeddedPostgresError';
+  }
+}
+
 const OWNER = 'postgres';
 const READY_TIMEOUT_MS = 60_000;
 
@@ -65,9 +76,9 @@ export async function startEmbeddedPostgres(options: { dataDir: string; osUser?:
       return handle(dataDir, secrets, port, child);
     }
     // Another process may have won the race for the data dir: look again, then give up.
-    if (attempt === 2) throw new Error(`embedded PostgreSQL did not start: ${stderr.trim()}`);
+    if (attempt === 2) throw new EmbeddedPostgresError(`embedded PostgreSQL did not start: ${stderr.trim()}`);
   }
-  throw new Error('embedded PostgreSQL did not start');
+  throw new EmbeddedPostgresError('embedded PostgreSQL did not start');
 }
 
 function handle(dataDir: string, secrets: Secrets, port: number, child: ChildProcess | undefined): EmbeddedPostgres {
@@ -110,7 +121,7 @@ function runAsIds(osUser: string): Ids {
   const uid = spawnSync('id', ['-u', osUser], { encoding: 'utf8' });
   const gid = spawnSync('id', ['-g', osUser], { encoding: 'utf8' });
   if (uid.status !== 0 || gid.status !== 0) {
-    throw new Error(`PostgreSQL will not run as root and there is no OS user ${JSON.stringify(osUser)} to run it as: create one or set NEMO_PG_OS_USER`);
+    throw new EmbeddedPostgresError(`PostgreSQL will not run as root and there is no OS user ${JSON.stringify(osUser)} to run it as: create one or set NEMO_PG_OS_USER`);
   }
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
@@ -127,7 +138,7 @@ function clusterDirFor(dataDir: string, ids: Ids): string {
     log.warn('embedded PostgreSQL: the data dir is not reachable by the Postgres OS user; using a folder in the temp dir', { dataDir, clusterDir: fallback });
     return fallback;
   }
-  throw new Error(`embedded PostgreSQL: neither ${preferred} nor ${fallback} is usable by the Postgres OS user`);
+  throw new EmbeddedPostgresError(`embedded PostgreSQL: neither ${preferred} nor ${fallback} is usable by the Postgres OS user`);
 }
 
 function usableBy(dir: string, ids: Ids): boolean {
@@ -146,7 +157,7 @@ async function initdb(initdbPath: string, clusterDir: string, ownerPassword: str
       encoding: 'utf8',
       env: { ...process.env, LC_MESSAGES: 'C' },
     });
-    if (result.status !== 0) throw new Error(`initdb failed: ${result.stderr || result.stdout}`);
+    if (result.status !== 0) throw new EmbeddedPostgresError(`initdb failed: ${result.stderr || result.stdout}`);
     log.info('embedded PostgreSQL: initialised a new cluster', { clusterDir });
   } finally {
     spawnSync('rm', ['-f', pwfile]);
@@ -195,7 +206,7 @@ async function binaries(): Promise<{ initdb: string; postgres: string }> {
   try {
     entry = fromEmbedded.resolve(name);
   } catch {
-    throw new Error(`embedded PostgreSQL has no binaries for ${process.platform}-${process.arch} (${name}); set DATABASE_URL to use a server`);
+    throw new EmbeddedPostgresError(`embedded PostgreSQL has no binaries for ${process.platform}-${process.arch} (${name}); set DATABASE_URL to use a server`);
   }
   return (await import(pathToFileURL(entry).href)) as { initdb: string; postgres: string };
 }

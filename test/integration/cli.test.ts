@@ -150,4 +150,78 @@ describe('nemo CLI', () => {
     expect(code).toBe(2);
     expect(err()).toContain('unknown command');
   });
+
+  it('no command is a mistake: usage on stderr, exit 2; help asked for is usage on stdout, exit 0', async () => {
+    const none = run([], {});
+    const [noneCode] = await once(none.child, 'exit');
+    expect(noneCode).toBe(2);
+    expect(none.out()).toBe('');
+    expect(none.err()).toContain('usage: nemo <command>');
+    for (const ask of ['help', '--help', '-h']) {
+      const help = run([ask], {});
+      const [code] = await once(help.child, 'exit');
+      expect(code, ask).toBe(0);
+      expect(help.out(), ask).toContain('usage: nemo <command>');
+      expect(help.err(), ask).toBe('');
+    }
+  });
+
+  it('admin commands log only warnings and errors unless --verbose, so stderr does not drown the JSON', async () => {
+    const db = await createTestDatabase();
+    const env = { ...databaseEnv(db), NEMO_CONFIG: '' };
+    try {
+      const quiet = run(['orgs', 'list'], env);
+      const [quietCode] = await once(quiet.child, 'exit');
+      expect(quietCode, quiet.err()).toBe(0);
+      expect(JSON.parse(quiet.out())).toEqual([]);
+      expect(quiet.err()).toBe('');
+      // --verbose anywhere among the arguments shows the info logs, and is not an argument of the command.
+      for (const args of [['--verbose', 'orgs', 'list'], ['orgs', 'list', '--verbose']]) {
+        const verbose = run(args, env);
+        const [code] = await once(verbose.child, 'exit');
+        expect(code, verbose.err()).toBe(0);
+        expect(JSON.parse(verbose.out())).toEqual([]);
+        expect(verbose.err()).toContain('"level":"info"');
+        expect(verbose.err()).toContain('"msg":"database: DATABASE_URL"');
+      }
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
+
+  it('an option an admin command does not know is a mistake: exit 2, no stack trace', async () => {
+    const db = await createTestDatabase();
+    try {
+      const { child, out, err } = run(['orgs', 'config', '--org', '00000000-0000-0000-0000-000000000000', '--bogus'], { ...databaseEnv(db), NEMO_CONFIG: '' });
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(2);
+      expect(out()).toBe('');
+      expect(err()).toContain("Unknown option '--bogus'");
+      expect(err()).not.toMatch(/\n\s+at /);
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
+
+  // Only root needs an OS user for PostgreSQL; elsewhere the embedded server runs as ourselves.
+  it.skipIf(process.getuid?.() !== 0)('as root without the Postgres OS user, prints the clear message alone (no stack trace) and exits 1', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'nemo-cli-no-os-user-'));
+    const env = { NEMO_CONFIG: '', NEMO_MASTER_KEY: '', DATABASE_URL: '', NEMO_DATA_DIR: dataDir, NEMO_PG_OS_USER: 'nemo-no-such-user' };
+    try {
+      const migrate = run(['migrate'], env);
+      const [code] = await once(migrate.child, 'exit');
+      expect(code).toBe(1);
+      expect(migrate.out()).toBe('');
+      expect(migrate.err()).toBe('nemo: PostgreSQL will not run as root and there is no OS user "nemo-no-such-user" to run it as: create one or set NEMO_PG_OS_USER\n');
+
+      // `start` logs its start-up lines first, then the same message, and no stack either.
+      const start = run(['start'], { ...env, PORT: '0', HOST: '127.0.0.1' });
+      const [startCode] = await once(start.child, 'exit');
+      expect(startCode).toBe(1);
+      expect(start.err()).toContain('nemo: PostgreSQL will not run as root and there is no OS user "nemo-no-such-user"');
+      expect(start.err()).not.toMatch(/\n\s+at /);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
