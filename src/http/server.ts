@@ -75,8 +75,9 @@ export interface HttpServer {
   readonly port: number;
   readonly implementation: HttpServerImplementation;
   /**
-   * Answers new requests (but the probes) with 503 and /readyz with 503 for drainDelayMs, then
-   * stops accepting, waits for in-flight requests up to graceMs, and cuts the rest.
+   * Answers new requests (but the probes) with 503 and /readyz with 503 for drainDelayMs (at most
+   * graceMs), then stops accepting, waits for in-flight requests until graceMs after the call, and
+   * cuts the rest.
    */
   shutdown(graceMs: number, drainDelayMs?: number): Promise<void>;
 }
@@ -155,11 +156,13 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
       if (draining) return;
       draining = true;
       log.info('draining', { inflight: inflight.exchanges.size, graceMs, drainDelayMs });
+      // The grace counts from the signal, the way supervisors count before they kill.
+      const deadlineAt = performance.now() + graceMs;
       // Load balancers see /readyz answer 503 before the listener goes away.
-      if (drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+      if (drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(drainDelayMs, graceMs)));
       app.stopListening();
       let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), graceMs)));
+      const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), Math.max(0, deadlineAt - performance.now()))));
       const outcome = await Promise.race([inflight.drained().then(() => 'drained' as const), deadline]);
       clearTimeout(timer);
       if (outcome === 'deadline') {
