@@ -28,8 +28,8 @@ export interface Gateway {
   readonly admin: AdminService;
   readonly keys: KeyAuthenticator;
   readonly ledger: Ledger;
-  /** Graceful: drains in-flight requests up to the configured grace period, then closes pools. */
-  close(graceMs?: number): Promise<void>;
+  /** Graceful: drains (server.drainDelayMs), lets in-flight requests finish up to graceMs, then closes pools. */
+  close(graceMs?: number, drainDelayMs?: number): Promise<void>;
 }
 
 export interface GatewayOptions {
@@ -42,7 +42,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   httpServerInfo.set({ implementation: implementation.name, build: implementation.build }, 1);
   uwsNativeGauge.set(implementation.native ? 1 : 0);
   const runtime = { platform: process.platform, arch: process.arch, node: process.versions.node, abi: process.versions.modules };
-  if (implementation.native) log.info('http server: uWebSockets.js', { build: implementation.build, ...runtime });
+  if (config.server.uwsBinary !== undefined && !implementation.build.startsWith('custom binary')) {
+    log.warn('server.uwsBinary did not load; serving with another build', { uwsBinary: config.server.uwsBinary, build: implementation.build, skipped });
+  }
+  if (implementation.native) log.info('http server: uWebSockets.js', { build: implementation.build, ...runtime, ...(skipped.length > 0 ? { skipped } : {}) });
   else if (config.server.implementation === 'node') log.info('http server: Node http module (server.implementation is "node")', { build: implementation.build });
   else log.warn('http server: no native uWebSockets.js build loads here; serving with Node\'s http module, which is slower', { ...runtime, skipped });
 
@@ -94,8 +97,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     admin,
     keys,
     ledger,
-    close(graceMs = config.server.shutdownGraceMs) {
-      closing ??= server.shutdown(graceMs).then(async () => {
+    close(graceMs = config.server.shutdownGraceMs, drainDelayMs = config.server.drainDelayMs) {
+      closing ??= server.shutdown(graceMs, drainDelayMs).then(async () => {
         // Settlements of the requests just finished commit before the database goes away.
         await Promise.allSettled([ledger.close(), guardrailEvents.close(), requestLog.close(), partitions.close()]);
         await Promise.allSettled([pools.close(), keys.close(), workers.close()]);
@@ -114,12 +117,14 @@ export async function runGateway(): Promise<void> {
   let signals = 0;
   let stop: ((signal: NodeJS.Signals) => void) | undefined;
   let pendingSignal: NodeJS.Signals | undefined;
+  let signalAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
       log.warn('second signal, exiting now', { signal });
       process.exit(1);
     }
+    signalAt = performance.now();
     if (stop === undefined) pendingSignal = signal;
     else stop(signal);
   };
@@ -129,8 +134,11 @@ export async function runGateway(): Promise<void> {
   if (config.masterKey === undefined) log.warn('no master key set (NEMO_MASTER_KEY): the admin API accepts org admin keys only; organizations cannot be created over HTTP');
   const gateway = await startGateway(config);
   stop = (signal) => {
-    log.info('shutting down', { signal, graceMs: config.server.shutdownGraceMs, drainDelayMs: config.server.drainDelayMs });
-    void gateway.close().then(
+    // The grace counts from the signal; a gateway stopped before it served has no one to tell.
+    const graceMs = Math.max(0, config.server.shutdownGraceMs - (performance.now() - signalAt));
+    const drainDelayMs = pendingSignal === undefined ? config.server.drainDelayMs : 0;
+    log.info('shutting down', { signal, graceMs, drainDelayMs });
+    void gateway.close(graceMs, drainDelayMs).then(
       () => {
         log.info('stopped');
         process.exit(0);

@@ -115,7 +115,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     if (!draining) return handler(res, req);
     sendError(res, new GatewayError('NR_SHUTTING_DOWN'), requestIdFrom(req.getHeader('x-request-id')), true);
   };
-  const servedWhileDraining = new Set(['/healthz', '/readyz', '/metrics']);
+  // The probes answer as usual; chat answers the drain itself, counted in its request metrics.
+  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions']);
 
   const chat = chatCompletionsRoute({ ...deps, inflight, isDraining });
   const models = modelsRoute(deps.config, deps.auth);
@@ -129,7 +130,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/metrics', 'get', metricsRoute(deps.config.metricsToken)],
   ];
   for (const [path, method, handler] of table) {
-    routes[method](path, servedWhileDraining.has(path) ? handler : refusingWhileDraining(handler));
+    routes[method](path, ownDrainAnswer.has(path) ? handler : refusingWhileDraining(handler));
     routes.any(path, methodNotAllowed([method]));
   }
   const drainingRoutes = wrapping(routes, refusingWhileDraining);

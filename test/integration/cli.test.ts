@@ -56,7 +56,7 @@ describe('nemo CLI', () => {
       const again = run(['start'], { PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: '', NEMO_MASTER_KEY: '', DATABASE_URL: '', NEMO_DATA_DIR: dataDir });
       const until = Date.now() + 60_000;
       while (!/Bearer (sk-nemo-\w+)/.test(again.out()) && Date.now() < until && again.child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-      expect(again.out()).toContain(key!);
+      expect(again.out(), again.err()).toContain(key!);
       expect(again.out()).not.toContain('Created a demo organization');
       again.child.kill('SIGTERM');
       const [againCode] = await once(again.child, 'exit');

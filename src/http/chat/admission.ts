@@ -35,8 +35,6 @@ export interface ChatBody {
   readonly request: ChatRequest;
   readonly route: ModelRoute;
   readonly bodyBytes: number;
-  /** The body as received, kept only for an org logging `full`. */
-  readonly text: string | undefined;
 }
 
 /** Everything the upstream stage and settlement need: the request may go upstream. */
@@ -66,9 +64,11 @@ export interface Refused {
   readonly redacted: boolean;
 }
 
-/** Whether the request is still wanted (the client may leave while a step waits). */
-export interface Liveness {
+/** The exchange, as admission sees it: whether the request is still wanted, and what the prompt's guardrails found. */
+export interface AdmissionObserver {
   readonly isFinished: boolean;
+  /** Known before the hold is asked for: a request that ends while it waits is logged as checked. */
+  onPromptChecked(findings: readonly Finding[], redacted: boolean): void;
 }
 
 interface LocalAdmission {
@@ -78,17 +78,24 @@ interface LocalAdmission {
 
 const NO_FINDINGS: readonly Finding[] = [];
 
-/** Parses and validates the body; synchronous, since `body` is only valid during the call. */
-export function readChatBody(body: Buffer, principal: KeyPrincipal, models: Config['models']): ChatBody {
+/** The body as text; synchronous, since `body` is only valid during the call. */
+export function decodeBody(body: Buffer): string {
   if (!isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
-  const text = body.toString('utf8');
+  return body.toString('utf8');
+}
+
+export function parseChatRequest(text: string): ChatRequest {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
     throw new GatewayError('NR_INVALID_JSON');
   }
-  const request = validateChatRequest(parsed);
+  return validateChatRequest(parsed);
+}
+
+/** The request's route, when it names a model the key may use. */
+export function routeChatRequest(request: ChatRequest, bodyBytes: number, principal: KeyPrincipal, models: Config['models']): ChatBody {
   const route = models.get(request.model);
   if (route === undefined) {
     throw new GatewayError('NR_MODEL_NOT_FOUND', `The model ${JSON.stringify(request.model.slice(0, 256))} does not exist.`, { param: 'model' });
@@ -96,14 +103,14 @@ export function readChatBody(body: Buffer, principal: KeyPrincipal, models: Conf
   if (!mayUseModel(principal, route.name)) {
     throw new GatewayError('NR_MODEL_NOT_ALLOWED', `This API key may not use the model ${JSON.stringify(route.name)}.`, { param: 'model' });
   }
-  return { request, route, bodyBytes: body.byteLength, text: principal.loggingLevel === 'full' ? text : undefined };
+  return { request, route, bodyBytes };
 }
 
 /**
  * Guardrails, then limits, then the hold. Resolves undefined when the request ended while a step
  * waited (nothing is held then); an Admitted that arrives after the request ended goes to abandon().
  */
-export async function admit(deps: AdmissionDeps, principal: KeyPrincipal, body: ChatBody, requestId: string, liveness: Liveness): Promise<Admitted | Refused | undefined> {
+export async function admit(deps: AdmissionDeps, principal: KeyPrincipal, body: ChatBody, requestId: string, observer: AdmissionObserver): Promise<Admitted | Refused | undefined> {
   const { request, route } = body;
   const asked = requestedMaxTokens(request);
   if (asked !== undefined && asked > route.maxOutputTokens) {
@@ -111,9 +118,8 @@ export async function admit(deps: AdmissionDeps, principal: KeyPrincipal, body: 
     return refused(new GatewayError('NR_INVALID_REQUEST', `\`${param}\` is too large: ${route.name} allows at most ${route.maxOutputTokens} output tokens.`, { param }));
   }
   const imageTokens = countImageParts(request) * deps.config.ledger.imageTokenAllowance;
-  const guarded = await guardPrompt(deps, principal, body, imageTokens, requestId);
-  if (liveness.isFinished) return undefined;
-  if ('error' in guarded) return guarded;
+  const guarded = await guardPrompt(deps, principal, body, imageTokens, requestId, observer);
+  if (observer.isFinished || 'error' in guarded) return 'error' in guarded ? guarded : undefined;
   const bodyBytes = guarded.redacted ? Buffer.byteLength(JSON.stringify(request)) : body.bodyBytes;
   return reserve(deps, principal, { route, request, asked, promptBoundTokens: bodyBytes + imageTokens, imageTokens, findings: guarded.findings, redacted: guarded.redacted, requestId });
 }
@@ -133,7 +139,7 @@ interface Guarded {
  * The key's guardrails on the prompt, before anything is held: a block answers 400 and costs
  * nothing; redactions change the request (and so its bound) before it is sent anywhere.
  */
-async function guardPrompt(deps: AdmissionDeps, principal: KeyPrincipal, body: ChatBody, imageTokens: number, requestId: string): Promise<Guarded | Refused> {
+async function guardPrompt(deps: AdmissionDeps, principal: KeyPrincipal, body: ChatBody, imageTokens: number, requestId: string, observer: AdmissionObserver): Promise<Guarded | Refused> {
   const guard = principal.guardrails;
   if (guard?.invalid) return refused(new GatewayError('NR_GUARDRAIL_POLICY_INVALID'));
   if (guard === undefined || (!guard.scansInput && guard.maxInputTokens === null)) return { findings: NO_FINDINGS, redacted: false };
@@ -145,7 +151,8 @@ async function guardPrompt(deps: AdmissionDeps, principal: KeyPrincipal, body: C
     log.warn('guardrails: prompt check failed', { requestId, error: (err as Error).message });
     return refused(err instanceof GatewayError ? err : new GatewayError('NR_OVERLOADED', undefined, { cause: err }));
   }
-  if (verdict.findings.length > 0) deps.guardrailEvents.record({ orgId: principal.orgId, keyId: principal.keyId, requestId }, 'input', verdict.findings);
+  observer.onPromptChecked(verdict.findings, verdict.redacted);
+  if (verdict.findings.length > 0 && !observer.isFinished) deps.guardrailEvents.record({ orgId: principal.orgId, keyId: principal.keyId, requestId }, 'input', verdict.findings);
   if (verdict.blocked !== undefined) return { error: guardrailError(verdict.blocked, 'input'), findings: verdict.findings, redacted: verdict.redacted };
   return { findings: verdict.findings, redacted: verdict.redacted };
 }

@@ -15,7 +15,7 @@ import { log } from '../../log.js';
 import type { RequestLogWriter } from '../../logs/request-log.js';
 import { countOrgRequest, countRequest, gatewayOverheadSeconds, liveCounts, observeDuration, statusClass, streamChunkGapSeconds, timeToFirstTokenSeconds } from '../../metrics/registry.js';
 import type { DeploymentRouter } from '../../providers/router.js';
-import type { Usage } from '../../providers/types.js';
+import type { ChatRequest, Usage } from '../../providers/types.js';
 import type { UpstreamPools } from '../../providers/upstream-pools.js';
 import type { KeyPrincipal, Principal } from '../../tenancy/principal.js';
 import type { RateLimiter } from '../../tenancy/rate-limiter.js';
@@ -25,7 +25,7 @@ import { JSON_TYPE } from '../respond.js';
 import { SSE_TYPE, SseWriter, type ResponseHead } from '../sse-writer.js';
 import type { HttpResponse } from '../server-api.js';
 import { ClientGoneError, type UpstreamAttempt } from '../upstream-attempt.js';
-import { abandon, admit, readChatBody, type Admitted, type ChatBody, type Refused } from './admission.js';
+import { abandon, admit, decodeBody, parseChatRequest, routeChatRequest, type AdmissionObserver, type Admitted, type ChatBody, type Refused } from './admission.js';
 import { checkAnswer, parseAnswer } from './guardrail-checks.js';
 import { requestLogRow } from './log-row.js';
 import { guardrailError } from './refusal-errors.js';
@@ -50,7 +50,7 @@ export interface InflightTracker {
   delete(exchange: ChatExchange): void;
 }
 
-export class ChatExchange implements UpstreamListener {
+export class ChatExchange implements UpstreamListener, AdmissionObserver {
   private ended = false;
   private clientGone = false;
   private readonly writer: SseWriter;
@@ -58,7 +58,9 @@ export class ChatExchange implements UpstreamListener {
   private principal: KeyPrincipal | undefined;
   private authPending = false;
   private heldBody: Buffer | undefined;
-  /** The stages' values, each set once. */
+  /** The stages' values, each set once: the text (kept for an org logging `full`), the request, its route. */
+  private receivedText: string | undefined;
+  private request: ChatRequest | undefined;
   private body: ChatBody | undefined;
   private admitted: Admitted | undefined;
   private upstream: UpstreamCall | undefined;
@@ -72,6 +74,8 @@ export class ChatExchange implements UpstreamListener {
   private outputFindings: readonly Finding[] = [];
   /** The input guardrails changed the request: the received text no longer describes it. */
   private redacted = false;
+  /** The input guardrails ran (or the key has none): until then the body may hold what they would redact. */
+  private promptChecked = false;
   private streamOpen = false;
   /** For the request log and metrics: how it ended. */
   private status = 200;
@@ -126,14 +130,24 @@ export class ChatExchange implements UpstreamListener {
       return;
     }
     try {
-      this.body = readChatBody(body, principal, this.deps.config.models);
+      const text = decodeBody(body);
+      if (principal.loggingLevel === 'full') this.receivedText = text;
+      this.request = parseChatRequest(text);
+      this.body = routeChatRequest(this.request, body.byteLength, principal, this.deps.config.models);
     } catch (err) {
       return this.fail(toGatewayError(err));
     }
-    admit(this.deps, principal, this.body, this.requestId, this).then(
-      (result) => this.onAdmission(principal, result),
-      (err: unknown) => this.fail(toGatewayError(err)),
-    );
+    this.promptChecked = !principal.guardrails?.scansInput;
+    admit(this.deps, principal, this.body, this.requestId, this)
+      .then((result) => this.onAdmission(principal, result))
+      // A throw past admission (starting upstream) must still end the request.
+      .catch((err: unknown) => this.fail(toGatewayError(err)));
+  }
+
+  onPromptChecked(findings: readonly Finding[], redacted: boolean): void {
+    this.promptChecked = true;
+    this.inputFindings = findings;
+    this.redacted = redacted;
   }
 
   /** Answers with an error: a JSON error before the first byte, a final SSE event after it. */
@@ -162,8 +176,6 @@ export class ChatExchange implements UpstreamListener {
 
   private onAdmission(principal: KeyPrincipal, result: Admitted | Refused | undefined): void {
     if (result === undefined) return;
-    this.inputFindings = result.findings;
-    this.redacted = result.redacted;
     if ('error' in result) return this.fail(result.error);
     // The client left while the hold was being granted.
     if (this.ended) return abandon(this.deps, principal, result);
@@ -300,8 +312,8 @@ export class ChatExchange implements UpstreamListener {
       hold, served: this.served, usage: this.usage, request: admitted!.request, maxTokens: admitted!.maxTokens,
       promptBoundTokens: admitted!.promptBoundTokens, imageTokens: admitted!.imageTokens, model: admitted!.route.name, requestId: this.requestId,
     });
-    const streamFindings = this.streamGuard?.guard.findings();
-    if (streamFindings !== undefined) this.recordOutputFindings(streamFindings);
+    // Only what the serving attempt's guard saw: a failed attempt's held text never reached the client.
+    if (this.streamGuard !== undefined && this.streamGuard.attempt === this.served) this.recordOutputFindings(this.streamGuard.guard.findings());
     if (this.streamOpen) liveCounts.activeStreams--;
     liveCounts.inflightRequests--;
     const model = this.body?.route.name ?? 'unknown';
@@ -329,13 +341,15 @@ export class ChatExchange implements UpstreamListener {
       clientGone: this.clientGone,
       status: this.status,
       errorCode: this.errorCode,
-      request: this.body?.request,
+      request: this.request,
       usage: this.usage,
       chargedMicros,
       latencyMs: performance.now() - this.startedAt,
       ttftMs: this.ttftMs,
       findings,
-      requestText: this.redacted ? undefined : this.body?.text,
+      requestText: this.redacted ? undefined : this.receivedText,
+      // Ended before its guardrails ran: the body may hold what they would have redacted.
+      requestUnchecked: !this.promptChecked && this.request !== undefined,
       answerText: this.answerText,
       streamText: full && outputUntouched ? this.served?.completionText() : undefined,
     }));

@@ -28,6 +28,8 @@ export interface ChatOutcome {
   readonly findings: readonly Finding[];
   /** `full` logging: the body as received (undefined once redacted), the answer as sent. */
   readonly requestText: string | undefined;
+  /** The request ended before its input guardrails ran: no request body is logged. */
+  readonly requestUnchecked?: boolean;
   readonly answerText: string | undefined;
   /** `full` logging: a stream's generated text, when the output guardrails left it untouched. */
   readonly streamText: string | undefined;
@@ -60,7 +62,7 @@ export function requestLogRow(o: ChatOutcome): RequestLogEntry {
 }
 
 function loggedBodies(o: ChatOutcome): { requestBody: string | null; responseBody: string | null } {
-  const requestBody = o.requestText ?? (o.request === undefined ? null : JSON.stringify(o.request));
+  const requestBody = o.requestUnchecked === true ? null : (o.requestText ?? (o.request === undefined ? null : JSON.stringify(o.request)));
   let responseBody = o.answerText ?? null;
   if (responseBody === null && o.request?.stream === true) responseBody = o.streamText ?? null;
   return { requestBody, responseBody };

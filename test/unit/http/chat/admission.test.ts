@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GatewayError } from '../../../../src/errors/gateway-error.js';
-import { abandon, admit, readChatBody, type AdmissionDeps, type Admitted, type ChatBody, type Liveness, type Refused } from '../../../../src/http/chat/admission.js';
+import { abandon, admit, decodeBody, parseChatRequest, routeChatRequest, type AdmissionDeps, type AdmissionObserver, type Admitted, type ChatBody, type Refused } from '../../../../src/http/chat/admission.js';
 import { boundingPrices } from '../../../../src/ledger/pricing.js';
 import { log } from '../../../../src/log.js';
 import type { ChatRequest } from '../../../../src/providers/types.js';
@@ -9,7 +9,17 @@ import { RateLimiter, type LimitScope } from '../../../../src/tenancy/rate-limit
 import { config, FakeEvents, FakeLedger, FakeLimiter, FakeWorkers, guardrails, principal, redacting, route } from './fakes.js';
 
 const LIMITS: readonly LimitScope[] = [{ id: 'key:1', rpm: 10, tpm: undefined }];
-const ALIVE: Liveness = { isFinished: false };
+/** An exchange still waiting: records what the prompt check reported. */
+function observer(isFinished = false): AdmissionObserver & { isFinished: boolean; checked: Array<{ findings: readonly unknown[]; redacted: boolean }> } {
+  const checked: Array<{ findings: readonly unknown[]; redacted: boolean }> = [];
+  return { isFinished, checked, onPromptChecked: (findings, redacted) => void checked.push({ findings, redacted }) };
+}
+const ALIVE = observer();
+
+/** The exchange's three synchronous steps: decode, parse, route. */
+function readChatBody(body: Buffer, who: ReturnType<typeof principal>, models: typeof config.models): ChatBody {
+  return routeChatRequest(parseChatRequest(decodeBody(body)), body.byteLength, who, models);
+}
 
 function harness() {
   const ledger = new FakeLedger();
@@ -77,14 +87,13 @@ describe('readChatBody', () => {
     expect(bodyOf({ ...hello, model: 'other' }, who).route.name).toBe('other');
   });
 
-  it('counts the body in bytes, and keeps its text only for an org logging full', () => {
+  it('counts the body in bytes and decodes it as received', () => {
     const raw = JSON.stringify({ ...hello, messages: [{ role: 'user', content: 'héllo ✓' }] });
     const metadata = readChatBody(Buffer.from(raw), principal(), config.models);
     expect(metadata.bodyBytes).toBe(Buffer.byteLength(raw));
     expect(metadata.bodyBytes).toBeGreaterThan(raw.length);
-    expect(metadata.text).toBeUndefined();
     expect(metadata.route).toBe(route('paid'));
-    expect(readChatBody(Buffer.from(raw), principal({ loggingLevel: 'full' }), config.models).text).toBe(raw);
+    expect(decodeBody(Buffer.from(raw))).toBe(raw);
   });
 });
 
@@ -241,7 +250,7 @@ describe('admit: the hold', () => {
 describe('admit: the request ended while it waited', () => {
   it('resolves undefined and holds nothing when the client left during the prompt check', async () => {
     const { deps, ledger, limiter, workers } = harness();
-    const liveness = { isFinished: false };
+    const liveness = observer();
     workers.scanAnswer = () => {
       liveness.isFinished = true;
       return Promise.resolve({ blocked: undefined, redacted: undefined, findings: [] });
@@ -255,7 +264,7 @@ describe('admit: the request ended while it waited', () => {
 
   it('resolves undefined for a request already ended, without guardrails too', async () => {
     const { deps, ledger, limiter } = harness();
-    expect(await admit(deps, principal({ limits: LIMITS }), bodyOf(hello), 'req-1', { isFinished: true })).toBeUndefined();
+    expect(await admit(deps, principal({ limits: LIMITS }), bodyOf(hello), 'req-1', observer(true))).toBeUndefined();
     expect(ledger.calls).toBe(0);
     expect(limiter.admitted).toEqual([]);
   });
@@ -328,6 +337,24 @@ describe('admit: prompt guardrails', () => {
     expect(result.promptBoundTokens).toBe(redactedBytes);
     expect(ledger.reserves[0]!.amountMicros).toBe(redactedBytes * 3 + 10 * 2);
     expect(result.findings).toHaveLength(1);
+  });
+
+  // Regression: the verdict reached the exchange only with the hold, so a client leaving while the
+  // hold was asked for had its raw (unredacted) prompt written to a `full` request log.
+  it('tells the exchange what the prompt check found before the hold is asked for', async () => {
+    const { deps, ledger, workers } = harness();
+    workers.scanAnswer = redacting('secret@example.com', '[EMAIL]');
+    const watcher = observer();
+    let checkedAtReserve: number | undefined;
+    ledger.reserveAnswer = (amount) => {
+      checkedAtReserve = watcher.checked.length;
+      return amount;
+    };
+    const body = bodyOf({ ...hello, messages: [{ role: 'user', content: 'mail secret@example.com' }] });
+    admitted(await admit(deps, principal({ guardrails: guardrails() }), body, 'req-1', watcher));
+    expect(checkedAtReserve).toBe(1);
+    expect(watcher.checked[0]).toMatchObject({ redacted: true });
+    expect(watcher.checked[0]!.findings).toHaveLength(1);
   });
 
   it("counts max_input_tokens with the route's tokenizer, only when the byte bound is over it", async () => {
