@@ -5,13 +5,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, chmodSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { selectHttpServer } from '../../src/http/server.js';
 import { freePort } from '../../src/free-port.js';
+import { portAccepts } from '../support/raw-http.js';
 import { CLI, waitFor } from './helpers/gateway.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -63,17 +64,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 describe('npm start and signals', () => {

@@ -114,3 +114,15 @@ export function openSocket(port: number): Promise<Socket> {
     socket.once('error', reject);
   });
 }
+
+/** Whether something accepts connections on 127.0.0.1:port. */
+export function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
