@@ -194,6 +194,7 @@ class NodeRequest implements HttpRequest {
 }
 
 const EMPTY = new ArrayBuffer(0);
+const CONNECTION_CLOSE = /(?:^|\W)close(?:$|\W)/i;
 
 class NodeResponse implements HttpResponse {
   private statusCode = 200;
@@ -264,6 +265,16 @@ class NodeResponse implements HttpResponse {
       if (this.headSent) this.res.once('finish', () => this.req.socket.end());
     }
     this.sendHead(this.headSent ? undefined : body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    if (!closeConnection && !this.req.complete && this.saysClose()) {
+      // Told `connection: close` while its body still arrives: Node would close the socket once the
+      // answer is out, under a client still writing (EPIPE, the answer lost). uWS reads and discards
+      // the rest of the body; so does this: the answer goes now, the response finishes (and the
+      // socket closes) when the body ended. dispatch's body timer still cuts a client that stalls.
+      if (body !== undefined) this.res.write(body);
+      this.req.once('end', () => this.res.end());
+      this.req.resume();
+      return this;
+    }
     if (body === undefined) this.res.end();
     else this.res.end(body);
     return this;
@@ -275,11 +286,12 @@ class NodeResponse implements HttpResponse {
   }
 
   onData(handler: (chunk: ArrayBuffer, isLast: boolean) => void): this {
+    // Until the response ended (uWS's contract); the rest of the body is drained, not copied.
     this.req.on('data', (chunk: Buffer) => {
-      if (!this.aborted) handler(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer, false);
+      if (!this.aborted && !this.done) handler(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer, false);
     });
     this.req.once('end', () => {
-      if (!this.aborted) handler(EMPTY, true);
+      if (!this.aborted && !this.done) handler(EMPTY, true);
     });
     return this;
   }
@@ -303,6 +315,11 @@ class NodeResponse implements HttpResponse {
     const handler = this.writableHandler;
     if (handler !== undefined && !this.aborted && handler(this.bytesWritten)) this.writableHandler = undefined;
   };
+
+  /** A `connection: close` header among those written (Node's own test for it). */
+  private saysClose(): boolean {
+    return this.headers.some(([name, value]) => name.toLowerCase() === 'connection' && CONNECTION_CLOSE.test(value));
+  }
 
   /** The status line and headers, once; `contentLength` for a body that is sent whole. */
   private sendHead(contentLength: number | undefined): void {

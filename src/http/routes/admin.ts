@@ -73,10 +73,11 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
     const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
     const query = Object.fromEntries(new URLSearchParams(req.getQuery() ?? ''));
     const contentType = req.getHeader('content-type');
-    const contentLength = req.getHeader('content-length');
+    const bodyHeaders = { contentLength: req.getHeader('content-length'), connection: req.getHeader('connection') };
     let aborted = false;
-    // An error answered while the body is still arriving closes the connection: the rest of the
-    // body would otherwise be read as the next request.
+    // An error answered while the body is still arriving closes the connection (the rest of the
+    // body would otherwise be read as the next request), unless the body reader has the server
+    // read and discard that rest (an oversized body: BodyErrorCallback).
     let bodyPending = takesBody;
     res.onAborted(() => (aborted = true));
     const respond = (outcome: Promise<unknown>) => {
@@ -99,7 +100,7 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
       return;
     }
     const body = new Promise<unknown>((resolve, reject) => {
-      readBody(res, contentLength, MAX_ADMIN_BODY_BYTES, (bytes) => {
+      readBody(res, bodyHeaders, MAX_ADMIN_BODY_BYTES, (bytes) => {
         bodyPending = false;
         if (!isUtf8(bytes)) return reject(new GatewayError('NR_INVALID_UTF8'));
         try {
@@ -107,7 +108,10 @@ function adminHandler(deps: AdminRouteDeps, method: Method, path: string, status
         } catch {
           reject(new GatewayError('NR_INVALID_JSON'));
         }
-      }, reject);
+      }, (err, cutConnection) => {
+        bodyPending = cutConnection;
+        reject(err);
+      });
     });
     // Handled here too: when authentication fails first, nobody awaits the body.
     body.catch(() => undefined);

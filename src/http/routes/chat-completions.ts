@@ -21,7 +21,7 @@ export function chatCompletionsRoute(deps: ChatRouteDeps) {
     // HttpRequest is only valid until the first return or await: read every header now.
     const requestId = requestIdFrom(req.getHeader('x-request-id'));
     const contentType = req.getHeader('content-type');
-    const contentLength = req.getHeader('content-length');
+    const bodyHeaders = { contentLength: req.getHeader('content-length'), connection: req.getHeader('connection') };
     const authorization = req.getHeader('authorization');
     const xApiKey = req.getHeader('x-api-key');
     const exchange = new ChatExchange(deps, res, requestId, startedAt);
@@ -30,6 +30,6 @@ export function chatCompletionsRoute(deps: ChatRouteDeps) {
     exchange.setCaller(deps.auth.authenticate(authorization, xApiKey));
     if (exchange.isFinished) return;
     if (!isJsonContentType(contentType)) return exchange.fail(new GatewayError('NR_UNSUPPORTED_MEDIA_TYPE'), true);
-    readBody(res, contentLength, maxBodyBytes, (body) => exchange.onBody(body), (err) => exchange.fail(err, true));
+    readBody(res, bodyHeaders, maxBodyBytes, (body) => exchange.onBody(body), (err, cutConnection) => exchange.fail(err, cutConnection));
   };
 }
