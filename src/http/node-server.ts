@@ -20,6 +20,8 @@ export const nodeHttpImplementation: HttpServerImplementation = {
 const MAX_HEADER_BYTES = 8 * 1024;
 /** An idle or trickling connection is closed after this (uWS: about 10 s). */
 const IDLE_TIMEOUT_MS = 10_000;
+/** What a body or an answer must move per idle window not to count as stalled. */
+const MIN_PROGRESS_BYTES = 16 * 1024;
 
 interface Route {
   readonly method: RouteMethod;
@@ -114,11 +116,9 @@ class NodeApp implements HttpApp {
 
   private dispatch(req: http.IncomingMessage, res: http.ServerResponse): void {
     // A body trickled (or never sent) past the idle bound cuts the connection, as uWS does.
-    const bodyTimer = setTimeout(() => {
-      if (!req.complete) req.socket.destroy();
-    }, IDLE_TIMEOUT_MS);
-    req.once('end', () => clearTimeout(bodyTimer));
-    res.once('close', () => clearTimeout(bodyTimer));
+    const bodyWatch = cutWhenStalled(req.socket, () => req.socket.bytesRead, () => req.complete);
+    req.once('end', () => clearTimeout(bodyWatch));
+    res.once('close', () => clearTimeout(bodyWatch));
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
@@ -136,6 +136,26 @@ class NodeApp implements HttpApp {
     }
     res.writeHead(404).end();
   }
+}
+
+/**
+ * Cuts `socket` once `progress` (bytes moved) has not kept a rate of MIN_PROGRESS_BYTES per idle
+ * window for a whole window before `done`: a body or an answer trickled, or not moving at all. A
+ * steady slow transfer goes on, as with uWS's idle timeout. Sampled four times a window.
+ */
+function cutWhenStalled(socket: Socket, progress: () => number, done: () => boolean): NodeJS.Timeout {
+  const sampleMs = IDLE_TIMEOUT_MS / 4;
+  let last = progress();
+  let activeAt = performance.now();
+  const timer = setTimeout(() => {
+    if (done() || socket.destroyed) return;
+    const now = progress();
+    if (now - last >= MIN_PROGRESS_BYTES / 4) activeAt = performance.now();
+    last = now;
+    if (performance.now() - activeAt >= IDLE_TIMEOUT_MS) return void socket.destroy();
+    timer.refresh();
+  }, sampleMs);
+  return timer;
 }
 
 function matchRoute(route: Route, parts: readonly string[]): string[] | undefined {
@@ -269,7 +289,7 @@ class NodeResponse implements HttpResponse {
       // Told `connection: close` while its body still arrives: Node would close the socket once the
       // answer is out, under a client still writing (EPIPE, the answer lost). uWS reads and discards
       // the rest of the body; so does this: the answer goes now, the response finishes (and the
-      // socket closes) when the body ended. dispatch's body timer still cuts a client that stalls.
+      // socket closes) when the body ended. dispatch's body watch still cuts a client that stalls.
       if (body !== undefined) this.res.write(body);
       this.req.once('end', () => this.res.end());
       this.req.resume();
@@ -277,6 +297,13 @@ class NodeResponse implements HttpResponse {
     }
     if (body === undefined) this.res.end();
     else this.res.end(body);
+    // A client that stops reading a complete answer must not hold it (and the socket) forever.
+    if (!this.res.writableFinished) {
+      const socket = this.req.socket;
+      const flushWatch = cutWhenStalled(socket, () => socket.bytesWritten, () => this.res.writableFinished);
+      this.res.once('finish', () => clearTimeout(flushWatch));
+      this.res.once('close', () => clearTimeout(flushWatch));
+    }
     return this;
   }
 

@@ -221,7 +221,8 @@ describe('a chat body over server.maxBodyBytes', () => {
   it(
     'declared within the discard bound, then stalled: answered at once, closed within the idle bound',
     async () => {
-      const out = await rawExchange(gw.gateway.port, [head('POST', CHAT, { ...gw.auth, 'content-type': 'application/json', 'content-length': String(MAX_BODY_BYTES + 1024 * 1024) }), Buffer.alloc(256 * 1024, 0x20)], {
+      // 8 KiB: under what either server counts as progress in an idle window (16 KiB), so one window cuts it.
+      const out = await rawExchange(gw.gateway.port, [head('POST', CHAT, { ...gw.auth, 'content-type': 'application/json', 'content-length': String(MAX_BODY_BYTES + 1024 * 1024) }), Buffer.alloc(8 * 1024, 0x20)], {
         deadlineMs: IDLE_CLOSE_BOUND_MS + 2000,
       });
       expect(out.responses[0]?.status).toBe(413);
