@@ -116,9 +116,12 @@ class NodeApp implements HttpApp {
 
   private dispatch(req: http.IncomingMessage, res: http.ServerResponse): void {
     // A body trickled (or never sent) past the idle bound cuts the connection, as uWS does.
-    const bodyWatch = cutWhenStalled(req.socket, () => req.socket.bytesRead, () => req.complete);
-    req.once('end', () => clearTimeout(bodyWatch));
-    res.once('close', () => clearTimeout(bodyWatch));
+    // Only a request with a body: `complete` is not set for a body nobody reads on every Node version.
+    if (hasBody(req)) {
+      const bodyWatch = cutWhenStalled(req.socket, () => req.socket.bytesRead, () => req.complete);
+      req.once('end', () => clearTimeout(bodyWatch));
+      res.once('close', () => clearTimeout(bodyWatch));
+    }
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
@@ -156,6 +159,12 @@ function cutWhenStalled(socket: Socket, progress: () => number, done: () => bool
     timer.refresh();
   }, sampleMs);
   return timer;
+}
+
+/** HTTP/1.1 framing: a body comes with Transfer-Encoding or a non-zero Content-Length. */
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 function matchRoute(route: Route, parts: readonly string[]): string[] | undefined {
@@ -329,6 +338,8 @@ class NodeResponse implements HttpResponse {
       this.drainListening = true;
       this.res.on('drain', this.onDrain);
     }
+    // The buffer may have drained already (Node 24 can flush on uncork, before this is called).
+    if (!this.res.writableNeedDrain) queueMicrotask(this.onDrain);
     return this;
   }
 

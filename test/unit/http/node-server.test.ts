@@ -274,7 +274,8 @@ describe('responses', () => {
     expect(headers).toContainEqual(['transfer-encoding', 'chunked']);
     expect(headers).toContainEqual(['content-type', 'text/plain']);
     expect(headers.some(([name]) => name === 'content-length')).toBe(false);
-    expect(outcome.data).toContain('3\r\none\r\n3\r\ntwo\r\n');
+    // How writes are framed into chunks is Node's business (Node 24 coalesces them); the body is ours.
+    expect(outcome.data).toMatch(/\r\n0\r\n\r\n$/);
     expect(outcome.responses[0]?.body).toBe('onetwothree');
     expect(accepted).toEqual([true, true]);
   });
