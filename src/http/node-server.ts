@@ -257,11 +257,15 @@ class NodeResponse implements HttpResponse {
 
   cork(write: () => void): this {
     if (this.aborted) return this;
-    this.res.cork();
+    // The socket's cork, not the response's: on Node 22, res.cork() makes a write report room
+    // whatever the socket holds (no backpressure) and an end() send its last chunk after the
+    // terminating one. Corking the socket batches the same writes into one syscall.
+    const socket = this.req.socket;
+    socket.cork();
     try {
       write();
     } finally {
-      this.res.uncork();
+      socket.uncork();
     }
     return this;
   }
