@@ -1,7 +1,8 @@
 // The baseline for every gateway benchmark: the thinnest correct pass-through proxy on the same
 // stack as NemoRouter (uWebSockets.js + one undici Pool), with no features at all. Whatever
 // NemoRouter costs beyond this proxy is the price of its features, not of the stack.
-// GET /__stats reports its event-loop delay (the bench reads it like nemo's /metrics).
+// GET /__stats reports its event-loop delay (the bench reads it like nemo's /metrics), its Node
+// version and the HTTP server implementation it runs.
 import { STATUS_CODES } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -183,7 +184,8 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
   });
 
   // The same server implementation NemoRouter would pick here, so the baseline is like for like.
-  const app = httpServer().implementation.createApp();
+  const { implementation } = httpServer();
+  const app = implementation.createApp();
   app.post(ROUTE, (res, req) => {
     const contentType = req.getHeader('content-type') || 'application/json';
     const authorization = req.getHeader('authorization');
@@ -221,6 +223,8 @@ export async function startBareProxy(options: BareProxyOptions): Promise<BarePro
   app.get('/__stats', (res) => {
     const ms = (ns: number): number => Number((ns / 1e6).toFixed(3));
     const body = JSON.stringify({
+      node: process.version,
+      server: { implementation: implementation.name, build: implementation.build },
       eventLoopDelay: { resolutionMs: EVENT_LOOP_RESOLUTION_MS, p50Ms: ms(eventLoop.percentile(50)), p99Ms: ms(eventLoop.percentile(99)), maxMs: ms(eventLoop.max), count: eventLoop.count },
     });
     eventLoop.reset();

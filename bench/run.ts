@@ -1,7 +1,7 @@
 // `npm run bench`: the benchmark suite. Starts the mock upstream, the bare baseline proxy and
-// NemoRouter (on its own database) as separate processes on loopback, then runs each chosen
-// scenario against direct, bare and nemo in the same run, so the gateway is always read against
-// baselines from the same machine and minute. Prints a table per scenario and the targets' verdicts,
+// NemoRouter (on its own database; with --fallback a second one on Node's http module) as separate
+// processes on loopback, then runs each chosen scenario against direct, bare and nemo in the same
+// run, so the gateway is always read against baselines from the same machine and minute. Prints a table per scenario and the targets' verdicts,
 // writes JSON with --json, and fails loudly when the ledger does not match what was served.
 import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   });
   process.on('SIGTERM', () => void run.cleanup().finally(() => process.exit(143)));
 
-  const budget = budgetS(settings, settings.ablation ? 5 : 3);
+  const budget = budgetS(settings, 3 + (settings.ablation ? 2 : 0) + (settings.fallback ? 1 : 0));
   const watchdog = setTimeout(() => {
     progress.note(`bench exceeded its ${Math.round(budget)} s budget; stopping children`);
     void run.cleanup().finally(() => process.exit(1));
@@ -90,10 +90,13 @@ async function main(): Promise<void> {
       orgs: settings.orgs,
       upstreamConnections: Math.max(DEFAULT_UPSTREAM_CONNECTIONS, maxStreams(settings), settings.connections ?? 0),
       databaseUrl: settings.databaseUrl,
+      nodeBinary: settings.nodeBinary,
+      fallback: settings.fallback,
       log: (line) => progress.note(line),
     });
     machineInfo.database = env.database.kind;
-    const targets = targetsOf(env, settings.ablation);
+    machineInfo.gatewayNodeBinary = settings.nodeBinary;
+    const targets = targetsOf(env, { ablation: settings.ablation, fallback: settings.fallback });
     let prompts: string[] = [];
     if (settings.scenarios.includes('big-prompt')) {
       progress.note('making the big prompts');

@@ -1,6 +1,8 @@
 // Starts what a bench run measures, each in its own process on loopback: the mock upstream, the
-// bare proxy in front of it, and NemoRouter in front of it on the bench's own database, then
-// creates the tenants through the admin API. Everything is registered with the Run for teardown.
+// bare proxy in front of it, and NemoRouter in front of it on the bench's own database (with
+// --fallback a second NemoRouter on Node's http module, on the same database), then creates the
+// tenants through the admin API and reads what each server runs. Everything is registered with the
+// Run for teardown.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
@@ -10,10 +12,12 @@ import { fileURLToPath } from 'node:url';
 import { freePorts } from '../../src/free-port.js';
 import { openBenchDatabase } from './bench-database.js';
 import type { BenchDatabase } from './bench-database.js';
-import { spawnChild, waitForHttp, waitForLine } from './child.js';
+import { spawnChild, spawnProcess, waitForHttp, waitForLine } from './child.js';
 import type { Child } from './child.js';
 import { nemoConfig } from './nemo-config.js';
 import type { Run } from './run.js';
+import { readBareRuntime, readNemoRuntime } from './server-runtime.js';
+import type { ServerRuntime } from './server-runtime.js';
 import { createTenants } from './tenants.js';
 import type { Tenants } from './tenants.js';
 
@@ -26,6 +30,10 @@ export interface EnvironmentOptions {
   upstreamConnections: number;
   /** A server to create the bench database on, instead of an embedded cluster. */
   databaseUrl: string | undefined;
+  /** The Node binary of the gateway processes (the mock and the bare proxy run on the bench's). */
+  nodeBinary: string;
+  /** Also start nemo-node: the same gateway with NEMO_HTTP_SERVER=node. */
+  fallback: boolean;
   log: (line: string) => void;
 }
 
@@ -33,7 +41,11 @@ export interface Environment {
   mock: Child;
   bare: Child;
   nemo: Child;
-  origins: { mock: string; bare: string; nemo: string };
+  /** With --fallback: the gateway on Node's http module, on the same database and tenants. */
+  nemoNode: Child | undefined;
+  origins: { mock: string; bare: string; nemo: string; nemoNode: string | undefined };
+  /** What each server process runs, as it reports it: bare, nemo, nemo-node. */
+  runtimes: { bare: ServerRuntime; nemo: ServerRuntime; nemoNode: ServerRuntime | undefined };
   database: BenchDatabase;
   tenants: Tenants;
   /** dist/src/cli.js, for `nemo ledger check`. */
@@ -51,8 +63,13 @@ export async function startEnvironment(run: Run, options: EnvironmentOptions): P
   // Traversable, so the embedded PostgreSQL's OS user reaches its cluster inside (removed with the dir).
   await chmod(run.tmpDir, 0o755);
 
-  const [mockPort, barePort, nemoPort] = (await freePorts(3, HOST)) as [number, number, number];
-  const origins = { mock: `http://${HOST}:${mockPort}`, bare: `http://${HOST}:${barePort}`, nemo: `http://${HOST}:${nemoPort}` };
+  const [mockPort, barePort, nemoPort, nemoNodePort] = (await freePorts(4, HOST)) as [number, number, number, number];
+  const origins = {
+    mock: `http://${HOST}:${mockPort}`,
+    bare: `http://${HOST}:${barePort}`,
+    nemo: `http://${HOST}:${nemoPort}`,
+    nemoNode: options.fallback ? `http://${HOST}:${nemoNodePort}` : undefined,
+  };
   // The mock's defaults are the fastest answer; scenarios slow it down per request (x-mock-* headers).
   const mock = spawnChild('mock upstream', [cli, 'mock-upstream', '--port', String(mockPort), '--host', HOST, '--ttft-ms', '0', '--tokens-per-second', '0']);
   run.children.push(mock);
@@ -77,13 +94,27 @@ export async function startEnvironment(run: Run, options: EnvironmentOptions): P
   const nemoEnv: NodeJS.ProcessEnv = { ...process.env, NEMO_CONFIG: configPath, DATABASE_URL: database.url, NEMO_DB_APP_PASSWORD: database.appPassword };
   delete nemoEnv.NEMO_DATA_DIR;
   delete nemoEnv.NEMO_MASTER_KEY;
-  const nemo = spawnChild('nemo', [cli, 'start'], { ...nemoEnv, PORT: String(nemoPort), HOST, NEMO_MASTER_KEY: masterKey });
-  run.children.push(nemo);
-  options.log(`starting nemo on ${origins.nemo}`);
-  await Promise.all([proxiesReady, waitForLine(nemo, /NemoRouter listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS)]);
-  await waitForHttp(nemo, `${origins.nemo}/healthz`, STARTUP_TIMEOUT_MS);
+  const startGateway = async (name: string, port: number, extraEnv: NodeJS.ProcessEnv): Promise<Child> => {
+    const child = spawnProcess(name, options.nodeBinary, [cli, 'start'], { ...nemoEnv, PORT: String(port), HOST, NEMO_MASTER_KEY: masterKey, ...extraEnv });
+    run.children.push(child);
+    options.log(`starting ${name} on http://${HOST}:${port}${options.nodeBinary === process.execPath ? '' : ` with ${options.nodeBinary}`}`);
+    await waitForLine(child, /NemoRouter listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS);
+    await waitForHttp(child, `http://${HOST}:${port}/healthz`, STARTUP_TIMEOUT_MS);
+    return child;
+  };
+  const [, nemo] = await Promise.all([proxiesReady, startGateway('nemo', nemoPort, {})]);
+  // After nemo, which has applied the migrations: the two never race for them.
+  const nemoNode = options.fallback ? await startGateway('nemo-node', nemoNodePort, { NEMO_HTTP_SERVER: 'node' }) : undefined;
+
+  const runtimes = {
+    bare: await readBareRuntime(origins.bare),
+    nemo: await readNemoRuntime(origins.nemo),
+    nemoNode: origins.nemoNode === undefined ? undefined : await readNemoRuntime(origins.nemoNode),
+  };
+  const describe = (r: ServerRuntime): string => `Node ${r.node}, ${r.implementation} (${r.build})`;
+  options.log(`bare: ${describe(runtimes.bare)}; nemo: ${describe(runtimes.nemo)}${runtimes.nemoNode ? `; nemo-node: ${describe(runtimes.nemoNode)}` : ''}`);
 
   options.log(`creating ${options.orgs} orgs with credits and keys, and one org without credits`);
   const tenants = await createTenants(origins.nemo, masterKey, options.orgs);
-  return { mock, bare, nemo, origins, database, tenants, cli, nemoEnv };
+  return { mock, bare, nemo, nemoNode, origins, runtimes, database, tenants, cli, nemoEnv };
 }

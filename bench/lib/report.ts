@@ -8,6 +8,7 @@ import type { LedgerSummary } from './ledger-audit.js';
 import type { WindowResult } from './measure.js';
 import type { ScenarioResult } from './mixed-load.js';
 import { Samples } from './samples.js';
+import type { ServerRuntime } from './server-runtime.js';
 
 export interface StreamStats {
   /** Stream loops held open at once. */
@@ -69,6 +70,12 @@ export interface Ratios {
   ledgerAddedP99Ms?: number;
   nemoOverNemoPlainRps?: number;
   guardrailsAddedP99Ms?: number;
+  /** --fallback only: the gateway on Node's http module (nemo-node) against nemo in the same run. */
+  nemoNodeOverNemoRps?: number;
+  nemoNodeOverNemoP99?: number;
+  nemoNodeOverNemoP50?: number;
+  nemoNodeOverNemoCpuPer1k?: number;
+  nemoNodeOverBareRps?: number;
 }
 
 export interface StreamSection {
@@ -83,6 +90,9 @@ export interface StreamSection {
   stalled: number;
   bareStalled: number;
   directStalled: number;
+  /** --fallback only: nemo-node's gap p99 and stalled streams. */
+  nemoNodeGapP99Ms?: number;
+  nemoNodeStalled?: number;
   knee?: KneeResult;
 }
 
@@ -90,6 +100,8 @@ export interface ScenarioReport {
   scenario: string;
   description: string;
   settings: Record<string, unknown>;
+  /** Per target but the mock: the Node version and HTTP server its process reported at start. */
+  runtimes: Record<string, ServerRuntime>;
   targets: Record<string, TargetResult>;
   ratios: Ratios;
   streams?: StreamSection;
@@ -244,6 +256,14 @@ export function ratiosOf(targets: Record<string, TargetResult>): Ratios {
     ratios.nemoOverNemoPlainRps = ratio(nemo.rps, plain.rps);
     ratios.guardrailsAddedP99Ms = round3(nemo.p99Ms - plain.p99Ms);
   }
+  const fallback = targets['nemo-node'];
+  if (fallback !== undefined) {
+    ratios.nemoNodeOverNemoRps = ratio(fallback.rps, nemo.rps);
+    ratios.nemoNodeOverNemoP99 = ratio(fallback.p99Ms, nemo.p99Ms);
+    ratios.nemoNodeOverNemoP50 = ratio(fallback.p50Ms, nemo.p50Ms);
+    if (fallback.cpuSPer1k !== undefined && nemo.cpuSPer1k !== undefined) ratios.nemoNodeOverNemoCpuPer1k = ratio(fallback.cpuSPer1k, nemo.cpuSPer1k);
+    ratios.nemoNodeOverBareRps = ratio(fallback.rps, bare.rps);
+  }
   return ratios;
 }
 
@@ -264,6 +284,11 @@ export function streamSection(targets: Record<string, TargetResult>, concurrent:
     bareStalled: bare?.stalled ?? 0,
     directStalled: direct?.stalled ?? 0,
   };
+  const fallback = s('nemo-node');
+  if (fallback !== undefined) {
+    section.nemoNodeGapP99Ms = fallback.gapP99Ms;
+    section.nemoNodeStalled = fallback.stalled;
+  }
   if (knee !== undefined) section.knee = knee;
   return section;
 }

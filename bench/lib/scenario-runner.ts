@@ -109,6 +109,7 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
       keysUsed: spec.name === 'chat-hot' ? 1 : settings.orgs,
       targets: targets.map((t) => t.name),
     },
+    runtimes: Object.fromEntries(targets.flatMap((t) => (t.runtime === undefined ? [] : [[t.name, t.runtime]]))),
     targets: targetsCombined,
     ratios: ratiosOf(targetsCombined),
     rounds,

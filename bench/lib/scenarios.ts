@@ -81,7 +81,7 @@ function mixed(input: ScenarioInput): LoadScenario[] {
   const onNemo = target.kind === 'nemo';
   // What each refusal or fault looks like depends on the target: the mock answers everything it is not told to fail.
   const creditsRefused = onNemo && target.priced;
-  const guardrailsOn = onNemo && target.name === 'nemo';
+  const guardrailsOn = onNemo && target.guarded;
   const shape = (name: MixShape, profile: MockProfile, body: unknown, expect: [string, (s: number) => boolean], keys: readonly string[] = target.keys): LoadScenario => ({
     name,
     headers: headers(keys, profile),

@@ -1,4 +1,5 @@
 // The bench's command line, validated once: every problem is reported, defaults live here.
+import { accessSync, constants } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SCENARIOS } from './scenarios.js';
 import type { ScenarioName } from './scenarios.js';
@@ -15,6 +16,10 @@ export const USAGE = `usage: npm run bench -- [options]
   --knee-duration S    seconds per knee step per target (default 5)
   --orgs N             orgs with credits and keys that requests are spread over (default 50)
   --ablation           also load nemo-free and nemo-plain (what the ledger and the guardrails cost)
+  --fallback           also load nemo-node: a second gateway process forced onto Node's http module
+                       (NEMO_HTTP_SERVER=node), to read the fallback against the native build
+  --node PATH          the Node binary the gateway processes run on (default: $NEMO_BENCH_NODE,
+                       else the bench's own); the mock and the bare proxy stay on the bench's
   --database-url URL   create the bench database on this server (needs NEMO_DB_APP_PASSWORD)
                        instead of on an embedded PostgreSQL in the temp dir
   --json FILE          also write the results as JSON`;
@@ -32,6 +37,10 @@ export interface Settings {
   kneeDurationS: number;
   orgs: number;
   ablation: boolean;
+  /** Adds the nemo-node target (the gateway on Node's http module). */
+  fallback: boolean;
+  /** The Node binary of the gateway processes. */
+  nodeBinary: string;
   databaseUrl: string | undefined;
   jsonPath: string | undefined;
 }
@@ -53,6 +62,8 @@ export function parseSettings(argv: string[]): Settings | 'help' {
       'knee-duration': { type: 'string', default: '5' },
       orgs: { type: 'string', default: '50' },
       ablation: { type: 'boolean', default: false },
+      fallback: { type: 'boolean', default: false },
+      node: { type: 'string' },
       'database-url': { type: 'string' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -74,6 +85,12 @@ export function parseSettings(argv: string[]): Settings | 'help' {
   const kneeText = values['knee-steps'].trim();
   const kneeSteps = kneeText === 'none' || kneeText === '' ? [] : kneeText.split(',').map((step) => number('knee-steps', step, 1, 20_000, true));
   if (kneeSteps.some((step, i) => i > 0 && step <= kneeSteps[i - 1]!)) problems.push('--knee-steps must be increasing');
+  const nodeBinary = values.node ?? (process.env.NEMO_BENCH_NODE || process.execPath);
+  try {
+    accessSync(nodeBinary, constants.X_OK);
+  } catch {
+    problems.push(`${values.node !== undefined ? '--node' : 'NEMO_BENCH_NODE'} must be an executable Node binary, got ${JSON.stringify(nodeBinary)}`);
+  }
   const settings: Settings = {
     scenarios,
     durationS: number('duration', values.duration, 0.5, 3600, false),
@@ -85,6 +102,8 @@ export function parseSettings(argv: string[]): Settings | 'help' {
     kneeDurationS: number('knee-duration', values['knee-duration'], 0.5, 600, false),
     orgs: number('orgs', values.orgs, 1, 1000, true),
     ablation: values.ablation,
+    fallback: values.fallback,
+    nodeBinary,
     databaseUrl: values['database-url'],
     jsonPath: values.json,
   };

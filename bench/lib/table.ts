@@ -2,6 +2,7 @@
 // knee numbers for streams, the answers by status for the mix, and the ledger's verdict.
 import { heldText } from './knee.js';
 import type { ScenarioReport, TargetResult } from './report.js';
+import { runtimeText } from './server-runtime.js';
 
 const num = (value: number | undefined, digits: number): string => (value === undefined ? '-' : value.toFixed(digits));
 const signed = (value: number): string => `${value >= 0 ? '+' : ''}${value.toFixed(2)}`;
@@ -17,12 +18,14 @@ function targetRows(report: ScenarioReport): string[] {
   const stream = report.streams !== undefined;
   const header = ['target', stream ? 'streams/s' : 'RPS', 'p50 ms', 'p99 ms', 'max ms', 'err/non-2xx', 'CPU s/1k', 'PG s/1k', 'RSS MB', 'lag p99 ms', 'gen lag'];
   if (stream) header.push('TTFT p99', 'gap p50', 'gap p99', 'gap max', 'stalled');
+  header.push('node / http');
   const rows = Object.entries(report.targets).map(([name, t]: [string, TargetResult]) => {
     const row = [name, t.rps.toFixed(0), num(t.p50Ms, 2), num(t.p99Ms, 2), num(t.maxMs, 2), `${t.errors}/${t.non2xx}`, num(t.cpuSPer1k, 3), num(t.dbCpuSPer1k, 3), num(t.peakRssMb, 1), num(t.eventLoopLagP99Ms, 2), num(t.loadGenLagP99Ms, 1)];
     if (stream) {
       const s = t.stream;
       row.push(num(s?.ttftP99Ms, 1), num(s?.gapP50Ms, 1), num(s?.gapP99Ms, 1), num(s?.gapMaxMs, 1), String(s?.stalled ?? '-'));
     }
+    row.push(runtimeText(report.runtimes[name]));
     return row;
   });
   return grid(header, rows);
@@ -38,13 +41,23 @@ function ratioLines(report: ScenarioReport): string[] {
   if (r.nemoPlainOverNemoFreeRps !== undefined) {
     lines.push(`ledger: nemo-plain/nemo-free RPS ${r.nemoPlainOverNemoFreeRps.toFixed(3)}, p99 ${signed(r.ledgerAddedP99Ms!)} ms   guardrails: nemo/nemo-plain RPS ${r.nemoOverNemoPlainRps!.toFixed(3)}, p99 ${signed(r.guardrailsAddedP99Ms!)} ms`);
   }
+  if (r.nemoNodeOverNemoRps !== undefined) {
+    const nemo = runtimeText(report.runtimes.nemo);
+    const fallback = runtimeText(report.runtimes['nemo-node']);
+    lines.push(
+      `fallback: nemo-node/nemo RPS ${r.nemoNodeOverNemoRps.toFixed(3)}, p50 ${r.nemoNodeOverNemoP50!.toFixed(3)}x, p99 ${r.nemoNodeOverNemoP99!.toFixed(3)}x` +
+        (r.nemoNodeOverNemoCpuPer1k === undefined ? '' : `, CPU per request ${r.nemoNodeOverNemoCpuPer1k.toFixed(2)}x`) +
+        `   nemo-node/bare RPS ${r.nemoNodeOverBareRps!.toFixed(3)}   (nemo-node: ${fallback}; nemo: ${nemo})`,
+    );
+  }
   return lines;
 }
 
 function streamLines(report: ScenarioReport): string[] {
   const s = report.streams;
   if (s === undefined) return [];
-  const lines = [`streams: ${s.concurrent} concurrent; gap p99 nemo ${s.gapP99Ms.toFixed(1)} ms vs bare ${s.bareGapP99Ms.toFixed(1)} ms (${signed(s.addedGapP99Ms)} ms); stalled nemo ${s.stalled}, bare ${s.bareStalled}, direct ${s.directStalled}`];
+  const fallback = s.nemoNodeGapP99Ms === undefined ? '' : `; nemo-node gap p99 ${s.nemoNodeGapP99Ms.toFixed(1)} ms, ${s.nemoNodeStalled ?? 0} stalled`;
+  const lines = [`streams: ${s.concurrent} concurrent; gap p99 nemo ${s.gapP99Ms.toFixed(1)} ms vs bare ${s.bareGapP99Ms.toFixed(1)} ms (${signed(s.addedGapP99Ms)} ms); stalled nemo ${s.stalled}, bare ${s.bareStalled}, direct ${s.directStalled}${fallback}`];
   const knee = s.knee;
   if (knee !== undefined) {
     lines.push(`knee (gap p99 <= ${knee.maxGapP99Ms} ms, no stall; ${knee.durationS} s per step):`);
