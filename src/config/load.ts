@@ -144,7 +144,9 @@ function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown 
   if (env.NEMO_HTTP_SERVER) server.implementation = env.NEMO_HTTP_SERVER;
   if (env.NEMO_UWS_BINARY) server.uwsBinary = env.NEMO_UWS_BINARY;
   if (env.NEMO_REUSE_PORT) server.reusePort = env.NEMO_REUSE_PORT === '1' || env.NEMO_REUSE_PORT === 'true';
-  return { ...obj, server };
+  const ledger = { ...((obj.ledger as Record<string, unknown> | undefined) ?? {}) };
+  if (env.NEMO_LEDGER_MODE) ledger.mode = env.NEMO_LEDGER_MODE;
+  return { ...obj, server, ledger };
 }
 
 function wellFormedModels(raw: unknown): ModelConfig[] {

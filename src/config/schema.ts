@@ -125,6 +125,27 @@ export const configFileSchema = z.strictObject({
     .prefault({}),
   ledger: z
     .strictObject({
+      /**
+       * lease: requests reserve their bound in process from a durable per-org credit lease and each
+       * writes its charge as its own ledger row; hold: a durable hold per request (docs/money.md).
+       */
+      mode: z.enum(['lease', 'hold']).default('lease'),
+      lease: z
+        .strictObject({
+          /** A lease serves new requests this long, then gives back what it did not use and is replaced. */
+          lifetimeMs: positiveInt.min(100).default(30_000),
+          /** A lease its instance stopped renewing (a crash) is returned by the sweeper after this. */
+          ttlMs: positiveInt.min(1_000).default(60_000),
+          /** The most one lease holds, in micro-credits. */
+          maxMicros: positiveInt.default(100_000_000),
+          /** A lease holds at least this many bounds of the request that asked for it. */
+          minRequests: positiveInt.max(10_000).default(16),
+          /** A new lease is asked for ahead of need when the free part falls below this fraction. */
+          lowWater: z.number().min(0).max(1).default(0.25),
+          /** A request refused for funds that sit unused in leases waits at most this long for them to come back. */
+          recallWaitMs: nonNegativeInt.max(10_000).default(1_000),
+        })
+        .prefault({}),
       /** How long a hold lives; a crashed instance's holds are released by the sweeper after it. */
       reservationTtlMs: positiveInt.default(15 * 60_000),
       sweepIntervalMs: positiveInt.default(10_000),

@@ -6,10 +6,12 @@
 // batches smaller, since batches of one org serialize on its account lock anyway.) Accounts are
 // locked in org order, so batches of several instances never deadlock. Settles and releases that
 // fail (the database is down) are retried until they commit: they are idempotent by reservation id.
-// A settle or release with nothing in flight waits up to settleLingerMs for company: nobody waits
-// on it (its client has its answer), and the next request's reserve then commits with it in one
-// transaction instead of queueing behind it, which is what a client sending one request at a time
-// feels. A reserve or admit always starts a batch at once.
+// A settle, release or lease charge with nothing in flight waits up to settleLingerMs for company:
+// nobody waits on it (its client has its answer), and the next request's reserve then commits with
+// it in one transaction instead of queueing behind it, which is what a client sending one request
+// at a time feels. A reserve, admit, lease or lease return always starts a batch at once.
+// Credit leases (ledger_apply_v3): 'lease' grants one, 'charge' writes a request's charge against
+// one, 'lease_return' gives back what one no longer needs.
 import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -17,11 +19,12 @@ import { log } from '../log.js';
 import { settleMissedTotal } from '../metrics/registry.js';
 
 /** admit: a request that holds nothing (a free model), counted against rate limits only. */
-export type LedgerOpKind = 'reserve' | 'admit' | 'settle' | 'release';
+export type LedgerOpKind = 'reserve' | 'admit' | 'settle' | 'release' | 'lease' | 'charge' | 'lease_return';
 
-/** Why the database refused a reserve or admit. */
+/** Why the database refused a reserve or admit ('funds_leased': funds, while leases hold some unused). */
 export type Refusal =
   | 'funds'
+  | 'funds_leased'
   | 'key_rpm'
   | 'key_tpm'
   | 'team_rpm'
@@ -41,10 +44,14 @@ export interface LedgerAnswer {
 export interface LedgerOp {
   readonly kind: LedgerOpKind;
   readonly orgId: string;
+  /** charge: the charge's own id (a retried batch charges once); lease_return: the lease. */
   readonly reservationId: string;
+  /** charge: the lease it is written against. */
+  readonly leaseId?: string | null;
+  /** lease: the holder (this instance). */
   readonly requestId: string | null;
   readonly keyId: string | null;
-  /** reserve: the most to hold; settle: the actual charge (capped at the hold); release: ignored. */
+  /** reserve, lease: the most to hold; settle, charge: the actual charge (capped); lease_return: what the lease keeps; release: ignored. */
   readonly amountMicros: number;
   /** reserve: the least that is still useful; refused below it. */
   readonly minAmountMicros: number;
@@ -57,6 +64,8 @@ export interface LedgerOp {
 export interface BatchWriterOptions {
   readonly maxBatch: number;
   readonly reservationTtlMs: number;
+  /** How long a lease lives unrenewed (default 60 s). */
+  readonly leaseTtlMs?: number;
   /** First retry delay for settles/releases that could not commit; doubles up to 5 s. */
   readonly retryDelayMs: number;
   /** How long a settle or release may wait for a reserve to share its batch (0: never waits). */
@@ -69,7 +78,7 @@ interface Queued {
   readonly reject: (err: unknown) => void;
 }
 
-const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::integer)';
+const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v3($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::integer, $12::integer)';
 const NOTHING: LedgerAnswer = { amountMicros: 0, refusal: null };
 const MAX_RETRY_DELAY_MS = 5_000;
 
@@ -97,12 +106,12 @@ export class LedgerBatchWriter {
 
   /** Resolves with the database's answer, or rejects when the batch could not commit. */
   submit(op: LedgerOp): Promise<LedgerAnswer> {
-    if (this.ended || (this.closed && (op.kind === 'reserve' || op.kind === 'admit'))) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
+    if (this.ended || (this.closed && (op.kind === 'reserve' || op.kind === 'admit' || op.kind === 'lease'))) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       if (this.flushing) return;
       const lingerMs = this.options.settleLingerMs ?? 0;
-      if ((op.kind === 'settle' || op.kind === 'release') && lingerMs > 0 && !this.closed) {
+      if ((op.kind === 'settle' || op.kind === 'release' || op.kind === 'charge') && lingerMs > 0 && !this.closed) {
         this.lingerTimer ??= setTimeout(() => {
           this.lingerTimer = undefined;
           void this.flush();
@@ -124,7 +133,7 @@ export class LedgerBatchWriter {
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
     const startedAt = performance.now();
     try {
-      const { rows } = await this.pool.query<{ op: number; amount: string; refusal: Refusal | null }>(APPLY_SQL, toArrays(batch, this.options.reservationTtlMs));
+      const { rows } = await this.pool.query<{ op: number; amount: string; refusal: Refusal | null }>(APPLY_SQL, toArrays(batch, this.options));
       this.retryDelayMs = this.options.retryDelayMs;
       if (this.retryTimer !== undefined) {
         // The database answered again: what waited for the retry goes with the next flush.
@@ -152,14 +161,14 @@ export class LedgerBatchWriter {
     if (this.queue.length > 0 && this.retryTimer === undefined) void this.flush();
   }
 
-  /** Reserves and admits fail fast (the request gets a 503); settles and releases go back to wait for a retry. */
+  /** Reserves, admits and lease grants fail fast (the request gets a 503); what closes money goes back to wait for a retry. */
   private failBatch(batch: Queued[], err: unknown): void {
     this.onFailure?.(err);
     const typed = asDatabaseError(err);
     const reserveError = typed instanceof GatewayError ? typed : new GatewayError('NR_INTERNAL', undefined, { cause: err });
     const retry: Queued[] = [];
     for (const item of batch) {
-      if (item.op.kind === 'reserve' || item.op.kind === 'admit') item.reject(reserveError);
+      if (item.op.kind === 'reserve' || item.op.kind === 'admit' || item.op.kind === 'lease') item.reject(reserveError);
       else retry.push(item);
     }
     if (retry.length === 0) return;
@@ -194,11 +203,12 @@ export class LedgerBatchWriter {
   }
 }
 
-function toArrays(batch: Queued[], ttlMs: number): unknown[] {
+function toArrays(batch: Queued[], options: BatchWriterOptions): unknown[] {
   const n = batch.length;
   const kinds = new Array<string>(n);
   const orgs = new Array<string>(n);
   const reservations = new Array<string>(n);
+  const leases = new Array<string | null>(n);
   const requests = new Array<string | null>(n);
   const keys = new Array<string | null>(n);
   const amountsMicros = new Array<number>(n);
@@ -210,6 +220,7 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
     kinds[i] = op.kind;
     orgs[i] = op.orgId;
     reservations[i] = op.reservationId;
+    leases[i] = op.leaseId ?? null;
     requests[i] = op.requestId;
     keys[i] = op.keyId;
     amountsMicros[i] = op.amountMicros;
@@ -217,5 +228,5 @@ function toArrays(batch: Queued[], ttlMs: number): unknown[] {
     tokens[i] = op.tokens;
     models[i] = op.model ?? null;
   }
-  return [kinds, orgs, reservations, requests, keys, amountsMicros, minAmountsMicros, tokens, models, ttlMs];
+  return [kinds, orgs, reservations, leases, requests, keys, amountsMicros, minAmountsMicros, tokens, models, options.reservationTtlMs, options.leaseTtlMs ?? 60_000];
 }

@@ -2,6 +2,11 @@
 // upstream, settle the actual cost after (or release), and sweep expired holds of crashed
 // instances. Operations go through the batched writer on a small dedicated pool.
 //
+// In lease mode (the default) a request whose key has no spend cap or shared rate limit carves its
+// bound from its org's credit lease (leases.ts) in process, and its settle writes its charge
+// against the lease as its own ledger row; every other request, and every request of an org whose
+// balance is too small to lease, takes its own durable hold as in hold mode.
+//
 // An expired hold is only a crashed instance's if its owner could have renewed it: after Postgres
 // restarted, or this instance lost its way to it, a sweep here waits a whole reservation lifetime,
 // and it never expires what this instance still runs or is settling (those are renewed first). An
@@ -13,23 +18,35 @@ import type { Config } from '../config/load.js';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
-import { countOrgCharge, creditsMicrosTotal, expiredHoldsTotal, ledgerBatchSize, ledgerFlushSeconds, reportPool } from '../metrics/registry.js';
+import { countOrgCharge, creditsMicrosTotal, expiredHoldsTotal, leaseChargesLostMicrosTotal, leaseFallbacksTotal, leaseState, ledgerBatchSize, ledgerFlushSeconds, reportPool } from '../metrics/registry.js';
 import { LedgerBatchWriter, type LedgerAnswer, type LedgerOp, type Refusal } from './batch-writer.js';
+import { LeaseRecallListener } from './lease-recalls.js';
+import { CreditLeases, type Lease } from './leases.js';
 
 export type { Refusal } from './batch-writer.js';
 
 export interface Hold {
   readonly orgId: string;
+  /** A hold's reservation; for a hold carved from a lease, the id of its charge. */
   readonly reservationId: string;
   readonly requestId: string;
   readonly keyId: string;
   readonly amountMicros: number;
+  /** The credit lease it was carved from; undefined for a durable hold of its own. */
+  readonly lease?: Lease | undefined;
+  /** The public model, written on a lease charge's ledger row. */
+  readonly model?: string | null;
 }
+
+/** Which hold a request may take: `lease` only for keys without spend caps or shared rate limits. */
+export type HoldPath = 'lease' | 'hold';
 
 /**
  * The sweeper's one statement. After a server restart nobody could renew while it was down: nothing
  * expires until a whole lifetime has passed since. (CASE does not evaluate the volatile call it skips.)
  */
+const RENEW_SQL = 'SELECT nemo.ledger_renew($1::uuid[], $2::uuid[], $3) AS renewed';
+
 const EXPIRE_SQL = `SELECT CASE WHEN pg_postmaster_start_time() > now() - make_interval(secs => $2 / 1000.0) THEN 0
   ELSE nemo.ledger_expire_v2($1) END AS released`;
 
@@ -49,6 +66,11 @@ export class Ledger {
   private reachableSince = Date.now();
   /** Settlements waiting for their charge to be counted. */
   private readonly counting = new Set<Promise<void>>();
+  /** Lease mode only. */
+  private readonly leases: CreditLeases | undefined;
+  private readonly recalls: LeaseRecallListener | undefined;
+  /** Lease charges queued and not yet committed. */
+  private unwrittenMicros = 0;
 
   constructor(
     db: Database,
@@ -58,10 +80,16 @@ export class Ledger {
     this.pool = new pg.Pool({ ...db.poolConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
     this.pool.on('error', (err) => log.warn('ledger: idle connection error', { error: err.message }));
     reportPool('ledger', this.pool);
-    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, retryDelayMs: 100, settleLingerMs: options.settleLingerMs }, (size, ms) => {
+    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, leaseTtlMs: options.lease.ttlMs, retryDelayMs: 100, settleLingerMs: options.settleLingerMs }, (size, ms) => {
       ledgerBatchSize.observe(size);
       ledgerFlushSeconds.observe(ms / 1000);
     }, (err) => this.noteFailure(err));
+    if (options.mode === 'lease') {
+      const leases = new CreditLeases((op) => this.writer.submit(op), options.lease);
+      this.leases = leases;
+      this.recalls = new LeaseRecallListener(db.appConnection, (orgId) => leases.recall(orgId));
+      Object.assign(leaseState, { outstandingMicros: () => leases.outstandingMicros(), unwrittenMicros: () => this.unwrittenMicros, open: () => [...leases.open()].length });
+    }
   }
 
   /**
@@ -69,15 +97,55 @@ export class Ledger {
    * rate limits of the key and its team, all have room; otherwise says which one refused.
    * `tokens` is the request's token bound, counted against tpm limits; `model` is kept for usage reports.
    */
-  async reserve(orgId: string, keyId: string, requestId: string, amountMicros: number, minAmountMicros: number, tokens: number, model: string | null = null): Promise<Hold | Refusal> {
+  async reserve(orgId: string, keyId: string, requestId: string, amountMicros: number, minAmountMicros: number, tokens: number, model: string | null = null, path: HoldPath = 'hold'): Promise<Hold | Refusal> {
+    const leases = this.leases;
+    if (leases !== undefined) {
+      if (path === 'lease') {
+        const carved = this.carve(leases, orgId, keyId, requestId, amountMicros, model);
+        if (carved !== undefined) return carved;
+        if (await leases.acquire(orgId, amountMicros)) {
+          const retried = this.carve(leases, orgId, keyId, requestId, amountMicros, model);
+          if (retried !== undefined) return retried;
+          leaseFallbacksTotal.inc({ reason: 'lease_short' });
+        }
+      } else {
+        leaseFallbacksTotal.inc({ reason: 'limited_key' });
+      }
+    }
+    return this.reserveHold(orgId, keyId, requestId, amountMicros, minAmountMicros, tokens, model);
+  }
+
+  /** The bound, taken from the org's lease in process; undefined when the lease cannot cover it. */
+  private carve(leases: CreditLeases, orgId: string, keyId: string, requestId: string, amountMicros: number, model: string | null): Hold | undefined {
+    const lease = leases.carve(orgId, amountMicros);
+    if (lease === undefined) return undefined;
+    creditsMicrosTotal.inc({ operation: 'reserved' }, amountMicros);
+    return { orgId, reservationId: randomUUID(), requestId, keyId, amountMicros, lease, model };
+  }
+
+  /**
+   * A durable hold of the request's own. Refused for funds that sit unused in leases: the holders
+   * were told to give them back, so it asks again, for at most lease.recallWaitMs.
+   */
+  private async reserveHold(orgId: string, keyId: string, requestId: string, amountMicros: number, minAmountMicros: number, tokens: number, model: string | null): Promise<Hold | Refusal> {
     const reservationId = randomUUID();
-    const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amountMicros, minAmountMicros, tokens, model });
-    if (answer.refusal !== null) return answer.refusal;
-    if (answer.amountMicros === 0) return 'funds';
-    const hold: Hold = { orgId, reservationId, requestId, keyId, amountMicros: answer.amountMicros };
-    this.live.set(reservationId, hold);
-    creditsMicrosTotal.inc({ operation: 'reserved' }, hold.amountMicros);
-    return hold;
+    const giveUpAt = performance.now() + this.options.lease.recallWaitMs;
+    let waitMs = 10;
+    for (;;) {
+      const answer = await this.writer.submit({ kind: 'reserve', orgId, reservationId, requestId, keyId, amountMicros, minAmountMicros, tokens, model });
+      if (answer.refusal === 'funds_leased') {
+        if (performance.now() + waitMs > giveUpAt) return 'funds';
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+        waitMs *= 2;
+        continue;
+      }
+      if (answer.refusal !== null) return answer.refusal;
+      if (answer.amountMicros === 0) return 'funds';
+      const hold: Hold = { orgId, reservationId, requestId, keyId, amountMicros: answer.amountMicros };
+      this.live.set(reservationId, hold);
+      creditsMicrosTotal.inc({ operation: 'reserved' }, hold.amountMicros);
+      return hold;
+    }
   }
 
   /** Counts a request that holds nothing (a free model) against the shared rate limits. */
@@ -88,8 +156,9 @@ export class Ledger {
 
   /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
   async settle(hold: Hold, chargeMicros: number): Promise<number> {
-    this.live.delete(hold.reservationId);
     const chargedMicros = Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
+    if (hold.lease !== undefined) return this.chargeLease(hold, hold.lease, chargedMicros);
+    this.live.delete(hold.reservationId);
     const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0 });
     // Counted once the database closed the hold (0: it was already closed, nothing moved).
     if (answer.amountMicros > 0) {
@@ -101,12 +170,40 @@ export class Ledger {
   }
 
   /**
+   * A request served from a lease: its charge, written against the lease as its own ledger row
+   * (queued ahead of any return of the lease, so the return sees it). Resolves once it committed.
+   */
+  private async chargeLease(hold: Hold, lease: Lease, chargedMicros: number): Promise<number> {
+    const written = this.writer.submit({
+      kind: 'charge', orgId: hold.orgId, reservationId: hold.reservationId, leaseId: lease.reservationId,
+      requestId: hold.requestId, keyId: hold.keyId, amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, model: hold.model ?? null,
+    });
+    this.leases!.settle(lease, hold.amountMicros, chargedMicros);
+    this.unwrittenMicros += chargedMicros;
+    let answer: LedgerAnswer;
+    try {
+      answer = await written;
+    } finally {
+      this.unwrittenMicros -= chargedMicros;
+    }
+    creditsMicrosTotal.inc({ operation: 'settled' }, answer.amountMicros);
+    creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros - chargedMicros);
+    countOrgCharge(hold.orgId, answer.amountMicros);
+    if (answer.amountMicros < chargedMicros) {
+      leaseChargesLostMicrosTotal.inc(chargedMicros - answer.amountMicros);
+      log.warn('ledger: a charge found its lease closed; not collected', { requestId: hold.requestId, leaseId: lease.reservationId, chargedMicros, writtenMicros: answer.amountMicros });
+    }
+    return answer.amountMicros;
+  }
+
+  /**
    * Settles once the charge is known (an exact token count in the worker pool): the hold leaves the
    * renewed set at once, and close() waits for the charge, so a shutdown never strands it.
    */
   settleWhenCounted(hold: Hold, chargeMicros: Promise<number>): void {
     this.live.delete(hold.reservationId);
-    this.closing.set(hold.reservationId, hold);
+    // A lease's hold is renewed as the lease; a carved bound has no row of its own.
+    if (hold.lease === undefined) this.closing.set(hold.reservationId, hold);
     const settled = chargeMicros.then((micros) => this.settle(hold, micros)).finally(() => this.closing.delete(hold.reservationId)).then(
       () => undefined,
       (err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message, reservationId: hold.reservationId }),
@@ -117,6 +214,12 @@ export class Ledger {
 
   /** Returns the whole hold: the request produced nothing. */
   async release(hold: Hold): Promise<number> {
+    if (hold.lease !== undefined) {
+      // The bound was never durable on its own: it goes back to the lease, nothing to write.
+      this.leases!.release(hold.lease, hold.amountMicros);
+      creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros);
+      return hold.amountMicros;
+    }
     this.live.delete(hold.reservationId);
     const returnedMicros = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amountMicros: 0, minAmountMicros: 0, tokens: 0 })).amountMicros;
     creditsMicrosTotal.inc({ operation: 'released' }, returnedMicros);
@@ -163,13 +266,16 @@ export class Ledger {
         this.noteFailure(err);
         log.warn('ledger: renewing holds failed', { error: (err as Error).message });
       });
-    }, Math.max(100, Math.floor(this.options.reservationTtlMs / 3)));
+    }, Math.max(100, Math.floor(Math.min(this.options.reservationTtlMs, this.leases === undefined ? Infinity : this.options.lease.ttlMs) / 3)));
     this.renewTimer.unref();
+    this.leases?.start();
+    void this.recalls?.start();
   }
 
-  /** Renews the holds of requests running here and of those whose settle or release is queued. */
+  /** Renews the holds of requests running here, of those whose settle or release is queued, and this instance's leases. */
   async renewLive(): Promise<number> {
-    if (this.live.size === 0 && this.closing.size === 0) return 0;
+    const renewedLeases = await this.renewLeases();
+    if (this.live.size === 0 && this.closing.size === 0) return renewedLeases;
     const orgs: string[] = [];
     const reservations: string[] = [];
     for (const holds of [this.live, this.closing]) {
@@ -178,7 +284,20 @@ export class Ledger {
         reservations.push(hold.reservationId);
       }
     }
-    const { rows } = await this.pool.query<{ renewed: number }>('SELECT nemo.ledger_renew($1::uuid[], $2::uuid[], $3) AS renewed', [orgs, reservations, this.options.reservationTtlMs]);
+    const { rows } = await this.pool.query<{ renewed: number }>(RENEW_SQL, [orgs, reservations, this.options.reservationTtlMs]);
+    return renewedLeases + (rows[0]?.renewed ?? 0);
+  }
+
+  private async renewLeases(): Promise<number> {
+    if (this.leases === undefined) return 0;
+    const orgs: string[] = [];
+    const reservations: string[] = [];
+    for (const lease of this.leases.open()) {
+      orgs.push(lease.orgId);
+      reservations.push(lease.reservationId);
+    }
+    if (orgs.length === 0) return 0;
+    const { rows } = await this.pool.query<{ renewed: number }>(RENEW_SQL, [orgs, reservations, this.options.lease.ttlMs]);
     return rows[0]?.renewed ?? 0;
   }
 
@@ -213,6 +332,9 @@ export class Ledger {
     if (this.counting.size > 0) {
       await Promise.race([Promise.allSettled([...this.counting]), new Promise((r) => setTimeout(r, deadlineMs).unref())]);
     }
+    // Leases go back after their charges, in the same drain.
+    this.leases?.retireAll();
+    await this.recalls?.close();
     await this.writer.drain(Math.max(0, until - Date.now()));
     await this.pool.end();
   }

@@ -190,6 +190,67 @@ export const expiredHoldsTotal = new Counter({
   registers: [registry],
 });
 
+export const leaseGrantedMicrosTotal = new Counter({
+  name: 'nemo_ledger_lease_granted_micros_total',
+  help: 'Micro-credits granted to this instance as credit leases (durable holds requests carve their bounds from).',
+  registers: [registry],
+});
+
+export const leaseReturnedMicrosTotal = new Counter({
+  name: 'nemo_ledger_lease_returned_micros_total',
+  help: 'Micro-credits of credit leases given back unused (retired, recalled or closed leases).',
+  registers: [registry],
+});
+
+export const leaseRecallsTotal = new Counter({
+  name: 'nemo_ledger_lease_recalls_total',
+  help: 'Recalls received: another instance was refused for funds that sat unused in this instance\'s leases.',
+  registers: [registry],
+});
+
+export const leaseFallbacksTotal = new Counter({
+  name: 'nemo_ledger_lease_fallbacks_total',
+  help: 'Requests in lease mode that took a per-request hold instead, by reason: limited_key (a spend cap or shared rate limit), no_lease (balance too small for a lease, or recalled), lease_short (the lease could not cover the bound), database (a grant failed).',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
+
+export const leaseChargesLostMicrosTotal = new Counter({
+  name: 'nemo_ledger_lease_charges_lost_micros_total',
+  help: 'Charges that found their lease no longer open (it expired while the database was away): not collected, never taken from elsewhere.',
+  registers: [registry],
+});
+
+/** Lease state read at scrape time (the ledger sets these). */
+export const leaseState = { outstandingMicros: () => 0, unwrittenMicros: () => 0, open: () => 0 };
+
+new Gauge({
+  name: 'nemo_ledger_lease_outstanding_micros',
+  help: 'Micro-credits held by this instance\'s open credit leases and not charged: what the sweeper returns after a crash.',
+  registers: [registry],
+  collect() {
+    this.set(leaseState.outstandingMicros());
+  },
+});
+
+new Gauge({
+  name: 'nemo_ledger_lease_unwritten_charges_micros',
+  help: 'Charges against leases queued but not yet committed: what a crash of this instance would leave uncollected.',
+  registers: [registry],
+  collect() {
+    this.set(leaseState.unwrittenMicros());
+  },
+});
+
+new Gauge({
+  name: 'nemo_ledger_leases_open',
+  help: 'Credit leases this instance holds open (serving, or retired and waiting for their running requests).',
+  registers: [registry],
+  collect() {
+    this.set(leaseState.open());
+  },
+});
+
 export const keyCacheLookupsTotal = new Counter({
   name: 'nemo_key_cache_lookups_total',
   help: 'API key lookups: hit (cached answer) or miss (read from Postgres).',

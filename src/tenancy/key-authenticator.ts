@@ -44,6 +44,7 @@ export interface KeyRow {
   key_guardrail_policy: unknown;
   logging_level: LoggingLevel;
   log_retention_days: number | null;
+  spend_capped: boolean;
 }
 
 interface Entry {
@@ -120,7 +121,7 @@ export class KeyAuthenticator {
 
   private async load(id: string, hash: Buffer): Promise<KeyPrincipal | null> {
     const generation = this.generation;
-    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v4($1)', [hash]);
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v5($1)', [hash]);
     const row = rows[0];
     if (row === undefined || row.revoked_at !== null) {
       this.rememberUnknown(id);
@@ -288,6 +289,7 @@ function principalOf(row: KeyRow): KeyPrincipal {
     guardrails: guardrailsOf(row),
     loggingLevel: row.logging_level,
     logRetentionDays: row.log_retention_days,
+    spendCapped: row.spend_capped,
   };
 }
 

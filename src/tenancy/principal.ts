@@ -27,6 +27,8 @@ export type Principal =
       /** The org's request-log level and retention in days (null: the gateway's default). */
       readonly loggingLevel: LoggingLevel;
       readonly logRetentionDays: number | null;
+      /** The key or its team has a daily or monthly spend cap: its requests take per-request holds, never a credit lease. */
+      readonly spendCapped: boolean;
     };
 
 export type KeyPrincipal = Extract<Principal, { kind: 'key' }>;

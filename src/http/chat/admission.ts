@@ -200,7 +200,9 @@ async function reserve(deps: AdmissionDeps, principal: KeyPrincipal, b: Bounds):
       return refusal === null ? admitted(undefined, maxOutput) : refusedBy(refusal);
     }
     const minAmountMicros = asked !== undefined ? amountMicros : costMicros(prices, promptBoundTokens, Math.min(minOutputTokens, maxOutput));
-    const hold = await deps.ledger.reserve(principal.orgId, principal.keyId, b.requestId, amountMicros, minAmountMicros, boundTokens, route.name);
+    // Spend caps and shared rate limits are decided where a durable hold is granted: such keys never carve from a lease.
+    const path = principal.limits.length === 0 && !principal.spendCapped ? 'lease' : 'hold';
+    const hold = await deps.ledger.reserve(principal.orgId, principal.keyId, b.requestId, amountMicros, minAmountMicros, boundTokens, route.name, path);
     if (typeof hold === 'string') return refusedBy(hold);
     return admitted(hold, asked ?? affordableOutputTokens(prices, hold.amountMicros, promptBoundTokens, route.maxOutputTokens));
   } catch (err) {

@@ -9,6 +9,7 @@ import { startGateway, type Gateway } from '../../../src/main.js';
 import type { Principal } from '../../../src/tenancy/principal.js';
 import { createTestDatabase, databaseEnv, type TestDatabase } from '../../support/test-database.js';
 import { HTTP_SERVER_ENV } from '../../support/http-server-env.js';
+import { withTestLedger } from '../../support/ledger-defaults.js';
 
 export interface TestGateway {
   readonly gateway: Gateway;
@@ -29,7 +30,7 @@ export async function startTestGateway(raw: Record<string, unknown>, env: Record
   const server = { host: '127.0.0.1', port: 0, shutdownGraceMs: 2000, drainDelayMs: 0, ...(raw.server as object | undefined) };
   const database = await createTestDatabase();
   try {
-    const config = buildConfig({ ...raw, server }, { ...databaseEnv(database), ...HTTP_SERVER_ENV, ...env }, 'test');
+    const config = buildConfig(withTestLedger({ ...raw, server }), { ...databaseEnv(database), ...HTTP_SERVER_ENV, ...env }, 'test');
     const gateway = await startGateway(config);
     const org = await gateway.admin.createOrg(PLATFORM, { name: 'test org' });
     // Plenty of credits: suites about other things never hit 402.

@@ -11,6 +11,7 @@ import { expect } from 'vitest';
 import type { Gateway } from '../../../src/main.js';
 import { databaseEnv, type TestDatabase } from '../../support/test-database.js';
 import { CLI, PLATFORM, waitFor } from '../helpers/gateway.js';
+import { withTestLedger } from '../../support/ledger-defaults.js';
 
 export interface FundedOrg {
   readonly orgId: string;
@@ -99,7 +100,7 @@ export interface GatewayProcess {
 export async function spawnGateway(database: TestDatabase, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'nemo-ledger-'));
   const file = join(dir, 'config.json');
-  writeFileSync(file, JSON.stringify(config));
+  writeFileSync(file, JSON.stringify(withTestLedger(config)));
   const child = spawn(process.execPath, [CLI, 'start'], {
     env: { ...process.env, ...databaseEnv(database), PORT: '0', HOST: '127.0.0.1', NEMO_CONFIG: file, NEMO_MASTER_KEY: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

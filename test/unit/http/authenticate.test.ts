@@ -11,7 +11,7 @@ const MASTER = 'master-key-for-tests-0123456789';
 const ORG = '00000000-0000-4000-8000-00000000000a';
 
 function principal(patch: Partial<KeyPrincipal> = {}): KeyPrincipal {
-  return { kind: 'key', orgId: ORG, keyId: 'key-1', teamId: null, role: 'member', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null, ...patch };
+  return { kind: 'key', orgId: ORG, keyId: 'key-1', teamId: null, role: 'member', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null, spendCapped: false, ...patch };
 }
 
 /** A stand-in KeyAuthenticator: `cache` answers cached(), `db` answers lookup(); both record their arguments. */

@@ -20,6 +20,7 @@ function row(patch: Partial<KeyRow> = {}): KeyRow {
     revoked_at: null,
     logging_level: 'metadata',
     log_retention_days: null,
+    spend_capped: false,
     key_rpm_limit: null,
     key_tpm_limit: null,
     team_rpm_limit: null,
@@ -113,7 +114,7 @@ describe('KeyAuthenticator: lookups', () => {
     const sent = calls[0]!.values?.[0];
     expect(Buffer.isBuffer(sent)).toBe(true);
     expect((sent as Buffer).equals(hashApiKey(key.secret))).toBe(true);
-    expect(principal).toEqual({ kind: 'key', orgId: ORG_A, keyId: 'k1', teamId: 'team-9', role: 'admin', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null });
+    expect(principal).toEqual({ kind: 'key', orgId: ORG_A, keyId: 'k1', teamId: 'team-9', role: 'admin', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null, spendCapped: false });
     expect(auth.misses).toBe(1);
   });
 

@@ -15,7 +15,7 @@ export const ORG = '00000000-0000-4000-8000-00000000000a';
 export const KEY = '00000000-0000-4000-8000-0000000000b1';
 
 export function principal(patch: Partial<KeyPrincipal> = {}): KeyPrincipal {
-  return { kind: 'key', orgId: ORG, keyId: KEY, teamId: null, role: 'member', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null, ...patch };
+  return { kind: 'key', orgId: ORG, keyId: KEY, teamId: null, role: 'member', allowedModels: undefined, expiresAtMs: undefined, limits: [], loggingLevel: 'metadata', logRetentionDays: null, spendCapped: false, ...patch };
 }
 
 export function guardrails(patch: Partial<KeyGuardrails> = {}): KeyGuardrails {
