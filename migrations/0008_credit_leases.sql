@@ -16,6 +16,8 @@ CREATE INDEX IF NOT EXISTS reservations_open_leases ON nemo.reservations (org_id
 -- A charge against a lease names the public model it served and the key's team, for usage reports.
 ALTER TABLE nemo.ledger_entries ADD COLUMN IF NOT EXISTS model text CHECK (length(model) <= 256);
 ALTER TABLE nemo.ledger_entries ADD COLUMN IF NOT EXISTS team_id uuid;
+-- Usage reports read the charges against leases by time (a lease charge is the settle row with an idempotency key).
+CREATE INDEX IF NOT EXISTS ledger_entries_lease_charges ON nemo.ledger_entries (org_id, created_at) WHERE kind = 'settle' AND idempotency_key IS NOT NULL;
 
 -- One batch of the gateway's operations, in one transaction (the batched writer's only statement):
 -- ledger_apply_v2's operations, and besides:

@@ -1,6 +1,6 @@
 // What an org spent, read from the ledger's own data so it always matches billing: the usage report
-// (reservations grouped by day, key, team or model) and the ledger entries, newest first. Both run
-// under the org's tenant; callers authorize and validate the query.
+// (requests' holds and lease charges grouped by day, key, team or model) and the ledger entries,
+// newest first. Both run under the org's tenant; callers authorize and validate the query.
 import type { Database } from '../db/database.js';
 
 export const USAGE_GROUPS = ['day', 'key', 'team', 'model'] as const;
@@ -50,17 +50,26 @@ export function monthToDate(now = new Date()): { from: string; to: string } {
 }
 
 /**
- * Requests held, credits charged (settled) and still held, per group, from the reservations (closed
- * by the settles billing is made of).
+ * Requests, credits charged (settled) and still held, per group: from requests' own holds (closed by
+ * the settles billing is made of) and from the charges written against credit leases (one ledger
+ * row per request; a request still running on a lease holds nothing of its own).
  */
 export async function usageReport(db: Database, orgId: string, query: UsageQuery): Promise<UsageRow[]> {
   const columns = query.groupBy.map((group) => USAGE_COLUMNS[group]);
   const positions = query.groupBy.map((_, i) => String(i + 1)).join(', ');
-  const sql = `SELECT ${columns.join(', ')}, count(*)::float8 AS requests,
-       coalesce(sum(r.charged) FILTER (WHERE r.state = 'settled'), 0)::float8 AS charged_micros,
-       coalesce(sum(r.amount) FILTER (WHERE r.state = 'reserved'), 0)::float8 AS held_micros
-FROM nemo.reservations r
-WHERE r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz
+  const sql = `WITH usage AS (
+  SELECT x.created_at, x.key_id, x.team_id, x.model,
+         CASE WHEN x.state = 'settled' THEN x.charged ELSE 0 END AS charged,
+         CASE WHEN x.state = 'reserved' THEN x.amount ELSE 0 END AS held
+  FROM nemo.reservations x
+  WHERE x.kind = 'request' AND x.created_at >= $1::timestamptz AND x.created_at < $2::timestamptz
+  UNION ALL
+  SELECT e.created_at, e.key_id, e.team_id, e.model, e.charged, 0
+  FROM nemo.ledger_entries e
+  WHERE e.kind = 'settle' AND e.idempotency_key IS NOT NULL AND e.created_at >= $1::timestamptz AND e.created_at < $2::timestamptz
+)
+SELECT ${columns.join(', ')}, count(*)::float8 AS requests, coalesce(sum(r.charged), 0)::float8 AS charged_micros, coalesce(sum(r.held), 0)::float8 AS held_micros
+FROM usage r
 GROUP BY ${positions} ORDER BY ${positions}`;
   return db.withTenant(orgId, async (client) => (await client.query<UsageRow>(sql, [query.from, query.to])).rows);
 }
