@@ -12,6 +12,7 @@ import { startGateway, type Gateway } from '../../src/main.js';
 import { PLATFORM, waitFor } from './helpers/gateway.js';
 import { fundedOrg } from './ledger/money-helpers.js';
 import { HTTP_SERVER_ENV } from '../support/http-server-env.js';
+import { withTestLedger } from '../support/ledger-defaults.js';
 
 describe('database outage', () => {
   let dataDir: string;
@@ -25,7 +26,7 @@ describe('database outage', () => {
     chmodSync(dataDir, 0o755);
     pg = await startEmbeddedPostgres({ dataDir });
     const config = buildConfig(
-      { server: { host: '127.0.0.1', port: 0 }, models: [{ name: 'm', deployments: [{ provider: 'mock', model: 'm', inputPricePerMTok: 1, outputPricePerMTok: 1, mock: { completionTokens: 2 } }] }] },
+      withTestLedger({ server: { host: '127.0.0.1', port: 0 }, models: [{ name: 'm', deployments: [{ provider: 'mock', model: 'm', inputPricePerMTok: 1, outputPricePerMTok: 1, mock: { completionTokens: 2 } }] }] }),
       { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: 'nemo_app_outage_password', ...HTTP_SERVER_ENV },
       'test',
     );
@@ -40,12 +41,20 @@ describe('database outage', () => {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const chat = () =>
-    fetch(`${url}/v1/chat/completions`, {
+  /** Every chat sent, by request id, with its status. */
+  const sent = new Map<string, number>();
+  let seq = 0;
+  const chat = () => {
+    const requestId = `outage-${++seq}`;
+    return fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'x-request-id': requestId },
       body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
-    }).then(async (res) => ({ status: res.status, body: await res.text() }));
+    }).then(async (res) => {
+      sent.set(requestId, res.status);
+      return { status: res.status, body: await res.text() };
+    });
+  };
   const ready = () => fetch(`${url}/readyz`).then((res) => res.status);
 
   it('fails closed while the database is down and serves again once it is back', async () => {
@@ -63,9 +72,10 @@ describe('database outage', () => {
     pg = await startEmbeddedPostgres({ dataDir, port: Number(new URL(pg.ownerUrl).port) });
     await waitFor(async () => (await chat()).status === 200, 10_000, 100);
     expect(await ready()).toBe(200);
-    // Nothing was held for the refused request; every hold of the served ones was settled, also
-    // the one whose settle met the outage (retried until it committed). Read as the owner: the
-    // app role sees no rows without a tenant.
+    // Nothing was held or charged for the refused requests; every served one was charged once
+    // (1 prompt token and 2 output tokens at 1 each), also the one whose charge met the outage
+    // (retried until it committed), in either ledger mode; and what its hold or lease kept went
+    // back. Read as the owner: the app role sees no rows without a tenant.
     const owner = new pgClient.Client(pg.ownerUrl);
     await owner.connect();
     try {
@@ -76,6 +86,15 @@ describe('database outage', () => {
       );
       expect(rows[0]).toMatchObject({ held: '0' });
       expect(Number(rows[0]!.settled)).toBeGreaterThanOrEqual(2);
+      const charges = await owner.query<{ request_id: string; n: number; charged: string }>(
+        "SELECT request_id, count(*)::int AS n, sum(charged)::text AS charged FROM nemo.ledger_entries WHERE kind = 'settle' GROUP BY request_id",
+      );
+      const served = [...sent].filter(([, status]) => status === 200).map(([id]) => id);
+      expect([...sent.values()].every((status) => status === 200 || status === 503)).toBe(true);
+      expect(charges.rows.sort((a, b) => a.request_id.localeCompare(b.request_id))).toEqual(served.sort().map((request_id) => ({ request_id, n: 1, charged: '3' })));
+      const refused = [...sent].filter(([, status]) => status !== 200).map(([id]) => id);
+      expect(refused.length).toBeGreaterThanOrEqual(1);
+      expect((await owner.query('SELECT request_id FROM nemo.ledger_entries WHERE request_id = ANY($1::text[])', [refused])).rows).toEqual([]);
     } finally {
       await owner.end();
     }
