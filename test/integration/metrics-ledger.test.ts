@@ -1,11 +1,12 @@
 // What SREs see in Prometheus agrees with what finance sees in the ledger: after a mixed run
 // (answers with usage, streams, a client that leaves mid-stream, a stream without usage counted
 // exactly, a request refused for credits), the credits counters on /metrics equal the sums of the
-// ledger's rows for the same run, to the micro-unit.
+// ledger's rows for the same run, to the micro-unit: in hold mode row for row; in lease mode the
+// charges, and the lease counters the leases' grants and returns.
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { Books, fundedOrg } from './ledger/money-helpers.js';
+import { Books, fundedOrg, LEDGER_MODE } from './ledger/money-helpers.js';
 
 const MODELS = [
   { name: 'priced', deployments: [{ provider: 'mock', model: 'p', inputPricePerMTok: 3, outputPricePerMTok: 11, mock: { completionTokens: 24 } }] },
@@ -32,12 +33,15 @@ async function chat(authorization: string, body: object): Promise<number> {
   return res.statusCode;
 }
 
-/** The gateway's counter value for one `operation` label (0 when absent). */
-async function credits(operation: string): Promise<number> {
+/** The gateway's value of one counter series, named with its labels (0 when absent). */
+async function counter(series: string): Promise<number> {
   const text = await (await request(`${gw.url}/metrics`)).body.text();
-  const line = text.split('\n').find((l) => l.startsWith(`nemo_credits_micros_total{operation="${operation}"}`));
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? 0 : Number(line.split(' ').pop());
 }
+
+/** The gateway's credits counter for one `operation` label. */
+const credits = (operation: string) => counter(`nemo_credits_micros_total{operation="${operation}"}`);
 
 describe('credits on /metrics and in the ledger', () => {
   it('agree to the micro-unit after a mixed run', async () => {
@@ -64,22 +68,38 @@ describe('credits on /metrics and in the ledger', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(18);
     expect(statuses.filter((s) => s === 402)).toHaveLength(1);
 
-    // Every hold of both orgs closed (settles and releases go through the batched writer).
-    await waitFor(async () => {
-      const { rows } = await books.pool.query("SELECT count(*)::int AS open FROM nemo.reservations WHERE state = 'reserved'");
-      return rows[0].open === 0;
-    }, 10_000);
-    const { rows } = await books.pool.query<{ reserved: string; settled: string; released: string }>(
-      `SELECT coalesce(sum(held_delta) FILTER (WHERE kind = 'reserve'), 0)::text AS reserved,
-              coalesce(sum(charged) FILTER (WHERE kind = 'settle'), 0)::text AS settled,
-              coalesce(sum(available_delta) FILTER (WHERE kind IN ('settle', 'release')), 0)::text AS released
-       FROM nemo.ledger_entries WHERE kind IN ('reserve', 'settle', 'release')`,
+    // Every hold and lease of both orgs closed (settles, releases and lease returns go through the batched writer).
+    await Promise.all([books.settled(rich.orgId, 10_000), books.settled(poor.orgId, 10_000)]);
+    const { rows } = await books.pool.query<{ kind: string; reserved: number; settled: number; released: number }>(
+      `SELECT r.kind,
+              coalesce(sum(e.held_delta) FILTER (WHERE e.kind = 'reserve'), 0)::float8 AS reserved,
+              coalesce(sum(e.charged) FILTER (WHERE e.kind = 'settle'), 0)::float8 AS settled,
+              coalesce(sum(e.available_delta) FILTER (WHERE e.kind IN ('settle', 'release')), 0)::float8 AS released
+       FROM nemo.ledger_entries e JOIN nemo.reservations r ON r.org_id = e.org_id AND r.reservation_id = e.reservation_id
+       WHERE e.kind IN ('reserve', 'settle', 'release') GROUP BY r.kind`,
     );
-    const ledger = { reserved: Number(rows[0]!.reserved), settled: Number(rows[0]!.settled), released: Number(rows[0]!.released) };
-    expect(ledger.settled).toBeGreaterThan(0);
-    expect(ledger.reserved).toBe(ledger.settled + ledger.released);
-    await waitFor(async () => (await credits('released')) === ledger.released, 5_000);
-    expect({ reserved: await credits('reserved'), settled: await credits('settled'), released: await credits('released') }).toEqual(ledger);
+    const none = { reserved: 0, settled: 0, released: 0 };
+    const of = (kind: string) => ({ ...none, ...rows.find((r) => r.kind === kind) }) as typeof none;
+    // Per-request holds, and credit leases (a lease's charges are its requests' settle rows).
+    const [holds, leases] = [of('request'), of('lease')];
+    const charged = holds.settled + leases.settled;
+    expect(charged).toBeGreaterThan(0);
+    // Everything reserved in the ledger was charged or given back.
+    expect(holds.reserved).toBe(holds.settled + holds.released);
+    expect(leases.reserved).toBe(leases.settled + leases.released);
+    expect({ granted: await counter('nemo_ledger_lease_granted_micros_total'), returned: await counter('nemo_ledger_lease_returned_micros_total') }).toEqual({ granted: leases.reserved, returned: leases.released });
+    // The requests' counters: what was charged is the ledger's charges; what was reserved was charged or released.
+    await waitFor(async () => (await credits('reserved')) === (await credits('settled')) + (await credits('released')), 5_000);
+    expect(await credits('settled')).toBe(charged);
+    if (LEDGER_MODE === 'hold') {
+      // Every request held its own bound: the counters are the ledger's rows, one for one.
+      expect(leases).toEqual(none);
+      expect({ reserved: await credits('reserved'), settled: await credits('settled'), released: await credits('released') }).toEqual(holds);
+    } else {
+      // Bounds carved from leases are not rows of their own: the counters hold more than the holds' rows.
+      expect(await credits('reserved')).toBeGreaterThanOrEqual(holds.reserved);
+      expect(leases.reserved).toBeGreaterThan(0);
+    }
     expect(await books.check()).toEqual([]);
   });
 
@@ -89,15 +109,13 @@ describe('credits on /metrics and in the ledger', () => {
     const messages = [{ role: 'user', content: 'usage' }];
     for (let i = 0; i < 4; i++) expect(await chat(org.auth.authorization, { model: 'priced', messages, max_tokens: 40 })).toBe(200);
     for (let i = 0; i < 3; i++) expect(await chat(`Bearer ${second.key}`, { model: 'no-usage', messages, stream: true, max_tokens: 60 })).toBe(200);
-    await waitFor(async () => {
-      const { rows } = await books.pool.query("SELECT count(*)::int AS open FROM nemo.reservations WHERE org_id = $1 AND state = 'reserved'", [org.orgId]);
-      return rows[0].open === 0;
-    }, 10_000);
+    await books.settled(org.orgId, 10_000);
     const res = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?group_by=key,model`, { headers: org.auth });
     const report = (await res.body.json()) as { data: Array<{ key_id: string; model: string; requests: number; charged_micros: number; held_micros: number }> };
     expect(res.statusCode).toBe(200);
     const { rows } = await books.pool.query<{ key_id: string; model: string; requests: number; charged: number }>(
-      `SELECT r.key_id, r.model, count(*)::int AS requests, sum(e.charged)::float8 AS charged
+      // A charge against a lease names its key and model itself; a hold's settle through its reservation.
+      `SELECT coalesce(e.key_id, r.key_id) AS key_id, coalesce(e.model, r.model) AS model, count(*)::int AS requests, sum(e.charged)::float8 AS charged
        FROM nemo.ledger_entries e JOIN nemo.reservations r ON r.org_id = e.org_id AND r.reservation_id = e.reservation_id
        WHERE e.org_id = $1 AND e.kind = 'settle' GROUP BY 1, 2 ORDER BY 1, 2`,
       [org.orgId],
