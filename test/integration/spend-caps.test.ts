@@ -6,7 +6,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { Books, fundedOrg, type FundedOrg } from './ledger/money-helpers.js';
+import { Books, fundedOrg, LEDGER_MODE, type FundedOrg } from './ledger/money-helpers.js';
 import { adminClient, createKey, createTeam, spendWindows, type AdminClient, type CreatedKey } from '../support/admin-client.js';
 
 const P = 7; // output price per MTok = micro-units per output token; input is free
@@ -66,8 +66,9 @@ describe('spend caps per key and per team', () => {
   let org: FundedOrg;
   /** The admin API over HTTP, as the org's admin key. */
   let admin: AdminClient;
-  /** The sum of what every served request was charged, from the responses' usage. */
+  /** The sum of what every served request was charged, from the responses' usage, and how many were served. */
   let charged = 0;
+  let served = 0;
   /** The lowest balance the watcher saw during the concurrent bursts. */
   let lowestBalance = Infinity;
 
@@ -100,6 +101,7 @@ describe('spend caps per key and per team', () => {
         .withResponse();
       const completionTokens = data.usage?.completion_tokens ?? null;
       if (completionTokens !== null) charged += completionTokens * P;
+      served++;
       return { status: response.status, code: null, type: null, nemoCode: null, message: null, retryAfter: null, headers: response.headers, completionTokens };
     } catch (err) {
       if (!(err instanceof OpenAI.APIError) || err.status === undefined) throw err;
@@ -400,8 +402,14 @@ describe('spend caps per key and per team', () => {
     expect((await books.pool.query('SELECT * FROM nemo.limit_windows_check()')).rows).toEqual([]);
     expect(lowestBalance).toBeGreaterThanOrEqual(0);
     expect(account.available).toBeGreaterThanOrEqual(0);
-    // Nothing was left open or released: every served request settled, every refusal held nothing.
-    expect(await books.reservationStates(org.orgId)).toEqual({ settled: settles.length });
+    // One charge per served request; nothing was left open or released: every served request's hold
+    // settled, every refusal held nothing. (In lease mode the uncapped requests carved from leases,
+    // which gave back what they did not charge.)
+    expect(settles.length).toBe(served);
+    expect(await books.openReservations(org.orgId)).toEqual([]);
+    const holds = await books.reservationStatesOf(org.orgId, 'request');
+    expect(holds).toEqual({ settled: LEDGER_MODE === 'hold' ? served : holds.settled });
+    if (LEDGER_MODE === 'hold') expect(await books.reservationStatesOf(org.orgId, 'lease')).toEqual({});
     // The spend windows equal the reservations counted in them, window by window, computed here too.
     const { rows } = await books.pool.query<{ scope_id: string; period: string; spent: number; counted: number }>(
       `SELECT w.scope_id, w.period, w.spent_micros::float8 AS spent,
