@@ -1,8 +1,11 @@
 // `npm run bench:ledger`: the batched ledger writer (group commit, one definer call per batch)
 // against a naive implementation (one transaction per operation: SELECT ... FOR UPDATE, UPDATE,
 // INSERT) on the same PostgreSQL in the same run, with many concurrent callers, on one hot org and
-// spread over many orgs. Reports reserve+settle pairs per second, p99 of a pair, the ratio, and
-// deadlocks; the books must balance after every run (nemo.ledger_check()).
+// spread over many orgs; and credit leases (reserve in process from a durable per-org lease, each
+// settle still a durable per-request ledger row through the same writer). Reports reserve+settle
+// pairs per second, p99 of a pair, the ratios, and deadlocks; the books must balance after every
+// run (nemo.ledger_check()).
+
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +17,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded
 import { migrationsDirFromHere, runMigrations } from '../src/db/migrate.js';
 import { DEADLOCK_DETECTED } from '../src/db/sqlstate.js';
 import { LedgerBatchWriter } from '../src/ledger/batch-writer.js';
+import { CreditLeases } from '../src/ledger/leases.js';
 
 const APP_PASSWORD = 'nemo_app_bench_password';
 const HOLD = 100;
@@ -65,8 +69,16 @@ async function main(): Promise<void> {
       progress(`${scenario}: naive, ${callers} callers, ${durationMs / 1000} s`);
       const naive = await runNaive(setup, pick, callers, durationMs, Number(values['naive-pool']));
       progress(`    ${naive.pairsPerSec} pairs/s, p99 ${naive.p99Ms} ms`);
+      progress(`${scenario}: lease, ${callers} callers, ${durationMs / 1000} s`);
+      const lease = await runLease(setup, pick, callers, durationMs, Number(values['batched-pool']));
+      progress(`    ${lease.pairsPerSec} pairs/s, p99 ${lease.p99Ms} ms`);
       const offending = await ledgerCheck(setup.ownerUrl);
-      report[scenario] = { batched, naive, ratio: round(batched.pairsPerSec / Math.max(naive.pairsPerSec, 1e-9)), ledgerCheckOk: offending === 0 };
+      report[scenario] = {
+        batched, naive, lease,
+        ratio: round(batched.pairsPerSec / Math.max(naive.pairsPerSec, 1e-9)),
+        leaseOverBatched: round(lease.pairsPerSec / Math.max(batched.pairsPerSec, 1e-9)),
+        ledgerCheckOk: offending === 0,
+      };
       if (offending !== 0) throw new Error(`ledger_check found ${offending} offending account(s) after ${scenario}`);
     }
     process.stdout.write(`\n${table(report)}\n`);
@@ -117,7 +129,10 @@ async function drive(callers: number, durationMs: number, pair: () => Promise<vo
           samples.push(performance.now() - t0);
         } catch (err) {
           if (isDeadlock(err)) deadlocks++;
-          else errors++;
+          else {
+            errors++;
+            if (process.env.BENCH_DEBUG) progress(`error: ${(err as Error).message}`);
+          }
         }
       }
     }),
@@ -146,6 +161,37 @@ async function runBatched(setup: Setup, pickOrg: () => string, callers: number, 
       (err) => String((err as { cause?: { code?: string } }).cause?.code) === DEADLOCK_DETECTED,
     );
   } finally {
+    await writer.drain(5_000);
+    await pool.end();
+  }
+}
+
+/**
+ * Credit leases as the gateway runs them: the bound carved from the org's lease in process (a grant
+ * only when the lease runs low), the charge written against the lease as the request's own ledger
+ * row, awaited until it committed. Leases go back before the books are checked.
+ */
+async function runLease(setup: Setup, pickOrg: () => string, callers: number, durationMs: number, poolMax: number): Promise<Result> {
+  const pool = new pg.Pool({ connectionString: setup.appUrl, max: poolMax });
+  const writer = new LedgerBatchWriter(pool, { maxBatch: 1024, reservationTtlMs: 600_000, leaseTtlMs: 600_000, retryDelayMs: 100 });
+  const leases = new CreditLeases((op) => writer.submit(op), { lifetimeMs: 30_000, ttlMs: 600_000, maxMicros: 100_000_000, minRequests: 16, lowWater: 0.25, recallWaitMs: 0 });
+  leases.start();
+  try {
+    return await drive(
+      callers,
+      durationMs,
+      async () => {
+        const orgId = pickOrg();
+        const lease = leases.carve(orgId, HOLD) ?? (await leases.take(orgId, HOLD));
+        if (lease === undefined) throw new Error('no lease');
+        const charged = writer.submit({ kind: 'charge', orgId, reservationId: randomUUID(), leaseId: lease.reservationId, requestId: null, keyId: orgId, amountMicros: CHARGE, minAmountMicros: 0, tokens: 0 });
+        leases.settle(lease, HOLD, CHARGE);
+        if ((await charged).amountMicros !== CHARGE) throw new Error('charge not written');
+      },
+      (err) => String((err as { cause?: { code?: string } }).cause?.code) === DEADLOCK_DETECTED,
+    );
+  } finally {
+    leases.retireAll();
     await writer.drain(5_000);
     await pool.end();
   }
@@ -209,12 +255,12 @@ async function ledgerCheck(ownerUrl: string): Promise<number> {
 function table(report: Record<string, unknown>): string {
   const lines = ['scenario  impl      pairs/s    p50 ms    p99 ms  deadlocks  errors'];
   for (const scenario of ['hot', 'spread']) {
-    const s = report[scenario] as { batched: Result; naive: Result; ratio: number };
-    for (const impl of ['batched', 'naive'] as const) {
+    const s = report[scenario] as { batched: Result; naive: Result; lease: Result; ratio: number; leaseOverBatched: number };
+    for (const impl of ['batched', 'naive', 'lease'] as const) {
       const r = s[impl];
       lines.push(`${scenario.padEnd(8)}  ${impl.padEnd(7)}  ${String(r.pairsPerSec).padStart(9)}  ${String(r.p50Ms).padStart(8)}  ${String(r.p99Ms).padStart(8)}  ${String(r.deadlocks).padStart(9)}  ${String(r.errors).padStart(6)}`);
     }
-    lines.push(`${scenario.padEnd(8)}  batched/naive pairs/s: ${s.ratio}`);
+    lines.push(`${scenario.padEnd(8)}  batched/naive pairs/s: ${s.ratio}, lease/batched pairs/s: ${s.leaseOverBatched}`);
   }
   return lines.join('\n');
 }

@@ -16,8 +16,6 @@ CREATE INDEX IF NOT EXISTS reservations_open_leases ON nemo.reservations (org_id
 -- A charge against a lease names the public model it served and the key's team, for usage reports.
 ALTER TABLE nemo.ledger_entries ADD COLUMN IF NOT EXISTS model text CHECK (length(model) <= 256);
 ALTER TABLE nemo.ledger_entries ADD COLUMN IF NOT EXISTS team_id uuid;
--- Usage reports read the charges against leases by time (a lease charge is the settle row with an idempotency key).
-CREATE INDEX IF NOT EXISTS ledger_entries_lease_charges ON nemo.ledger_entries (org_id, created_at) WHERE kind = 'settle' AND idempotency_key IS NOT NULL;
 
 -- One batch of the gateway's operations, in one transaction (the batched writer's only statement):
 -- ledger_apply_v2's operations, and besides:
@@ -95,7 +93,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v3(
         FROM (SELECT e.org_id, sum(e.charged) AS total FROM entries e GROUP BY e.org_id) s
         WHERE a.org_id = s.org_id
       )
-      SELECT b.op, b.applied, NULL::text FROM bounded b JOIN entries e ON e.org_id = b.org AND e.idempotency_key = b.res::text;
+      -- Every charge left in `bounded` was written (ids seen before were filtered out above; only the
+      -- same charge sent twice at once could conflict, and then it was written once): no join back.
+      SELECT b.op, b.applied, NULL::text FROM bounded b;
 
       -- Returns: the last one per lease in the batch decides what the lease keeps.
       RETURN QUERY
@@ -128,9 +128,13 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v3(
       )
       SELECT d.op, d.back, NULL::text FROM due d;
 
-      SELECT coalesce(array_agg(v.op), '{}'), coalesce(array_agg(v.amount), '{}'), coalesce(array_agg(v.refusal), '{}')
-        INTO v_op, v_amount, v_refusal
-        FROM nemo.ledger_apply_v2(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model, p_ttl_ms) AS v;
+      IF EXISTS (SELECT 1 FROM unnest(p_kind) AS k WHERE k IN ('reserve', 'admit', 'settle', 'release')) THEN
+        SELECT coalesce(array_agg(v.op), '{}'), coalesce(array_agg(v.amount), '{}'), coalesce(array_agg(v.refusal), '{}')
+          INTO v_op, v_amount, v_refusal
+          FROM nemo.ledger_apply_v2(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model, p_ttl_ms) AS v;
+      ELSE
+        v_op := '{}'; v_amount := '{}'; v_refusal := '{}';
+      END IF;
 
       -- New leases, each against the balance as the operations above left it.
       FOR r IN

@@ -45,6 +45,8 @@ interface OrgLeases {
   /** Charged since the last rotation tick, and the spend rate it gives (micro-credits per second). */
   spentSinceTick: number;
   rateMicrosPerS: number;
+  /** Bounds of requests waiting for a grant: the next lease covers them. */
+  waitingMicros: number;
 }
 
 type Submit = (op: LedgerOp) => Promise<LedgerAnswer>;
@@ -77,17 +79,29 @@ export class CreditLeases {
   }
 
   /**
-   * Waits until the org has a lease worth carving from again: the grant in flight, or a new one.
-   * false: none (the balance is too small, a recall, the database refused): take a per-request hold.
+   * Carves `amountMicros` once the org has a lease that covers it: waits for the grant in flight, or
+   * asks for one sized for everyone waiting, a few times over. undefined: take a per-request hold
+   * (the balance is too small to lease, the org was recalled, or the database refused).
    */
-  async acquire(orgId: string, amountMicros: number): Promise<boolean> {
+  async take(orgId: string, amountMicros: number): Promise<Lease | undefined> {
     const org = this.orgOf(orgId);
-    if (performance.now() < org.noLeaseUntilMs) {
-      leaseFallbacksTotal.inc({ reason: 'no_lease' });
-      return false;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (performance.now() < org.noLeaseUntilMs) {
+        leaseFallbacksTotal.inc({ reason: 'no_lease' });
+        return undefined;
+      }
+      org.waitingMicros += amountMicros;
+      try {
+        await (org.granting ?? this.grant(orgId, org, amountMicros));
+      } finally {
+        org.waitingMicros -= amountMicros;
+      }
+      const lease = this.carve(orgId, amountMicros);
+      if (lease !== undefined) return lease;
+      if (org.active === undefined) return undefined;
     }
-    await (org.granting ?? this.grant(orgId, org, amountMicros));
-    return org.active !== undefined;
+    leaseFallbacksTotal.inc({ reason: 'lease_short' });
+    return undefined;
   }
 
   /** A request on `lease` ended with `chargedMicros` (its charge is already queued by the caller). */
@@ -161,20 +175,23 @@ export class CreditLeases {
   private orgOf(orgId: string): OrgLeases {
     let org = this.orgs.get(orgId);
     if (org === undefined) {
-      org = { active: undefined, retiring: new Set(), granting: undefined, noLeaseUntilMs: 0, spentSinceTick: 0, rateMicrosPerS: 0 };
+      org = { active: undefined, retiring: new Set(), granting: undefined, noLeaseUntilMs: 0, spentSinceTick: 0, rateMicrosPerS: 0, waitingMicros: 0 };
       this.orgs.set(orgId, org);
     }
     return org;
   }
 
   /**
-   * Asks for a lease of a lifetime's spend at the recent rate, at least minRequests bounds of the
-   * request asking and at most maxMicros; the database caps it at a share of the balance and
-   * refuses it below one bound.
+   * Asks for a lease of a lifetime's spend at the recent rate, and at least minRequests bounds of
+   * the request asking and twice the bounds running or waiting (a burst), at most maxMicros; the
+   * database caps it at a share of the balance and refuses it below one bound.
    */
   private grant(orgId: string, org: OrgLeases, amountMicros: number): Promise<void> {
     const { maxMicros, minRequests, lifetimeMs } = this.settings;
-    const wantMicros = Math.max(amountMicros, Math.min(maxMicros, Math.max(amountMicros * minRequests, Math.ceil((org.rateMicrosPerS * lifetimeMs) / 1000))));
+    const sinceTickS = Math.max(0.001, (performance.now() - this.lastTickMs) / 1000);
+    const rate = Math.max(org.rateMicrosPerS, org.spentSinceTick / sinceTickS);
+    const burst = 2 * ((org.active?.carvedMicros ?? 0) + org.waitingMicros);
+    const wantMicros = Math.max(amountMicros, Math.min(maxMicros, Math.max(amountMicros * minRequests, burst, Math.ceil((rate * lifetimeMs) / 1000))));
     const reservationId = randomUUID();
     const granting = this.submit({ kind: 'lease', orgId, reservationId, requestId: this.holder, keyId: null, amountMicros: wantMicros, minAmountMicros: amountMicros, tokens: 0 }).then(
       (answer) => {

@@ -101,13 +101,8 @@ export class Ledger {
     const leases = this.leases;
     if (leases !== undefined) {
       if (path === 'lease') {
-        const carved = this.carve(leases, orgId, keyId, requestId, amountMicros, model);
-        if (carved !== undefined) return carved;
-        if (await leases.acquire(orgId, amountMicros)) {
-          const retried = this.carve(leases, orgId, keyId, requestId, amountMicros, model);
-          if (retried !== undefined) return retried;
-          leaseFallbacksTotal.inc({ reason: 'lease_short' });
-        }
+        const lease = leases.carve(orgId, amountMicros) ?? (await leases.take(orgId, amountMicros));
+        if (lease !== undefined) return this.carved(lease, keyId, requestId, amountMicros, model);
       } else {
         leaseFallbacksTotal.inc({ reason: 'limited_key' });
       }
@@ -115,12 +110,10 @@ export class Ledger {
     return this.reserveHold(orgId, keyId, requestId, amountMicros, minAmountMicros, tokens, model);
   }
 
-  /** The bound, taken from the org's lease in process; undefined when the lease cannot cover it. */
-  private carve(leases: CreditLeases, orgId: string, keyId: string, requestId: string, amountMicros: number, model: string | null): Hold | undefined {
-    const lease = leases.carve(orgId, amountMicros);
-    if (lease === undefined) return undefined;
+  /** A hold carved from `lease` in process: no row of its own until its charge. */
+  private carved(lease: Lease, keyId: string, requestId: string, amountMicros: number, model: string | null): Hold {
     creditsMicrosTotal.inc({ operation: 'reserved' }, amountMicros);
-    return { orgId, reservationId: randomUUID(), requestId, keyId, amountMicros, lease, model };
+    return { orgId: lease.orgId, reservationId: randomUUID(), requestId, keyId, amountMicros, lease, model };
   }
 
   /**

@@ -45,9 +45,10 @@ describe('CreditLeases', () => {
     const writer = fakeWriter();
     const leases = new CreditLeases(writer.submit, { ...SETTINGS, lowWater: 0 });
     expect(leases.carve(ORG, 100)).toBeUndefined();
-    expect(await leases.acquire(ORG, 100)).toBe(true);
+    const first = await leases.take(ORG, 100);
+    expect(first).toBeDefined();
     expect(kinds(writer.ops)).toEqual(['lease:400']);
-    const carved = [1, 2, 3, 4].map(() => leases.carve(ORG, 100));
+    const carved = [first, ...[2, 3, 4].map(() => leases.carve(ORG, 100))];
     expect(carved.every((lease) => lease !== undefined)).toBe(true);
     expect(leases.carve(ORG, 100)).toBeUndefined(); // 400 carved of 400
     expect(writer.ops).toHaveLength(1); // no round trip per carve
@@ -59,9 +60,9 @@ describe('CreditLeases', () => {
   it('asks for the next lease ahead of need at the low-water mark, and retires the old one when it comes', async () => {
     const writer = fakeWriter();
     const leases = new CreditLeases(writer.submit, { ...SETTINGS, lowWater: 0.3 });
-    await leases.acquire(ORG, 100);
-    const first = [leases.carve(ORG, 100)!, leases.carve(ORG, 100)!, leases.carve(ORG, 100)!];
-    expect(kinds(writer.ops)).toEqual(['lease:400', 'lease:400']); // free 100 < 30 % of 400 after the third carve
+    const first = [(await leases.take(ORG, 100))!, leases.carve(ORG, 100)!, leases.carve(ORG, 100)!];
+    // Free 100 < 30 % of 400 after the third carve; the next lease covers twice the 300 running.
+    expect(kinds(writer.ops)).toEqual(['lease:400', 'lease:600']);
     await Promise.resolve();
     await new Promise((r) => setImmediate(r));
     // The old lease was retired: its free 100 went back, it keeps the 300 its requests run on.
@@ -76,20 +77,19 @@ describe('CreditLeases', () => {
   it('a lease too small for one bound is refused: the org takes per-request holds for a lifetime', async () => {
     const writer = fakeWriter(50);
     const leases = new CreditLeases(writer.submit, SETTINGS);
-    expect(await leases.acquire(ORG, 100)).toBe(false);
-    expect(await leases.acquire(ORG, 100)).toBe(false);
+    expect(await leases.take(ORG, 100)).toBeUndefined();
+    expect(await leases.take(ORG, 100)).toBeUndefined();
     expect(kinds(writer.ops)).toEqual(['lease:400']); // asked once, not per request
   });
 
   it('a recall gives back the unused part at once, keeps what running requests need, and leases nothing for a lifetime', async () => {
     const writer = fakeWriter();
     const leases = new CreditLeases(writer.submit, { ...SETTINGS, lowWater: 0 });
-    await leases.acquire(ORG, 100);
-    const running = leases.carve(ORG, 100)!;
+    const running = (await leases.take(ORG, 100))!;
     leases.recall(ORG);
     expect(kinds(writer.ops)).toEqual(['lease:400', 'lease_return:100']);
     expect(leases.carve(ORG, 100)).toBeUndefined();
-    expect(await leases.acquire(ORG, 100)).toBe(false);
+    expect(await leases.take(ORG, 100)).toBeUndefined();
     // As the ledger does: the charge is queued first, then the lease learns of it.
     void writer.submit({ kind: 'charge', orgId: ORG, reservationId: 'charge-1', leaseId: running.reservationId, requestId: 'r1', keyId: null, amountMicros: 30, minAmountMicros: 0, tokens: 0 });
     leases.settle(running, 100, 30);
@@ -101,9 +101,9 @@ describe('CreditLeases', () => {
   it('a grant that arrives after a recall goes straight back', async () => {
     const writer = fakeWriter();
     const leases = new CreditLeases(writer.submit, SETTINGS);
-    const acquiring = leases.acquire(ORG, 100);
+    const taking = leases.take(ORG, 100);
     leases.recall(ORG); // nothing held yet; the org is marked
-    await acquiring;
+    expect(await taking).toBeUndefined();
     await new Promise((r) => setImmediate(r));
     expect(kinds(writer.ops)).toEqual(['lease:400', 'lease_return:0']);
     expect([...leases.open()]).toHaveLength(0);
@@ -113,8 +113,7 @@ describe('CreditLeases', () => {
   it('retires a lease past its lifetime, and retireAll gives every lease back at shutdown', async () => {
     const writer = fakeWriter();
     const leases = new CreditLeases(writer.submit, SETTINGS);
-    await leases.acquire(ORG, 100);
-    const running = leases.carve(ORG, 100)!;
+    const running = (await leases.take(ORG, 100))!;
     leases.tick(performance.now() + SETTINGS.lifetimeMs);
     expect(kinds(writer.ops)).toEqual(['lease:400', 'lease_return:100']);
     expect(leases.carve(ORG, 100)).toBeUndefined();
@@ -127,12 +126,11 @@ describe('CreditLeases', () => {
   it('sizes a lease by the recent spend rate, within maxMicros', async () => {
     const writer = fakeWriter();
     const leases = new CreditLeases(writer.submit, { ...SETTINGS, lowWater: 0 });
-    await leases.acquire(ORG, 100);
     const start = performance.now();
-    for (let i = 0; i < 4; i++) leases.settle(leases.carve(ORG, 100)!, 100, 100);
+    for (let i = 0; i < 4; i++) leases.settle(leases.carve(ORG, 100) ?? (await leases.take(ORG, 100))!, 100, 100);
     leases.tick(start + 100); // 400 in ~0.1 s: about 2,000 per second, halved by the average
     leases.tick(start + 100 + SETTINGS.lifetimeMs);
-    await leases.acquire(ORG, 100);
+    await leases.take(ORG, 100);
     const grants = writer.ops.filter((op) => op.kind === 'lease').map((op) => op.amountMicros);
     expect(grants[1]).toBeGreaterThan(400);
     expect(grants[1]).toBeLessThanOrEqual(SETTINGS.maxMicros);
