@@ -1,22 +1,32 @@
-// A gateway process killed (SIGKILL) with streams open leaves its holds behind; another process
-// on the same database releases them once they expire (an `expiry` row each), and the books
-// balance with no credit lost.
+// A gateway process killed (SIGKILL) with streams open leaves its money held; another process on
+// the same database gives it back once it expires (an `expiry` row each), and the books balance
+// with no credit lost or created. In hold mode what is left is one hold per stream; in lease mode
+// it is the instance's credit leases, returned (amount less what was charged) after lease.ttlMs,
+// while the charges it wrote before the kill stay. Each mode is pinned, so both run in every pass.
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminClient, fundedOrgOverHttp } from '../../support/admin-client.js';
 import { createTestDatabase, databaseEnv, type TestDatabase } from '../../support/test-database.js';
 import { waitFor } from '../helpers/gateway.js';
-import { Books, ledgerCheckCli, spawnGateway, type GatewayProcess } from './money-helpers.js';
+import { Books, ledgerCheckCli, pinnedMode, spawnGateway, type GatewayProcess } from './money-helpers.js';
 
 const MASTER_KEY = 'crash-test-master-key-0123456789';
 const TTL_MS = 1500;
 const STREAMS = 20;
 const TOPUP = 50_000_000;
-const CONFIG = {
-  ledger: { reservationTtlMs: TTL_MS, sweepIntervalMs: 500 },
+const MODELS = [
   // 60 tokens at 10 per second: each stream runs about six seconds.
-  models: [{ name: 'slow', deployments: [{ provider: 'mock', model: 'slow', inputPricePerMTok: 2, outputPricePerMTok: 9, mock: { tokensPerSecond: 10, completionTokens: 60 } }] }],
-};
+  { name: 'slow', deployments: [{ provider: 'mock', model: 'slow', inputPricePerMTok: 2, outputPricePerMTok: 9, mock: { tokensPerSecond: 10, completionTokens: 60 } }] },
+  // Answered at once: 5 tokens, with usage.
+  { name: 'quick', deployments: [{ provider: 'mock', model: 'quick', inputPricePerMTok: 2, outputPricePerMTok: 9, mock: { completionTokens: 5 } }] },
+];
+const HOLD = pinnedMode('hold', { reservationTtlMs: TTL_MS, sweepIntervalMs: 500 });
+// A lease lives past the test (so the one the kill leaves has charges on it); unrenewed, it expires after TTL_MS.
+const LEASE = pinnedMode('lease', { reservationTtlMs: TTL_MS, sweepIntervalMs: 500, lease: { ttlMs: TTL_MS, lifetimeMs: 20_000 } });
+/** The mock's usage of a 'quick' answer: 3 prompt tokens ("a slow one") at 2, 5 completion tokens at 9. */
+const QUICK_COST = 3 * 2 + 5 * 9;
+/** And of a whole 'slow' stream: 60 completion tokens. */
+const SLOW_COST = 3 * 2 + 60 * 9;
 
 interface OpenStream {
   readonly req: ClientRequest;
@@ -28,6 +38,21 @@ interface OpenStream {
 
 function openStream(url: string, authorization: string): OpenStream {
   const body = JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'a slow one' }], stream: true, max_tokens: 100 });
+  return send(url, authorization, body);
+}
+
+/** A whole non-stream answer of the 'quick' model. */
+async function quick(url: string, authorization: string): Promise<number> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization },
+    body: JSON.stringify({ model: 'quick', messages: [{ role: 'user', content: 'a slow one' }], max_tokens: 100 }),
+  });
+  await res.text();
+  return res.status;
+}
+
+function send(url: string, authorization: string, body: string): OpenStream {
   let onStarted!: () => void;
   let onFailed!: (err: Error) => void;
   const started = new Promise<void>((resolve, reject) => ((onStarted = resolve), (onFailed = reject)));
@@ -54,7 +79,7 @@ function openStream(url: string, authorization: string): OpenStream {
   return { req, started, closed };
 }
 
-describe('holds of a crashed gateway process', () => {
+describe('holds of a crashed gateway process (hold mode)', () => {
   let database: TestDatabase;
   let books: Books;
   const processes: GatewayProcess[] = [];
@@ -73,7 +98,7 @@ describe('holds of a crashed gateway process', () => {
   });
 
   it('are released by another process after their TTL, with an expiry row each and nothing lost', async () => {
-    const first = await spawnGateway(database, CONFIG, { NEMO_MASTER_KEY: MASTER_KEY });
+    const first = await spawnGateway(database, { models: MODELS, ledger: HOLD.ledger }, { ...HOLD.env, NEMO_MASTER_KEY: MASTER_KEY });
     processes.push(first);
     books = new Books(database);
     const { orgId, authorization } = await fundedOrgOverHttp(adminClient(first.url, MASTER_KEY), 'crash org', TOPUP, { role: 'member' });
@@ -92,7 +117,7 @@ describe('holds of a crashed gateway process', () => {
     expect(afterCrash.available + afterCrash.held).toBe(TOPUP);
     expect(await books.check()).toEqual([]);
 
-    const second = await spawnGateway(database, CONFIG);
+    const second = await spawnGateway(database, { models: MODELS, ledger: HOLD.ledger }, HOLD.env);
     processes.push(second);
     const releasedAt = Date.now();
     await waitFor(async () => (await books.account(orgId)).held === 0, TTL_MS + 3_000, 50);
@@ -136,10 +161,91 @@ describe('holds of a crashed gateway process', () => {
       'SELECT reservation_id, state, charged FROM nemo.reservations WHERE org_id = $1 ORDER BY created_at DESC LIMIT 1',
       [orgId],
     );
-    // The mock's usage: 3 prompt tokens ("a slow one") at 2, 60 completion tokens at 9.
-    const cost = 3 * 2 + 60 * 9;
     expect(await books.check()).toEqual([]);
-    expect(reservation.rows[0]).toMatchObject({ state: 'settled', charged: String(cost) });
-    expect((await books.account(orgId)).available).toBe(before.available - cost);
+    expect(reservation.rows[0]).toMatchObject({ state: 'settled', charged: String(SLOW_COST) });
+    expect((await books.account(orgId)).available).toBe(before.available - SLOW_COST);
+  }, 20_000);
+});
+
+describe('credit leases of a crashed gateway process (lease mode)', () => {
+  let database: TestDatabase;
+  let books: Books;
+  const processes: GatewayProcess[] = [];
+  let survivor: GatewayProcess | undefined;
+  let survivorOrg: { orgId: string; authorization: string } | undefined;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    books = new Books(database);
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(processes.map((p) => p.stop()));
+    await books?.close();
+    await database?.drop();
+  });
+
+  it('are returned by another process after lease.ttlMs, amount less charged, and the charges written before the kill stay', async () => {
+    const first = await spawnGateway(database, { models: MODELS, ledger: LEASE.ledger }, { ...LEASE.env, NEMO_MASTER_KEY: MASTER_KEY });
+    processes.push(first);
+    const { orgId, authorization } = await fundedOrgOverHttp(adminClient(first.url, MASTER_KEY), 'lease crash org', TOPUP, { role: 'member' });
+
+    const streams = Array.from({ length: STREAMS }, () => openStream(first.url, authorization));
+    await Promise.all(streams.map((s) => s.started));
+    // Served beside the streams, from the same lease; their charges committed before the kill.
+    const QUICK = 5;
+    for (let i = 0; i < QUICK; i++) expect(await quick(first.url, authorization)).toBe(200);
+    await waitFor(async () => (await books.charges(orgId)).length === QUICK, 5_000, 20);
+    await first.kill();
+    await Promise.all(streams.map((s) => s.closed));
+
+    // What the kill left: leases only (this key has no cap or limit), each holding amount - charged.
+    const open = await books.openReservations(orgId);
+    expect(open.length).toBeGreaterThan(0);
+    expect(open.every((r) => r.kind === 'lease')).toBe(true);
+    expect(open.some((r) => r.charged > 0), 'the lease the charges went to is among them').toBe(true);
+    const afterCrash = await books.account(orgId);
+    expect(afterCrash.held).toBe(open.reduce((sum, r) => sum + r.amount - r.charged, 0));
+    expect(afterCrash.available + afterCrash.held).toBe(TOPUP - QUICK * QUICK_COST);
+    expect(await books.check()).toEqual([]);
+
+    const second = await spawnGateway(database, { models: MODELS, ledger: LEASE.ledger }, LEASE.env);
+    processes.push(second);
+    await waitFor(async () => (await books.account(orgId)).held === 0, TTL_MS + 3_000, 50);
+
+    // One expiry per lease the kill left, giving back exactly what it held and charging nothing.
+    const expiries = await books.entries(orgId, 'expiry');
+    expect(new Set(expiries.map((e) => e.reservation_id))).toEqual(new Set(open.map((r) => r.reservation_id)));
+    expect(expiries).toHaveLength(open.length);
+    for (const e of expiries) {
+      const lease = open.find((r) => r.reservation_id === e.reservation_id)!;
+      expect(e).toMatchObject({ available_delta: lease.amount - lease.charged, held_delta: -(lease.amount - lease.charged), charged: 0 });
+    }
+    // The charges stay, exactly; the streams the kill cut are never charged; nothing else moved.
+    const charges = await books.expectSettledBooks(orgId, { served: QUICK, charge: QUICK_COST });
+    expect(charges.every((c) => c.available_delta === 0 && c.held_delta === -QUICK_COST)).toBe(true);
+    expect(await books.account(orgId)).toEqual({ available: TOPUP - QUICK * QUICK_COST, held: 0 });
+    expect(await books.reservationStatesOf(orgId, 'lease')).toMatchObject({ expired: open.length });
+    await ledgerCheckCli(databaseEnv(database));
+    survivor = second;
+    survivorOrg = { orgId, authorization };
+  }, 30_000);
+
+  // The survivor renews its own lease every ttl/3: a stream longer than lease.ttlMs is charged in full.
+  it('a live stream that outlives lease.ttlMs is charged in full: the lease under it never expires', async () => {
+    expect(survivor, 'needs the previous test').toBeDefined();
+    const { orgId, authorization } = survivorOrg!;
+    const before = await books.account(orgId);
+    const expiriesBefore = (await books.entries(orgId, 'expiry')).length;
+    const stream = openStream(survivor!.url, authorization);
+    await stream.started;
+    await stream.closed; // about six seconds, four lease TTLs
+    await waitFor(async () => (await books.charges(orgId)).length === 6, 5_000, 20);
+    expect((await books.charges(orgId)).at(-1)).toMatchObject({ charged: SLOW_COST });
+    expect((await books.entries(orgId, 'expiry')).length).toBe(expiriesBefore);
+    expect(await books.check()).toEqual([]);
+    // The survivor's lease lives on (lifetime 20 s): what is available and held is the rest.
+    const after = await books.account(orgId);
+    expect(after.available + after.held).toBe(before.available - SLOW_COST);
   }, 20_000);
 });
