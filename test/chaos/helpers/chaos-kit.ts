@@ -76,6 +76,8 @@ export interface ChatSpec {
   readonly maxTokens?: number;
   /** Also ask for the usage chunk (streams). */
   readonly includeUsage?: boolean;
+  /** Called when the answer's status line and headers arrived (a 200: the request holds its bound and is being served). */
+  readonly onHeaders?: (status: number) => void;
 }
 
 export function chatBody(spec: ChatSpec): string {
@@ -105,6 +107,7 @@ export async function chat(spec: ChatSpec): Promise<ChatOutcome> {
     });
     status = res.statusCode;
     headers = res.headers;
+    spec.onHeaders?.(status);
     raw = await res.body.text();
   } catch (err) {
     transportError = (err as Error).message || String(err);
@@ -160,21 +163,35 @@ export function chaosAdmin(url: string, key: string): AdminClient {
   return adminClient(url, key, { dispatcher: chaosAgent });
 }
 
+/**
+ * The ledger mode the suites run in: NEMO_LEDGER_MODE=hold (CI's second pass of the money suites)
+ * or the default, credit leases. A gateway whose config pins `ledger.mode` is in that mode unless
+ * this variable overrides it.
+ */
+export const LEDGER_MODE: 'lease' | 'hold' = process.env.NEMO_LEDGER_MODE === 'hold' ? 'hold' : 'lease';
+
 /** Money moved per org, as the ledger has it. */
 export interface OrgBooks {
   readonly available: number;
   readonly held: number;
   readonly credits: number;
   readonly charged: number;
+  /** Charge rows ('settle', one per charged request in either mode). */
+  readonly charges: number;
+  /** Reservations by state: per-request holds and credit leases together. */
   readonly states: Record<string, number>;
+  /** Of those, the credit leases by state. */
+  readonly leaseStates: Record<string, number>;
 }
 
 /**
- * The audit every scenario ends with, read as the database owner: the books balance
- * (nemo.ledger_check and the spend windows agree), nothing is held or open, every reservation has
- * exactly one reserve entry and one closing entry (nothing applied twice, nothing dropped), no charge
- * exceeds its hold, and what the org has is what was put in minus what was charged. Returns the
- * per-org books and the number of micro-units the balance equation misses (0 when none is lost or made).
+ * The audit every scenario ends with, read as the database owner, in either ledger mode: the books
+ * balance (nemo.ledger_check and the spend windows agree), nothing is held or open, no request was
+ * charged twice, every reservation has exactly one reserve entry and its entries net out (a hold:
+ * one closing entry; a credit lease: its charges, what it gave back and at most one expiry), no
+ * charge exceeds what was held for it, and what the org has is what was put in minus what was
+ * charged. Returns the per-org books and the number of micro-units the balance equation misses (0
+ * when none is lost or made).
  */
 export async function auditBooks(ownerUrl: string, orgIds: readonly string[]): Promise<{ books: Map<string, OrgBooks>; discrepancyMicros: number }> {
   const owner = new pg.Client(ownerUrl);
@@ -187,31 +204,50 @@ export async function auditBooks(ownerUrl: string, orgIds: readonly string[]): P
     for (const orgId of orgIds) {
       const account = (await owner.query<{ available: string; held: string }>('SELECT available, held FROM nemo.credit_accounts WHERE org_id = $1', [orgId])).rows[0]!;
       const sums = (
-        await owner.query<{ credits: string; charged: string }>(
+        await owner.query<{ credits: string; charged: string; charges: number }>(
           `SELECT coalesce(sum(available_delta) FILTER (WHERE kind IN ('topup', 'refund', 'adjustment')), 0) AS credits,
-                  coalesce(sum(charged), 0) AS charged FROM nemo.ledger_entries WHERE org_id = $1`,
+                  coalesce(sum(charged), 0) AS charged, (count(*) FILTER (WHERE kind = 'settle'))::int AS charges
+           FROM nemo.ledger_entries WHERE org_id = $1`,
           [orgId],
         )
       ).rows[0]!;
-      const states = Object.fromEntries(
-        (await owner.query<{ state: string; n: number }>('SELECT state, count(*)::int AS n FROM nemo.reservations WHERE org_id = $1 GROUP BY state', [orgId])).rows.map((r) => [r.state, r.n]),
+      // Never two charges for one request, whichever way its bound was held.
+      const doubled = await owner.query(
+        "SELECT request_id, count(*)::int AS n FROM nemo.ledger_entries WHERE org_id = $1 AND kind = 'settle' GROUP BY request_id HAVING count(*) > 1 OR request_id IS NULL",
+        [orgId],
       );
-      // Per reservation: one reserve row, one closing row, and a charge within the hold.
-      const entries = await owner.query<{ reservation_id: string; reserves: number; closes: number; charged: string; amount: string; state: string; res_charged: string }>(
-        `SELECT r.reservation_id, r.state, r.amount, r.charged AS res_charged,
+      expect(doubled.rows, 'requests charged twice (or a charge without a request)').toEqual([]);
+      const states: Record<string, number> = {};
+      const leaseStates: Record<string, number> = {};
+      for (const r of (await owner.query<{ kind: string; state: string; n: number }>('SELECT kind, state, count(*)::int AS n FROM nemo.reservations WHERE org_id = $1 GROUP BY kind, state', [orgId])).rows) {
+        states[r.state] = (states[r.state] ?? 0) + r.n;
+        if (r.kind === 'lease') leaseStates[r.state] = (leaseStates[r.state] ?? 0) + r.n;
+      }
+      // Per reservation: one reserve row; what its entries still hold is what it holds; a charge within it.
+      const entries = await owner.query<{
+        reservation_id: string; kind: string; state: string; amount: string; res_charged: string;
+        reserves: number; closes: number; expiries: number; charged: string; held: string;
+      }>(
+        `SELECT r.reservation_id, r.kind, r.state, r.amount, r.charged AS res_charged,
                 count(*) FILTER (WHERE e.kind = 'reserve')::int AS reserves,
                 count(*) FILTER (WHERE e.kind IN ('settle', 'release', 'expiry'))::int AS closes,
-                coalesce(sum(e.charged), 0) AS charged
+                count(*) FILTER (WHERE e.kind = 'expiry')::int AS expiries,
+                coalesce(sum(e.charged), 0) AS charged, coalesce(sum(e.held_delta), 0) AS held
          FROM nemo.reservations r LEFT JOIN nemo.ledger_entries e ON e.org_id = r.org_id AND e.reservation_id = r.reservation_id
-         WHERE r.org_id = $1 GROUP BY r.reservation_id, r.state, r.amount, r.charged`,
+         WHERE r.org_id = $1 GROUP BY r.reservation_id, r.kind, r.state, r.amount, r.charged`,
         [orgId],
       );
       for (const row of entries.rows) {
-        expect(row, `reservation ${row.reservation_id}`).toMatchObject({ reserves: 1, closes: row.state === 'reserved' ? 0 : 1 });
-        expect(Number(row.charged)).toBe(Number(row.res_charged));
-        expect(Number(row.charged)).toBeLessThanOrEqual(Number(row.amount));
+        const label = `${row.kind} ${row.reservation_id} (${row.state})`;
+        const open = row.state === 'reserved';
+        expect(row.reserves, label).toBe(1);
+        if (row.kind === 'request') expect(row.closes, label).toBe(open ? 0 : 1);
+        else expect(row.expiries, label).toBe(row.state === 'expired' ? 1 : 0);
+        expect(Number(row.charged), label).toBe(Number(row.res_charged));
+        expect(Number(row.charged), label).toBeLessThanOrEqual(Number(row.amount));
+        expect(Number(row.held), label).toBe(open ? Number(row.amount) - Number(row.res_charged) : 0);
       }
-      const b: OrgBooks = { available: Number(account.available), held: Number(account.held), credits: Number(sums.credits), charged: Number(sums.charged), states };
+      const b: OrgBooks = { available: Number(account.available), held: Number(account.held), credits: Number(sums.credits), charged: Number(sums.charged), charges: sums.charges, states, leaseStates };
       discrepancyMicros += Math.abs(b.credits - b.charged - b.available - b.held);
       books.set(orgId, b);
       expect(states.reserved ?? 0, `open holds of ${orgId}`).toBe(0);
@@ -222,6 +258,64 @@ export async function auditBooks(ownerUrl: string, orgIds: readonly string[]): P
   } finally {
     await owner.end();
   }
+}
+
+/** What the ledger did for one request, in either ledger mode. */
+export interface RequestCharge {
+  /** Its charge rows ('settle' with its request id): at most one, whichever way its bound was held. */
+  readonly charges: number;
+  /** What they charged. */
+  readonly charged: number;
+  /** Its own durable hold; undefined when its bound was carved from a credit lease (or it never got one). */
+  readonly hold: { readonly state: string; readonly amount: number; readonly charged: number } | undefined;
+}
+
+/**
+ * Every request of an org the ledger knows, by request id, read as the owner: from its charge row,
+ * or its own hold's rows. A request carved from a lease that was released (nothing served) has no
+ * row at all, so it is not in the map.
+ */
+export async function chargesByRequest(ownerUrl: string, orgId: string): Promise<Map<string, RequestCharge>> {
+  const owner = new pg.Client(ownerUrl);
+  await owner.connect();
+  try {
+    const holds = await owner.query<{ request_id: string; state: string; amount: string; charged: string }>(
+      "SELECT request_id, state, amount, charged FROM nemo.reservations WHERE org_id = $1 AND kind = 'request'",
+      [orgId],
+    );
+    const entries = await owner.query<{ request_id: string; charges: number; charged: string }>(
+      `SELECT request_id, (count(*) FILTER (WHERE kind = 'settle'))::int AS charges, coalesce(sum(charged), 0) AS charged
+       FROM nemo.ledger_entries WHERE org_id = $1 AND request_id IS NOT NULL AND request_id NOT LIKE 'lease:%' GROUP BY request_id`,
+      [orgId],
+    );
+    const byRequest = new Map<string, { charges: number; charged: number; hold: RequestCharge['hold'] }>();
+    for (const r of holds.rows) {
+      expect(byRequest.has(r.request_id), `two holds for ${r.request_id}`).toBe(false);
+      byRequest.set(r.request_id, { charges: 0, charged: 0, hold: { state: r.state, amount: Number(r.amount), charged: Number(r.charged) } });
+    }
+    for (const e of entries.rows) {
+      expect(e.charges, `charges of ${e.request_id}`).toBeLessThanOrEqual(1);
+      const known = byRequest.get(e.request_id);
+      byRequest.set(e.request_id, { charges: e.charges, charged: Number(e.charged), hold: known?.hold });
+    }
+    return byRequest;
+  } finally {
+    await owner.end();
+  }
+}
+
+/** The request was charged exactly once, `micros`; a hold of its own says the same. */
+export function expectCharged(r: RequestCharge | undefined, micros: number, label: string): void {
+  expect(r, label).toBeDefined();
+  expect({ charges: r!.charges, charged: r!.charged }, label).toEqual({ charges: 1, charged: micros });
+  if (r!.hold !== undefined) expect(r!.hold, label).toMatchObject({ state: 'settled', charged: micros });
+}
+
+/** The request was charged nothing: no charge row; a hold of its own was closed in `holdState` (released, or expired by a sweeper). */
+export function expectUncharged(r: RequestCharge | undefined, label: string, holdState: 'released' | 'expired' = 'released'): void {
+  if (r === undefined) return;
+  expect({ charges: r.charges, charged: r.charged }, label).toEqual({ charges: 0, charged: 0 });
+  if (r.hold !== undefined) expect(r.hold, label).toMatchObject({ state: holdState, charged: 0 });
 }
 
 /** Reservations of an org by request id, read as the owner. */
