@@ -1,23 +1,27 @@
 // A gateway process SIGKILLed in the middle of a mixed load (chats, streams, long streams, top-ups
 // for two orgs at once), then started again on the same database: every request the client saw
-// complete was settled at its exact cost (or, when its settle was still queued in the dead process,
-// released by the sweeper), every other hold is released by the sweeper of the new process, every
-// top-up is applied exactly once however often it is retried, and the books balance to the micro.
+// complete was charged once at its exact cost (or, when its charge was still queued in the dead
+// process, not at all), nothing else was charged beyond its bound, every hold (hold mode) or credit
+// lease (lease mode) of the dead process is returned by the sweeper of the new one, every top-up is
+// applied exactly once however often it is retried, and the books balance to the micro: a crash
+// loses at most the charges it had not written, and creates nothing.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, databaseEnv, type TestDatabase } from '../support/test-database.js';
 import { fundedOrgOverHttp } from '../support/admin-client.js';
 import { seededRandom } from '../support/seeded-random.js';
 import { ledgerCheckCli, spawnGateway, type GatewayProcess } from '../integration/ledger/money-helpers.js';
-import { SOAK, auditBooks, chaosAdmin, chat, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
+import { LEDGER_MODE, SOAK, auditBooks, chaosAdmin, chargesByRequest, chat, chatBody, expectCharged, expectUncharged, mockPromptTokens, recordChaos, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
 
 const MASTER_KEY = 'chaos-crash-master-key-0123456789';
 const TTL_MS = 1_500;
+/** A crashed process's credit leases are returned by another's sweeper this long after its last renewal (lease mode). */
+const LEASE_TTL_MS = 1_000;
 const IN = 2;
 const OUT = 9;
 const CONFIG = {
   server: { shutdownGraceMs: 1_000 },
-  ledger: { reservationTtlMs: TTL_MS, sweepIntervalMs: 300 },
+  ledger: { reservationTtlMs: TTL_MS, sweepIntervalMs: 300, lease: { ttlMs: LEASE_TTL_MS } },
   models: [
     { name: 'chat', deployments: [{ provider: 'mock', model: 'chat', inputPricePerMTok: IN, outputPricePerMTok: OUT, mock: { completionTokens: 8 } }] },
     // 40 tokens at 50 per second: under a second each.
@@ -47,7 +51,10 @@ interface Sent {
   readonly url: string;
 }
 
+const MAX_TOKENS = 64;
 const cost = (model: keyof typeof TOKENS) => mockPromptTokens(PROMPT) * IN + TOKENS[model] * OUT;
+/** What is held for a request: its prompt's bound (the body's bytes) and its max_tokens. */
+const bound = (model: keyof typeof TOKENS) => Buffer.byteLength(chatBody({ url: '', authorization: '', requestId: '', model, content: PROMPT, stream: model !== 'chat', maxTokens: MAX_TOKENS })) * IN + MAX_TOKENS * OUT;
 
 describe('chaos: a gateway process killed under mixed load', () => {
   let database: TestDatabase;
@@ -71,7 +78,7 @@ describe('chaos: a gateway process killed under mixed load', () => {
     const killedUrls = new Set<string>();
     let seq = 0;
     const send = async (url: string, org: Org, model: keyof typeof TOKENS) => {
-      const outcome = await chat({ url, authorization: org.authorization, requestId: `${org.tag}-${++seq}`, model, content: PROMPT, stream: model !== 'chat', maxTokens: 64 });
+      const outcome = await chat({ url, authorization: org.authorization, requestId: `${org.tag}-${++seq}`, model, content: PROMPT, stream: model !== 'chat', maxTokens: MAX_TOKENS });
       sent.push({ org, model, outcome, url });
       return outcome;
     };
@@ -156,46 +163,63 @@ describe('chaos: a gateway process killed under mixed load', () => {
     }
     expect(credits).toEqual(new Map([...topups].map(([key, t]) => [key, t.amount])));
 
-    // Request by request: what the client saw against what the ledger did.
+    // Request by request: what the client saw against what the ledger did. In either mode a request
+    // writes one charge row when it settles; the dead process wrote none for what it had not yet
+    // committed. What differs is what held its bound: its own hold (hold mode), swept after the
+    // crash, or the org's credit lease (lease mode), whose unused part the successor's sweeper
+    // returned with one expiry entry (the audit checks that every lease's entries net out).
     let completedCharged = 0;
-    let completedReleasedBySweeper = 0;
-    let cutAndSwept = 0;
+    let completedUncharged = 0;
+    let cutUncharged = 0;
     let crossTenant = 0;
     for (const org of orgs) {
-      const reservations = await reservationsByRequest(database.url, org.orgId);
+      const charges = await chargesByRequest(database.url, org.orgId);
       const mine = new Map(sent.filter((s) => s.org === org).map((s) => [s.outcome.requestId, s]));
-      for (const requestId of reservations.keys()) if (!mine.has(requestId)) crossTenant++;
+      for (const requestId of charges.keys()) if (!mine.has(requestId)) crossTenant++;
       for (const s of mine.values()) {
-        const r = reservations.get(s.outcome.requestId);
-        if (s.outcome.complete) {
-          expect(r, s.outcome.requestId).toBeDefined();
-          // Settled at the exact cost; or its settle was still queued in the process that died, and the hold was swept.
-          if (r!.state === 'settled') {
-            expect(r!.charged, s.outcome.requestId).toBe(cost(s.model));
-            completedCharged++;
-          } else {
-            expect(r!.state, s.outcome.requestId).toBe('expired');
-            expect(killedUrls.has(s.url), s.outcome.requestId).toBe(true);
-            completedReleasedBySweeper++;
-          }
+        const label = `${s.outcome.requestId}: ${JSON.stringify({ ...s.outcome, headers: undefined })}`;
+        const r = charges.get(s.outcome.requestId);
+        if (LEDGER_MODE === 'hold' && s.outcome.status === 200) expect(r?.hold, label).toBeDefined();
+        if (r?.hold !== undefined) expect(r.hold.amount, label).toBe(bound(s.model));
+        if (s.outcome.complete && r?.charges === 1) {
+          // Charged once, at the exact cost.
+          expectCharged(r, cost(s.model), label);
+          completedCharged++;
+        } else if (s.outcome.complete) {
+          // Its charge was still queued in the process that died: lost, uncharged (its hold swept, or its bound back with the lease).
+          expect(killedUrls.has(s.url), label).toBe(true);
+          expectUncharged(r, label, 'expired');
+          completedUncharged++;
         } else {
-          // Cut by the crash: never reserved, swept, or settled for what it produced (at most the hold).
-          expect(killedUrls.has(s.url), `${s.outcome.requestId}: ${JSON.stringify(s.outcome)}`).toBe(true);
-          if (r !== undefined) {
-            expect(['expired', 'settled']).toContain(r.state);
-            if (r.state === 'expired') cutAndSwept++;
+          // Cut by the crash: uncharged (never held, hold swept, bound back with the lease), or charged at most its bound for what it produced.
+          expect(killedUrls.has(s.url), label).toBe(true);
+          if (r?.charges === 1) {
+            expect(r.charged, label).toBeLessThanOrEqual(bound(s.model));
+            if (r.hold !== undefined) expect(r.hold.state, label).toBe('settled');
+          } else {
+            expectUncharged(r, label, 'expired');
+            cutUncharged++;
           }
         }
       }
     }
     expect(crossTenant).toBe(0);
-    // Streams were open when the process died: the long ones at least, all four swept.
-    expect(sent.filter((s) => s.model === 'slow' && !s.outcome.complete)).toHaveLength(4 * CYCLES);
-    expect(cutAndSwept).toBeGreaterThanOrEqual(4 * CYCLES);
-    // What the orgs hold is every credit put in minus every charge.
+    // Streams were open when the process died: the long ones at least, none of them charged.
+    const slowCut = sent.filter((s) => s.model === 'slow' && !s.outcome.complete);
+    expect(slowCut).toHaveLength(4 * CYCLES);
+    for (const s of slowCut) {
+      const r = (await chargesByRequest(database.url, s.org.orgId)).get(s.outcome.requestId);
+      expectUncharged(r, s.outcome.requestId, 'expired');
+    }
+    expect(cutUncharged).toBeGreaterThanOrEqual(4 * CYCLES);
     for (const org of orgs) {
       const b = books.get(org.orgId)!;
-      const charged = [...(await reservationsByRequest(database.url, org.orgId)).values()].reduce((sum, r) => sum + (r.state === 'settled' ? r.charged : 0), 0);
+      // The crashed process's leases (one of each org at least: its long streams ran on them) were
+      // returned by the successor's sweeper; in hold mode nothing leased.
+      if (LEDGER_MODE === 'lease') expect(b.leaseStates.expired ?? 0, JSON.stringify(b)).toBeGreaterThanOrEqual(CYCLES);
+      else expect(b.leaseStates).toEqual({});
+      // What the org holds is every credit put in minus every charge, and every charge is a request's.
+      const charged = [...(await chargesByRequest(database.url, org.orgId)).values()].reduce((sum, r) => sum + r.charged, 0);
       expect(b.charged).toBe(charged);
       expect(b.available).toBe(50_000_000 + [...topups.values()].filter((t) => t.orgId === org.orgId).reduce((sum, t) => sum + t.amount, 0) - charged);
     }
@@ -208,7 +232,7 @@ describe('chaos: a gateway process killed under mixed load', () => {
       lostOrDuplicatedMicros: discrepancyMicros,
       crossTenantReads: crossTenant,
       recoveryMs,
-      notes: `recovery (kill to the successor serving, spawn included) max of ${recoveries.join('/')} ms; completed+settled ${completedCharged}, completed but settle lost in the crash (swept, uncharged) ${completedReleasedBySweeper}, cut+swept ${cutAndSwept}; top-ups ${topups.size} (${topupErrors} cut by the kill, all applied once after retry); holds swept ${sweptInMs} ms after the successor served`,
+      notes: `${LEDGER_MODE} mode; recovery (kill to the successor serving, spawn included) max of ${recoveries.join('/')} ms; completed+charged ${completedCharged}, completed but charge lost in the crash (uncharged) ${completedUncharged}, cut and uncharged ${cutUncharged}; top-ups ${topups.size} (${topupErrors} cut by the kill, all applied once after retry); holds swept ${sweptInMs} ms after the successor served`,
     });
   }, 60_000 * SOAK);
 });
