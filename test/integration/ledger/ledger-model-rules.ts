@@ -1,20 +1,29 @@
 // The rules of the ledger's batch functions as plain TypeScript, for ledger-model.test.ts: credits
-// (migrations/0002_credits.sql) and the spend caps and shared rate limits decided by
+// (migrations/0002_credits.sql), the spend caps and shared rate limits decided by
 // nemo.ledger_apply_v2 and given back by nemo.ledger_expire_v2
-// (migrations/0004_spend_caps_and_shared_limits.sql). No database here: the test runs the same
-// steps against both and compares.
+// (migrations/0004_spend_caps_and_shared_limits.sql), and credit leases: grants, charges against
+// them, trims and closes (lease_return) and recalls, by nemo.ledger_apply_v3, and their expiry
+// (migrations/0008_credit_leases.sql). No database here: the test runs the same steps against both
+// and compares.
 
-export type OpKind = 'reserve' | 'admit' | 'settle' | 'release';
+/** reserve/admit/settle/release: a request's own hold (v2); lease/charge/lease_return: credit leases (v3). */
+export type OpKind = 'reserve' | 'admit' | 'settle' | 'release' | 'lease' | 'charge' | 'lease_return';
 export interface ApplyOp {
   kind: OpKind;
   org: string;
+  /** charge: the charge's own id; lease_return: the lease; lease: the new lease's id. */
   res: string;
   key: string | null;
+  /** reserve, lease: the most to hold; settle, charge: the charge; lease_return: what the lease keeps (0: close it). */
   amount: number;
   min: number;
   tokens: number;
+  /** charge: the lease it is written against. */
+  lease?: string | null;
+  /** lease: the holder (an instance, 'lease:<uuid>'). */
+  holder?: string | null;
 }
-export type Refusal = 'funds' | 'key_rpm' | 'key_tpm' | 'team_rpm' | 'team_tpm' | 'key_daily_cap' | 'key_monthly_cap' | 'team_daily_cap' | 'team_monthly_cap';
+export type Refusal = 'funds' | 'funds_leased' | 'key_rpm' | 'key_tpm' | 'team_rpm' | 'team_tpm' | 'key_daily_cap' | 'key_monthly_cap' | 'team_daily_cap' | 'team_monthly_cap';
 export interface ApplyRow {
   op: number;
   amount: number;
@@ -55,6 +64,11 @@ export interface WindowRow {
 export interface ModelReservation {
   org: string;
   res: string;
+  kind: 'request' | 'lease';
+  /** A lease's holder (its request_id); null for a request's hold. */
+  holder: string | null;
+  /** A lease that gave back its unused part (trimmed_at set): no longer a reason to recall. */
+  trimmed: boolean;
   key: string | null;
   team: string | null;
   amount: number;
@@ -99,6 +113,8 @@ export class LedgerModel {
   readonly teams = new Map<string, TeamConfig>();
   readonly windows = new Map<string, WindowRow>();
   private readonly credits = new Map<string, number>();
+  /** Charges written (org/charge id): a retried one is not charged again. */
+  private readonly chargeIds = new Set<string>();
   private epochShifts = 0;
 
   constructor(orgs: readonly string[]) {
@@ -111,6 +127,7 @@ export class LedgerModel {
     for (const [from, to] of [[this.accounts, copy.accounts], [this.reservations, copy.reservations], [this.keys, copy.keys], [this.teams, copy.teams], [this.windows, copy.windows], [this.credits, copy.credits]] as const) {
       for (const [k, v] of from as Map<string, unknown>) (to as Map<string, unknown>).set(k, typeof v === 'object' && v !== null ? { ...v } : v);
     }
+    for (const id of this.chargeIds) copy.chargeIds.add(id);
     copy.epochShifts = this.epochShifts;
     return copy;
   }
@@ -121,6 +138,129 @@ export class LedgerModel {
    * accepted when it is one of them.
    */
   applyBatch(ops: readonly ApplyOp[], actual: readonly ApplyRow[], now: Instant): ApplyRow[] {
+    return this.applyV3(ops, actual, now).rows;
+  }
+
+  /**
+   * One ledger_apply_v3 call: a batch without lease operations is ledger_apply_v2's; otherwise
+   * charges, then lease returns, then v2's operations, then new leases. Either way a reserve refused
+   * for funds while an untrimmed lease of its org holds unused money is refused as 'funds_leased',
+   * and its org is recalled (NOTIFY nemo_lease_recall).
+   */
+  applyV3(ops: readonly ApplyOp[], actual: readonly ApplyRow[], now: Instant): { rows: ApplyRow[]; recalled: string[] } {
+    const leaseOps = ops.some((o) => o.kind === 'lease' || o.kind === 'charge' || o.kind === 'lease_return');
+    const out: ApplyRow[] = [];
+    if (leaseOps) {
+      out.push(...this.charges(ops), ...this.returns(ops));
+    }
+    const v2 = this.applyV2(ops, actual, now);
+    if (leaseOps) out.push(...this.leases(ops));
+    const recalled = new Set<string>();
+    for (const row of v2) {
+      const o = ops[row.op - 1]!;
+      if (row.refusal !== 'funds' || o.kind !== 'reserve') continue;
+      if ([...this.reservations.values()].some((l) => l.org === o.org && l.kind === 'lease' && l.state === 'reserved' && l.amount > l.charged && !l.trimmed)) recalled.add(o.org);
+    }
+    for (const row of v2) out.push(row.refusal === 'funds' && ops[row.op - 1]!.kind === 'reserve' && recalled.has(ops[row.op - 1]!.org) ? { ...row, refusal: 'funds_leased' } : row);
+    return { rows: out.sort((a, b) => a.op - b.op), recalled: [...recalled].sort() };
+  }
+
+  /** An open lease of the org by id. */
+  private openLease(org: string, res: string | null | undefined): ModelReservation | undefined {
+    const l = res == null ? undefined : this.reservations.get(reservationKey(org, res));
+    return l !== undefined && l.kind === 'lease' && l.state === 'reserved' ? l : undefined;
+  }
+
+  /**
+   * Charges, in queue order per lease: the first op of a charge id in the batch, none of an id
+   * charged before; each capped at what the lease holds less what the ops before it on that lease
+   * asked for; none against a lease that is not open. A charge of 0 is still written (and answered).
+   */
+  private charges(ops: readonly ApplyOp[]): ApplyRow[] {
+    const out: ApplyRow[] = [];
+    const first = new Map<string, number>();
+    ops.forEach((o, i) => {
+      if (o.kind === 'charge' && !first.has(reservationKey(o.org, o.res))) first.set(reservationKey(o.org, o.res), i);
+    });
+    const asked = new Map<string, number>();
+    const start = new Map<ModelReservation, number>();
+    for (const [id, i] of [...first].sort((a, b) => a[1] - b[1])) {
+      const o = ops[i]!;
+      if (this.chargeIds.has(id)) continue;
+      const lease = this.openLease(o.org, o.lease);
+      if (lease === undefined) continue;
+      const amount = Math.max(o.amount, 0);
+      const room = start.get(lease) ?? lease.amount - lease.charged;
+      start.set(lease, room);
+      const before = asked.get(reservationKey(lease.org, lease.res)) ?? 0;
+      asked.set(reservationKey(lease.org, lease.res), before + amount);
+      const applied = Math.min(amount, Math.max(room - before, 0));
+      this.chargeIds.add(id);
+      lease.charged += applied;
+      this.accounts.get(lease.org)!.held -= applied;
+      out.push({ op: i + 1, amount: applied, refusal: null });
+    }
+    return out;
+  }
+
+  /** Returns: the last op per lease in the batch; keep 0 closes it (settled if it charged, else released), more trims it to that. */
+  private returns(ops: readonly ApplyOp[]): ApplyRow[] {
+    const out: ApplyRow[] = [];
+    const last = new Map<string, number>();
+    ops.forEach((o, i) => {
+      if (o.kind === 'lease_return') last.set(reservationKey(o.org, o.res), i);
+    });
+    for (const i of last.values()) {
+      const o = ops[i]!;
+      const lease = this.openLease(o.org, o.res);
+      if (lease === undefined) continue;
+      const keep = Math.max(o.amount, 0);
+      const back = keep === 0 ? lease.amount - lease.charged : Math.max(lease.amount - lease.charged - keep, 0);
+      if (keep === 0) lease.state = lease.charged > 0 ? 'settled' : 'released';
+      else {
+        lease.amount -= back;
+        lease.trimmed = true;
+      }
+      const account = this.accounts.get(lease.org)!;
+      account.available += back;
+      account.held -= back;
+      out.push({ op: i + 1, amount: back, refusal: null });
+    }
+    return out;
+  }
+
+  /**
+   * New leases in queue order, each against the balance as the ops before left it: at most the org's
+   * available / (2 x (other holders + 1)), refused ('funds') below the minimum (at least 1); an id
+   * already reserved when the leases start is skipped silently, as is a repeat granted in this batch.
+   */
+  private leases(ops: readonly ApplyOp[]): ApplyRow[] {
+    const out: ApplyRow[] = [];
+    const existing = new Set(this.reservations.keys());
+    ops.forEach((o, i) => {
+      if (o.kind !== 'lease' || existing.has(reservationKey(o.org, o.res))) return;
+      const account = this.accounts.get(o.org);
+      const avail = account?.available ?? 0;
+      const holders = new Set([...this.reservations.values()].filter((l) => l.org === o.org && l.kind === 'lease' && l.state === 'reserved' && l.holder !== o.holder).map((l) => l.holder)).size;
+      const granted = Math.min(o.amount, Math.floor(avail / (2 * (holders + 1))));
+      if (granted < Math.max(o.min, 1)) {
+        out.push({ op: i + 1, amount: 0, refusal: 'funds' });
+        return;
+      }
+      if (this.reservations.has(reservationKey(o.org, o.res))) return;
+      account!.available -= granted;
+      account!.held += granted;
+      this.reservations.set(reservationKey(o.org, o.res), {
+        org: o.org, res: o.res, kind: 'lease', holder: o.holder ?? null, trimmed: false, key: null, team: null, amount: granted, state: 'reserved', charged: 0,
+        counted: 0, createdDay: 0, createdMonth: 0, dueSeq: null,
+      });
+      out.push({ op: i + 1, amount: granted, refusal: null });
+    });
+    return out;
+  }
+
+  /** ledger_apply_v2's part of a batch (lease operations are not its own). */
+  private applyV2(ops: readonly ApplyOp[], actual: readonly ApplyRow[], now: Instant): ApplyRow[] {
     const out: ApplyRow[] = [];
     // Settles and releases first: each open reservation closes once, and gives back to the windows
     // it was counted in what it no longer holds.
@@ -219,7 +359,7 @@ export class LedgerModel {
       account!.available -= granted;
       account!.held += granted;
       this.reservations.set(reservationKey(o.org, o.res), {
-        org: o.org, res: o.res, key: o.key, team: teamId, amount: granted, state: 'reserved', charged: 0,
+        org: o.org, res: o.res, kind: 'request', holder: null, trimmed: false, key: o.key, team: teamId, amount: granted, state: 'reserved', charged: 0,
         counted, createdDay: now.day, createdMonth: now.month, dueSeq: null,
       });
     }
@@ -265,6 +405,13 @@ export class LedgerModel {
     return this.credits.get(`${org}/${kind}/${idempotencyKey}`);
   }
 
+  /** A holder's open leases (an instance that crashed) become due, after everything due before. */
+  markHolderDue(holder: string): ModelReservation[] {
+    const picked = [...this.reservations.values()].filter((r) => r.state === 'reserved' && r.kind === 'lease' && r.holder === holder && r.dueSeq === null);
+    for (const r of picked) r.dueSeq = ++dueSeq;
+    return picked;
+  }
+
   /** Open reservations picked by the bits of `pick` become due, in pick order. */
   markDue(pick: number): ModelReservation[] {
     const open = [...this.reservations.values()].filter((r) => r.state === 'reserved' && r.dueSeq === null);
@@ -273,15 +420,19 @@ export class LedgerModel {
     return picked;
   }
 
-  /** ledger_expire_v2: the oldest due holds, up to the limit, released, and given back to their windows. */
+  /**
+   * ledger_expire_v2: the oldest due holds and leases, up to the limit, expired: each gives back what
+   * it did not charge (a request's hold charges nothing while open), to the balance and its windows.
+   */
   expire(limit: number): number {
     const due = [...this.reservations.values()].filter((r) => r.state === 'reserved' && r.dueSeq !== null).sort((a, b) => a.dueSeq! - b.dueSeq!);
     for (const r of due.slice(0, limit)) {
       const account = this.accounts.get(r.org)!;
+      const back = r.amount - r.charged;
       r.state = 'expired';
-      account.available += r.amount;
-      account.held -= r.amount;
-      this.giveBack(r, r.amount);
+      account.available += back;
+      account.held -= back;
+      this.giveBack(r, back);
     }
     return Math.min(limit, due.length);
   }
@@ -295,7 +446,7 @@ export class LedgerModel {
    */
   shiftTime(wanted: TimeShift): { shift: TimeShift; byMs: number; periods: Period[] } {
     let shift = wanted;
-    if (shift === 'day' && [...this.reservations.values()].some((r) => new Date(r.createdDay).getUTCDate() === 1)) shift = 'epoch';
+    if (shift === 'day' && [...this.reservations.values()].some((r) => r.kind === 'request' && new Date(r.createdDay).getUTCDate() === 1)) shift = 'epoch';
     if (shift === 'epoch' && this.epochShifts >= MAX_EPOCH_SHIFTS) shift = 'minute';
     if (shift === 'epoch') this.epochShifts++;
     const byMs = shift === 'minute' ? MINUTE_MS : shift === 'day' ? DAY_MS : EPOCH_MS;
@@ -312,7 +463,9 @@ export class LedgerModel {
 
   reservationRows() {
     return [...this.reservations.values()]
-      .map(({ org, res, key, team, amount, state, charged, counted, createdDay, createdMonth }) => ({ org, res, key, team, amount, state, charged, counted, createdDay, createdMonth }))
+      .map(({ org, res, kind, holder, trimmed, key, team, amount, state, charged, counted, createdDay, createdMonth }) => ({
+        org, res, kind, holder, trimmed, key, team, amount, state, charged, counted, createdDay: kind === 'lease' ? 0 : createdDay, createdMonth: kind === 'lease' ? 0 : createdMonth,
+      }))
       .sort((a, b) => reservationKey(a.org, a.res).localeCompare(reservationKey(b.org, b.res)));
   }
 

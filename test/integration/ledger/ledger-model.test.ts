@@ -1,9 +1,11 @@
-// The ledger's batch functions as the gateway calls them (nemo.ledger_apply_v2 and
-// nemo.ledger_expire_v2, migrations/0002_credits.sql and 0004_spend_caps_and_shared_limits.sql)
-// against a model (ledger-model-rules.ts): random batches of reserve/admit/settle/release over keys
-// and teams with spend caps and rate limits, top-ups, expiry, limit changes, keys moving between
-// teams and time passing, compared with the model after every step (answers, balances,
-// reservations, limit windows, ledger_check and limit_windows_check); idempotency of each money
+// The ledger's batch functions as the gateway calls them (nemo.ledger_apply_v3, which is
+// nemo.ledger_apply_v2 plus credit leases, and nemo.ledger_expire_v2; migrations 0002, 0004 and
+// 0008) against a model (ledger-model-rules.ts): random batches of reserve/admit/settle/release over
+// keys and teams with spend caps and rate limits, and of credit leases (grants, charges against
+// them, trims and closes, recalls of leased funds with their NOTIFY), top-ups, expiry, crashed lease
+// holders, limit changes, keys moving between teams and time passing, compared with the model after
+// every step (answers, balances, reservations, limit windows, ledger_check and
+// limit_windows_check); idempotency of each money
 // operation; the append-only ledger; and concurrent batches that must neither deadlock nor
 // overspend a balance or a cap. LEDGER_PROPERTY_RUNS=500 for a long run;
 // LEDGER_PROPERTY_SEED=<seed from a failure> replays one.
@@ -34,6 +36,9 @@ let testDb: TestDatabase;
 let database: Database;
 let admin: AdminService;
 let owner: pg.Client;
+/** The app role's connection the scenarios' batches run on: it listens for lease recalls. */
+let batches: pg.Client;
+const recalls: string[] = [];
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
@@ -42,10 +47,16 @@ beforeAll(async () => {
   admin = new AdminService(database, new Set());
   owner = new pg.Client({ connectionString: testDb.url, application_name: 'ledger-model-owner' });
   await owner.connect();
+  batches = new pg.Client(appRoleConnection(testDb));
+  await batches.connect();
+  // A session hears its own NOTIFY at commit, before the call's answer: the batch's recalls are in by then.
+  batches.on('notification', (n) => recalls.push(n.payload ?? ''));
+  await batches.query('LISTEN nemo_lease_recall');
 });
 
 afterAll(async () => {
   await owner?.end().catch(() => undefined);
+  await batches?.end().catch(() => undefined);
   await database?.close();
   await testDb?.drop();
 });
@@ -88,10 +99,11 @@ async function setLimit(table: 'api_keys' | 'teams', org: string, id: string, fi
 }
 
 const applyValues = (ops: readonly ApplyOp[]) => [
-  ops.map((o) => o.kind), ops.map((o) => o.org), ops.map((o) => o.res), ops.map((_, i) => `request ${i}`), ops.map((o) => o.key),
-  ops.map((o) => o.amount), ops.map((o) => o.min), ops.map((o) => o.tokens), ops.map(() => null), TTL_MS,
+  ops.map((o) => o.kind), ops.map((o) => o.org), ops.map((o) => o.res), ops.map((o) => o.lease ?? null), ops.map((o, i) => (o.kind === 'lease' ? o.holder ?? null : `request ${i}`)), ops.map((o) => o.key),
+  ops.map((o) => o.amount), ops.map((o) => o.min), ops.map((o) => o.tokens), ops.map(() => null), TTL_MS, TTL_MS,
 ];
-const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v2($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::integer)';
+const APPLY_SQL = `SELECT op, amount, refusal FROM nemo.ledger_apply_v3($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[],
+  $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::integer, $12::integer)`;
 /** The database's clock now, truncated (UTC) to the minute, day and month. */
 const CLOCK_SQL = `
   SELECT (extract(epoch FROM date_trunc('minute', t, 'UTC')) * 1000)::float8 AS minute,
@@ -104,11 +116,13 @@ const CLOCK_SQL = `
  * between the two (once it holds its locks), so `before` and `after` are the only windows it can
  * have used; they differ only when a minute ended during the call.
  */
-async function applyAt(ops: readonly ApplyOp[]): Promise<{ rows: ApplyRow[]; before: Instant; after: Instant }> {
+async function applyAt(ops: readonly ApplyOp[]): Promise<{ rows: ApplyRow[]; before: Instant; after: Instant; recalled: string[] }> {
   const before = (await database.query<Instant>(CLOCK_SQL)).rows[0]!;
-  const rows = await apply(ops);
+  recalls.length = 0;
+  const rows = await apply(ops, batches);
+  const recalled = [...new Set(recalls)].sort();
   const after = (await database.query<Instant>(CLOCK_SQL)).rows[0]!;
-  return { rows, before, after };
+  return { rows, before, after, recalled };
 }
 
 /** One ledger_apply_v2 call as nemo_app (the app pool, or a given connection), as the batched writer makes it. */
@@ -159,15 +173,19 @@ async function expectBooksBalance(where: string): Promise<void> {
 }
 
 async function reservationsOf(orgs: readonly string[]) {
-  const { rows } = await owner.query<{ org: string; res: string; key: string | null; team: string | null; amount: string; state: string; charged: string; counted: number; created_day: number; created_month: number }>(
-    `SELECT org_id AS org, reservation_id AS res, key_id AS key, team_id AS team, amount, state, charged, counted_windows AS counted,
-            (extract(epoch FROM date_trunc('day', created_at, 'UTC')) * 1000)::float8 AS created_day,
-            (extract(epoch FROM date_trunc('month', created_at, 'UTC')) * 1000)::float8 AS created_month
+  const { rows } = await owner.query<{ org: string; res: string; kind: string; holder: string | null; trimmed: boolean; key: string | null; team: string | null; amount: string; state: string; charged: string; counted: number; created_day: number; created_month: number }>(
+    `SELECT org_id AS org, reservation_id AS res, kind, CASE WHEN kind = 'lease' THEN request_id END AS holder, trimmed_at IS NOT NULL AS trimmed,
+            key_id AS key, team_id AS team, amount, state, charged, counted_windows AS counted,
+            CASE WHEN kind = 'lease' THEN 0 ELSE (extract(epoch FROM date_trunc('day', created_at, 'UTC')) * 1000)::float8 END AS created_day,
+            CASE WHEN kind = 'lease' THEN 0 ELSE (extract(epoch FROM date_trunc('month', created_at, 'UTC')) * 1000)::float8 END AS created_month
      FROM nemo.reservations WHERE org_id = ANY($1::uuid[])`,
     [orgs],
   );
   return rows
-    .map((r) => ({ org: r.org, res: r.res, key: r.key, team: r.team, amount: Number(r.amount), state: r.state, charged: Number(r.charged), counted: r.counted, createdDay: r.created_day, createdMonth: r.created_month }))
+    .map((r) => ({
+      org: r.org, res: r.res, kind: r.kind, holder: r.holder, trimmed: r.trimmed, key: r.key, team: r.team, amount: Number(r.amount), state: r.state, charged: Number(r.charged),
+      counted: r.counted, createdDay: r.created_day, createdMonth: r.created_month,
+    }))
     .sort((a, b) => reservationKey(a.org, a.res).localeCompare(reservationKey(b.org, b.res)));
 }
 
@@ -248,6 +266,41 @@ const closeSpec = fc.record({
   charge: fc.oneof(fc.integer({ min: -50, max: 50 }), fc.integer({ min: 0, max: 3500 })),
   wrongOrg: fc.nat({ max: 9 }).map((n) => n === 0),
 });
+/** Credit leases: a lease open when the batch starts, any lease id sent before, or one never sent. */
+const leaseTarget = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ open: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ sent: fc.nat() }) },
+  { weight: 1, arbitrary: fc.constant(null) },
+);
+/** Instances holding leases; a crash replaces one with a new instance. */
+const HOLDERS = 3;
+const leaseSpec = fc.record({
+  kind: fc.constant('lease' as const),
+  org: orgIndex,
+  holder: fc.nat({ max: HOLDERS - 1 }),
+  amount: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 4000 }) }, { weight: 1, arbitrary: fc.integer({ min: -5, max: 20_000 }) }),
+  min: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: -5, max: 20 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 2500 }) }),
+  /** A lease id granted or asked for before (a retried batch): never granted twice. */
+  reuse: fc.option(fc.nat(), { freq: 6 }),
+});
+const chargeSpec = fc.record({
+  kind: fc.constant('charge' as const),
+  target: leaseTarget,
+  key: fc.oneof(fc.integer({ min: 0, max: KEYS_PER_ORG - 1 }), fc.constant(NO_KEY)),
+  amount: fc.oneof(fc.integer({ min: -50, max: 50 }), fc.integer({ min: 0, max: 3000 })),
+  /** A charge sent before, sent again (a retried batch): charged once. */
+  reuse: fc.option(fc.nat(), { freq: 5 }),
+  wrongOrg: fc.nat({ max: 9 }).map((n) => n === 0),
+});
+/** keep 0 closes the lease; more trims it (a recall, or a retired lease whose requests still run). */
+const returnSpec = fc.record({
+  kind: fc.constant('lease_return' as const),
+  target: leaseTarget,
+  keep: fc.oneof(fc.constant(0), fc.integer({ min: -5, max: 3000 })),
+  wrongOrg: fc.nat({ max: 9 }).map((n) => n === 0),
+});
+/** An instance dies: its leases are left to expire (the sweeper), and a new instance takes its place. */
+const crashStep = fc.record({ step: fc.constant('crash' as const), holder: fc.nat({ max: HOLDERS - 1 }) });
 const idempotencyKey = fc.option(fc.constantFrom('k1', 'k2'), { freq: 4 });
 const creditStep = fc.oneof(
   fc.record({ step: fc.constant('credit' as const), org: fc.integer({ min: 0, max: ORGS - 1 }), kind: fc.constantFrom<CreditKind>('topup', 'refund'), amount: fc.integer({ min: 1, max: 5000 }), key: idempotencyKey }),
@@ -279,7 +332,17 @@ const teamStep = fc.record({ step: fc.constant('team' as const), org: fc.integer
 const timeStep = fc.record({ step: fc.constant('time' as const), shift: fc.constantFrom<TimeShift>('minute', 'day', 'epoch') });
 /** Tight balances, where funds refuse often, or ample ones, where the caps and limits decide. */
 const initialTopup = (profile: Profile) => (profile === 'mixed' ? fc.oneof(fc.nat({ max: 6000 }), fc.nat({ max: 40_000 })) : fc.integer({ min: 30_000, max: 200_000 }));
-const scenario = (reuseIds: boolean, profile: Profile) =>
+const batchOp = (reuseIds: boolean, profile: Profile, leases: boolean) =>
+  leases
+    ? fc.oneof(
+        { weight: 2, arbitrary: requestSpec(reuseIds, profile) },
+        { weight: 1, arbitrary: closeSpec },
+        { weight: 2, arbitrary: leaseSpec },
+        { weight: 5, arbitrary: chargeSpec },
+        { weight: 1, arbitrary: returnSpec },
+      )
+    : fc.oneof({ weight: 3, arbitrary: requestSpec(reuseIds, profile) }, { weight: 2, arbitrary: closeSpec });
+const scenario = (reuseIds: boolean, profile: Profile, leases = false) =>
   fc.record({
     initial: fc.tuple(initialTopup(profile), initialTopup(profile), initialTopup(profile)),
     /** An org whose keys and teams start with no limit at all: its batches take the set-based path while its balance covers them. */
@@ -288,13 +351,14 @@ const scenario = (reuseIds: boolean, profile: Profile) =>
     teamLimits: fc.array(limits(profile), { minLength: ORGS * TEAMS_PER_ORG, maxLength: ORGS * TEAMS_PER_ORG }),
     steps: fc.array(
       fc.oneof(
-        { weight: 12, arbitrary: fc.record({ step: fc.constant('batch' as const), ops: fc.array(fc.oneof({ weight: 3, arbitrary: requestSpec(reuseIds, profile) }, { weight: 2, arbitrary: closeSpec }), { minLength: 1, maxLength: 10, size: 'medium' }) }) },
+        { weight: 12, arbitrary: fc.record({ step: fc.constant('batch' as const), ops: fc.array(batchOp(reuseIds, profile, leases), { minLength: 1, maxLength: 10, size: 'medium' }) }) },
         { weight: profile === 'mixed' ? 4 : 1, arbitrary: creditStep },
         { weight: 2, arbitrary: expireStep },
         { weight: profile === 'mixed' ? 4 : 1, arbitrary: limitStep },
         { weight: profile === 'mixed' ? 2 : 5, arbitrary: capsStep },
         { weight: 1, arbitrary: teamStep },
         { weight: 2, arbitrary: timeStep },
+        { weight: leases ? 3 : 0, arbitrary: crashStep },
       ),
       { minLength: 1, maxLength: 40, size: 'medium' },
     ),
@@ -309,12 +373,17 @@ interface World {
   keys: string[][];
   teams: string[][];
   unknownKey: string;
+  /** The instances holding leases now ('lease:<uuid>'), by the index the steps use. */
+  holders: string[];
+  /** Every lease id and charge sent in this run, in order: targets for charges, returns and retries. */
+  leases: Array<{ org: string; res: string }>;
+  charges: ApplyOp[];
 }
 
 async function runScenario({ initial, plainOrg, keyLimits, teamLimits, steps }: Scenario): Promise<void> {
   const orgs = [await newOrg(), await newOrg(), await newOrg()];
   const model = new LedgerModel(orgs);
-  const world: World = { orgs, ghost: randomUUID(), keys: [], teams: [], unknownKey: randomUUID() };
+  const world: World = { orgs, ghost: randomUUID(), keys: [], teams: [], unknownKey: randomUUID(), holders: Array.from({ length: HOLDERS }, () => `lease:${randomUUID()}`), leases: [], charges: [] };
   for (const [o, org] of orgs.entries()) {
     const teams: string[] = [];
     for (let t = 0; t < TEAMS_PER_ORG; t++) {
@@ -344,8 +413,9 @@ async function runScenario({ initial, plainOrg, keyLimits, teamLimits, steps }: 
       const where = `step ${n} (${step.step})`;
       if (step.step === 'batch') {
         const open = [...model.reservations.values()].filter((r) => r.state === 'reserved');
-        const ops = step.ops.map((spec) => resolveOp(spec, world, sent, open));
-        const { rows, before, after } = await applyAt(ops);
+        const [holds, leases] = [open.filter((r) => r.kind === 'request'), open.filter((r) => r.kind === 'lease')];
+        const ops = step.ops.map((spec) => resolveOp(spec, world, sent, holds, leases));
+        const { rows, before, after, recalled } = await applyAt(ops);
         let now = before;
         if (!isDeepStrictEqual(before, after)) {
           // A minute ended during the call: the batch used one of the two windows, the one whose
@@ -356,7 +426,9 @@ async function runScenario({ initial, plainOrg, keyLimits, teamLimits, steps }: 
             return isDeepStrictEqual(trial.applyBatch(ops, rows, at), rows) && isDeepStrictEqual(trial.reservationRows(), reservations) && isDeepStrictEqual(trial.windowRows(), windows);
           }) ?? before;
         }
-        expect(rows, `${where}: ledger_apply_v2(${JSON.stringify(ops)}) at ${JSON.stringify(now)}`).toEqual(model.applyBatch(ops, rows, now));
+        const expected = model.applyV3(ops, rows, now);
+        expect(rows, `${where}: ledger_apply_v3(${JSON.stringify(ops)}) at ${JSON.stringify(now)}`).toEqual(expected.rows);
+        expect(recalled, `${where}: orgs recalled (NOTIFY nemo_lease_recall)`).toEqual(expected.recalled);
       } else if (step.step === 'credit') {
         await applyCreditStep(model, { org: orgs[step.org]!, kind: step.kind, amount: step.amount, key: step.key }, where);
       } else if (step.step === 'expire') {
@@ -368,6 +440,16 @@ async function runScenario({ initial, plainOrg, keyLimits, teamLimits, steps }: 
           [due.map((r) => r.org), due.map((r) => r.res), due.map((r) => r.dueSeq)],
         );
         expect(await expire(step.limit), `${where}: ledger_expire_v2(${step.limit}) released`).toBe(model.expire(step.limit));
+      } else if (step.step === 'crash') {
+        // Its leases stop being renewed: past their TTL the sweeper expires them, each returning amount - charged.
+        const due = model.markHolderDue(world.holders[step.holder]!);
+        await owner.query(
+          `UPDATE nemo.reservations r SET expires_at = timestamptz '2000-01-01 00:00:00+00' + u.seq * interval '1 second'
+             FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS u(org, res, seq) WHERE r.org_id = u.org AND r.reservation_id = u.res`,
+          [due.map((r) => r.org), due.map((r) => r.res), due.map((r) => r.dueSeq)],
+        );
+        expect(await expire(1000), `${where}: ledger_expire_v2 after a crash expired`).toBe(model.expire(1000));
+        world.holders[step.holder] = `lease:${randomUUID()}`;
       } else if (step.step === 'limit') {
         const org = orgs[step.org]!;
         const id = 'key' in step.scope ? world.keys[step.org]![step.scope.key]! : world.teams[step.org]![step.scope.team]!;
@@ -417,8 +499,35 @@ async function runScenario({ initial, plainOrg, keyLimits, teamLimits, steps }: 
   }
 }
 
-function resolveOp(spec: BatchSpec, world: World, sent: Array<{ org: string; res: string; key: string | null }>, open: readonly ModelReservation[]): ApplyOp {
+function resolveOp(spec: BatchSpec, world: World, sent: Array<{ org: string; res: string; key: string | null }>, open: readonly ModelReservation[], leases: readonly ModelReservation[]): ApplyOp {
   const orgAt = (i: number) => (i === GHOST ? world.ghost : world.orgs[i]!);
+  const otherOrg = (org: string) => (org === orgAt(0) ? orgAt(1) : orgAt(0));
+  if (spec.kind === 'lease') {
+    const again = spec.reuse !== null && world.leases.length > 0 ? world.leases[spec.reuse % world.leases.length]! : undefined;
+    const lease = again ?? { org: orgAt(spec.org), res: randomUUID() };
+    world.leases.push(lease);
+    return { kind: 'lease', org: lease.org, res: lease.res, key: null, amount: spec.amount, min: spec.min, tokens: 0, holder: world.holders[spec.holder]! };
+  }
+  if (spec.kind === 'charge' || spec.kind === 'lease_return') {
+    const t = spec.target;
+    const target =
+      t !== null && 'open' in t && leases.length > 0 ? leases[t.open % leases.length]!
+      : t !== null && world.leases.length > 0 ? world.leases[('open' in t ? t.open : t.sent) % world.leases.length]!
+      : { org: orgAt(0), res: randomUUID() };
+    // wrongOrg: the right lease id under another org, which must not find it.
+    const org = spec.wrongOrg ? otherOrg(target.org) : target.org;
+    if (spec.kind === 'lease_return') return { kind: 'lease_return', org, res: target.res, key: null, amount: spec.keep, min: 0, tokens: 0 };
+    if (spec.reuse !== null && world.charges.length > 0) {
+      const again = { ...world.charges[spec.reuse % world.charges.length]! };
+      world.charges.push(again);
+      return again;
+    }
+    const keys = world.keys[world.orgs.indexOf(org)];
+    const key = keys === undefined || spec.key === NO_KEY ? null : keys[spec.key]!;
+    const charge: ApplyOp = { kind: 'charge', org, res: randomUUID(), lease: target.res, key, amount: spec.amount, min: 0, tokens: 0 };
+    world.charges.push(charge);
+    return charge;
+  }
   if (!('target' in spec)) {
     const res = spec.reuse !== null && sent.length > 0 ? sent[spec.reuse % sent.length]!.res : randomUUID();
     const org = orgAt(spec.org);
@@ -437,7 +546,7 @@ function resolveOp(spec: BatchSpec, world: World, sent: Array<{ org: string; res
     : t !== null && sent.length > 0 ? sent[('open' in t ? t.open : t.sent) % sent.length]!
     : { org: orgAt(0), res: randomUUID(), key: null };
   // wrongOrg: the right reservation id under another org, which must not find it.
-  const org = spec.wrongOrg ? (target.org === orgAt(0) ? orgAt(1) : orgAt(0)) : target.org;
+  const org = spec.wrongOrg ? otherOrg(target.org) : target.org;
   return { kind: spec.kind, org, res: target.res, key: target.key, amount: spec.charge, min: 0, tokens: 0 };
 }
 
@@ -472,6 +581,10 @@ describe('ledger functions against the model', () => {
 
   it('agrees when spend caps bind: spent in part, in full and beyond, several at once', { timeout: PROPERTY_TIMEOUT_MS }, async () => {
     await fc.assert(fc.asyncProperty(scenario(false, 'caps'), runScenario), params());
+  });
+
+  it('agrees with credit leases beside the holds: grants, charges (retried too), trims, closes, recalls, expiry and crashed holders', { timeout: PROPERTY_TIMEOUT_MS }, async () => {
+    await fc.assert(fc.asyncProperty(scenario(true, 'mixed', true), runScenario), params());
   });
 });
 
