@@ -14,8 +14,9 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import { startGateway, type Gateway } from '../../src/main.js';
 import { mockDispatcherFor } from '../../src/providers/mock/index.js';
 import { fundedOrg, ledgerCheckCli } from '../integration/ledger/money-helpers.js';
-import { SOAK, auditBooks, chat, mockPromptTokens, recordChaos, reservationsByRequest, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
+import { LEDGER_MODE, SOAK, auditBooks, chargesByRequest, chat, expectCharged, mockPromptTokens, recordChaos, sleep, waitNoOpenHolds, type ChatOutcome } from './helpers/chaos-kit.js';
 import { HTTP_SERVER_ENV } from '../support/http-server-env.js';
+import { withTestLedger } from '../support/ledger-defaults.js';
 
 const APP_PASSWORD = 'nemo_app_chaos_outage_password';
 const IN = 1;
@@ -47,7 +48,7 @@ describe('chaos: PostgreSQL outage', () => {
     pg = await startEmbeddedPostgres({ dataDir });
     pgPort = Number(new URL(pg.ownerUrl).port);
     const config = buildConfig(
-      { server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, ledger: { reservationTtlMs: 120_000 }, models: MODELS },
+      withTestLedger({ server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, ledger: { reservationTtlMs: 120_000 }, models: MODELS }),
       { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: APP_PASSWORD, ...HTTP_SERVER_ENV },
       'test',
     );
@@ -157,11 +158,8 @@ describe('chaos: PostgreSQL outage', () => {
     // Fail closed "fast": well inside the connect timeout, never hanging on the dead server.
     expect(slowestRefusalMs).toBeLessThan(5_000);
     const crossTenant = await checkRequests(duringOutage.map((s) => s.outcome.requestId));
-    // The streams: settled once each (the audit checks once), at their exact cost.
-    for (const s of streamed) {
-      const r = (await reservationsByRequest(pg.ownerUrl, s.org.orgId)).get(s.outcome.requestId);
-      expect(r).toEqual({ state: 'settled', amount: expect.any(Number), charged: cost('stream') });
-    }
+    // The streams: charged once each (the audit checks once), at their exact cost.
+    for (const s of streamed) expectCharged((await chargesByRequest(pg.ownerUrl, s.org.orgId)).get(s.outcome.requestId), cost('stream'), s.outcome.requestId);
     recordChaos({
       scenario: 'PostgreSQL outage under load',
       load: `4 chat clients (10 ms apart) x2 orgs + 4 streams holding credits`,
@@ -188,7 +186,7 @@ describe('chaos: PostgreSQL outage', () => {
     const upAt = await restartPostgres();
     // The settle that met the outage commits on the writer's next retry (backoff at most 5 s).
     const endingId = (await ending).outcome.requestId;
-    while ((await reservationsByRequest(pg.ownerUrl, orgs[0]!.orgId)).get(endingId)?.state !== 'settled') {
+    while ((await chargesByRequest(pg.ownerUrl, orgs[0]!.orgId)).get(endingId)?.charges !== 1) {
       if (Date.now() - upAt > 15_000) throw new Error('the settle that met the outage never committed');
       await sleep(20);
     }
@@ -197,10 +195,7 @@ describe('chaos: PostgreSQL outage', () => {
     expect(results.map((r) => r.outcome.complete)).toEqual([true, true, true]);
     const settledMs = await waitNoOpenHolds(pg.ownerUrl, 15_000);
     const { discrepancyMicros } = await auditBooks(pg.ownerUrl, orgs.map((o) => o.orgId));
-    for (const s of results) {
-      const r = (await reservationsByRequest(pg.ownerUrl, s.org.orgId)).get(s.outcome.requestId);
-      expect(r, s.model).toEqual({ state: 'settled', amount: expect.any(Number), charged: cost(s.model) });
-    }
+    for (const s of results) expectCharged((await chargesByRequest(pg.ownerUrl, s.org.orgId)).get(s.outcome.requestId), cost(s.model), s.model);
     // And it serves new requests again.
     expect((await send(orgs[1]!, 'chat')).outcome.complete).toBe(true);
     recordChaos({
@@ -217,14 +212,21 @@ describe('chaos: PostgreSQL outage', () => {
 
   // The sweeper cannot tell a hold whose owner could not renew it (the database was away) from a
   // crashed instance's: an outage longer than reservationTtlMs must not let it release holds that are
-  // still live, or whose settles are waiting to be retried, on this instance or another.
+  // still live, or whose settles are waiting to be retried, on this instance or another. In lease
+  // mode the same for the credit leases the streams carved their bounds from (lease.ttlMs 1 s, the
+  // least there is): their charges all land after the outage, against leases no sweeper expired.
+  // KNOWN PRODUCT BUG, lease mode (fails until fixed in src/ledger/leases.ts): a lease closed in
+  // process (retired, its last request ended) whose charges and return still wait for the writer's
+  // retry is no longer renewed, so once the database is back a sweeper expires it and the charges
+  // that then arrive find it closed ('a charge found its lease closed; not collected'): the stream
+  // of org b on the second instance goes uncharged. Hold mode renews its settling holds and passes.
   it('an outage longer than the hold TTL drops no settle and expires no live hold', async () => {
-    const short = { ledger: { reservationTtlMs: 1_500, sweepIntervalMs: 200 } };
+    const short = { ledger: { reservationTtlMs: 1_500, sweepIntervalMs: 200, lease: { ttlMs: 1_000 } } };
     const instances: Gateway[] = [];
     try {
       for (let i = 0; i < 2; i++) {
         const config = buildConfig(
-          { server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, ...short, models: MODELS },
+          withTestLedger({ server: { host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, ...short, models: MODELS }),
           { DATABASE_URL: pg.ownerUrl, NEMO_DB_APP_PASSWORD: APP_PASSWORD, ...HTTP_SERVER_ENV },
           'test',
         );
@@ -232,23 +234,31 @@ describe('chaos: PostgreSQL outage', () => {
       }
       const urls = instances.map((g) => `http://127.0.0.1:${g.port}`);
       const before = sent.length;
+      let streaming = 0;
       const on = async (i: number, model: string) => {
         const org = orgs[i]!;
-        const outcome = await chat({ url: urls[i]!, authorization: org.authorization, requestId: `${org.tag}-${++seq}`, model, content: PROMPT, stream: true, maxTokens: 64 });
+        const onHeaders = (status: number) => (streaming += status === 200 ? 1 : 0);
+        const outcome = await chat({ url: urls[i]!, authorization: org.authorization, requestId: `${org.tag}-${++seq}`, model, content: PROMPT, stream: true, maxTokens: 64, onHeaders });
         const entry = { org, model, outcome, sentAt: 0, answeredAt: 0 };
         sent.push(entry);
         return entry;
       };
       // Ending in the outage on each instance (their settles wait for a retry), and one outliving it.
       const running = [on(0, 'stream'), on(1, 'stream'), on(0, 'long-stream')];
-      // All three hold credits before the database goes (these instances' mock dispatchers are their own).
+      // All three hold credits (a hold each, or their bounds carved from a lease) and are streaming
+      // before the database goes. (Not read from the mock dispatchers: the instances' deployments
+      // share ids, so one dispatcher is swapped for another's.)
+      while (streaming < 3) await sleep(10);
       const owner = new PgClient(pg.ownerUrl);
       await owner.connect();
+      let open: number;
       try {
-        while ((await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM nemo.reservations WHERE state = 'reserved'")).rows[0]!.n < 3) await sleep(10);
+        open = (await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM nemo.reservations WHERE state = 'reserved'")).rows[0]!.n;
       } finally {
         await owner.end();
       }
+      // Three holds; or in lease mode a lease per instance (and org), the long stream sharing one.
+      expect(open).toBeGreaterThanOrEqual(LEDGER_MODE === 'hold' ? 3 : 2);
       await sleep(100);
       await pg.stop();
       const downAt = Date.now();
@@ -257,14 +267,21 @@ describe('chaos: PostgreSQL outage', () => {
       const results = await Promise.all(running);
       expect(results.map((r) => r.outcome.complete)).toEqual([true, true, true]);
       await waitNoOpenHolds(pg.ownerUrl, 15_000);
-      const { discrepancyMicros } = await auditBooks(pg.ownerUrl, orgs.map((o) => o.orgId));
-      for (const s of results) {
-        const r = (await reservationsByRequest(pg.ownerUrl, s.org.orgId)).get(s.outcome.requestId);
-        expect(r, `${s.model} ${s.outcome.requestId}`).toEqual({ state: 'settled', amount: expect.any(Number), charged: cost(s.model) });
+      // No sweeper expired anything (in this whole file): not a live hold, not a settling one, not a
+      // lease its live instance still ran on or was writing charges against.
+      const after = new PgClient(pg.ownerUrl);
+      await after.connect();
+      try {
+        const expired = (await after.query("SELECT kind, request_id, amount, charged FROM nemo.reservations WHERE state = 'expired'")).rows;
+        expect(expired, 'expired by a sweeper while their instances lived').toEqual([]);
+      } finally {
+        await after.end();
       }
+      const { discrepancyMicros } = await auditBooks(pg.ownerUrl, orgs.map((o) => o.orgId));
+      for (const s of results) expectCharged((await chargesByRequest(pg.ownerUrl, s.org.orgId)).get(s.outcome.requestId), cost(s.model), `${s.model} ${s.outcome.requestId}`);
       recordChaos({
         scenario: 'PostgreSQL outage longer than the hold TTL',
-        load: '2 instances (TTL 1.5 s, sweep 200 ms): 2 streams ending in the outage, 1 outliving it',
+        load: `2 instances (${LEDGER_MODE} mode; hold TTL 1.5 s, lease TTL 1 s, sweep 200 ms): 2 streams ending in the outage, 1 outliving it`,
         faults: `PostgreSQL down ${upAt - downAt} ms (> 2 TTL)`,
         requests: sent.length - before,
         lostOrDuplicatedMicros: discrepancyMicros,
@@ -277,12 +294,12 @@ describe('chaos: PostgreSQL outage', () => {
     }
   }, 60_000 * SOAK);
 
-  /** No hold for any refused request, and no reservation of one org carries another's request. Returns the cross-tenant count. */
+  /** No hold or charge for any refused request, and no hold or charge of one org carries another's request. Returns the cross-tenant count. */
   async function checkRequests(refused: string[]): Promise<number> {
     let crossTenant = 0;
     const refusedSet = new Set(refused);
     for (const org of orgs) {
-      for (const [requestId] of await reservationsByRequest(pg.ownerUrl, org.orgId)) {
+      for (const [requestId] of await chargesByRequest(pg.ownerUrl, org.orgId)) {
         expect(refusedSet.has(requestId), `a refused request holds credits: ${requestId}`).toBe(false);
         if (!requestId.startsWith(`${org.tag}-`)) crossTenant++;
       }

@@ -318,26 +318,6 @@ export function expectUncharged(r: RequestCharge | undefined, label: string, hol
   if (r.hold !== undefined) expect(r.hold, label).toMatchObject({ state: holdState, charged: 0 });
 }
 
-/** Reservations of an org by request id, read as the owner. */
-export async function reservationsByRequest(ownerUrl: string, orgId: string): Promise<Map<string, { state: string; amount: number; charged: number }>> {
-  const owner = new pg.Client(ownerUrl);
-  await owner.connect();
-  try {
-    const { rows } = await owner.query<{ request_id: string; state: string; amount: string; charged: string }>(
-      'SELECT request_id, state, amount, charged FROM nemo.reservations WHERE org_id = $1',
-      [orgId],
-    );
-    const map = new Map<string, { state: string; amount: number; charged: number }>();
-    for (const r of rows) {
-      expect(map.has(r.request_id), `two reservations for ${r.request_id}`).toBe(false);
-      map.set(r.request_id, { state: r.state, amount: Number(r.amount), charged: Number(r.charged) });
-    }
-    return map;
-  } finally {
-    await owner.end();
-  }
-}
-
 /** Waits until no hold is open on the database (settles are sent after the response; the sweeper runs on its interval). */
 export async function waitNoOpenHolds(ownerUrl: string, timeoutMs: number): Promise<number> {
   const owner = new pg.Client(ownerUrl);
