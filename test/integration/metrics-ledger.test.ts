@@ -79,7 +79,10 @@ describe('credits on /metrics and in the ledger', () => {
        WHERE e.kind IN ('reserve', 'settle', 'release') GROUP BY r.kind`,
     );
     const none = { reserved: 0, settled: 0, released: 0 };
-    const of = (kind: string) => ({ ...none, ...rows.find((r) => r.kind === kind) }) as typeof none;
+    const of = (kind: string) => {
+      const row = rows.find((r) => r.kind === kind);
+      return row === undefined ? none : { reserved: row.reserved, settled: row.settled, released: row.released };
+    };
     // Per-request holds, and credit leases (a lease's charges are its requests' settle rows).
     const [holds, leases] = [of('request'), of('lease')];
     const charged = holds.settled + leases.settled;
