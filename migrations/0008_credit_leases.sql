@@ -50,12 +50,23 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v3(
     v_amount bigint[];
     v_refusal text[];
     recalled uuid[];
+    kinds text[] := p_kind;
   BEGIN
+    -- A settle or release names a request's hold; one naming a lease (never sent by the gateway)
+    -- closes nothing, rather than close the lease as if it were a request's.
+    IF EXISTS (SELECT 1 FROM unnest(p_kind) AS k WHERE k IN ('settle', 'release')) THEN
+      kinds := ARRAY(
+        SELECT CASE WHEN o.kind IN ('settle', 'release') AND EXISTS (
+                      SELECT 1 FROM nemo.reservations x WHERE x.org_id = o.org AND x.reservation_id = o.res AND x.kind = 'lease')
+                    THEN 'ignored' ELSE o.kind END
+        FROM unnest(p_kind, p_org, p_reservation) WITH ORDINALITY AS o(kind, org, res, ord)
+        ORDER BY o.ord);
+    END IF;
     -- The common batch has no lease operation: exactly ledger_apply_v2.
     IF NOT EXISTS (SELECT 1 FROM unnest(p_kind) AS k WHERE k IN ('charge', 'lease_return', 'lease')) THEN
       SELECT coalesce(array_agg(v.op), '{}'), coalesce(array_agg(v.amount), '{}'), coalesce(array_agg(v.refusal), '{}')
         INTO v_op, v_amount, v_refusal
-        FROM nemo.ledger_apply_v2(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model, p_ttl_ms) AS v;
+        FROM nemo.ledger_apply_v2(kinds, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model, p_ttl_ms) AS v;
     ELSE
       PERFORM 1 FROM nemo.credit_accounts a
         WHERE a.org_id IN (SELECT DISTINCT o FROM unnest(p_org) AS o)
@@ -131,7 +142,7 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v3(
       IF EXISTS (SELECT 1 FROM unnest(p_kind) AS k WHERE k IN ('reserve', 'admit', 'settle', 'release')) THEN
         SELECT coalesce(array_agg(v.op), '{}'), coalesce(array_agg(v.amount), '{}'), coalesce(array_agg(v.refusal), '{}')
           INTO v_op, v_amount, v_refusal
-          FROM nemo.ledger_apply_v2(p_kind, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model, p_ttl_ms) AS v;
+          FROM nemo.ledger_apply_v2(kinds, p_org, p_reservation, p_request, p_key, p_amount, p_min_amount, p_tokens, p_model, p_ttl_ms) AS v;
       ELSE
         v_op := '{}'; v_amount := '{}'; v_refusal := '{}';
       END IF;
