@@ -1,25 +1,29 @@
 // The money side of every run: after each window on a priced target, the ledger must hold exactly
-// one settled reservation per 2xx the load generator saw, and `nemo ledger check` must pass after
-// each scenario. Counts come straight from the bench database's tables, not from the gateway.
+// one settled request per 2xx the load generator saw (a request's own hold settled, or its charge
+// against a credit lease), and `nemo ledger check` must pass after each scenario. Counts come
+// straight from the bench database's tables, not from the gateway.
 import { spawn } from 'node:child_process';
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LedgerCounts {
+  /** Requests settled: their own holds, and their charges against leases. */
   settled: number;
+  /** Requests' own holds released (a request that ran on a lease and produced nothing writes no row). */
   released: number;
   expired: number;
-  /** Holds not settled or released yet. */
+  /** Requests' own holds not settled or released yet (leases are not requests). */
   open: number;
-  /** `settle` rows of the append-only ledger: one per settled reservation. */
+  /** `settle` rows of the append-only ledger: one per settled request. */
   settleEntries: number;
 }
 
 const COUNTS_SQL = `
-  SELECT count(*) FILTER (WHERE state = 'settled')::int AS settled,
-         count(*) FILTER (WHERE state = 'released')::int AS released,
-         count(*) FILTER (WHERE state = 'expired')::int AS expired,
-         count(*) FILTER (WHERE state = 'reserved')::int AS open,
+  SELECT (count(*) FILTER (WHERE kind = 'request' AND state = 'settled')
+          + (SELECT count(*) FROM nemo.ledger_entries WHERE kind = 'settle' AND idempotency_key IS NOT NULL))::int AS settled,
+         count(*) FILTER (WHERE kind = 'request' AND state = 'released')::int AS released,
+         count(*) FILTER (WHERE kind = 'request' AND state = 'expired')::int AS expired,
+         count(*) FILTER (WHERE kind = 'request' AND state = 'reserved')::int AS open,
          (SELECT count(*)::int FROM nemo.ledger_entries WHERE kind = 'settle') AS "settleEntries"
     FROM nemo.reservations`;
 
@@ -29,15 +33,19 @@ export async function ledgerCounts(client: pg.Client): Promise<LedgerCounts> {
 }
 
 /**
- * Waits until no hold is open: the gateway settles after the last byte, through its batched
- * writer, so the final settles of a window commit shortly after the load generator is done.
+ * Waits until no request's hold is open and the settles stopped coming: the gateway settles after
+ * the last byte, through its batched writer, so the final settles (and charges against leases,
+ * which hold nothing of their own to wait for) commit shortly after the load generator is done.
  */
 export async function quiescentCounts(client: pg.Client, timeoutMs: number): Promise<LedgerCounts> {
   const deadline = Date.now() + timeoutMs;
+  let previous: LedgerCounts | undefined;
   for (;;) {
     const counts = await ledgerCounts(client);
-    if (counts.open === 0 || Date.now() >= deadline) return counts;
-    await sleep(50);
+    const still = previous !== undefined && counts.settleEntries === previous.settleEntries && counts.settled === previous.settled;
+    if ((counts.open === 0 && still) || Date.now() >= deadline) return counts;
+    previous = counts;
+    await sleep(100);
   }
 }
 

@@ -86,7 +86,7 @@ function ledgerLines(report: ScenarioReport): string[] {
   const l = report.ledger;
   if (l === undefined) return [];
   const check = l.check === undefined ? 'not run' : l.check.ok ? 'ok' : `FAILED${l.check.error ? `: ${l.check.error}` : ` (${l.check.offending.length} accounts, ${l.check.offendingWindows.length} windows)`}`;
-  const lines = [`ledger: ${l.priced2xx} priced 2xx, ${l.settled} settled holds, ${l.settleEntries} settle entries, ${l.released} released, ${l.open} open: ${l.match ? 'match' : 'MISMATCH'}; nemo ledger check: ${check}`];
+  const lines = [`ledger: ${l.priced2xx} priced 2xx, ${l.settled} settled requests, ${l.settleEntries} settle entries, ${l.released} released, ${l.open} open: ${l.match ? 'match' : 'MISMATCH'}; nemo ledger check: ${check}`];
   for (const m of l.mismatches) lines.push(`  MISMATCH in ${m.window}: ${m.priced2xx} priced 2xx, ${m.settled} settled, ${m.settleEntries} settle entries`);
   return lines;
 }

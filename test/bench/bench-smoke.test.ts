@@ -120,7 +120,9 @@ describe('npm run bench -- --scenario all (smoke)', () => {
     const shapes: Json[] = run.json!.scenarios.mixed.mix.nemo;
     expect(shapes.map((s) => s.name)).toEqual(['chat', 'stream', 'stream, no usage', 'org without credits', 'guardrail block', 'upstream 500', 'cut mid-stream']);
     for (const shape of shapes) expect(shape.sawExpected, `${shape.name}: ${JSON.stringify(shape.byStatus)}`).toBe(true);
-    expect(run.json!.scenarios.mixed.ledger.released).toBeGreaterThan(0);
+    // The 502s and cut streams charged nothing or what they produced: a request's own hold is
+    // released; one that ran on a credit lease (the default mode) gives its bound back in process.
+    if (process.env.NEMO_LEDGER_MODE === 'hold') expect(run.json!.scenarios.mixed.ledger.released).toBeGreaterThan(0);
   });
 
   it('reports every target as met, missed or not evaluated, and prints the verdicts', () => {
