@@ -53,6 +53,8 @@ type Submit = (op: LedgerOp) => Promise<LedgerAnswer>;
 
 export class CreditLeases {
   private readonly orgs = new Map<string, OrgLeases>();
+  /** Closed here, their return (and the charges queued before it) not yet committed: still renewed. */
+  private readonly closing = new Set<Lease>();
   private tickTimer: NodeJS.Timeout | undefined;
   private lastTickMs = performance.now();
 
@@ -128,12 +130,13 @@ export class CreditLeases {
     if (org.active !== undefined) this.retire(org, org.active);
   }
 
-  /** Open leases (for renewal in the database). */
+  /** Open leases, and closed ones whose return has not committed yet (for renewal in the database). */
   *open(): Iterable<Lease> {
     for (const org of this.orgs.values()) {
       if (org.active !== undefined) yield org.active;
       yield* org.retiring;
     }
+    yield* this.closing;
   }
 
   /** Micro-credits held by leases and not charged: what a crash would leave for the sweeper. */
@@ -235,7 +238,7 @@ export class CreditLeases {
     const backMicros = lease.amountMicros - lease.spentMicros - keepMicros;
     if (backMicros <= 0) return;
     lease.amountMicros -= backMicros;
-    this.giveBack(lease, keepMicros);
+    void this.giveBack(lease, keepMicros);
   }
 
   /** Gives back everything the lease did not charge. Queued after its charges, so it sees them. */
@@ -246,11 +249,14 @@ export class CreditLeases {
     const org = this.orgs.get(lease.orgId);
     org?.retiring.delete(lease);
     if (org?.active === lease) org.active = undefined;
-    this.giveBack(lease, 0);
+    // Renewed until the return commits: charges queued before it (the database away) must find the
+    // lease open when they are retried, however long the outage.
+    this.closing.add(lease);
+    this.giveBack(lease, 0).finally(() => this.closing.delete(lease));
   }
 
-  private giveBack(lease: Lease, keepMicros: number): void {
-    this.submit({ kind: 'lease_return', orgId: lease.orgId, reservationId: lease.reservationId, requestId: null, keyId: null, amountMicros: keepMicros, minAmountMicros: 0, tokens: 0 }).then(
+  private giveBack(lease: Lease, keepMicros: number): Promise<void> {
+    return this.submit({ kind: 'lease_return', orgId: lease.orgId, reservationId: lease.reservationId, requestId: null, keyId: null, amountMicros: keepMicros, minAmountMicros: 0, tokens: 0 }).then(
       (answer) => leaseReturnedMicrosTotal.inc(answer.amountMicros),
       // Retried by the writer until the pool closes; then the sweeper returns it after the lease's TTL.
       (err: unknown) => log.warn('ledger: a credit lease could not be returned; it expires instead', { orgId: lease.orgId, leaseId: lease.reservationId, error: (err as Error).message }),

@@ -71,6 +71,9 @@ describe('CreditLeases', () => {
     for (const lease of first) leases.settle(lease, 100, 100);
     // The last running request settled: the old lease closes, after its charges (none queued here).
     expect(kinds(writer.ops).at(-1)).toBe('lease_return:0');
+    // Renewed until its return committed, then only the new lease is open.
+    expect([...leases.open()]).toHaveLength(2);
+    await new Promise((r) => setImmediate(r));
     expect([...leases.open()]).toHaveLength(1);
   });
 
