@@ -171,7 +171,9 @@ export class CreditLeases {
       org.spentSinceTick = 0;
       const lease = org.active;
       if (lease !== undefined && nowMs - lease.grantedAtMs >= this.settings.lifetimeMs) this.retire(org, lease);
-      if (org.active === undefined && org.retiring.size === 0 && org.granting === undefined && org.rateMicrosPerS < 1) this.orgs.delete(orgId);
+      // An org idle here is forgotten (its recall or refusal, once past, too).
+      const idle = org.active === undefined && org.retiring.size === 0 && org.granting === undefined && org.rateMicrosPerS < 1;
+      if (idle && nowMs >= org.noLeaseUntilMs) this.orgs.delete(orgId);
     }
   }
 
