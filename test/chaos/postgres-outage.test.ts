@@ -215,11 +215,9 @@ describe('chaos: PostgreSQL outage', () => {
   // still live, or whose settles are waiting to be retried, on this instance or another. In lease
   // mode the same for the credit leases the streams carved their bounds from (lease.ttlMs 1 s, the
   // least there is): their charges all land after the outage, against leases no sweeper expired.
-  // KNOWN PRODUCT BUG, lease mode (fails until fixed in src/ledger/leases.ts): a lease closed in
-  // process (retired, its last request ended) whose charges and return still wait for the writer's
-  // retry is no longer renewed, so once the database is back a sweeper expires it and the charges
-  // that then arrive find it closed ('a charge found its lease closed; not collected'): the stream
-  // of org b on the second instance goes uncharged. Hold mode renews its settling holds and passes.
+  // Among them a lease closed in process (retired, its last request ended in the outage) whose
+  // charge and return wait for the writer's retry: it must stay renewed until they commit, else a
+  // sweeper expires it once the database is back and the charge arriving after finds it closed.
   it('an outage longer than the hold TTL drops no settle and expires no live hold', async () => {
     const short = { ledger: { reservationTtlMs: 1_500, sweepIntervalMs: 200, lease: { ttlMs: 1_000 } } };
     const instances: Gateway[] = [];
