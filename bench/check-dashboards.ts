@@ -66,6 +66,9 @@ async function startGateway(run: Run, ports: { mock: number; nemo: number }, met
     server: { shutdownGraceMs: 2000, drainDelayMs: 0 },
     upstream: DASHBOARD_UPSTREAM_CONFIG,
     metrics: DASHBOARD_METRICS_CONFIG,
+    // Credit leases give back what they did not use after their lifetime: a short one, so the
+    // audit below sees nothing held soon after the load.
+    ledger: { lease: { lifetimeMs: 1000 } },
     models: [
       { name: 'check-priced', deployments: [{ ...upstream, inputPricePerMTok: 1, outputPricePerMTok: 2 }] },
       { name: 'check-free', deployments: [upstream] },

@@ -73,15 +73,15 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v3(
         ORDER BY a.org_id FOR UPDATE;
 
       -- Charges, in queue order per lease, each capped at what the lease still holds after the
-      -- ones before it. A charge id seen before (a retried batch) is not charged again.
+      -- ones before it. A charge id seen before (a retried batch) is not charged again: its row
+      -- conflicts on the idempotency index and only inserted rows move money. (Probing that index
+      -- per charge instead let a generic plan walk the org's whole ledger for every charge.)
       RETURN QUERY
       WITH ops AS (
         SELECT DISTINCT ON (o.org, o.res) o.ord::integer AS op, o.org, o.res, o.lease, o.req, o.key, GREATEST(o.amount, 0) AS amount, o.model
         FROM unnest(p_kind, p_org, p_reservation, p_lease, p_request, p_key, p_amount, p_model)
                WITH ORDINALITY AS o(kind, org, res, lease, req, key, amount, model, ord)
         WHERE o.kind = 'charge'
-          AND NOT EXISTS (SELECT 1 FROM nemo.ledger_entries e
-                          WHERE e.org_id = o.org AND e.kind = 'settle' AND e.idempotency_key = o.res::text)
         ORDER BY o.org, o.res, o.ord
       ), bounded AS (
         SELECT ops.op, ops.org, ops.res, ops.lease, ops.req, ops.key, ops.model, k.team_id,
@@ -104,8 +104,8 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v3(
         FROM (SELECT e.org_id, sum(e.charged) AS total FROM entries e GROUP BY e.org_id) s
         WHERE a.org_id = s.org_id
       )
-      -- Every charge left in `bounded` was written (ids seen before were filtered out above; only the
-      -- same charge sent twice at once could conflict, and then it was written once): no join back.
+      -- A charge whose id was seen before reports what it is charged at, as written the first time
+      -- (a join back to the inserted rows would be quadratic in the batch).
       SELECT b.op, b.applied, NULL::text FROM bounded b;
 
       -- Returns: the last one per lease in the batch decides what the lease keeps.

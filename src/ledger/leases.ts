@@ -42,6 +42,8 @@ interface OrgLeases {
   granting: Promise<void> | undefined;
   /** Until then the org takes per-request holds (a refused grant, a recall). */
   noLeaseUntilMs: number;
+  /** Why the last grant gave no lease: each request that waited for it counts as a fallback. */
+  noLeaseReason: 'no_lease' | 'database';
   /** Charged since the last rotation tick, and the spend rate it gives (micro-credits per second). */
   spentSinceTick: number;
   rateMicrosPerS: number;
@@ -100,7 +102,10 @@ export class CreditLeases {
       }
       const lease = this.carve(orgId, amountMicros);
       if (lease !== undefined) return lease;
-      if (org.active === undefined) return undefined;
+      if (org.active === undefined) {
+        leaseFallbacksTotal.inc({ reason: org.noLeaseReason });
+        return undefined;
+      }
     }
     leaseFallbacksTotal.inc({ reason: 'lease_short' });
     return undefined;
@@ -180,7 +185,7 @@ export class CreditLeases {
   private orgOf(orgId: string): OrgLeases {
     let org = this.orgs.get(orgId);
     if (org === undefined) {
-      org = { active: undefined, retiring: new Set(), granting: undefined, noLeaseUntilMs: 0, spentSinceTick: 0, rateMicrosPerS: 0, waitingMicros: 0 };
+      org = { active: undefined, retiring: new Set(), granting: undefined, noLeaseUntilMs: 0, noLeaseReason: 'no_lease', spentSinceTick: 0, rateMicrosPerS: 0, waitingMicros: 0 };
       this.orgs.set(orgId, org);
     }
     return org;
@@ -203,7 +208,7 @@ export class CreditLeases {
         if (answer.amountMicros === 0) {
           // Too little balance to lease: the final units go per request.
           org.noLeaseUntilMs = performance.now() + lifetimeMs;
-          leaseFallbacksTotal.inc({ reason: 'no_lease' });
+          org.noLeaseReason = 'no_lease';
           return;
         }
         leaseGrantedMicrosTotal.inc(answer.amountMicros);
@@ -219,7 +224,7 @@ export class CreditLeases {
         if (previous !== undefined) this.retire(org, previous);
       },
       (err: unknown) => {
-        leaseFallbacksTotal.inc({ reason: 'database' });
+        org.noLeaseReason = 'database';
         log.warn('ledger: a credit lease could not be granted; requests take their own holds', { orgId, error: (err as Error).message });
       },
     ).finally(() => {
@@ -237,9 +242,9 @@ export class CreditLeases {
     org.retiring.add(lease);
     if (lease.carvedMicros === 0) return this.close(lease);
     const keepMicros = lease.carvedMicros;
-    const backMicros = lease.amountMicros - lease.spentMicros - keepMicros;
-    if (backMicros <= 0) return;
-    lease.amountMicros -= backMicros;
+    lease.amountMicros = lease.spentMicros + keepMicros;
+    // Sent even with nothing to give back: the database then knows all the lease holds is in use,
+    // and a request refused for funds is not kept waiting for a recall that can return nothing.
     void this.giveBack(lease, keepMicros);
   }
 
