@@ -174,7 +174,7 @@ async function runBatched(setup: Setup, pickOrg: () => string, callers: number, 
 async function runLease(setup: Setup, pickOrg: () => string, callers: number, durationMs: number, poolMax: number): Promise<Result> {
   const pool = new pg.Pool({ connectionString: setup.appUrl, max: poolMax });
   const writer = new LedgerBatchWriter(pool, { maxBatch: 1024, reservationTtlMs: 600_000, leaseTtlMs: 600_000, retryDelayMs: 100 });
-  const leases = new CreditLeases((op) => writer.submit(op), { lifetimeMs: 30_000, ttlMs: 600_000, maxMicros: 100_000_000, minRequests: 16, lowWater: 0.25, recallWaitMs: 0 });
+  const leases = new CreditLeases((op) => writer.submit(op), { lifetimeMs: 30_000, ttlMs: 600_000, maxMicros: 100_000_000, minRequests: 16, lowWater: 0.25, chargeLingerMs: 0, recallWaitMs: 0 });
   leases.start();
   try {
     return await drive(

@@ -142,6 +142,11 @@ export const configFileSchema = z.strictObject({
           minRequests: positiveInt.max(10_000).default(16),
           /** A new lease is asked for ahead of need when the free part falls below this fraction. */
           lowWater: z.number().min(0).max(1).default(0.25),
+          /**
+           * A charge waits at most this long for others to commit with (one transaction for many);
+           * what a crash can leave unwritten is about this long's worth of charges.
+           */
+          chargeLingerMs: nonNegativeInt.max(1_000).default(20),
           /** A request refused for funds that sit unused in leases waits at most this long for them to come back. */
           recallWaitMs: nonNegativeInt.max(10_000).default(1_000),
         })

@@ -70,6 +70,8 @@ export interface BatchWriterOptions {
   readonly retryDelayMs: number;
   /** How long a settle or release may wait for a reserve to share its batch (0: never waits). */
   readonly settleLingerMs?: number;
+  /** As settleLingerMs, for charges against leases (no reserve follows them: only company to wait for). */
+  readonly chargeLingerMs?: number;
 }
 
 interface Queued {
@@ -110,7 +112,7 @@ export class LedgerBatchWriter {
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       if (this.flushing) return;
-      const lingerMs = this.options.settleLingerMs ?? 0;
+      const lingerMs = op.kind === 'charge' ? (this.options.chargeLingerMs ?? 0) : (this.options.settleLingerMs ?? 0);
       if ((op.kind === 'settle' || op.kind === 'release' || op.kind === 'charge') && lingerMs > 0 && !this.closed) {
         this.lingerTimer ??= setTimeout(() => {
           this.lingerTimer = undefined;

@@ -80,7 +80,7 @@ export class Ledger {
     this.pool = new pg.Pool({ ...db.poolConnection, max: options.poolMax, application_name: 'nemorouter-ledger' });
     this.pool.on('error', (err) => log.warn('ledger: idle connection error', { error: err.message }));
     reportPool('ledger', this.pool);
-    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, leaseTtlMs: options.lease.ttlMs, retryDelayMs: 100, settleLingerMs: options.settleLingerMs }, (size, ms) => {
+    this.writer = new LedgerBatchWriter(this.pool, { maxBatch: options.maxBatch, reservationTtlMs: options.reservationTtlMs, leaseTtlMs: options.lease.ttlMs, retryDelayMs: 100, settleLingerMs: options.settleLingerMs, chargeLingerMs: options.lease.chargeLingerMs }, (size, ms) => {
       ledgerBatchSize.observe(size);
       ledgerFlushSeconds.observe(ms / 1000);
     }, (err) => this.noteFailure(err));

@@ -5,7 +5,7 @@ import type { LedgerAnswer, LedgerOp } from '../../../src/ledger/batch-writer.js
 import { CreditLeases, type LeaseSettings } from '../../../src/ledger/leases.js';
 
 const ORG = '11111111-1111-4111-8111-111111111111';
-const SETTINGS: LeaseSettings = { lifetimeMs: 1_000, ttlMs: 60_000, maxMicros: 10_000, minRequests: 4, lowWater: 0.25, recallWaitMs: 100 };
+const SETTINGS: LeaseSettings = { lifetimeMs: 1_000, ttlMs: 60_000, maxMicros: 10_000, minRequests: 4, lowWater: 0.25, chargeLingerMs: 0, recallWaitMs: 100 };
 
 /** A writer whose database grants up to `balance` per lease and returns what a lease_return gives back. */
 function fakeWriter(balance = 1_000_000) {
