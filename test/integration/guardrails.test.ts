@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../src/providers/types.js';
 import { countChatPromptTokens, countTextTokens } from '../../src/tokens/count.js';
 import { startTestGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { Books, fundedOrg, type FundedOrg } from './ledger/money-helpers.js';
+import { Books, fundedOrg, LEDGER_MODE, type FundedOrg } from './ledger/money-helpers.js';
 import { adminClient, createKey, createTeam } from '../support/admin-client.js';
 
 const PIN = 3; // input price per MTok = micro-units per prompt token
@@ -305,7 +305,8 @@ describe('guardrails', () => {
       const settle = entries.filter((e) => e.kind === 'settle');
       if (settle.length === 0) return false;
       expect(settle).toHaveLength(1);
-      expect(reservations).toEqual([{ state: 'settled', charged: settle[0]!.charged }]);
+      // A request's own hold closes with its charge; one carved from a credit lease has no row of its own.
+      if (reservations.length > 0 || LEDGER_MODE === 'hold') expect(reservations).toEqual([{ state: 'settled', charged: settle[0]!.charged }]);
       charged = settle[0]!.charged;
       return true;
     }, 5_000, 20);
