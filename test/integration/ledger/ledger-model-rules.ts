@@ -172,9 +172,11 @@ export class LedgerModel {
   }
 
   /**
-   * Charges, in queue order per lease: the first op of a charge id in the batch, none of an id
-   * charged before; each capped at what the lease holds less what the ops before it on that lease
-   * asked for; none against a lease that is not open. A charge of 0 is still written (and answered).
+   * Charges, in queue order per lease: the first op of a charge id in the batch; each capped at
+   * what the lease holds less what the ops before it on that lease asked for; none against a lease
+   * that is not open. A charge of 0 is still written (and answered). An id charged before (a
+   * retried batch) is answered the same way but writes nothing and moves no money (its row
+   * conflicts on the idempotency index).
    */
   private charges(ops: readonly ApplyOp[]): ApplyRow[] {
     const out: ApplyRow[] = [];
@@ -186,7 +188,7 @@ export class LedgerModel {
     const start = new Map<ModelReservation, number>();
     for (const [id, i] of [...first].sort((a, b) => a[1] - b[1])) {
       const o = ops[i]!;
-      if (this.chargeIds.has(id)) continue;
+      const seenBefore = this.chargeIds.has(id);
       const lease = this.openLease(o.org, o.lease);
       if (lease === undefined) continue;
       const amount = Math.max(o.amount, 0);
@@ -195,10 +197,11 @@ export class LedgerModel {
       const before = asked.get(reservationKey(lease.org, lease.res)) ?? 0;
       asked.set(reservationKey(lease.org, lease.res), before + amount);
       const applied = Math.min(amount, Math.max(room - before, 0));
+      out.push({ op: i + 1, amount: applied, refusal: null });
+      if (seenBefore) continue;
       this.chargeIds.add(id);
       lease.charged += applied;
       this.accounts.get(lease.org)!.held -= applied;
-      out.push({ op: i + 1, amount: applied, refusal: null });
     }
     return out;
   }
