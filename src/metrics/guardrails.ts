@@ -1,0 +1,16 @@
+// Guardrail findings by rule, action and stage, and the hits the event log could not keep.
+import { Counter } from 'prom-client';
+import { registry } from './core.js';
+
+export const guardrailHitsTotal = new Counter({
+  name: 'nemo_guardrail_hits_total',
+  help: 'Guardrail findings, by rule kind (pii:email, deny_word, deny_pattern, injection, max_input_tokens, ...), action and stage.',
+  labelNames: ['rule', 'action', 'stage'] as const,
+  registers: [registry],
+});
+
+export const guardrailEventsDroppedTotal = new Counter({
+  name: 'nemo_guardrail_events_dropped_total',
+  help: 'Guardrail hits not recorded in nemo.guardrail_events because the queue was full (the database was away).',
+  registers: [registry],
+});

@@ -1,0 +1,34 @@
+// The worker pool: jobs by task and where they ran, batched task round trips, and the pool's
+// queue, threads and utilization read at scrape time.
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { registry } from './core.js';
+
+export const workerJobsTotal = new Counter({
+  name: 'nemo_worker_jobs_total',
+  help: 'Token-count and guardrail-scan jobs, by task and where they ran (inline on the main thread, or pool).',
+  labelNames: ['task', 'where'] as const,
+  registers: [registry],
+});
+
+export const workerTaskSeconds = new Histogram({
+  name: 'nemo_worker_task_seconds',
+  help: 'Round trip of one batched worker-pool task, queueing included.',
+  labelNames: ['task'] as const,
+  buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  registers: [registry],
+});
+
+/** The worker pool's state, read at scrape time. */
+export const workerPoolState = { queued: () => 0, threads: () => 0, utilization: () => 0 };
+
+new Gauge({
+  name: 'nemo_worker_pool',
+  help: 'The worker pool: queued tasks, running threads, and utilization (0..1, share of time the threads were busy).',
+  labelNames: ['measure'] as const,
+  registers: [registry],
+  collect() {
+    this.set({ measure: 'queued' }, workerPoolState.queued());
+    this.set({ measure: 'threads' }, workerPoolState.threads());
+    this.set({ measure: 'utilization' }, workerPoolState.utilization());
+  },
+});
