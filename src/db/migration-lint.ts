@@ -1,11 +1,14 @@
 // Static checks on migrations/NNNN_name.sql before anything reaches the database: no data loss
 // unless a reviewer signed the file, nothing in schema public, every object named nemo.<x>, and
-// every statement safe to meet an object that already exists. SQL is read only as far as these
+// every statement safe to meet an object that already exists. One exception to "nothing in public":
+// a file marked `-- nemo:reads-litellm` may read LiteLLM's tables (public."LiteLLM_...") inside
+// function bodies, and only read them: the functions that authenticate LiteLLM keys. SQL is read only as far as these
 // checks need: comments and string literals are blanked, dollar-quoted bodies are kept and linted
 // too (DO blocks and function bodies can hide DDL). Dynamic SQL (EXECUTE of a string) is not seen.
 
 export const MIGRATION_FILE_NAME = /^\d{4}_[a-z0-9_]+\.sql$/;
 const REVIEWED_MARKER = /^--\s*nemo:destructive-reviewed-by=(.*)$/;
+const READS_LITELLM_MARKER = /^--\s*nemo:reads-litellm\s*$/;
 
 /** Where a chunk of SQL sits: a top-level statement, a DO block's body, or a function's body. */
 type Where = 'top' | 'do' | 'body';
@@ -21,20 +24,30 @@ export function lintMigration(fileName: string, sql: string): string[] {
   if (!MIGRATION_FILE_NAME.test(fileName)) report(1, 'file name must match NNNN_lower_snake.sql');
   const reviewer = reviewedBy(sql);
   if (reviewer === '') report(1, 'nemo:destructive-reviewed-by= needs a reviewer name');
+  const readsLiteLLM = headerLines(sql).some((line) => READS_LITELLM_MARKER.test(line));
   for (const chunk of chunksOf(sql)) {
     const say = (what: string) => report(chunk.line, what);
     if (!reviewer) destructiveChecks(chunk.text, say);
-    schemaChecks(chunk, say);
+    schemaChecks(chunk, say, readsLiteLLM);
   }
   return problems;
 }
 
-/** The reviewer named in the header comment, '' for a marker without a name, null for none. */
-function reviewedBy(sql: string): string | null {
+/** The comment lines that open a file, before its first statement. */
+function headerLines(sql: string): string[] {
+  const lines: string[] = [];
   for (const raw of sql.split('\n')) {
     const line = raw.trim();
     if (line === '') continue;
     if (!line.startsWith('--')) break;
+    lines.push(line);
+  }
+  return lines;
+}
+
+/** The reviewer named in the header comment, '' for a marker without a name, null for none. */
+function reviewedBy(sql: string): string | null {
+  for (const line of headerLines(sql)) {
     const marker = REVIEWED_MARKER.exec(line);
     if (marker) return (marker[1] ?? '').trim();
   }
@@ -112,11 +125,25 @@ const GRANT = rx`(?<!\b(?:with|revoke)\s*)\b(grant|revoke)\b([^;]*)`;
 const PUBLIC_REF = rx`(?:\bpublic|"public")\s*\.`;
 const SEARCH_PATH_PUBLIC = rx`\bsearch_path\s*(?:=|\bto\b)[\s\w",$]*?\bpublic\b`;
 const SET_SCHEMA = rx`\bset schema ({id})`;
+const LITELLM_TABLE = /^\s*"LiteLLM_[A-Za-z]+"/;
+// What may not come right before a LiteLLM table: anything that writes, locks or ties to it.
+const WRITES_BEFORE = /\b(?:insert\s+into|update|delete\s+from|truncate(?:\s+table)?|copy|lock(?:\s+table)?|alter\s+table(?:\s+if\s+exists)?|drop\s+table(?:\s+if\s+exists)?|references|into|on)\s+(?:only\s+)?$/i;
+
+/** A reference to one of LiteLLM's tables that only reads it (FROM, JOIN, EXISTS ...). */
+function isLiteLLMRead(text: string, afterSchema: number, before: string): boolean {
+  if (!LITELLM_TABLE.test(text.slice(afterSchema, afterSchema + 64))) return false;
+  if (WRITES_BEFORE.test(before.slice(-64))) return false;
+  // A locking read would make LiteLLM's own writes wait on ours.
+  return !/\bfor\s+(?:no\s+key\s+)?(?:update|share|key\s+share)\b/i.test(text);
+}
 const TX_CONTROL = /^\s*(commit|rollback|abort|start\s+transaction|savepoint|release|prepare\s+transaction|begin(?=\s*$|\s+(?:transaction|work|isolation|read|not))|end(?=\s+(?:transaction|work)))\b/i;
 
-function schemaChecks(chunk: Chunk, say: (what: string) => void): void {
+function schemaChecks(chunk: Chunk, say: (what: string) => void, readsLiteLLM: boolean): void {
   const { text, where } = chunk;
-  for (const m of text.matchAll(PUBLIC_REF)) say(`${oneLine(m[0])} refers to schema public; the project only touches schema nemo`);
+  for (const m of text.matchAll(PUBLIC_REF)) {
+    if (readsLiteLLM && where === 'body' && isLiteLLMRead(text, m.index + m[0].length, text.slice(0, m.index))) continue;
+    say(`${oneLine(m[0])} refers to schema public; the project only touches schema nemo`);
+  }
   if (text.search(SEARCH_PATH_PUBLIC) >= 0) say('search_path names schema public; use nemo, pg_catalog');
   for (const m of text.matchAll(SET_SCHEMA)) if (!NEMO.test(m[1]!)) say(`SET SCHEMA ${m[1]} moves an object out of schema nemo`);
 
