@@ -43,6 +43,7 @@ export interface Config {
   readonly upstream: ConfigFile['upstream'];
   readonly auth: ConfigFile['auth'];
   readonly ledger: ConfigFile['ledger'];
+  readonly litellm: ConfigFile['litellm'];
   readonly workers: ConfigFile['workers'];
   readonly guardrails: ConfigFile['guardrails'];
   readonly logs: ConfigFile['logs'];
@@ -107,7 +108,7 @@ export function buildConfig(raw: unknown, env: Env, source: string, problems: st
   if (metricsToken !== undefined && metricsToken.length < 16) throw new ConfigError([`${file.metrics.tokenEnv}: must be at least 16 characters`]);
   // Org ids, request counts and spend of the top orgs are not for whoever can reach /metrics.
   if (file.metrics.orgTopN > 0 && metricsToken === undefined) throw new ConfigError([`metrics.orgTopN: needs ${file.metrics.tokenEnv} set, so /metrics is not public`]);
-  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, workers: file.workers, guardrails: file.guardrails, logs: file.logs, metrics: file.metrics, database, models, source } as Config;
+  const config = { server: file.server, upstream: file.upstream, auth: file.auth, ledger: file.ledger, litellm: file.litellm, workers: file.workers, guardrails: file.guardrails, logs: file.logs, metrics: file.metrics, database, models, source } as Config;
   // Secrets are not enumerable: they never show in a logged or serialized config.
   Object.defineProperty(config, 'masterKey', { value: masterKey, enumerable: false });
   Object.defineProperty(config, 'metricsToken', { value: metricsToken, enumerable: false });
@@ -146,7 +147,13 @@ function applyEnvOverrides(raw: unknown, env: Env, problems: string[]): unknown 
   if (env.NEMO_REUSE_PORT) server.reusePort = env.NEMO_REUSE_PORT === '1' || env.NEMO_REUSE_PORT === 'true';
   const ledger = { ...((obj.ledger as Record<string, unknown> | undefined) ?? {}) };
   if (env.NEMO_LEDGER_MODE) ledger.mode = env.NEMO_LEDGER_MODE;
-  return { ...obj, server, ledger };
+  const litellm = { ...((obj.litellm as Record<string, unknown> | undefined) ?? {}) };
+  if (env.NEMO_LITELLM) {
+    if (env.NEMO_LITELLM === '1' || env.NEMO_LITELLM === 'true') litellm.enabled = true;
+    else if (env.NEMO_LITELLM === '0' || env.NEMO_LITELLM === 'false') litellm.enabled = false;
+    else problems.push(`NEMO_LITELLM: must be 1 or 0, got ${JSON.stringify(env.NEMO_LITELLM)}`);
+  }
+  return { ...obj, server, ledger, litellm };
 }
 
 function wellFormedModels(raw: unknown): ModelConfig[] {

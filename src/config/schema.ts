@@ -123,6 +123,19 @@ export const configFileSchema = z.strictObject({
       demoOrg: z.boolean().default(true),
     })
     .prefault({}),
+  litellm: z
+    .strictObject({
+      /**
+       * The database's schema public is LiteLLM's (docs/litellm.md): LiteLLM virtual keys
+       * authenticate here, read through nemo's definer functions; nothing in public is written.
+       */
+      enabled: z.boolean().default(false),
+      /** How long a LiteLLM key's answer is trusted: LiteLLM sends no notification when it blocks or deletes one. */
+      keyCacheTtlMs: positiveInt.max(300_000).default(30_000),
+      /** How often the columns NemoRouter reads in public are compared with the catalog (/readyz reports drift). */
+      driftCheckIntervalMs: positiveInt.min(1_000).default(60_000),
+    })
+    .prefault({}),
   ledger: z
     .strictObject({
       /**

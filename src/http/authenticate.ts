@@ -1,11 +1,12 @@
 // Who is calling, from the request headers: the platform master key (compared in constant time),
-// or an org API key (`Authorization: Bearer sk-nemo-...` or `x-api-key`). Synchronous when the key
-// cache knows the answer, a promise when Postgres must be asked.
+// or an org API key (`Authorization: Bearer sk-nemo-...` or `x-api-key`), or with litellm.enabled a
+// LiteLLM virtual key (any other `sk-...`). Synchronous when the key cache knows the answer, a
+// promise when Postgres must be asked.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
 import { apiKeyDigest, looksLikeApiKey } from '../tenancy/api-keys.js';
-import type { KeyAuthenticator } from '../tenancy/key-authenticator.js';
-import type { KeyPrincipal, Principal } from '../tenancy/principal.js';
+import type { KeyAnswer, KeyAuthenticator } from '../tenancy/key-authenticator.js';
+import type { Principal } from '../tenancy/principal.js';
 
 /** The caller, or the 401 to answer; a promise while Postgres is asked. */
 export type AuthOutcome = Principal | GatewayError | Promise<Principal | GatewayError>;
@@ -16,6 +17,8 @@ export class RequestAuthenticator {
   constructor(
     private readonly keys: KeyAuthenticator,
     masterKey: string | undefined,
+    /** LiteLLM's virtual keys are keys here too (litellm.enabled). */
+    private readonly litellmKeys = false,
   ) {
     this.masterDigest = masterKey === undefined ? undefined : digest(masterKey);
   }
@@ -23,25 +26,38 @@ export class RequestAuthenticator {
   authenticate(authorization: string, xApiKey: string): AuthOutcome {
     const secret = credentialOf(authorization, xApiKey);
     if (secret === undefined) return UNAUTHORIZED;
-    if (looksLikeApiKey(secret)) {
-      const digest = apiKeyDigest(secret);
-      const cached = this.keys.cached(digest);
-      return cached !== undefined ? checkKey(cached) : this.keys.lookup(digest).then(checkKey);
-    }
+    if (looksLikeApiKey(secret)) return this.key(secret);
+    // The master key may start with sk- too: it is compared before any LiteLLM lookup.
     if (this.masterDigest !== undefined && timingSafeEqual(digest(secret), this.masterDigest)) return PLATFORM;
+    if (this.litellmKeys && looksLikeLiteLLMKey(secret)) return this.key(secret);
     return UNAUTHORIZED;
+  }
+
+  private key(secret: string): AuthOutcome {
+    const digest = apiKeyDigest(secret);
+    const cached = this.keys.cached(digest);
+    return cached !== undefined ? checkKey(cached) : this.keys.lookup(digest).then(checkKey);
   }
 }
 
+/** LiteLLM requires its virtual keys to start with sk-; a bound keeps garbage from being hashed. */
+function looksLikeLiteLLMKey(secret: string): boolean {
+  return secret.length > 3 && secret.length <= MAX_LITELLM_KEY_CHARS && secret.startsWith('sk-');
+}
+const MAX_LITELLM_KEY_CHARS = 256;
+
 /** Every route sees the same answer for unknown, revoked and expired keys. */
-function checkKey(principal: KeyPrincipal | null): Principal | GatewayError {
-  if (principal === null) return UNAUTHORIZED;
-  if (principal.expiresAtMs !== undefined && principal.expiresAtMs <= Date.now()) return EXPIRED;
-  return principal;
+function checkKey(answer: KeyAnswer): Principal | GatewayError {
+  if (answer === null) return UNAUTHORIZED;
+  if (answer.kind === 'refused') return answer.reason === 'blocked' ? BLOCKED : NO_ORG;
+  if (answer.expiresAtMs !== undefined && answer.expiresAtMs <= Date.now()) return EXPIRED;
+  return answer;
 }
 
 const UNAUTHORIZED = new GatewayError('NR_UNAUTHORIZED');
 const EXPIRED = new GatewayError('NR_UNAUTHORIZED', 'The API key has expired.');
+const BLOCKED = new GatewayError('NR_UNAUTHORIZED', 'The API key is blocked.');
+const NO_ORG = new GatewayError('NR_UNAUTHORIZED', 'The API key belongs to no organization this gateway serves.');
 
 const PLATFORM: Principal = Object.freeze({ kind: 'platform' });
 

@@ -1,6 +1,7 @@
 // API key authentication with a derived, disposable in-process cache. A hit costs a hash and a Map
-// lookup; a miss reads Postgres through nemo.find_api_key (concurrent misses for one key share the
-// query). Changes are pushed by LISTEN/NOTIFY (nemo_tenancy), so a revoked key stops working on every
+// lookup; a miss reads Postgres through nemo.find_api_key_v6 (concurrent misses for one key share
+// the query), which also answers for LiteLLM virtual keys when litellm.enabled (docs/litellm.md):
+// those are trusted for litellm.keyCacheTtlMs at most, since LiteLLM notifies nobody of a change. Changes are pushed by LISTEN/NOTIFY (nemo_tenancy), so a revoked key stops working on every
 // instance within moments; while that channel is down nothing is cached, since a push could be missed.
 // "Up" is proven, not assumed: a notification sent through the pool must arrive on the listener (it
 // never does through a transaction-mode pooler, which silently swallows them).
@@ -23,9 +24,25 @@ export interface KeyCacheOptions {
   readonly ttlMs: number;
   readonly negativeTtlMs: number;
   readonly negativeMaxEntries: number;
+  /** LiteLLM's virtual keys are looked up too; their answers are cached this long at most. */
+  readonly litellm?: { readonly ttlMs: number };
 }
 
-/** What nemo.find_api_key returns for one key. */
+/** A key LiteLLM knows but refuses here: blocked (the key or its team), or of no organization nemo can mirror. */
+export interface KeyRefusal {
+  readonly kind: 'refused';
+  readonly reason: 'blocked' | 'no_org';
+}
+
+/** A key's principal, its refusal, or null for a key that does not exist (or is revoked). */
+export type KeyAnswer = KeyPrincipal | KeyRefusal | null;
+
+const REFUSALS: Readonly<Record<KeyRefusal['reason'], KeyRefusal>> = {
+  blocked: Object.freeze({ kind: 'refused', reason: 'blocked' }),
+  no_org: Object.freeze({ kind: 'refused', reason: 'no_org' }),
+};
+
+/** What nemo.find_api_key_v6 returns for one key. */
 export interface KeyRow {
   org_id: string;
   key_id: string;
@@ -45,10 +62,13 @@ export interface KeyRow {
   logging_level: LoggingLevel;
   log_retention_days: number | null;
   spend_capped: boolean;
+  /** Where the key lives: nemo.api_keys, or LiteLLM's "LiteLLM_VerificationToken" (mirrored). */
+  source?: 'nemo' | 'litellm';
+  litellm_refusal?: KeyRefusal['reason'] | null;
 }
 
 interface Entry {
-  readonly principal: KeyPrincipal;
+  readonly principal: KeyPrincipal | KeyRefusal;
   readonly cachedUntil: number;
 }
 
@@ -60,7 +80,7 @@ const PROBE_TIMEOUT_MS = 2_000;
 export class KeyAuthenticator {
   private readonly byHash = new Map<string, Entry>();
   private readonly unknownUntil = new Map<string, number>();
-  private readonly pending = new Map<string, Promise<KeyPrincipal | null>>();
+  private readonly pending = new Map<string, Promise<KeyAnswer>>();
   private listener: pg.Client | undefined;
   private listening = false;
   private closed = false;
@@ -83,8 +103,8 @@ export class KeyAuthenticator {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** A cached answer for a key's SHA-256 (base64): the principal, null for a key known to be invalid, undefined when Postgres must be asked. */
-  cached(id: string): KeyPrincipal | null | undefined {
+  /** A cached answer for a key's SHA-256 (base64): the principal or refusal, null for a key known to be invalid, undefined when Postgres must be asked. */
+  cached(id: string): KeyAnswer | undefined {
     const entry = this.byHash.get(id);
     const now = this.now();
     if (entry !== undefined) {
@@ -108,7 +128,7 @@ export class KeyAuthenticator {
   }
 
   /** Reads the key from Postgres (a miss); null when it does not exist or is revoked. */
-  lookup(id: string): Promise<KeyPrincipal | null> {
+  lookup(id: string): Promise<KeyAnswer> {
     let query = this.pending.get(id);
     if (query === undefined) {
       this.misses++;
@@ -119,17 +139,19 @@ export class KeyAuthenticator {
     return query;
   }
 
-  private async load(id: string, hash: Buffer): Promise<KeyPrincipal | null> {
+  private async load(id: string, hash: Buffer): Promise<KeyAnswer> {
     const generation = this.generation;
-    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v5($1)', [hash]);
+    const { litellm } = this.options;
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM nemo.find_api_key_v6($1, $2)', [hash, litellm !== undefined]);
     const row = rows[0];
     if (row === undefined || row.revoked_at !== null) {
       this.rememberUnknown(id);
       return null;
     }
-    const principal = principalOf(row);
-    if (this.listening && generation === this.generation) this.byHash.set(id, { principal, cachedUntil: this.now() + this.options.ttlMs });
-    return principal;
+    const answer = row.litellm_refusal ? REFUSALS[row.litellm_refusal] : principalOf(row);
+    const ttlMs = row.source === 'litellm' && litellm !== undefined ? Math.min(litellm.ttlMs, this.options.ttlMs) : this.options.ttlMs;
+    if (this.listening && generation === this.generation) this.byHash.set(id, { principal: answer, cachedUntil: this.now() + ttlMs });
+    return answer;
   }
 
   private rememberUnknown(id: string): void {
@@ -144,11 +166,11 @@ export class KeyAuthenticator {
   }
 
   invalidateKey(keyId: string): void {
-    for (const [id, entry] of this.byHash) if (entry.principal.keyId === keyId) this.byHash.delete(id);
+    for (const [id, entry] of this.byHash) if (entry.principal.kind === 'key' && entry.principal.keyId === keyId) this.byHash.delete(id);
   }
 
   invalidateOrg(orgId: string): void {
-    for (const [id, entry] of this.byHash) if (entry.principal.orgId === orgId) this.byHash.delete(id);
+    for (const [id, entry] of this.byHash) if (entry.principal.kind === 'key' && entry.principal.orgId === orgId) this.byHash.delete(id);
   }
 
   clear(): void {
