@@ -4,7 +4,11 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { openDatabase, type Database } from './db/database.js';
+import { migrationsDirFromHere } from './db/migrate.js';
+import { UNDEFINED_TABLE } from './db/sqlstate.js';
 import { GatewayError } from './errors/gateway-error.js';
+import { litellmDrift } from './litellm/doctor.js';
+import { applyHotfixes, hotfixesDir, readHotfixes } from './litellm/hotfixes.js';
 import { AdminService } from './tenancy/admin-service.js';
 import type { Principal } from './tenancy/principal.js';
 
@@ -41,6 +45,11 @@ export const ADMIN_USAGE = `admin commands (DATABASE_URL, or the embedded Postgr
   ledger show --org <id> [--limit N]        the newest ledger entries
   ledger check                              verify every account against its ledger and holds, and every
                                             spend window against its holds and charges (exit 1 if not)
+  litellm sync                              mirror every LiteLLM organization and team in nemo, same ids
+                                            (idempotent; writes nothing in schema public)
+  litellm doctor                            compare the LiteLLM columns NemoRouter reads with the catalog
+                                            (exit 1 on drift)
+  litellm hotfix                            apply migrations/litellm-hotfixes/ to schema public (additive only)
 `;
 
 const LIMIT_OPTIONS = { rpm: { type: 'string' }, tpm: { type: 'string' }, 'daily-cap': { type: 'string' }, 'monthly-cap': { type: 'string' } } as const;
@@ -165,7 +174,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function isAdminCommand(command: string | undefined): boolean {
-  return command === 'migrate' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend' || command === 'guardrails' || command === 'usage';
+  return command === 'migrate' || command === 'litellm' || command === 'orgs' || command === 'teams' || command === 'keys' || command === 'credits' || command === 'ledger' || command === 'spend' || command === 'guardrails' || command === 'usage';
 }
 
 export async function adminMain(argv: string[]): Promise<void> {
@@ -177,6 +186,7 @@ export async function adminMain(argv: string[]): Promise<void> {
     process.stdout.write(`${JSON.stringify({ migrated: true, database: db.kind })}\n`);
     return;
   }
+  if (group === 'litellm') return litellmMain(config, action);
   const command = COMMANDS[`${group} ${action}`];
   if (command === undefined) throw usage(`unknown command: nemo ${[group, action].filter(Boolean).join(' ')}`);
   let db: Database | undefined;
@@ -194,6 +204,37 @@ export async function adminMain(argv: string[]): Promise<void> {
     throw err;
   } finally {
     await db?.close();
+  }
+}
+
+/** `nemo litellm sync|doctor|hotfix`: below the admin service, on the database itself. */
+async function litellmMain(config: ReturnType<typeof loadConfig>, action: string | undefined): Promise<void> {
+  if (action !== 'sync' && action !== 'doctor' && action !== 'hotfix') throw usage(`unknown command: nemo litellm${action === undefined ? '' : ` ${action}`}`);
+  // Hotfixes are linted before any connection: a refused set touches nothing.
+  const hotfixes = action === 'hotfix' ? await readHotfixes(hotfixesDir(migrationsDirFromHere())) : [];
+  const db = await openDatabase(config.database);
+  try {
+    let result: unknown;
+    if (action === 'sync') {
+      const synced = await db.query('SELECT * FROM nemo.litellm_sync_v1()').catch((err: unknown) => {
+        if ((err as { code?: string }).code !== UNDEFINED_TABLE) throw err;
+      });
+      if (synced === undefined) {
+        process.stderr.write('nemo: no LiteLLM tables in schema public: is this the database LiteLLM migrated? (see nemo litellm doctor)\n');
+        process.exitCode = 1;
+        return;
+      }
+      result = synced.rows[0];
+    } else if (action === 'doctor') {
+      result = await litellmDrift(db);
+    } else {
+      const { applied } = await applyHotfixes(db.ownerUrl, hotfixes);
+      result = { applied, ...(await litellmDrift(db)) };
+    }
+    if ((result as { ok?: boolean }).ok === false) process.exitCode = 1;
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await db.close();
   }
 }
 

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { EmbeddedPostgresError } from './db/embedded.js';
 import { MigrationError } from './db/migrate.js';
 import { ListenError } from './http/server.js';
+import { HotfixError } from './litellm/hotfixes.js';
 import { setLogLevel } from './log.js';
 
 const USAGE = `usage: nemo <command>
@@ -77,7 +78,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     return;
   }
   // Expected failures say all in their message; a stack is kept for the unexpected ones.
-  if (err instanceof EmbeddedPostgresError || err instanceof ListenError) {
+  if (err instanceof EmbeddedPostgresError || err instanceof ListenError || err instanceof HotfixError) {
     process.stderr.write(`nemo: ${err.message}\n`);
     process.exitCode = 1;
     return;

@@ -2,9 +2,11 @@
 import { loadConfig, type Config } from './config/load.js';
 import { openDatabase, type Database } from './db/database.js';
 import { RequestAuthenticator } from './http/authenticate.js';
+import type { ReadinessCheck } from './http/routes/health.js';
 import { selectHttpServer, startHttpServer, type HttpServer } from './http/server.js';
+import { LiteLLMSchemaWatch } from './litellm/doctor.js';
 import { log } from './log.js';
-import { enableOrgTopN, httpServerInfo, reportPool, uwsNativeGauge } from './metrics/registry.js';
+import { enableLiteLLMMetrics, enableOrgTopN, httpServerInfo, litellmSchemaProblems, reportPool, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
 import { UpstreamPools } from './providers/upstream-pools.js';
 import { Ledger } from './ledger/ledger.js';
@@ -52,7 +54,12 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const db = options.db ?? (await openDatabase(config.database));
   const ownsDb = options.db === undefined;
   reportPool('app', db.pool);
-  const keys = new KeyAuthenticator(db, { ttlMs: config.auth.keyCacheTtlMs, negativeTtlMs: config.auth.negativeKeyCacheTtlMs, negativeMaxEntries: config.auth.negativeKeyCacheSize });
+  const keys = new KeyAuthenticator(db, {
+    ttlMs: config.auth.keyCacheTtlMs,
+    negativeTtlMs: config.auth.negativeKeyCacheTtlMs,
+    negativeMaxEntries: config.auth.negativeKeyCacheSize,
+    ...(config.litellm.enabled ? { litellm: { ttlMs: config.litellm.keyCacheTtlMs } } : {}),
+  });
   const admin = new AdminService(db, new Set(config.models.keys()));
   const ledger = new Ledger(db, config.ledger);
   const pools = new UpstreamPools(config.upstream);
@@ -76,13 +83,14 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   exportState.active = () => exportStats.active;
   const partitions = new RequestLogPartitions(db, { daysAhead: logs.partitionDaysAhead, retentionDays: logs.retentionDays, intervalMs: logs.maintenanceIntervalMs });
   log.info('worker pool', { threads: config.workers.threads, inlineMaxChars: config.workers.inlineMaxChars });
-  const readinessChecks = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
+  const readinessChecks: ReadinessCheck[] = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
+  if (config.litellm.enabled) readinessChecks.push(liteLLMReadiness(db, config.litellm.driftCheckIntervalMs));
   let server: HttpServer;
   try {
     await keys.startListening();
     ledger.startSweeper();
     await partitions.start(); // never throws: a failed run is logged and retried
-    server = await startHttpServer({ implementation, config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, db, requestLog, exports: { batchRows: logs.exportBatchRows, maxConcurrent: logs.maxConcurrentExports, stalledClientTimeoutMs: config.server.stalledClientTimeoutMs }, readinessChecks });
+    server = await startHttpServer({ implementation, config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey, config.litellm.enabled), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, db, requestLog, exports: { batchRows: logs.exportBatchRows, maxConcurrent: logs.maxConcurrentExports, stalledClientTimeoutMs: config.server.stalledClientTimeoutMs }, readinessChecks });
   } catch (err) {
     await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close(), requestLog.close(0), partitions.close()]);
     if (ownsDb) await db.close();
@@ -107,6 +115,24 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       return closing;
     },
   };
+}
+
+/**
+ * LiteLLM's schema as NemoRouter reads it: /readyz fails while a column it reads is missing or
+ * retyped (LiteLLM migrates on its own schedule), and each change of state is logged once.
+ */
+function liteLLMReadiness(db: Database, intervalMs: number): ReadinessCheck {
+  enableLiteLLMMetrics();
+  let lastProblems = '';
+  const watch = new LiteLLMSchemaWatch(db, intervalMs, (report) => {
+    litellmSchemaProblems.set(report.problems.length);
+    const problems = report.problems.join('; ');
+    if (problems === lastProblems) return;
+    if (report.ok) log.info('litellm: schema public has every column NemoRouter reads');
+    else log.error('litellm: schema drift; LiteLLM keys may fail until fixed (nemo litellm doctor)', { problems: report.problems });
+    lastProblems = problems;
+  });
+  return { name: 'litellm_schema', check: () => watch.check() };
 }
 
 /** `nemo start`: runs until SIGTERM/SIGINT, then drains. */

@@ -20,6 +20,8 @@ export interface Database {
   /** The same role's settings for pools: through `database.pooler` when one is configured, else appConnection. */
   readonly poolConnection: pg.ClientConfig;
   readonly kind: 'embedded' | 'external';
+  /** The owner's connection string (migrations, `nemo litellm hotfix`); the gateway never queries with it. */
+  readonly ownerUrl: string;
   /** Runs fn in one transaction with the tenant set; rolls back when fn throws. */
   withTenant<T>(orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
   /** One statement outside any tenant: only for the SECURITY DEFINER functions. */
@@ -75,6 +77,7 @@ function openAppPool(ownerUrl: string, appPassword: string, config: DatabaseConf
     appConnection,
     poolConnection,
     kind: embedded ? 'embedded' : 'external',
+    ownerUrl,
     async withTenant(orgId, fn) {
       // Validated here because it is spliced into the one-round-trip BEGIN below.
       if (!UUID.test(orgId)) throw new GatewayError('NR_INTERNAL', undefined, { cause: new Error('withTenant: org id is not a uuid') });

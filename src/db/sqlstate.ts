@@ -7,6 +7,7 @@ export const FOREIGN_KEY_VIOLATION = '23503';
 export const CHECK_VIOLATION = '23514';
 export const DUPLICATE_OBJECT = '42710';
 export const INSUFFICIENT_PRIVILEGE = '42501';
+export const UNDEFINED_TABLE = '42P01';
 export const DEADLOCK_DETECTED = '40P01';
 export const LOCK_NOT_AVAILABLE = '55P03';
 

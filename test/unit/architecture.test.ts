@@ -15,7 +15,7 @@ export const LAYERS: ReadonlyArray<readonly [rank: number, members: readonly str
   [10, ['main.ts', 'cli.ts', 'admin-cli.ts']], // entry points: one unit (the cli starts the gateway and runs the admin commands)
   [9, ['http']],
   [8, ['tenancy']],
-  [7, ['ledger', 'logs']],
+  [7, ['ledger', 'logs', 'litellm']],
   [6, ['workers']],
   [5, ['guardrails']],
   [4, ['tokens']],
