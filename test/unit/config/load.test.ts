@@ -76,6 +76,13 @@ describe('buildConfig env overrides', () => {
     expect(problemsOf(() => buildConfig({}, { NEMO_MASTER_KEY: `sk-nemo-${'a'.repeat(43)}` }, 'test')).join()).toContain('sk-nemo-');
   });
 
+  it('takes NEMO_LITELLM=1 or 0 over litellm.enabled, and refuses anything else', () => {
+    expect(buildConfig({}, {}, 'test').litellm).toEqual({ enabled: false, keyCacheTtlMs: 30_000, driftCheckIntervalMs: 60_000 });
+    expect(buildConfig({}, { NEMO_LITELLM: '1' }, 'test').litellm.enabled).toBe(true);
+    expect(buildConfig({ litellm: { enabled: true } }, { NEMO_LITELLM: '0' }, 'test').litellm.enabled).toBe(false);
+    expect(problemsOf(() => buildConfig({}, { NEMO_LITELLM: 'yes' }, 'test')).join()).toContain('NEMO_LITELLM: must be 1 or 0');
+  });
+
   it('rejects PORT=abc and an out-of-range NEMO_MAX_BODY_BYTES', () => {
     const problems = problemsOf(() => buildConfig({}, { PORT: 'abc', NEMO_MAX_BODY_BYTES: '0' }, 'test'));
     expect(problems.some((p) => p.includes('PORT') && p.includes('abc'))).toBe(true);

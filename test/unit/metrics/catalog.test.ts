@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { registry } from '../../../src/metrics/registry.js';
+import { enableLiteLLMMetrics, registry } from '../../../src/metrics/registry.js';
 
 interface MetricShape {
   type: string;
@@ -66,6 +66,8 @@ describe('metrics registry', () => {
   let defaults: Set<string>;
 
   beforeAll(async () => {
+    // Opt-in series are part of the catalog too.
+    enableLiteLLMMetrics();
     types = new Map((await registry.getMetricsAsJSON()).map((m) => [m.name, String(m.type)]));
     defaults = defaultMetricNames();
   });
