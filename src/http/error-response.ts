@@ -5,8 +5,12 @@ import type { GatewayError } from '../errors/gateway-error.js';
 
 export function errorJson(err: GatewayError): string {
   const entry = ERROR_CATALOG[err.code];
-  const message = err.status >= 500 && err.code !== 'NR_UPSTREAM_ERROR' ? entry.message : clientSafe(err.message);
-  return JSON.stringify({ error: { message, type: entry.type, param: err.param, code: entry.openaiCode, nemo_code: err.code } });
+  return JSON.stringify({ error: { message: clientMessage(err), type: entry.type, param: err.param, code: entry.openaiCode, nemo_code: err.code } });
+}
+
+/** What a client may read of an error, in any wire format: the catalog message for the gateway's own faults. */
+export function clientMessage(err: GatewayError): string {
+  return err.status >= 500 && err.code !== 'NR_UPSTREAM_ERROR' ? ERROR_CATALOG[err.code].message : clientSafe(err.message);
 }
 
 /**

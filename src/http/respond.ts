@@ -21,7 +21,8 @@ export function sendJson(res: HttpResponse, status: number, body: string | Uint8
   });
 }
 
-export function sendError(res: HttpResponse, err: GatewayError, requestId: string, closeConnection = false, extraHeaders?: Record<string, string>): void {
+/** An error answer; `body` is its wire format (OpenAI's error JSON unless a route speaks another). */
+export function sendError(res: HttpResponse, err: GatewayError, requestId: string, closeConnection = false, extraHeaders?: Record<string, string>, body: string = errorJson(err)): void {
   logServerFault(err, requestId);
   res.cork(() => {
     // uWS fixes the status line at the first header written: the status always goes first.
@@ -30,7 +31,7 @@ export function sendError(res: HttpResponse, err: GatewayError, requestId: strin
     if (err.retryAfterS !== undefined) res.writeHeader('retry-after', String(err.retryAfterS));
     if (err.headers) for (const name in err.headers) res.writeHeader(name, err.headers[name]!);
     if (err.code === 'NR_UNAUTHORIZED') res.writeHeader('www-authenticate', 'Bearer');
-    res.end(errorJson(err), closeConnection);
+    res.end(body, closeConnection);
   });
 }
 

@@ -3,7 +3,7 @@
 // that stops reading for good is cut off), and errors before or after the first byte.
 // One preallocated cork callback serves every write: no closure per chunk.
 import type { GatewayError } from '../errors/gateway-error.js';
-import { sseErrorFrame } from './error-response.js';
+import { errorJson, sseErrorFrame } from './error-response.js';
 import { JSON_TYPE, logServerFault, sendError } from './respond.js';
 import type { HttpResponse } from './server-api.js';
 
@@ -19,6 +19,13 @@ export interface ResponseHead {
   /** x-ratelimit-* headers for a key or team with limits. */
   readonly extraHeaders: Readonly<Record<string, string>> | undefined;
 }
+
+/** How errors are worded: the route's wire format (OpenAI's by default). */
+export interface ErrorFormat {
+  errorBody(err: GatewayError): string;
+  streamErrorFrame(err: GatewayError): string;
+}
+const OPENAI_ERRORS: ErrorFormat = { errorBody: errorJson, streamErrorFrame: sseErrorFrame };
 
 /** What produces the frames: paused while the client is not reading. */
 export interface Pausable {
@@ -45,6 +52,7 @@ export class SseWriter {
     private readonly res: HttpResponse,
     private readonly requestId: string,
     private readonly stalledClientTimeoutMs: number,
+    private readonly errors: ErrorFormat = OPENAI_ERRORS,
   ) {}
 
   get headersSent(): boolean {
@@ -77,11 +85,11 @@ export class SseWriter {
     this.res.cork(this.corkedWrite);
   }
 
-  /** An error: the OpenAI error JSON before the first byte, a final SSE `error` event after it. */
+  /** An error: the error JSON before the first byte, a final SSE `error` event after it. */
   sendError(err: GatewayError, closeConnection: boolean): void {
-    if (!this.sentHead) return sendError(this.res, err, this.requestId, closeConnection);
+    if (!this.sentHead) return sendError(this.res, err, this.requestId, closeConnection, undefined, this.errors.errorBody(err));
     logServerFault(err, this.requestId);
-    this.pendingFrames = [sseErrorFrame(err)];
+    this.pendingFrames = [this.errors.streamErrorFrame(err)];
     this.ending = true;
     this.res.cork(this.corkedWrite);
   }

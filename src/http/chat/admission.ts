@@ -233,13 +233,13 @@ function refused(error: GatewayError): Refused {
 }
 
 /** The tokenizer every deployment of a route shares; undefined when they differ or one has none (the bound counts). */
-function routeEncoding(route: ModelRoute): Encoding | undefined {
+export function routeEncoding(route: ModelRoute): Encoding | undefined {
   const first = route.deployments[0]?.encoding;
   return route.deployments.every((d) => d.encoding === first) ? first : undefined;
 }
 
 /** Images are held at one allowance each: their URLs' bytes say nothing of their size. */
-function countImageParts(request: ChatRequest): number {
+export function countImageParts(request: ChatRequest): number {
   let images = 0;
   for (const message of request.messages) {
     if (!Array.isArray(message.content)) continue;

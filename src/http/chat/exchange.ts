@@ -1,4 +1,5 @@
-// One chat-completions request, stage by stage: the caller and body, then admission (guardrails,
+// One chat request, stage by stage, in whichever client dialect its route speaks (OpenAI chat,
+// Anthropic Messages, legacy completions: dialects/): the caller and body, then admission (guardrails,
 // limits, the hold: admission.ts), the upstream call with fallback (upstream.ts), the answer
 // written with backpressure (sse-writer.ts), and at the end settlement (settlement.ts) and the
 // request-log row (log-row.ts). Each stage hands the next its value; end() is the one place a
@@ -22,10 +23,11 @@ import type { RateLimiter } from '../../tenancy/rate-limiter.js';
 import type { WorkerPool } from '../../workers/pool.js';
 import type { AuthOutcome } from '../authenticate.js';
 import { JSON_TYPE } from '../respond.js';
+import type { ClientDialect, DialectContext, StreamEncoder } from '../dialects/dialect.js';
 import { SSE_TYPE, SseWriter, type ResponseHead } from '../sse-writer.js';
 import type { HttpResponse } from '../server-api.js';
 import { ClientGoneError, type UpstreamAttempt } from '../upstream-attempt.js';
-import { abandon, admit, decodeBody, parseChatRequest, routeChatRequest, type AdmissionObserver, type Admitted, type ChatBody, type Refused } from './admission.js';
+import { abandon, admit, decodeBody, routeChatRequest, type AdmissionObserver, type Admitted, type ChatBody, type Refused } from './admission.js';
 import { checkAnswer, parseAnswer } from './guardrail-checks.js';
 import { requestLogRow } from './log-row.js';
 import { guardrailError } from './refusal-errors.js';
@@ -84,14 +86,19 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
   /** When output last went to the client (0: not yet): time to first token, gaps between chunks. */
   private lastWriteAt = 0;
   private answerText: string | undefined;
+  /** A dialect other than OpenAI chat: what its encoders know, the stream's encoder and its output array (reused). */
+  private dialectCtx: DialectContext | undefined;
+  private encoder: StreamEncoder | undefined;
+  private readonly encoded: Array<string | Uint8Array> = [];
 
   constructor(
     private readonly deps: ChatDeps,
     res: HttpResponse,
     readonly requestId: string,
     private readonly startedAt: number,
+    private readonly dialect: ClientDialect,
   ) {
-    this.writer = new SseWriter(res, requestId, deps.config.server.stalledClientTimeoutMs);
+    this.writer = new SseWriter(res, requestId, deps.config.server.stalledClientTimeoutMs, dialect);
     deps.inflight.add(this);
     liveCounts.inflightRequests++;
   }
@@ -132,8 +139,11 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     try {
       const text = decodeBody(body);
       if (principal.loggingLevel === 'full') this.receivedText = text;
-      this.request = parseChatRequest(text);
-      this.body = routeChatRequest(this.request, body.byteLength, principal, this.deps.config.models);
+      const dialect = this.dialect;
+      this.request = dialect.parseRequest(text);
+      // The prompt's bound is the size of what goes upstream: a translated request may be larger than the client's body.
+      const bodyBytes = dialect.identity ? body.byteLength : Buffer.byteLength(JSON.stringify(this.request));
+      this.body = routeChatRequest(this.request, bodyBytes, principal, this.deps.config.models);
     } catch (err) {
       return this.fail(toGatewayError(err));
     }
@@ -181,18 +191,17 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     if (this.ended) return abandon(this.deps, principal, result);
     this.admitted = result;
     const { request, route } = result;
-    this.upstream = new UpstreamCall(this.deps, {
-      request,
-      route,
-      maxTokens: result.maxTokens,
-      promptBoundTokens: result.promptBoundTokens,
-      ctx: {
-        requestId: this.requestId,
-        publicModel: route.name,
-        created: Math.floor(Date.now() / 1000),
-        clientWantsUsage: request.stream === true && request.stream_options?.include_usage === true,
-      },
-    }, this);
+    const ctx = {
+      requestId: this.requestId,
+      publicModel: route.name,
+      created: Math.floor(Date.now() / 1000),
+      clientWantsUsage: request.stream === true && request.stream_options?.include_usage === true,
+    };
+    if (!this.dialect.identity) {
+      this.dialectCtx = { requestId: this.requestId, model: route.name, created: ctx.created, clientWantsUsage: ctx.clientWantsUsage };
+      if (request.stream === true) this.encoder = this.dialect.streamEncoder(this.dialectCtx);
+    }
+    this.upstream = new UpstreamCall(this.deps, { request, route, maxTokens: result.maxTokens, promptBoundTokens: result.promptBoundTokens, ctx }, this);
     this.upstream.start();
   }
 
@@ -246,17 +255,43 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     this.usage = usage;
     this.onFrames(attempt, lastFrames);
     if (this.ended) return;
+    if (this.encoder !== undefined) {
+      // What closes the client's stream and has not gone out yet.
+      const out = this.encoded;
+      out.length = 0;
+      this.encoder.end(out);
+      if (out.length > 0) this.writer.writeFrames(out, this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
+    }
     this.writer.endStream(this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
     this.end();
   }
 
-  private sendCompletion(body: string | Uint8Array): void {
+  private sendCompletion(upstreamBody: string | Uint8Array): void {
+    let body = upstreamBody;
+    if (this.dialectCtx !== undefined) {
+      try {
+        body = this.dialect.completion(upstreamBody, this.dialectCtx);
+      } catch (err) {
+        return this.fail(toGatewayError(err));
+      }
+    }
     if (this.principal!.loggingLevel === 'full') this.answerText = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
     this.writer.sendComplete(this.responseHead(JSON_TYPE), body);
     this.end();
   }
 
-  private writeFrames(attempt: UpstreamAttempt, frames: Frame[]): void {
+  private writeFrames(attempt: UpstreamAttempt, upstreamFrames: Frame[]): void {
+    let frames = upstreamFrames;
+    if (this.encoder !== undefined) {
+      frames = this.encoded;
+      frames.length = 0;
+      try {
+        this.encoder.frames(upstreamFrames, frames);
+      } catch (err) {
+        attempt.abort(new ClientGoneError());
+        return this.fail(toGatewayError(err));
+      }
+    }
     const now = performance.now();
     if (this.lastWriteAt === 0) {
       this.ttftMs = now - this.startedAt;
@@ -317,8 +352,8 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     if (this.streamOpen) liveCounts.activeStreams--;
     liveCounts.inflightRequests--;
     const model = this.body?.route.name ?? 'unknown';
-    countRequest('chat_completions', model, this.clientGone ? 'client_closed' : statusClass(this.status));
-    observeDuration('chat_completions', (performance.now() - this.startedAt) / 1000);
+    countRequest(this.dialect.route, model, this.clientGone ? 'client_closed' : statusClass(this.status));
+    observeDuration(this.dialect.route, (performance.now() - this.startedAt) / 1000);
     if (this.principal !== undefined) {
       countOrgRequest(this.principal.orgId);
       this.logRequest(this.principal, chargedMicros);

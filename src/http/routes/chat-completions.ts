@@ -1,10 +1,13 @@
-// POST /v1/chat/completions: checks what can be checked from the headers, then reads the body
-// into a ChatExchange (chat/exchange.ts), which does the rest.
+// POST /v1/chat/completions, and the routes that speak another dialect of the same exchange
+// (/v1/messages, /v1/completions): checks what can be checked from the headers, then reads the
+// body into a ChatExchange (chat/exchange.ts), which does the rest.
 import { GatewayError } from '../../errors/gateway-error.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { readBody } from '../body-reader.js';
 import { isJsonContentType } from '../respond.js';
 import { ChatExchange, type ChatDeps } from '../chat/exchange.js';
+import type { ClientDialect } from '../dialects/dialect.js';
+import { openAiChatDialect } from '../dialects/openai-chat.js';
 import { requestIdFrom } from '../request-id.js';
 import type { HttpRequest, HttpResponse } from '../server-api.js';
 
@@ -14,7 +17,7 @@ export interface ChatRouteDeps extends ChatDeps {
   isDraining(): boolean;
 }
 
-export function chatCompletionsRoute(deps: ChatRouteDeps) {
+export function chatCompletionsRoute(deps: ChatRouteDeps, dialect: ClientDialect = openAiChatDialect) {
   const maxBodyBytes = deps.config.server.maxBodyBytes;
   return (res: HttpResponse, req: HttpRequest): void => {
     const startedAt = performance.now();
@@ -24,7 +27,7 @@ export function chatCompletionsRoute(deps: ChatRouteDeps) {
     const bodyHeaders = { contentLength: req.getHeader('content-length'), connection: req.getHeader('connection') };
     const authorization = req.getHeader('authorization');
     const xApiKey = req.getHeader('x-api-key');
-    const exchange = new ChatExchange(deps, res, requestId, startedAt);
+    const exchange = new ChatExchange(deps, res, requestId, startedAt, dialect);
     res.onAborted(() => exchange.onClientAborted());
     if (deps.isDraining()) return exchange.fail(new GatewayError('NR_SHUTTING_DOWN'), true);
     exchange.setCaller(deps.auth.authenticate(authorization, xApiKey));
