@@ -17,6 +17,9 @@ import { redactFromErrors } from './error-response.js';
 import { sendError } from './respond.js';
 import { requestIdFrom } from './request-id.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
+import { anthropicMessagesDialect } from './dialects/anthropic-messages.js';
+import { openAiCompletionsDialect } from './dialects/openai-completions.js';
+import { countTokensRoute } from './routes/count-tokens.js';
 import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { modelsRoute } from './routes/models.js';
@@ -116,13 +119,20 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     sendError(res, new GatewayError('NR_SHUTTING_DOWN'), requestIdFrom(req.getHeader('x-request-id')), true);
   };
   // The probes answer as usual; chat answers the drain itself, counted in its request metrics.
-  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions']);
+  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions', '/v1/messages', '/v1/completions', '/completions']);
 
-  const chat = chatCompletionsRoute({ ...deps, inflight, isDraining });
+  const chatDeps = { ...deps, inflight, isDraining };
+  const chat = chatCompletionsRoute(chatDeps);
+  const messages = chatCompletionsRoute(chatDeps, anthropicMessagesDialect);
+  const completions = chatCompletionsRoute(chatDeps, openAiCompletionsDialect);
   const models = modelsRoute(deps.config, deps.auth);
   const table: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
     ['/v1/chat/completions', 'post', chat],
     ['/chat/completions', 'post', chat],
+    ['/v1/messages', 'post', messages],
+    ['/v1/messages/count_tokens', 'post', countTokensRoute(deps)],
+    ['/v1/completions', 'post', completions],
+    ['/completions', 'post', completions],
     ['/v1/models', 'get', models],
     ['/models', 'get', models],
     ['/healthz', 'get', healthRoute()],

@@ -257,10 +257,17 @@ const CASES: BadCase[] = [
   { name: 'DELETE on /healthz', send: () => send('DELETE', '/healthz'), status: 405, nemoCode: 'NR_METHOD_NOT_ALLOWED', allow: 'GET' },
   { name: 'an unknown path', send: () => send('GET', '/v1/no-such-endpoint'), status: 404, nemoCode: 'NR_ROUTE_NOT_FOUND', param: null },
   {
-    name: 'POST to the legacy completions path',
-    send: () => send('POST', '/v1/completions', JSON.stringify({ model: 'm', prompt: 'Hi' }), { 'content-type': 'application/json' }),
-    status: 404,
-    nemoCode: 'NR_ROUTE_NOT_FOUND',
+    name: 'a legacy completion with several prompts',
+    send: () => send('POST', '/v1/completions', JSON.stringify({ model: 'm', prompt: ['Hi', 'there'] }), { 'content-type': 'application/json' }),
+    status: 400,
+    nemoCode: 'NR_INVALID_REQUEST',
+    param: 'prompt',
+  },
+  {
+    name: 'GET on the messages route',
+    send: () => send('GET', '/v1/messages'),
+    status: 405,
+    nemoCode: 'NR_METHOD_NOT_ALLOWED',
   },
 ];
 
