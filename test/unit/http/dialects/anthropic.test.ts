@@ -1,0 +1,121 @@
+// The Anthropic Messages dialect on its own: requests translated to OpenAI chat, OpenAI chunks
+// re-encoded as Anthropic events (block indices, kinds, stop reason, usage), errors in its format.
+import { describe, expect, it } from 'vitest';
+import { GatewayError } from '../../../../src/errors/gateway-error.js';
+import { anthropicMessagesDialect as dialect } from '../../../../src/http/dialects/anthropic-messages.js';
+import { anthropicCountRequest } from '../../../../src/http/dialects/anthropic-request.js';
+import type { Frame } from '../../../../src/http/dialects/dialect.js';
+
+const CTX = { requestId: 'req1', model: 'm', created: 1, clientWantsUsage: true };
+const parse = (body: unknown) => dialect.parseRequest(JSON.stringify(body));
+const chunk = (delta: unknown, finish: string | null = null) => `data: ${JSON.stringify({ id: 'chatcmpl-abc', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+
+/** The events an encoder writes for these frames, as [event, payload] pairs. */
+function events(frames: Frame[], end = false): Array<[string, Record<string, unknown>]> {
+  const encoder = dialect.streamEncoder(CTX);
+  const out: Frame[] = [];
+  encoder.frames(frames, out);
+  if (end) encoder.end(out);
+  return out.map((f) => {
+    const [, name, data] = /^event: (\S+)\ndata: (.*)\n\n$/s.exec(String(f))!;
+    return [name!, JSON.parse(data!) as Record<string, unknown>];
+  });
+}
+
+describe('Anthropic request translation', () => {
+  it('maps system, content blocks, tools, tool_choice, stop sequences and the user id', () => {
+    const request = parse({
+      model: 'm',
+      max_tokens: 100,
+      system: [{ type: 'text', text: 'One.' }, { type: 'text', text: 'Two.' }],
+      stop_sequences: ['END'],
+      metadata: { user_id: 'u-1' },
+      tools: [{ name: 'lookup', description: 'Look up', input_schema: { type: 'object', properties: {} } }],
+      tool_choice: { type: 'tool', name: 'lookup', disable_parallel_tool_use: true },
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'Hi' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'hmm', signature: 's' }, { type: 'tool_use', id: 't1', name: 'lookup', input: { q: 1 } }] },
+        { role: 'user', content: [{ type: 'text', text: 'thanks' }, { type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'found' }], is_error: true }] },
+      ],
+    });
+    expect(request.messages).toEqual([
+      { role: 'system', content: 'One.\n\nTwo.' },
+      { role: 'user', content: [{ type: 'text', text: 'Hi' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] },
+      { role: 'assistant', content: null, tool_calls: [{ id: 't1', type: 'function', function: { name: 'lookup', arguments: '{"q":1}' } }] },
+      // The tool result comes first, right after the call it answers.
+      { role: 'tool', tool_call_id: 't1', content: 'Error: found' },
+      { role: 'user', content: [{ type: 'text', text: 'thanks' }] },
+    ]);
+    expect(request).toMatchObject({ max_tokens: 100, stop: ['END'], user: 'u-1', tool_choice: { type: 'function', function: { name: 'lookup' } }, parallel_tool_calls: false });
+    expect(request.tools).toEqual([{ type: 'function', function: { name: 'lookup', description: 'Look up', parameters: { type: 'object', properties: {} } } }]);
+  });
+
+  it('asks for usage at the end of every stream', () => {
+    expect(parse({ model: 'm', max_tokens: 1, stream: true, messages: [{ role: 'user', content: 'x' }] })).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+  });
+
+  it.each([
+    [{ model: 'm', messages: [{ role: 'user', content: 'x' }] }, 'max_tokens'],
+    [{ model: 'm', max_tokens: 1, messages: [] }, 'messages'],
+    [{ model: 'm', max_tokens: 1, messages: [{ role: 'system', content: 'x' }] }, 'messages.0.role'],
+    [{ model: 'm', max_tokens: 1, messages: [{ role: 'user', content: [{ type: 'document', source: {} }] }] }, 'messages.0.content.0'],
+    [{ model: 'm', max_tokens: 1, tools: [{ type: 'web_search_20250305', name: 'web_search' }], messages: [{ role: 'user', content: 'x' }] }, 'tools.0.type'],
+    [{ model: 'm', max_tokens: 1, temperature: 3, messages: [{ role: 'user', content: 'x' }] }, 'temperature'],
+    [{ model: 'm', max_tokens: 1, tool_choice: { type: 'sometimes' }, messages: [{ role: 'user', content: 'x' }] }, 'tool_choice.type'],
+  ])('refuses %j naming %s', (body, param) => {
+    expect(() => parse(body)).toThrow(expect.objectContaining({ code: 'NR_INVALID_REQUEST', param }));
+  });
+
+  it('counts a body without max_tokens', () => {
+    expect(anthropicCountRequest(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] })).messages).toHaveLength(1);
+  });
+});
+
+describe('Anthropic stream encoding', () => {
+  it('opens and closes a block per kind, in order, with the stop reason and usage at the end', () => {
+    const seen = events([
+      chunk({ role: 'assistant', content: '' }),
+      chunk({ content: 'Hel' }),
+      chunk({ content: 'lo' }),
+      chunk({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '{"a":' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '1}' } }] }),
+      chunk({ tool_calls: [{ index: 1, id: 'call_2', type: 'function', function: { name: 'g', arguments: '{}' } }] }),
+      chunk({}, 'tool_calls'),
+      `data: ${JSON.stringify({ id: 'chatcmpl-abc', choices: [], usage: { prompt_tokens: 10, completion_tokens: 4, prompt_tokens_details: { cached_tokens: 6 } } })}\n\n`,
+      'data: [DONE]\n\n',
+    ]);
+    expect(seen.map(([name, p]) => `${name}${p.index === undefined ? '' : `:${String(p.index)}`}`)).toEqual([
+      'message_start', 'ping',
+      'content_block_start:0', 'content_block_delta:0', 'content_block_delta:0', 'content_block_stop:0',
+      'content_block_start:1', 'content_block_delta:1', 'content_block_delta:1', 'content_block_stop:1',
+      'content_block_start:2', 'content_block_delta:2', 'content_block_stop:2',
+      'message_delta', 'message_stop',
+    ]);
+    expect(seen[0]![1]).toMatchObject({ message: { id: 'msg_abc', model: 'm', role: 'assistant', content: [] } });
+    expect(seen[6]![1]).toMatchObject({ content_block: { type: 'tool_use', id: 'call_1', name: 'f', input: {} } });
+    expect(seen[7]![1]).toMatchObject({ delta: { type: 'input_json_delta', partial_json: '{"a":' } });
+    expect(seen[13]![1]).toEqual({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { input_tokens: 4, output_tokens: 4, cache_read_input_tokens: 6 } });
+  });
+
+  it('closes a stream that ended without [DONE], once', () => {
+    const seen = events([chunk({ content: 'x' }, 'length')], true);
+    expect(seen.map(([name]) => name)).toEqual(['message_start', 'ping', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+    expect(seen[5]![1]).toMatchObject({ delta: { stop_reason: 'max_tokens' } });
+  });
+
+  it('turns a complete answer into a message, tool input parsed', () => {
+    const body = JSON.stringify({ id: 'chatcmpl-z', choices: [{ message: { role: 'assistant', content: 'ok', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{"x":2}' } }] }, finish_reason: 'tool_calls' }], usage: { prompt_tokens: 3, completion_tokens: 2 } });
+    expect(JSON.parse(String(dialect.completion(body, CTX)))).toEqual({
+      id: 'msg_z', type: 'message', role: 'assistant', model: 'm',
+      content: [{ type: 'text', text: 'ok' }, { type: 'tool_use', id: 'c1', name: 'f', input: { x: 2 } }],
+      stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 3, output_tokens: 2 },
+    });
+  });
+
+  it('words errors as Anthropic does, by status', () => {
+    expect(JSON.parse(dialect.errorBody(new GatewayError('NR_INSUFFICIENT_QUOTA')))).toMatchObject({ type: 'error', error: { type: 'billing_error' } });
+    expect(JSON.parse(dialect.errorBody(new GatewayError('NR_RATE_LIMITED')))).toMatchObject({ error: { type: 'rate_limit_error' } });
+    expect(dialect.streamErrorFrame(new GatewayError('NR_UPSTREAM_BAD_RESPONSE'))).toMatch(/^event: error\ndata: \{"type":"error","error":\{"type":"api_error"/);
+  });
+});
