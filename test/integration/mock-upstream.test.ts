@@ -111,6 +111,20 @@ describe('mock upstream server', () => {
     await vi.waitFor(() => expect(upstream.stats()).toMatchObject({ requests: 1, completed: 0, aborted: 1, inFlight: 0, lastAbortAtMs: expect.any(Number) }));
   });
 
+  it('answers tool calls the SDK reads, streamed and not, and JSON for response_format', async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' }, n: { type: 'number' } }, required: ['q', 'n'] } } }];
+    const completion = await client.chat.completions.create({ model: 'm', messages, tools });
+    const call = completion.choices[0]!.message.tool_calls![0]! as OpenAI.ChatCompletionMessageFunctionToolCall;
+    expect(completion.choices[0]!.finish_reason).toBe('tool_calls');
+    expect(call.id).toMatch(/^call_/);
+    expect(JSON.parse(call.function.arguments)).toEqual({ q: 'the', n: 1 });
+    const stream = client.chat.completions.stream({ model: 'm', messages, tools, stream: true });
+    const final = await stream.finalChatCompletion();
+    expect((final.choices[0]!.message.tool_calls![0]! as OpenAI.ChatCompletionMessageFunctionToolCall).function).toMatchObject({ name: 'lookup', arguments: '{"q":"the","n":1}' });
+    const json = await client.chat.completions.create({ model: 'm', messages, response_format: { type: 'json_object' } });
+    expect(JSON.parse(json.choices[0]!.message.content!)).toEqual({ answer: mockCompletionText(12).trimEnd() });
+  });
+
   describe('faults via x-mock-fault', () => {
     it('http-429 is a RateLimitError with retry-after', async () => {
       const err = await client.chat.completions.create({ model: 'm', messages }, { headers: { 'x-mock-fault': 'http-429' } }).catch((e: unknown) => e);

@@ -3,9 +3,10 @@
 // body pieces with their timing, and how it ends) out. Pure apart from the clock and an id counter.
 import type { MockBehaviour, MockFault } from '../../config/schema.js';
 import type { ChatRequest } from '../types.js';
+import { structuredAnswer, type StructuredAnswer, type StructuredRequest } from './structured-answer.js';
 
 /** What the mock reads from a request; every field is untrusted and checked before use. */
-export type MockRequest = Partial<Pick<ChatRequest, 'model' | 'messages' | 'stream' | 'stream_options' | 'max_tokens' | 'max_completion_tokens'>>;
+export type MockRequest = Partial<Pick<ChatRequest, 'model' | 'messages' | 'stream' | 'stream_options' | 'max_tokens' | 'max_completion_tokens'>> & StructuredRequest;
 
 /** The facts one simulated completion is made of. */
 export interface MockCompletion {
@@ -17,9 +18,12 @@ export interface MockCompletion {
   /** The request set stream_options.include_usage. */
   includeUsage: boolean;
   reportUsage: boolean;
+  /** The answer's own tokens: words, or the pieces of a structured answer. */
   completionTokens: number;
   promptTokens: number;
-  finishReason: 'stop' | 'length';
+  finishReason: 'stop' | 'length' | 'tool_calls';
+  /** A tool call or JSON instead of words (structured-answer.ts). */
+  structured: StructuredAnswer | undefined;
   /** What the usage claims instead of the truth (the absurd-usage fault). */
   reportedCompletionTokens?: number;
 }
@@ -90,7 +94,10 @@ export function mockPromptTokens(messages: unknown): number {
 
 export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, id: string, created = Math.floor(Date.now() / 1000)): MockCompletion {
   const limit = Math.min(tokenLimit(body.max_tokens), tokenLimit(body.max_completion_tokens));
-  const cut = limit < behaviour.completionTokens;
+  // Most requests offer no tools and no response_format: no look at them at all.
+  const structured = body.tools === undefined && body.response_format === undefined ? undefined : structuredAnswer(body, behaviour.completionTokens, toolCallIdOf(id), WORDS);
+  const wanted = structured === undefined ? behaviour.completionTokens : structured.pieces.length;
+  const cut = limit < wanted;
   const stream = body.stream === true;
   return {
     id,
@@ -99,10 +106,16 @@ export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, 
     stream,
     includeUsage: stream && body.stream_options?.include_usage === true,
     reportUsage: behaviour.reportUsage,
-    completionTokens: cut ? limit : behaviour.completionTokens,
+    completionTokens: cut ? limit : wanted,
     promptTokens: mockPromptTokens(body.messages),
-    finishReason: cut ? 'length' : 'stop',
+    finishReason: cut ? 'length' : structured?.kind === 'tool_call' ? 'tool_calls' : 'stop',
+    structured,
   };
+}
+
+/** A tool call's id follows from its completion's: `chatcmpl-mock1f` calls `call_mock1f`. */
+function toolCallIdOf(completionId: string): string {
+  return `call_${completionId.slice(completionId.lastIndexOf('-') + 1)}`;
 }
 
 function tokenLimit(value: unknown): number {
@@ -122,9 +135,18 @@ export function completionJson(c: MockCompletion): string {
   const usage = c.reportUsage ? `,"usage":${usageJson(c)}` : '';
   return (
     `{"id":${JSON.stringify(c.id)},"object":"chat.completion","created":${c.created},"model":${JSON.stringify(c.model)},` +
-    `"choices":[{"index":0,"message":{"role":"assistant","content":"${mockCompletionText(c.completionTokens)}","refusal":null},` +
+    `"choices":[{"index":0,"message":{"role":"assistant",${messageFields(c)},"refusal":null},` +
     `"logprobs":null,"finish_reason":"${c.finishReason}"}]${usage},"system_fingerprint":null}`
   );
+}
+
+/** A complete message's `content` (and `tool_calls`), cut at completionTokens. */
+function messageFields(c: MockCompletion): string {
+  const s = c.structured;
+  if (s === undefined) return `"content":"${mockCompletionText(c.completionTokens)}"`;
+  const text = JSON.stringify(s.pieces.slice(0, c.completionTokens).join(''));
+  if (s.kind === 'json') return `"content":${text}`;
+  return `"content":null,"tool_calls":[{"id":${JSON.stringify(s.id)},"type":"function","function":{"name":${JSON.stringify(s.name)},"arguments":${text}}}]`;
 }
 
 /**
@@ -134,14 +156,27 @@ export function completionJson(c: MockCompletion): string {
 export function streamFrames(c: MockCompletion): string[] {
   const head = `data: {"id":${JSON.stringify(c.id)},"object":"chat.completion.chunk","created":${c.created},"model":${JSON.stringify(c.model)},"system_fingerprint":null,"choices":`;
   const usageNull = c.includeUsage ? ',"usage":null' : '';
-  const tails = TOKEN_TAILS[c.includeUsage ? 1 : 0]!;
-  const frames: string[] = [`${head}[{"index":0,"delta":{"role":"assistant","content":""}${CHUNK_TAIL}${usageNull}}\n\n`];
   const choiceHead = `${head}[{"index":0,"delta":`;
-  for (let i = 0; i < c.completionTokens; i++) frames.push(choiceHead + tails[i % tails.length]!);
+  const s = c.structured;
+  const frames: string[] = [`${choiceHead}${roleDelta(s)}${CHUNK_TAIL}${usageNull}}\n\n`];
+  if (s === undefined) {
+    const tails = TOKEN_TAILS[c.includeUsage ? 1 : 0]!;
+    for (let i = 0; i < c.completionTokens; i++) frames.push(choiceHead + tails[i % tails.length]!);
+  } else {
+    // As OpenAI streams them: a tool call's header first (above), then its arguments in fragments.
+    const [before, after] = s.kind === 'json' ? ['{"content":', '}'] : ['{"tool_calls":[{"index":0,"function":{"arguments":', '}}]}'];
+    for (let i = 0; i < c.completionTokens; i++) frames.push(`${choiceHead}${before}${JSON.stringify(s.pieces[i])}${after}${CHUNK_TAIL}${usageNull}}\n\n`);
+  }
   frames.push(`${choiceHead}{},"logprobs":null,"finish_reason":"${c.finishReason}"}]${usageNull}}\n\n`);
   if (c.includeUsage && c.reportUsage) frames.push(`${head}[],"usage":${usageJson(c)}}\n\n`);
   frames.push(DONE_FRAME);
   return frames;
+}
+
+/** The first chunk's delta: the role, and a tool call's id, type and name with empty arguments. */
+function roleDelta(s: StructuredAnswer | undefined): string {
+  if (s?.kind !== 'tool_call') return '{"role":"assistant","content":""}';
+  return `{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":${JSON.stringify(s.id)},"type":"function","function":{"name":${JSON.stringify(s.name)},"arguments":""}}]}`;
 }
 
 export function mockErrorBody(message: string, type: string, code: string | null): string {
