@@ -29,6 +29,10 @@ export const mockBehaviourSchema = z.strictObject({
   /** Completion length in tokens when the request's max_tokens allows it. */
   completionTokens: positiveInt.default(16),
   reportUsage: z.boolean().default(true),
+  /** Set: usage carries prompt_tokens_details.cached_tokens, this many (at most prompt_tokens). */
+  cachedPromptTokens: nonNegativeInt.optional(),
+  /** Set: this many reasoning tokens precede the answer, within max_tokens, counted in completion_tokens and reported in completion_tokens_details. */
+  reasoningTokens: nonNegativeInt.optional(),
   /** Injected fault, applied to every request this deployment serves. */
   fault: z.enum(MOCK_FAULTS).default('none'),
 });

@@ -125,6 +125,11 @@ describe('mock upstream server', () => {
     expect(JSON.parse(json.choices[0]!.message.content!)).toEqual({ answer: mockCompletionText(12).trimEnd() });
   });
 
+  it('reports cached and reasoning tokens when x-mock-* headers ask', async () => {
+    const completion = await client.chat.completions.create({ model: 'm', messages }, { headers: { 'x-mock-cached-prompt-tokens': '1', 'x-mock-reasoning-tokens': '4' } });
+    expect(completion.usage).toMatchObject({ completion_tokens: 16, prompt_tokens_details: { cached_tokens: 1 }, completion_tokens_details: { reasoning_tokens: 4 } });
+  });
+
   describe('faults via x-mock-fault', () => {
     it('http-429 is a RateLimitError with retry-after', async () => {
       const err = await client.chat.completions.create({ model: 'm', messages }, { headers: { 'x-mock-fault': 'http-429' } }).catch((e: unknown) => e);

@@ -5,7 +5,8 @@ import { MOCK_FAULTS, mockBehaviourSchema, type MockBehaviour } from '../../conf
 import { startMockUpstream } from './server.js';
 
 const USAGE = `usage: nemo mock-upstream [--port N] [--host H] [--ttft-ms N] [--tokens-per-second N]
-                          [--completion-tokens N] [--no-usage] [--fault ${MOCK_FAULTS.join('|')}]`;
+                          [--completion-tokens N] [--no-usage] [--cached-prompt-tokens N]
+                          [--reasoning-tokens N] [--fault ${MOCK_FAULTS.join('|')}]`;
 
 const OPTIONS = {
   port: { type: 'string', default: '8090' },
@@ -14,6 +15,8 @@ const OPTIONS = {
   'tokens-per-second': { type: 'string' },
   'completion-tokens': { type: 'string' },
   'no-usage': { type: 'boolean', default: false },
+  'cached-prompt-tokens': { type: 'string' },
+  'reasoning-tokens': { type: 'string' },
   fault: { type: 'string' },
 } as const;
 
@@ -69,6 +72,8 @@ export function parseOptions(args: string[]): CliOptions | string {
   num('ttft-ms', 'ttftMs');
   num('tokens-per-second', 'tokensPerSecond');
   num('completion-tokens', 'completionTokens');
+  num('cached-prompt-tokens', 'cachedPromptTokens');
+  num('reasoning-tokens', 'reasoningTokens');
   if (values['no-usage']) raw.reportUsage = false;
   if (values.fault !== undefined) raw.fault = values.fault;
   const behaviour = mockBehaviourSchema.safeParse(raw);

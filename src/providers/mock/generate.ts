@@ -24,6 +24,10 @@ export interface MockCompletion {
   finishReason: 'stop' | 'length' | 'tool_calls';
   /** A tool call or JSON instead of words (structured-answer.ts). */
   structured: StructuredAnswer | undefined;
+  /** Reported in prompt_tokens_details when set (at most promptTokens). */
+  cachedPromptTokens: number | undefined;
+  /** Spent before the answer: in completion_tokens and within max_tokens; reported in completion_tokens_details when set. */
+  reasoningTokens: number | undefined;
   /** What the usage claims instead of the truth (the absurd-usage fault). */
   reportedCompletionTokens?: number;
 }
@@ -94,11 +98,14 @@ export function mockPromptTokens(messages: unknown): number {
 
 export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, id: string, created = Math.floor(Date.now() / 1000)): MockCompletion {
   const limit = Math.min(tokenLimit(body.max_tokens), tokenLimit(body.max_completion_tokens));
+  const reasoningTokens = behaviour.reasoningTokens === undefined ? undefined : Math.min(behaviour.reasoningTokens, limit);
+  const room = limit - (reasoningTokens ?? 0);
   // Most requests offer no tools and no response_format: no look at them at all.
   const structured = body.tools === undefined && body.response_format === undefined ? undefined : structuredAnswer(body, behaviour.completionTokens, toolCallIdOf(id), WORDS);
   const wanted = structured === undefined ? behaviour.completionTokens : structured.pieces.length;
-  const cut = limit < wanted;
+  const cut = room < wanted;
   const stream = body.stream === true;
+  const promptTokens = mockPromptTokens(body.messages);
   return {
     id,
     created,
@@ -106,10 +113,12 @@ export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, 
     stream,
     includeUsage: stream && body.stream_options?.include_usage === true,
     reportUsage: behaviour.reportUsage,
-    completionTokens: cut ? limit : wanted,
-    promptTokens: mockPromptTokens(body.messages),
+    completionTokens: cut ? room : wanted,
+    promptTokens,
     finishReason: cut ? 'length' : structured?.kind === 'tool_call' ? 'tool_calls' : 'stop',
     structured,
+    cachedPromptTokens: behaviour.cachedPromptTokens === undefined ? undefined : Math.min(behaviour.cachedPromptTokens, promptTokens),
+    reasoningTokens,
   };
 }
 
@@ -126,8 +135,10 @@ function tokenLimit(value: unknown): number {
 export const ABSURD_COMPLETION_TOKENS = 1e12;
 
 function usageJson(c: MockCompletion): string {
-  const completion = c.reportedCompletionTokens ?? c.completionTokens;
-  return `{"prompt_tokens":${c.promptTokens},"completion_tokens":${completion},"total_tokens":${c.promptTokens + completion}}`;
+  const completion = c.reportedCompletionTokens ?? c.completionTokens + (c.reasoningTokens ?? 0);
+  const cached = c.cachedPromptTokens === undefined ? '' : `,"prompt_tokens_details":{"cached_tokens":${c.cachedPromptTokens}}`;
+  const reasoning = c.reasoningTokens === undefined ? '' : `,"completion_tokens_details":{"reasoning_tokens":${c.reasoningTokens}}`;
+  return `{"prompt_tokens":${c.promptTokens},"completion_tokens":${completion},"total_tokens":${c.promptTokens + completion}${cached}${reasoning}}`;
 }
 
 /** The non-stream `chat.completion` body. */
@@ -201,11 +212,13 @@ export function planMockResponse(body: MockRequest, behaviour: MockBehaviour, id
   const c = describeCompletion(body, behaviour, id);
   if (fault === 'absurd-usage') c.reportedCompletionTokens = ABSURD_COMPLETION_TOKENS;
   const intervalMs = behaviour.tokensPerSecond > 0 ? 1000 / behaviour.tokensPerSecond : 0;
+  // Reasoning tokens are "generated" before the first visible one.
+  const thinkingMs = (c.reasoningTokens ?? 0) * intervalMs;
   if (c.stream) {
-    return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs, intervalMs, ...streamPieces(streamFrames(c), c.completionTokens, fault, intervalMs === 0) };
+    return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs + thinkingMs, intervalMs, ...streamPieces(streamFrames(c), c.completionTokens, fault, intervalMs === 0) };
   }
   // A non-stream answer arrives once the whole completion is "generated".
-  const firstDelayMs = behaviour.ttftMs + c.completionTokens * intervalMs;
+  const firstDelayMs = behaviour.ttftMs + thinkingMs + c.completionTokens * intervalMs;
   const json = completionJson(c);
   if (fault === 'cut-mid-stream' || fault === 'stall-mid-stream') {
     // content-length promises the whole body, so the client notices the missing half.

@@ -197,7 +197,7 @@ class ServerExchange {
   }
 }
 
-const OVERRIDE_HEADERS = ['x-mock-ttft-ms', 'x-mock-tokens-per-second', 'x-mock-completion-tokens', 'x-mock-usage', 'x-mock-fault'] as const;
+const OVERRIDE_HEADERS = ['x-mock-ttft-ms', 'x-mock-tokens-per-second', 'x-mock-completion-tokens', 'x-mock-usage', 'x-mock-fault', 'x-mock-cached-prompt-tokens', 'x-mock-reasoning-tokens'] as const;
 
 /** The server defaults with any x-mock-* header applied, or what is wrong with a header. */
 export function behaviourFrom(headers: IncomingHttpHeaders, defaults: MockBehaviour): MockBehaviour | string {
@@ -229,6 +229,13 @@ export function behaviourFrom(headers: IncomingHttpHeaders, defaults: MockBehavi
   if (usage !== undefined) {
     if (usage !== 'on' && usage !== 'off') return `x-mock-usage must be on or off, got ${JSON.stringify(usage)}`;
     b.reportUsage = usage === 'on';
+  }
+  for (const [name, key] of [['x-mock-cached-prompt-tokens', 'cachedPromptTokens'], ['x-mock-reasoning-tokens', 'reasoningTokens']] as const) {
+    const text = read(name);
+    if (text === undefined) continue;
+    const n = numberOf(text);
+    if (!Number.isInteger(n) || n < 0) return `${name} must be a non-negative integer, got ${JSON.stringify(text)}`;
+    b[key] = n;
   }
   const fault = read('x-mock-fault');
   if (fault !== undefined) {

@@ -18,6 +18,11 @@ describe('mock-upstream options', () => {
     });
   });
 
+  it('reads the usage-detail flags', () => {
+    expect(parseOptions(['--cached-prompt-tokens', '3', '--reasoning-tokens', '0'])).toMatchObject({ defaults: { cachedPromptTokens: 3, reasoningTokens: 0 } });
+    expect(parseOptions(['--reasoning-tokens', '-1'])).toMatch(/--reasoning-tokens/);
+  });
+
   it('lists every bad value in one message', () => {
     const problems = parseOptions(['--port', '70000', '--ttft-ms=-1', '--completion-tokens', 'x', '--fault', 'boom']);
     expect(typeof problems).toBe('string');
@@ -39,6 +44,12 @@ describe('x-mock-* header overrides', () => {
   it('applies each header', () => {
     const headers = { 'x-mock-ttft-ms': '5', 'x-mock-tokens-per-second': '100', 'x-mock-completion-tokens': '3', 'x-mock-usage': 'off', 'x-mock-fault': 'http-500' };
     expect(behaviourFrom(headers, defaults)).toEqual({ ttftMs: 5, tokensPerSecond: 100, completionTokens: 3, reportUsage: false, fault: 'http-500' });
+  });
+
+  it('applies the usage-detail headers', () => {
+    const headers = { 'x-mock-cached-prompt-tokens': '7', 'x-mock-reasoning-tokens': '2' };
+    expect(behaviourFrom(headers, defaults)).toEqual({ ...defaults, cachedPromptTokens: 7, reasoningTokens: 2 });
+    expect(behaviourFrom({ 'x-mock-reasoning-tokens': '1.5' }, defaults)).toMatch(/x-mock-reasoning-tokens must be a non-negative integer/);
   });
 
   it('explains a bad header instead of guessing', () => {

@@ -156,3 +156,32 @@ describe('splitPieces', () => {
     expect(pieces.slice(0, 3)).toEqual(['{', '"a":', '"x ']);
   });
 });
+
+describe('usage details', () => {
+  const usageOf = (body: MockRequest, over: Partial<MockBehaviour>) => (JSON.parse(completionJson(describeCompletion({ messages: user, ...body }, behaviour(over), 'x'))) as { usage: Record<string, unknown> }).usage;
+
+  it('carries cached_tokens (at most prompt_tokens) and reasoning_tokens only when set', () => {
+    expect(usageOf({}, {})).toEqual({ prompt_tokens: 5, completion_tokens: 16, total_tokens: 21 });
+    expect(usageOf({}, { cachedPromptTokens: 3, reasoningTokens: 10 })).toEqual({
+      prompt_tokens: 5, completion_tokens: 26, total_tokens: 31, prompt_tokens_details: { cached_tokens: 3 }, completion_tokens_details: { reasoning_tokens: 10 },
+    });
+    expect(usageOf({}, { cachedPromptTokens: 1000 })).toMatchObject({ prompt_tokens: 5, prompt_tokens_details: { cached_tokens: 5 } });
+    expect(usageOf({}, { cachedPromptTokens: 0, reasoningTokens: 0 })).toMatchObject({ prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } });
+  });
+
+  it('reasoning counts within max_tokens: the visible answer gets what is left', () => {
+    const c = describeCompletion({ messages: user, max_tokens: 12 }, behaviour({ reasoningTokens: 10 }), 'x');
+    expect(c).toMatchObject({ completionTokens: 2, reasoningTokens: 10, finishReason: 'length' });
+    const json = JSON.parse(completionJson(c)) as { choices: Array<{ message: { content: string } }>; usage: { completion_tokens: number } };
+    expect(json.choices[0]!.message.content).toBe(mockCompletionText(2));
+    expect(json.usage.completion_tokens).toBe(12);
+    expect(describeCompletion({ messages: user, max_tokens: 4 }, behaviour({ reasoningTokens: 10 }), 'x')).toMatchObject({ completionTokens: 0, reasoningTokens: 4 });
+  });
+
+  it('the stream usage chunk carries the details too; reasoning delays the first token', () => {
+    const plan = planMockResponse({ messages: user, stream: true, stream_options: { include_usage: true } }, behaviour({ reasoningTokens: 5, cachedPromptTokens: 2, tokensPerSecond: 100, ttftMs: 10 }), 'x');
+    expect(plan.firstDelayMs).toBe(60);
+    const usageFrame = plan.pieces.join('').split('\n\n').filter((f) => f.includes('"usage":{')).at(-1)!;
+    expect(JSON.parse(usageFrame.slice(6)).usage).toMatchObject({ completion_tokens: 21, prompt_tokens_details: { cached_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 5 } });
+  });
+});
