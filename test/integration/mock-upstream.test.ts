@@ -130,6 +130,18 @@ describe('mock upstream server', () => {
     expect(completion.usage).toMatchObject({ completion_tokens: 16, prompt_tokens_details: { cached_tokens: 1 }, completion_tokens_details: { reasoning_tokens: 4 } });
   });
 
+  it('answers embeddings.create (openai SDK): base64 by default, floats, dimensions', async () => {
+    const decoded = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['hello', 'world'] });
+    expect(decoded.data).toHaveLength(2);
+    expect(decoded.data[0]!.embedding).toHaveLength(256);
+    expect(decoded.usage).toEqual({ prompt_tokens: 3, total_tokens: 3 });
+    const floats = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['hello', 'world'], encoding_format: 'float', dimensions: 32 });
+    expect(floats.data[1]!.embedding).toHaveLength(32);
+    // The SDK decodes base64 into float32 values: the same numbers as the float form of the same input.
+    const same = await client.embeddings.create({ model: 'text-embedding-3-small', input: 'hello', encoding_format: 'float' });
+    expect(Array.from(decoded.data[0]!.embedding)).toEqual(same.data[0]!.embedding);
+  });
+
   describe('faults via x-mock-fault', () => {
     it('http-429 is a RateLimitError with retry-after', async () => {
       const err = await client.chat.completions.create({ model: 'm', messages }, { headers: { 'x-mock-fault': 'http-429' } }).catch((e: unknown) => e);

@@ -5,7 +5,8 @@ import { STATUS_CODES } from 'node:http';
 import { errors, type Dispatcher } from 'undici';
 import type { MockBehaviour } from '../../config/schema.js';
 import type { UpstreamDispatcher } from '../types.js';
-import { TIMER_SLACK_MS, jsonResponse, mockErrorBody, nextMockId, planMockResponse, type MockRequest, type MockResponse } from './generate.js';
+import { TIMER_SLACK_MS, jsonResponse, mockErrorBody, type MockResponse } from './generate.js';
+import { mockPlannerFor } from './routes.js';
 
 export interface MockStats {
   requests: number;
@@ -115,7 +116,8 @@ class MockExchange implements Dispatcher.DispatchController {
 
   private plan(behaviour: MockBehaviour): MockResponse {
     const { method, path, body } = this.options;
-    if (method !== 'POST' || !path.split('?', 1)[0]!.endsWith('/chat/completions')) {
+    const planner = method === 'POST' ? mockPlannerFor(path.split('?', 1)[0]!) : undefined;
+    if (planner === undefined) {
       return jsonResponse(404, mockErrorBody(`The mock upstream has no route ${method} ${path}.`, 'invalid_request_error', 'unknown_url'));
     }
     let text: string | undefined;
@@ -130,7 +132,7 @@ class MockExchange implements Dispatcher.DispatchController {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       return jsonResponse(400, mockErrorBody('The request body must be a JSON object.', 'invalid_request_error', 'invalid_json'));
     }
-    return planMockResponse(parsed as MockRequest, behaviour, nextMockId());
+    return planner(parsed as Record<string, unknown>, behaviour);
   }
 
   private schedule(delayMs: number): void {

@@ -206,9 +206,8 @@ const SERVER_ERROR_BODY = mockErrorBody('The server had an error while processin
 /** The whole answer to one chat-completions request, fault included. */
 export function planMockResponse(body: MockRequest, behaviour: MockBehaviour, id: string): MockResponse {
   const fault = behaviour.fault;
-  if (fault === 'http-429') return { ...jsonResponse(429, RATE_LIMITED_BODY, { 'retry-after': '1' }), firstDelayMs: behaviour.ttftMs };
-  if (fault === 'http-500') return { ...jsonResponse(500, SERVER_ERROR_BODY), firstDelayMs: behaviour.ttftMs };
-  if (fault === 'timeout') return { status: 0, headers: SSE_HEADERS, firstDelayMs: 0, intervalMs: 0, pieces: [], ending: 'hang' };
+  const failed = failedUpfront(behaviour);
+  if (failed !== undefined) return failed;
   const c = describeCompletion(body, behaviour, id);
   if (fault === 'absurd-usage') c.reportedCompletionTokens = ABSURD_COMPLETION_TOKENS;
   const intervalMs = behaviour.tokensPerSecond > 0 ? 1000 / behaviour.tokensPerSecond : 0;
@@ -218,8 +217,20 @@ export function planMockResponse(body: MockRequest, behaviour: MockBehaviour, id
     return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs + thinkingMs, intervalMs, ...streamPieces(streamFrames(c), c.completionTokens, fault, intervalMs === 0) };
   }
   // A non-stream answer arrives once the whole completion is "generated".
-  const firstDelayMs = behaviour.ttftMs + thinkingMs + c.completionTokens * intervalMs;
-  const json = completionJson(c);
+  return jsonAnswer(completionJson(c), behaviour.ttftMs + thinkingMs + c.completionTokens * intervalMs, fault);
+}
+
+/** The faults that answer before any body is looked at: 429, 500, or never. */
+export function failedUpfront(behaviour: MockBehaviour): MockResponse | undefined {
+  const fault = behaviour.fault;
+  if (fault === 'http-429') return { ...jsonResponse(429, RATE_LIMITED_BODY, { 'retry-after': '1' }), firstDelayMs: behaviour.ttftMs };
+  if (fault === 'http-500') return { ...jsonResponse(500, SERVER_ERROR_BODY), firstDelayMs: behaviour.ttftMs };
+  if (fault === 'timeout') return { status: 0, headers: SSE_HEADERS, firstDelayMs: 0, intervalMs: 0, pieces: [], ending: 'hang' };
+  return undefined;
+}
+
+/** A complete JSON answer after `firstDelayMs`; the mid-stream faults truncate it. */
+export function jsonAnswer(json: string, firstDelayMs: number, fault: MockFault): MockResponse {
   if (fault === 'cut-mid-stream' || fault === 'stall-mid-stream') {
     // content-length promises the whole body, so the client notices the missing half.
     const half = json.slice(0, json.length >> 1);

@@ -5,7 +5,8 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import { MOCK_FAULTS, mockBehaviourSchema, type MockBehaviour, type MockFault } from '../../config/schema.js';
 import type { MockStats } from './dispatcher.js';
-import { TIMER_SLACK_MS, jsonResponse, mockErrorBody, nextMockId, planMockResponse, type MockRequest, type MockResponse } from './generate.js';
+import { TIMER_SLACK_MS, jsonResponse, mockErrorBody, type MockResponse } from './generate.js';
+import { mockPlannerFor, type MockPlanner } from './routes.js';
 
 export type { MockStats } from './dispatcher.js';
 
@@ -23,7 +24,6 @@ export interface MockUpstream {
   close(): Promise<void>;
 }
 
-const CHAT_SUFFIX = '/chat/completions';
 const MODELS_BODY = JSON.stringify({ object: 'list', data: [{ id: 'mock', object: 'model', created: 0, owned_by: 'nemorouter-mock' }] });
 const NOT_FOUND = jsonResponse(404, mockErrorBody('Unknown mock upstream route.', 'invalid_request_error', 'unknown_url'));
 const NOT_ALLOWED = jsonResponse(405, mockErrorBody('Method not allowed.', 'invalid_request_error', 'method_not_allowed'));
@@ -44,9 +44,10 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
-    if (path.endsWith(CHAT_SUFFIX)) {
+    const planner = mockPlannerFor(path);
+    if (planner !== undefined) {
       if (req.method !== 'POST') return sendNow(req, res, NOT_ALLOWED);
-      return void new ServerExchange(state, req, res, behaviourFrom(req.headers, defaults));
+      return void new ServerExchange(state, req, res, planner, behaviourFrom(req.headers, defaults));
     }
     if (path === '/_mock/stats' && req.method === 'GET') return sendNow(req, res, jsonResponse(200, JSON.stringify(snapshot())));
     if (path === '/_mock/reset' && req.method === 'POST') {
@@ -91,7 +92,7 @@ function sendNow(req: IncomingMessage, res: ServerResponse, response: MockRespon
   res.end(response.pieces[0]);
 }
 
-/** One chat-completions request: reads the body, then plays the planned response on its timeline. */
+/** One chat-completions or embeddings request: reads the body, then plays the planned response on its timeline. */
 class ServerExchange {
   private readonly chunks: Buffer[] = [];
   private response: MockResponse | undefined;
@@ -106,6 +107,7 @@ class ServerExchange {
     private readonly state: UpstreamState,
     req: IncomingMessage,
     private readonly res: ServerResponse,
+    private readonly planner: MockPlanner,
     private readonly behaviour: MockBehaviour | string,
   ) {
     this.pump = this.pump.bind(this);
@@ -144,7 +146,7 @@ class ServerExchange {
       return INVALID_JSON;
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return INVALID_JSON;
-    return planMockResponse(body as MockRequest, this.behaviour, nextMockId());
+    return this.planner(body as Record<string, unknown>, this.behaviour);
   }
 
   /** Writes every piece that is due; waits on a timer for the next one, or on 'drain' when the socket is full. */

@@ -160,6 +160,15 @@ describe('MockDispatcher', () => {
     expect(lost.status).toBe(404);
   });
 
+  it('answers POST .../embeddings with the embeddings planner', async () => {
+    const r = send(new MockDispatcher(behaviour({ ttftMs: 5 })), new Recorder(), { path: '/v1/embeddings?x=1', body: JSON.stringify({ model: 'e', input: ['a', 'b'], dimensions: 4 }) });
+    await r.settled;
+    expect(r.status).toBe(200);
+    const json = JSON.parse(r.text) as { data: Array<{ embedding: number[] }>; usage: unknown };
+    expect(json.data.map((d) => d.embedding.length)).toEqual([4, 4]);
+    expect(json.usage).toEqual({ prompt_tokens: 1, total_tokens: 1 });
+  });
+
   describe('faults', () => {
     it('http-429 with retry-after and an OpenAI error body', async () => {
       const r = send(new MockDispatcher(behaviour({ fault: 'http-429' })), new Recorder());
