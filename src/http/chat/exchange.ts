@@ -23,7 +23,7 @@ import type { RateLimiter } from '../../tenancy/rate-limiter.js';
 import type { WorkerPool } from '../../workers/pool.js';
 import type { AuthOutcome } from '../authenticate.js';
 import { JSON_TYPE } from '../respond.js';
-import type { ClientDialect, DialectContext, StreamEncoder } from '../dialects/dialect.js';
+import type { ClientDialect, DialectSession, StreamEncoder } from '../dialects/dialect.js';
 import { SSE_TYPE, SseWriter, type ResponseHead } from '../sse-writer.js';
 import type { HttpResponse } from '../server-api.js';
 import { ClientGoneError, type UpstreamAttempt } from '../upstream-attempt.js';
@@ -86,8 +86,8 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
   /** When output last went to the client (0: not yet): time to first token, gaps between chunks. */
   private lastWriteAt = 0;
   private answerText: string | undefined;
-  /** A dialect other than OpenAI chat: what its encoders know, the stream's encoder and its output array (reused). */
-  private dialectCtx: DialectContext | undefined;
+  /** A dialect other than OpenAI chat: its per-request side, the stream's encoder and its output array (reused). */
+  private session: DialectSession | undefined;
   private encoder: StreamEncoder | undefined;
   private readonly encoded: Array<string | Uint8Array> = [];
 
@@ -136,14 +136,28 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
       if (this.authPending && !this.ended) this.heldBody = Buffer.from(body);
       return;
     }
+    const dialect = this.dialect;
+    let request: ChatRequest;
     try {
       const text = decodeBody(body);
       if (principal.loggingLevel === 'full') this.receivedText = text;
-      const dialect = this.dialect;
-      this.request = dialect.parseRequest(text);
+      request = dialect.parseRequest(text);
+    } catch (err) {
+      return this.fail(toGatewayError(err));
+    }
+    if (dialect.prepare === undefined) return this.onRequest(principal, request, dialect.identity ? body.byteLength : undefined);
+    dialect.prepare(request, principal).then(
+      (prepared) => !this.ended && this.onRequest(principal, prepared, undefined),
+      (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))),
+    );
+  }
+
+  /** The request in OpenAI's shape: routed, then admitted. `bodyBytes`: the client's body's, when that body goes upstream as it is. */
+  private onRequest(principal: KeyPrincipal, request: ChatRequest, bodyBytes: number | undefined): void {
+    this.request = request;
+    try {
       // The prompt's bound is the size of what goes upstream: a translated request may be larger than the client's body.
-      const bodyBytes = dialect.identity ? body.byteLength : Buffer.byteLength(JSON.stringify(this.request));
-      this.body = routeChatRequest(this.request, bodyBytes, principal, this.deps.config.models);
+      this.body = routeChatRequest(request, bodyBytes ?? Buffer.byteLength(JSON.stringify(request)), principal, this.deps.config.models);
     } catch (err) {
       return this.fail(toGatewayError(err));
     }
@@ -198,8 +212,8 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
       clientWantsUsage: request.stream === true && request.stream_options?.include_usage === true,
     };
     if (!this.dialect.identity) {
-      this.dialectCtx = { requestId: this.requestId, model: route.name, created: ctx.created, clientWantsUsage: ctx.clientWantsUsage };
-      if (request.stream === true) this.encoder = this.dialect.streamEncoder(this.dialectCtx);
+      this.session = this.dialect.open({ requestId: this.requestId, principal, request, model: route.name, created: ctx.created, clientWantsUsage: ctx.clientWantsUsage });
+      if (request.stream === true) this.encoder = this.session.streamEncoder();
     }
     this.upstream = new UpstreamCall(this.deps, { request, route, maxTokens: result.maxTokens, promptBoundTokens: result.promptBoundTokens, ctx }, this);
     this.upstream.start();
@@ -255,11 +269,22 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     this.usage = usage;
     this.onFrames(attempt, lastFrames);
     if (this.ended) return;
+    const seal = this.session?.seal;
+    if (seal === undefined) return this.closeStream();
+    seal.call(this.session).then(() => this.closeStream(), (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))));
+  }
+
+  /** The stream's last frames (a dialect's closing events), and its end. */
+  private closeStream(): void {
+    if (this.ended) return;
     if (this.encoder !== undefined) {
-      // What closes the client's stream and has not gone out yet.
       const out = this.encoded;
       out.length = 0;
-      this.encoder.end(out);
+      try {
+        this.encoder.end(out);
+      } catch (err) {
+        return this.fail(toGatewayError(err));
+      }
       if (out.length > 0) this.writer.writeFrames(out, this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
     }
     this.writer.endStream(this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
@@ -267,15 +292,22 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
   }
 
   private sendCompletion(upstreamBody: string | Uint8Array): void {
+    const session = this.session;
     let body = upstreamBody;
-    if (this.dialectCtx !== undefined) {
+    if (session !== undefined) {
       try {
-        body = this.dialect.completion(upstreamBody, this.dialectCtx);
+        body = session.completion(upstreamBody);
       } catch (err) {
         return this.fail(toGatewayError(err));
       }
     }
     if (this.principal!.loggingLevel === 'full') this.answerText = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+    if (session?.seal === undefined) return this.sendBody(body);
+    session.seal().then(() => this.sendBody(body), (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))));
+  }
+
+  private sendBody(body: string | Uint8Array): void {
+    if (this.ended) return;
     this.writer.sendComplete(this.responseHead(JSON_TYPE), body);
     this.end();
   }

@@ -16,8 +16,7 @@ export const anthropicMessagesDialect: ClientDialect = {
   parseRequest: anthropicToChatRequest,
   errorBody: anthropicErrorJson,
   streamErrorFrame: (err) => `event: error\ndata: ${anthropicErrorJson(err)}\n\n`,
-  completion,
-  streamEncoder: (ctx) => new MessagesStreamEncoder(ctx),
+  open: (ctx) => ({ completion: (body) => completion(body, ctx), streamEncoder: () => new MessagesStreamEncoder(ctx) }),
 };
 
 /** Anthropic's error types, by HTTP status. */
@@ -125,8 +124,8 @@ class MessagesStreamEncoder implements StreamEncoder {
   }
 
   private onData(data: string, out: Frame[]): void {
-    if (this.done) return;
-    if (data === '[DONE]') return this.finish(out);
+    // The closing events wait for end(): the exchange may seal the answer first.
+    if (this.done || data === '[DONE]') return;
     const chunk = parseUpstreamJson(data);
     this.start(chunk.id, out);
     if (chunk.usage != null) this.usage = chunk.usage;

@@ -5,15 +5,19 @@
 // frames pass through untouched, with nothing parsed on the hot path.
 import type { GatewayError } from '../../errors/gateway-error.js';
 import type { ChatRequest } from '../../providers/types.js';
+import type { KeyPrincipal } from '../../tenancy/principal.js';
 
 export type Frame = string | Uint8Array;
 
 /** The route as metrics and logs name it: a bounded label. */
-export type DialectRoute = 'chat_completions' | 'messages' | 'completions';
+export type DialectRoute = 'chat_completions' | 'messages' | 'completions' | 'responses';
 
 /** What a dialect's encoders know of the request. */
 export interface DialectContext {
   readonly requestId: string;
+  readonly principal: KeyPrincipal;
+  /** The request as admitted (the object parseRequest or prepare returned, as guardrails left it). */
+  readonly request: ChatRequest;
   /** The public model name the client asked for. */
   readonly model: string;
   /** Unix seconds. */
@@ -24,9 +28,9 @@ export interface DialectContext {
 
 /** Re-encodes one stream: OpenAI chat.completion.chunk frames in, the client's events out. */
 export interface StreamEncoder {
-  /** The client's frames for these OpenAI frames (each one complete `data: ...\n\n` event), appended to `out`. */
+  /** The client's frames for these OpenAI frames (each one complete `data: ...\n\n` event), appended to `out`; [DONE] yields nothing. */
   frames(frames: readonly Frame[], out: Frame[]): void;
-  /** Whatever must close the stream and was not sent yet (the upstream ended without [DONE]). */
+  /** The frames that close the stream, once it completed (after the session's seal). */
   end(out: Frame[]): void;
 }
 
@@ -44,10 +48,27 @@ export interface ClientDialect {
   errorBody(err: GatewayError): string;
   /** An error after a stream started: a final event. */
   streamErrorFrame(err: GatewayError): string;
+  /**
+   * What parseRequest could not do alone: e.g. a stored conversation the request continues, read
+   * from Postgres (throws a GatewayError to refuse). Runs before admission.
+   */
+  prepare?(request: ChatRequest, principal: KeyPrincipal): Promise<ChatRequest>;
+  /** The per-request side, once admitted. */
+  open(ctx: DialectContext): DialectSession;
+}
+
+/** One admitted request's encoders. */
+export interface DialectSession {
   /** A non-stream answer: an OpenAI chat.completion body in, the client's body out (throws NR_UPSTREAM_BAD_RESPONSE on garbage). */
-  completion(body: string | Uint8Array, ctx: DialectContext): string | Uint8Array;
-  /** One encoder per stream. */
-  streamEncoder(ctx: DialectContext): StreamEncoder;
+  completion(body: string | Uint8Array): string | Uint8Array;
+  /** The stream's encoder (one per request). */
+  streamEncoder(): StreamEncoder;
+  /**
+   * Runs after the answer is complete and before its last bytes go out (the complete body, or the
+   * stream's closing frames): e.g. the answer is stored, so a client that follows up at once finds
+   * it. A rejection answers with its error instead.
+   */
+  seal?(): Promise<void>;
 }
 
 /** The text of a frame, for dialects that parse OpenAI's chunks. */

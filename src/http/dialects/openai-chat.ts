@@ -2,7 +2,7 @@
 import { GatewayError } from '../../errors/gateway-error.js';
 import { parseChatRequest } from '../chat/admission.js';
 import { errorJson, sseErrorFrame } from '../error-response.js';
-import type { ClientDialect, StreamEncoder } from './dialect.js';
+import type { ClientDialect, DialectSession, StreamEncoder } from './dialect.js';
 
 const PASS_THROUGH: StreamEncoder = {
   frames(frames, out) {
@@ -10,6 +10,7 @@ const PASS_THROUGH: StreamEncoder = {
   },
   end() {},
 };
+const IDENTITY: DialectSession = { completion: (body) => body, streamEncoder: () => PASS_THROUGH };
 
 export const openAiChatDialect: ClientDialect = {
   route: 'chat_completions',
@@ -17,8 +18,7 @@ export const openAiChatDialect: ClientDialect = {
   parseRequest: parseChatRequest,
   errorBody: errorJson,
   streamErrorFrame: sseErrorFrame,
-  completion: (body) => body,
-  streamEncoder: () => PASS_THROUGH,
+  open: () => IDENTITY,
 };
 
 /** A JSON object from an OpenAI body the gateway already checked (or an upstream's): garbage is the upstream's fault. */

@@ -22,8 +22,7 @@ export const openAiCompletionsDialect: ClientDialect = {
   parseRequest,
   errorBody: errorJson,
   streamErrorFrame: sseErrorFrame,
-  completion,
-  streamEncoder: (ctx) => new CompletionsStreamEncoder(ctx),
+  open: (ctx) => ({ completion: (body) => completion(body, ctx), streamEncoder: () => new CompletionsStreamEncoder(ctx) }),
 };
 
 function parseRequest(text: string): ChatRequest {
@@ -82,16 +81,14 @@ class CompletionsStreamEncoder implements StreamEncoder {
   }
 
   end(out: Frame[]): void {
-    if (!this.done) this.onData('[DONE]', out);
+    if (this.done) return;
+    this.done = true;
+    out.push(DONE_FRAME);
   }
 
   private onData(data: string, out: Frame[]): void {
-    if (this.done) return;
-    if (data === '[DONE]') {
-      this.done = true;
-      out.push(DONE_FRAME);
-      return;
-    }
+    // [DONE] waits for end(): the exchange may seal the answer first.
+    if (this.done || data === '[DONE]') return;
     const chunk = parseUpstreamJson(data);
     this.id ??= completionId(chunk.id, this.ctx);
     const base = { id: this.id, object: 'text_completion', created: typeof chunk.created === 'number' ? chunk.created : this.ctx.created, model: this.ctx.model };

@@ -5,14 +5,16 @@ import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { anthropicMessagesDialect as dialect } from '../../../../src/http/dialects/anthropic-messages.js';
 import { anthropicCountRequest } from '../../../../src/http/dialects/anthropic-request.js';
 import type { Frame } from '../../../../src/http/dialects/dialect.js';
+import type { ChatRequest } from '../../../../src/providers/types.js';
+import type { KeyPrincipal } from '../../../../src/tenancy/principal.js';
 
-const CTX = { requestId: 'req1', model: 'm', created: 1, clientWantsUsage: true };
+const CTX = { requestId: 'req1', model: 'm', created: 1, clientWantsUsage: true, principal: {} as KeyPrincipal, request: {} as ChatRequest };
 const parse = (body: unknown) => dialect.parseRequest(JSON.stringify(body));
 const chunk = (delta: unknown, finish: string | null = null) => `data: ${JSON.stringify({ id: 'chatcmpl-abc', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
 
 /** The events an encoder writes for these frames, as [event, payload] pairs. */
 function events(frames: Frame[], end = false): Array<[string, Record<string, unknown>]> {
-  const encoder = dialect.streamEncoder(CTX);
+  const encoder = dialect.open(CTX).streamEncoder();
   const out: Frame[] = [];
   encoder.frames(frames, out);
   if (end) encoder.end(out);
@@ -84,7 +86,7 @@ describe('Anthropic stream encoding', () => {
       chunk({}, 'tool_calls'),
       `data: ${JSON.stringify({ id: 'chatcmpl-abc', choices: [], usage: { prompt_tokens: 10, completion_tokens: 4, prompt_tokens_details: { cached_tokens: 6 } } })}\n\n`,
       'data: [DONE]\n\n',
-    ]);
+    ], true);
     expect(seen.map(([name, p]) => `${name}${p.index === undefined ? '' : `:${String(p.index)}`}`)).toEqual([
       'message_start', 'ping',
       'content_block_start:0', 'content_block_delta:0', 'content_block_delta:0', 'content_block_stop:0',
@@ -98,7 +100,7 @@ describe('Anthropic stream encoding', () => {
     expect(seen[13]![1]).toEqual({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { input_tokens: 4, output_tokens: 4, cache_read_input_tokens: 6 } });
   });
 
-  it('closes a stream that ended without [DONE], once', () => {
+  it('closes a stream that ended without [DONE] too', () => {
     const seen = events([chunk({ content: 'x' }, 'length')], true);
     expect(seen.map(([name]) => name)).toEqual(['message_start', 'ping', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
     expect(seen[5]![1]).toMatchObject({ delta: { stop_reason: 'max_tokens' } });
@@ -106,7 +108,7 @@ describe('Anthropic stream encoding', () => {
 
   it('turns a complete answer into a message, tool input parsed', () => {
     const body = JSON.stringify({ id: 'chatcmpl-z', choices: [{ message: { role: 'assistant', content: 'ok', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{"x":2}' } }] }, finish_reason: 'tool_calls' }], usage: { prompt_tokens: 3, completion_tokens: 2 } });
-    expect(JSON.parse(String(dialect.completion(body, CTX)))).toEqual({
+    expect(JSON.parse(String(dialect.open(CTX).completion(body)))).toEqual({
       id: 'msg_z', type: 'message', role: 'assistant', model: 'm',
       content: [{ type: 'text', text: 'ok' }, { type: 'tool_use', id: 'c1', name: 'f', input: { x: 2 } }],
       stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 3, output_tokens: 2 },

@@ -2,8 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { openAiCompletionsDialect as dialect } from '../../../../src/http/dialects/openai-completions.js';
 import type { Frame } from '../../../../src/http/dialects/dialect.js';
+import type { ChatRequest } from '../../../../src/providers/types.js';
+import type { KeyPrincipal } from '../../../../src/tenancy/principal.js';
 
-const CTX = { requestId: 'req1', model: 'm', created: 7, clientWantsUsage: false };
+const CTX = { requestId: 'req1', model: 'm', created: 7, clientWantsUsage: false, principal: {} as KeyPrincipal, request: {} as ChatRequest };
 
 describe('legacy completions', () => {
   it('sends one prompt as one user message, with OpenAI\'s default max_tokens of 16', () => {
@@ -21,7 +23,7 @@ describe('legacy completions', () => {
   });
 
   it('streams text_completion chunks, skipping the role-only one, and ends with [DONE]', () => {
-    const encoder = dialect.streamEncoder(CTX);
+    const encoder = dialect.open(CTX).streamEncoder();
     const out: Frame[] = [];
     const chunk = (delta: unknown, finish: string | null) => `data: ${JSON.stringify({ id: 'chatcmpl-9', created: 5, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     encoder.frames([chunk({ role: 'assistant', content: '' }, null), chunk({ content: 'Hi' }, null), chunk({}, 'stop'), 'data: [DONE]\n\n'], out);
@@ -35,7 +37,7 @@ describe('legacy completions', () => {
 
   it('turns a complete chat answer into a text_completion with its usage', () => {
     const body = JSON.stringify({ id: 'chatcmpl-1', created: 3, choices: [{ message: { role: 'assistant', content: 'Yes' }, finish_reason: 'stop' }], usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 } });
-    expect(JSON.parse(String(dialect.completion(body, CTX)))).toEqual({
+    expect(JSON.parse(String(dialect.open(CTX).completion(body)))).toEqual({
       id: 'cmpl-1', object: 'text_completion', created: 3, model: 'm',
       choices: [{ text: 'Yes', index: 0, logprobs: null, finish_reason: 'stop' }],
       usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 },
