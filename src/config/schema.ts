@@ -49,6 +49,12 @@ export const deploymentSchema = z.strictObject({
   apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   inputPricePerMTok: z.number().nonnegative().default(0),
   outputPricePerMTok: z.number().nonnegative().default(0),
+  /** Prompt tokens read from the provider's prompt cache; default: the input price (no discount). */
+  cachedInputPricePerMTok: z.number().nonnegative().optional(),
+  /** Prompt tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens); default: the input price. */
+  cacheWritePricePerMTok: z.number().nonnegative().optional(),
+  /** Reasoning tokens (part of the completion tokens); default: the output price. */
+  reasoningPricePerMTok: z.number().nonnegative().optional(),
   maxOutputTokens: positiveInt.default(4096),
   weight: z.number().positive().default(1),
   /**

@@ -1,27 +1,54 @@
 // Money is integer micro-units of the org's currency. Prices are per million tokens, so a price of
 // P per MTok is exactly P micro-units per token: cost = ceil(tokens x P), rounded once per request.
+// A usage's parts have their own prices: prompt tokens read from or written to a prompt cache, and
+// reasoning tokens among the completion tokens; a hold prices every token at the dearest kind.
 import type { Deployment, ModelRoute } from '../config/load.js';
+import type { Usage } from '../providers/types.js';
+import { usageParts } from '../providers/usage.js';
 
 export interface Prices {
   /** Micro-units per input token. */
   readonly input: number;
   /** Micro-units per output token. */
   readonly output: number;
+  /** Per prompt token read from a prompt cache (default: input). */
+  readonly cachedInput?: number;
+  /** Per prompt token written to a prompt cache (default: input). */
+  readonly cacheWrite?: number;
+  /** Per reasoning token (default: output). */
+  readonly reasoning?: number;
 }
 
 export function pricesOf(deployment: Deployment): Prices {
-  return { input: deployment.inputPricePerMTok, output: deployment.outputPricePerMTok };
+  const input = deployment.inputPricePerMTok;
+  const output = deployment.outputPricePerMTok;
+  return { input, output, cachedInput: deployment.cachedInputPricePerMTok ?? input, cacheWrite: deployment.cacheWritePricePerMTok ?? input, reasoning: deployment.reasoningPricePerMTok ?? output };
 }
 
-/** The dearest prices among a route's deployments: a fallback can never cost more than was held. */
+/**
+ * The dearest prices among a route's deployments, each token at its dearest kind (a cache write
+ * may cost more than plain input): a fallback, or a usage's parts, can never cost more than was held.
+ */
 export function boundingPrices(route: ModelRoute): Prices {
   let input = 0;
   let output = 0;
   for (const d of route.deployments) {
-    input = Math.max(input, d.inputPricePerMTok);
-    output = Math.max(output, d.outputPricePerMTok);
+    const p = pricesOf(d);
+    input = Math.max(input, p.input, p.cachedInput ?? 0, p.cacheWrite ?? 0);
+    output = Math.max(output, p.output, p.reasoning ?? 0);
   }
   return { input, output };
+}
+
+/** What a reported usage costs: each part at its own price, rounded up once. */
+export function usageCostMicros(prices: Prices, usage: Usage): number {
+  const { cached, cacheWrite, reasoning } = usageParts(usage);
+  const plainInput = usage.prompt_tokens - cached - cacheWrite;
+  const plainOutput = usage.completion_tokens - reasoning;
+  return Math.ceil(
+    plainInput * prices.input + cached * (prices.cachedInput ?? prices.input) + cacheWrite * (prices.cacheWrite ?? prices.input) +
+      plainOutput * prices.output + reasoning * (prices.reasoning ?? prices.output),
+  );
 }
 
 export function costMicros(prices: Prices, inputTokens: number, outputTokens: number): number {

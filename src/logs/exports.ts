@@ -28,16 +28,19 @@ interface ExportSpec {
 
 const ISO = `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
-const LOG_COLUMNS = `${ISO}, request_id, org_id, team_id, key_id, model, deployment, status, status_class, error_code, stream, prompt_tokens, completion_tokens,
-                 cost_micros::float8, latency_ms, ttft_ms, guardrail_action, guardrail_rules, request_body, response_body`;
+const logColumns = (usageParts: string) => `${ISO}, request_id, org_id, team_id, key_id, model, deployment, status, status_class, error_code, stream, prompt_tokens, completion_tokens,
+                 ${usageParts}, cost_micros::float8, latency_ms, ttft_ms, guardrail_action, guardrail_rules, request_body, response_body`;
+// Rows written before migration 0011 have no usage parts.
+const LOG_COLUMNS = logColumns('cached_tokens, cache_write_tokens, reasoning_tokens');
+const OLD_LOG_COLUMNS = logColumns('NULL::integer, NULL::integer, NULL::integer');
 const IN_RANGE = 'WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz ORDER BY created_at, log_id';
 
 const SPECS: Record<ExportKind, ExportSpec> = {
   logs: {
-    columns: ['created_at', 'request_id', 'org_id', 'team_id', 'key_id', 'model', 'deployment', 'status', 'status_class', 'error_code', 'stream', 'prompt_tokens', 'completion_tokens', 'cost_micros', 'latency_ms', 'ttft_ms', 'guardrail_action', 'guardrail_rules', 'request_body', 'response_body'],
+    columns: ['created_at', 'request_id', 'org_id', 'team_id', 'key_id', 'model', 'deployment', 'status', 'status_class', 'error_code', 'stream', 'prompt_tokens', 'completion_tokens', 'cached_tokens', 'cache_write_tokens', 'reasoning_tokens', 'cost_micros', 'latency_ms', 'ttft_ms', 'guardrail_action', 'guardrail_rules', 'request_body', 'response_body'],
     // Rows written before per-org retention (migration 0007) first, then the current table: one
     // cursor each, since a UNION under row-level security is sorted whole before its first row.
-    sqls: [`SELECT ${LOG_COLUMNS} FROM nemo.request_logs ${IN_RANGE}`, `SELECT ${LOG_COLUMNS} FROM nemo.request_log_entries ${IN_RANGE}`],
+    sqls: [`SELECT ${OLD_LOG_COLUMNS} FROM nemo.request_logs ${IN_RANGE}`, `SELECT ${LOG_COLUMNS} FROM nemo.request_log_entries ${IN_RANGE}`],
   },
   ledger: {
     columns: ['created_at', 'entry_id', 'org_id', 'kind', 'available_delta', 'held_delta', 'charged', 'reservation_id', 'request_id', 'key_id', 'idempotency_key', 'note'],

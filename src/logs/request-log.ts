@@ -27,6 +27,10 @@ export interface RequestLogEntry {
   readonly stream: boolean;
   readonly promptTokens: number | null;
   readonly completionTokens: number | null;
+  /** The usage's parts, where the upstream reported them (else null): cached and cache-written prompt tokens, reasoning tokens. */
+  readonly cachedTokens?: number | null;
+  readonly cacheWriteTokens?: number | null;
+  readonly reasoningTokens?: number | null;
   readonly costMicros: number | null;
   readonly latencyMs: number;
   readonly ttftMs: number | null;
@@ -66,7 +70,7 @@ interface Row {
 }
 
 const DEFAULTS = { maxBodyChars: 65_536, maxRetryDelayMs: 5_000 };
-const INSERT_SQL = 'SELECT nemo.record_request_log_entries($1::json, $2::integer) AS inserted';
+const INSERT_SQL = 'SELECT nemo.record_request_log_entries_v2($1::json, $2::integer) AS inserted';
 const ENSURE_SQL = 'SELECT nemo.ensure_request_log_entry_partitions($1::date[])';
 
 export class RequestLogWriter {
@@ -229,6 +233,9 @@ export class RequestLogWriter {
         stream: e.stream,
         prompt_tokens: e.promptTokens,
         completion_tokens: e.completionTokens,
+        cached_tokens: e.cachedTokens ?? null,
+        cache_write_tokens: e.cacheWriteTokens ?? null,
+        reasoning_tokens: e.reasoningTokens ?? null,
         cost_micros: e.costMicros,
         latency_ms: e.latencyMs,
         ttft_ms: e.ttftMs,

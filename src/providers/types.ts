@@ -47,10 +47,18 @@ export interface ToolCall {
   function: { name: string; arguments: string };
 }
 
+/**
+ * Usage in OpenAI's shape. The parts, where the upstream reports them, each within its total:
+ * cached prompt tokens (read from a prompt cache), prompt tokens written to a cache (Anthropic's
+ * cache_creation_input_tokens, named as LiteLLM names it in OpenAI's shape), reasoning tokens.
+ */
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  prompt_tokens_details?: { cached_tokens: number };
+  cache_creation_input_tokens?: number;
+  completion_tokens_details?: { reasoning_tokens: number };
 }
 
 /** An OpenAI `chat.completion` object (non-stream response). */

@@ -4,7 +4,7 @@
 // provider without usage) the charge is an exact count of what a stream generated, else an estimate.
 import type { Deployment } from '../../config/load.js';
 import type { Hold, Ledger } from '../../ledger/ledger.js';
-import { costMicros, pricesOf } from '../../ledger/pricing.js';
+import { costMicros, pricesOf, usageCostMicros } from '../../ledger/pricing.js';
 import { log } from '../../log.js';
 import { tokensTotal } from '../../metrics/registry.js';
 import type { ChatRequest, Usage } from '../../providers/types.js';
@@ -48,7 +48,7 @@ export function settleHold(deps: SettlementDeps, s: Settlement): number | null {
   const prices = pricesOf(served.deployment);
   if (s.usage !== undefined) {
     countTokens(s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
-    const charged = Math.min(costMicros(prices, s.usage.prompt_tokens, s.usage.completion_tokens), hold.amountMicros);
+    const charged = Math.min(usageCostMicros(prices, s.usage), hold.amountMicros);
     void deps.ledger.settle(hold, charged).catch(logSettlementError);
     return charged;
   }
@@ -59,7 +59,7 @@ export function settleHold(deps: SettlementDeps, s: Settlement): number | null {
     return estimate;
   }
   // A stream without usage: count what it generated, exactly with the deployment's tokenizer,
-  // else by its UTF-8 bytes (never fewer).
+  // else by its UTF-8 bytes (never fewer); with no parts reported, every token at its plain price.
   const charge = countUsage(deps.workers, s, served.deployment.encoding, text).then(
     ([prompt, completion]) => {
       const output = Math.min(s.maxTokens, completion);

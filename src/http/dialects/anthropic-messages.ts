@@ -4,6 +4,7 @@
 // input_json_delta for tool input, thinking_delta) / content_block_stop, message_delta with the
 // stop reason and usage, message_stop; errors as {"type":"error","error":{type,message}}.
 import type { GatewayError } from '../../errors/gateway-error.js';
+import { readUsage, usageParts } from '../../providers/usage.js';
 import { clientMessage } from '../error-response.js';
 import { anthropicToChatRequest } from './anthropic-request.js';
 import { frameData, type ClientDialect, type DialectContext, type Frame, type StreamEncoder } from './dialect.js';
@@ -40,19 +41,22 @@ export function anthropicErrorJson(err: GatewayError): string {
 const STOP_REASONS: Readonly<Record<string, string>> = { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', function_call: 'tool_use', content_filter: 'refusal' };
 const stopReasonOf = (finish: unknown): string => (typeof finish === 'string' ? (STOP_REASONS[finish] ?? 'end_turn') : 'end_turn');
 
-interface OpenAiUsage {
-  prompt_tokens?: number;
-  completion_tokens?: number;
-  prompt_tokens_details?: { cached_tokens?: number } | null;
+interface AnthropicUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_input_tokens?: number;
+  cache_creation_input_tokens?: number;
 }
 
-function usageOf(usage: unknown): { input_tokens: number; output_tokens: number; cache_read_input_tokens?: number } {
-  const u = (isRecord(usage) ? usage : {}) as OpenAiUsage;
-  const cached = u.prompt_tokens_details?.cached_tokens;
-  const prompt = typeof u.prompt_tokens === 'number' ? u.prompt_tokens : 0;
-  // Anthropic counts cache reads apart from input_tokens.
-  if (typeof cached === 'number' && cached > 0) return { input_tokens: Math.max(0, prompt - cached), output_tokens: u.completion_tokens ?? 0, cache_read_input_tokens: cached };
-  return { input_tokens: prompt, output_tokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };
+/** OpenAI's usage in Anthropic's terms: cache reads and writes are counted apart from input_tokens. */
+function usageOf(usage: unknown): AnthropicUsage {
+  const u = readUsage(usage);
+  if (u === undefined) return { input_tokens: 0, output_tokens: 0 };
+  const { cached, cacheWrite } = usageParts(u);
+  const out: AnthropicUsage = { input_tokens: u.prompt_tokens - cached - cacheWrite, output_tokens: u.completion_tokens };
+  if (cached > 0) out.cache_read_input_tokens = cached;
+  if (cacheWrite > 0) out.cache_creation_input_tokens = cacheWrite;
+  return out;
 }
 
 function messageId(id: unknown, ctx: DialectContext): string {

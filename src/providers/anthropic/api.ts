@@ -2,6 +2,8 @@
 // its stop reasons and usage map onto OpenAI's. No translation logic beyond table lookups here.
 import type { Deployment } from '../../config/load.js';
 import { perDeployment } from '../per-deployment.js';
+import type { Usage } from '../types.js';
+import { withParts } from '../usage.js';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 export const DEFAULT_BASE_URL = 'https://api.anthropic.com/v1';
@@ -59,6 +61,23 @@ export function promptTokensOf(usage: Record<string, unknown>): number | undefin
   const read = usage.cache_read_input_tokens == null ? 0 : countOf(usage.cache_read_input_tokens);
   if (input === undefined || created === undefined || read === undefined) return undefined;
   return input + created + read;
+}
+
+/** Anthropic's usage in OpenAI's shape, cache reads and writes as its parts; undefined on garbage. */
+export function usageOfAnthropic(usage: Record<string, unknown>): Usage | undefined {
+  return usageWithParts(usage, countOf(usage.output_tokens), promptTokensOf(usage));
+}
+
+/**
+ * The same from a stream's pieces: the output count of message_delta, the prompt total known so far
+ * (message_start's, or message_delta's restatement), and the usage whose cache counts are the parts.
+ */
+export function usageWithParts(usage: Record<string, unknown>, outputTokens: number | undefined, promptTokens: number | undefined): Usage | undefined {
+  if (promptTokens === undefined || outputTokens === undefined) return undefined;
+  return withParts({ prompt_tokens: promptTokens, completion_tokens: outputTokens, total_tokens: promptTokens + outputTokens }, {
+    cached: countOf(usage.cache_read_input_tokens),
+    cacheWrite: countOf(usage.cache_creation_input_tokens),
+  });
 }
 
 /** Usage numbers are untrusted input that money settles on: only non-negative safe integers count. */

@@ -2,8 +2,8 @@
 // the request body going up, and a complete message coming back. Streams live in stream.ts.
 import type { Deployment } from '../../config/load.js';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
-import type { ChatCompletion, ChatMessage, ChatRequest, ContentPart, ToolCall, TranslateContext, UpstreamRequest, Usage } from '../types.js';
-import { cachedEndpointOf, countOf, finishReasonOf, isRecord, promptTokensOf } from './api.js';
+import type { ChatCompletion, ChatMessage, ChatRequest, ContentPart, ToolCall, TranslateContext, UpstreamRequest } from '../types.js';
+import { cachedEndpointOf, finishReasonOf, isRecord, usageOfAnthropic } from './api.js';
 
 type ImageSource = { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
 type TextBlock = { type: 'text'; text: string };
@@ -181,16 +181,9 @@ export function parseResponse(json: unknown, ctx: TranslateContext): ChatComplet
     model: ctx.publicModel,
     choices: [{ index: 0, message, finish_reason: finishReasonOf(json.stop_reason) ?? 'stop', logprobs: null }],
   };
-  const usage = isRecord(json.usage) ? usageOf(json.usage) : undefined;
+  const usage = isRecord(json.usage) ? usageOfAnthropic(json.usage) : undefined;
   if (usage) completion.usage = usage;
   return completion;
-}
-
-function usageOf(usage: Record<string, unknown>): Usage | undefined {
-  const prompt = promptTokensOf(usage);
-  const completion = countOf(usage.output_tokens);
-  if (prompt === undefined || completion === undefined) return undefined;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
 function badResponse(): GatewayError {

@@ -5,7 +5,7 @@ import { GatewayError } from '../../errors/gateway-error.js';
 import { CompletionText } from '../../streaming/completion-text.js';
 import type { SseEvent } from '../../streaming/sse-parser.js';
 import type { FrameSink, StreamTranslator, TranslateContext, Usage } from '../types.js';
-import { countOf, finishReasonOf, isRecord, promptTokensOf } from './api.js';
+import { countOf, finishReasonOf, isRecord, promptTokensOf, usageWithParts } from './api.js';
 
 const DONE_FRAME = 'data: [DONE]\n\n';
 const CHOICE_SUFFIX = ',"finish_reason":null,"logprobs":null}]}\n\n';
@@ -28,6 +28,8 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   private started = false;
   private finishSent = false;
   private promptTokens: number | undefined = undefined;
+  /** message_start's usage: its cache reads and writes are the prompt's parts. */
+  private startUsage: Record<string, unknown> = {};
   /** Anthropic numbers content blocks (text and tools together); OpenAI numbers tool calls alone. */
   private readonly toolIndexByBlock: number[] = [];
   private toolCount = 0;
@@ -65,7 +67,10 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     this.head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${this.ctx.created},"model":${JSON.stringify(this.ctx.publicModel)},`;
     this.deltaPrefix = `${this.head}"choices":[{"index":0,"delta":`;
     this.started = true;
-    if (isRecord(message.usage)) this.promptTokens = promptTokensOf(message.usage);
+    if (isRecord(message.usage)) {
+      this.startUsage = message.usage;
+      this.promptTokens = promptTokensOf(message.usage);
+    }
     sink.push(`${this.deltaPrefix}{"role":"assistant","content":""}${CHOICE_SUFFIX}`);
   }
 
@@ -114,12 +119,11 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     this.requireStarted();
     if (isRecord(payload.usage)) {
       // Counts here are cumulative; newer API versions may restate input tokens too.
-      const prompt = promptTokensOf(payload.usage);
+      const restated = payload.usage.input_tokens != null;
+      const prompt = restated ? promptTokensOf(payload.usage) : undefined;
       if (prompt !== undefined) this.promptTokens = prompt;
-      const completion = countOf(payload.usage.output_tokens);
-      if (completion !== undefined && this.promptTokens !== undefined) {
-        this.usage = { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion };
-      }
+      const usage = usageWithParts(restated ? payload.usage : this.startUsage, countOf(payload.usage.output_tokens), this.promptTokens);
+      if (usage !== undefined) this.usage = usage;
     }
     const finishReason = isRecord(payload.delta) ? finishReasonOf(payload.delta.stop_reason) : null;
     if (finishReason !== null) this.pushFinish(finishReason, sink);

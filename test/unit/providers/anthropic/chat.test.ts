@@ -212,7 +212,7 @@ describe('anthropic parseResponse', () => {
       created: 1_700_000_000,
       model: 'claude',
       choices: [{ index: 0, message: { role: 'assistant', content: 'héllo wörld — 日本語 🎉' }, finish_reason: 'stop', logprobs: null }],
-      usage: { prompt_tokens: 55, completion_tokens: 9, total_tokens: 64 },
+      usage: { prompt_tokens: 55, completion_tokens: 9, total_tokens: 64, prompt_tokens_details: { cached_tokens: 40 }, cache_creation_input_tokens: 3 },
     });
   });
 

@@ -117,7 +117,7 @@ describe('AnthropicStreamTranslator', () => {
   it('sends the usage chunk, with cached prompt tokens, only when the client asked for it', () => {
     const bytes = fixture('pings-max-tokens.sse');
     const withUsage = reassemble(expectSplitInvariant(bytes, true), 'msg_01PingFixture');
-    expect(withUsage.usage).toEqual({ prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108 });
+    expect(withUsage.usage).toEqual({ prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108, prompt_tokens_details: { cached_tokens: 2000 }, cache_creation_input_tokens: 100 });
     expect(withUsage.content).toBe('Once upon a time');
     expect(withUsage.finishReasons).toEqual(['length']);
     expect(withUsage.done).toBe(true);
@@ -126,7 +126,7 @@ describe('AnthropicStreamTranslator', () => {
     expect(reassemble(frames, 'msg_01PingFixture').usage).toBeUndefined();
     expect(frames.some((f) => f.includes('"choices":[]'))).toBe(false);
     // Settlement needs usage whether or not the client sees it.
-    expect(translator.usage).toEqual({ prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108 });
+    expect(translator.usage).toEqual({ prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108, prompt_tokens_details: { cached_tokens: 2000 }, cache_creation_input_tokens: 100 });
     expect(translator.finished).toBe(true);
     expect(translator.completionChars).toBe('Once upon a time'.length);
   });
