@@ -118,6 +118,24 @@ export interface StreamTranslator {
   readonly completionText: CompletionText;
 }
 
+/** A validated OpenAI embeddings request body; unknown fields pass through untouched. */
+export interface EmbeddingsRequest {
+  model: string;
+  /** A text, texts, one text's token ids, or several texts' token ids. */
+  input: string | string[] | number[] | number[][];
+  encoding_format?: 'float' | 'base64';
+  dimensions?: number;
+  user?: string;
+  [extra: string]: unknown;
+}
+
+/** A provider's embeddings endpoint: the request to send, and what a successful answer reports. */
+export interface EmbeddingsApi {
+  buildRequest(request: EmbeddingsRequest, deployment: Deployment): UpstreamRequest;
+  /** Checks a complete 2xx body (throws GatewayError('NR_UPSTREAM_BAD_RESPONSE') on garbage); its prompt tokens, when reported. */
+  readPromptTokens(body: string): number | undefined;
+}
+
 /** The one part of an undici Dispatcher the gateway uses: dispatch with the controller handler API. */
 export type UpstreamDispatcher = Pick<Dispatcher, 'dispatch'>;
 
@@ -131,4 +149,6 @@ export interface ProviderAdapter {
   createStreamTranslator(ctx: TranslateContext): StreamTranslator;
   /** Where requests go: undici pools for HTTP providers, an in-process dispatcher for the mock. */
   dispatcherFor?(deployment: Deployment): UpstreamDispatcher;
+  /** Absent: the provider has no embeddings API. Its answer goes to the client as it came. */
+  readonly embeddings?: EmbeddingsApi;
 }

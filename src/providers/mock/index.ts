@@ -3,6 +3,7 @@
 import type { Deployment } from '../../config/load.js';
 import type { MockBehaviour } from '../../config/schema.js';
 import { buildRequest, parseResponse } from '../openai-compatible/chat.js';
+import { openAiEmbeddings } from '../openai-compatible/embeddings.js';
 import { OpenAiStreamTranslator } from '../openai-compatible/stream.js';
 import type { ProviderAdapter } from '../types.js';
 import { MockDispatcher } from './dispatcher.js';
@@ -19,6 +20,7 @@ export const mockAdapter: ProviderAdapter = {
   parseResponse,
   createStreamTranslator: (ctx) => new OpenAiStreamTranslator(ctx),
   dispatcherFor: mockDispatcherFor,
+  embeddings: openAiEmbeddings,
 };
 
 /**
