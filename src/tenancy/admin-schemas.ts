@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { guardrailPolicySchema } from '../guardrails/types.js';
 import { CREDIT_KINDS } from '../ledger/credits.js';
 import { USAGE_GROUPS } from '../ledger/usage-report.js';
+import { LOG_STATUS_CLASSES } from '../logs/log-list.js';
 
 // PostgreSQL text cannot hold NUL: refused here as bad input rather than failing in the database.
 const noNul = (value: string) => !value.includes('\u0000');
@@ -82,4 +83,16 @@ export const usageQuery = z.strictObject({
 export const ledgerQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   before: z.coerce.number().int().positive().optional(),
+});
+/** The request-log list: a page (newest first) and equality filters; every value is a bound parameter. */
+export const logsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  /** The `created_at` and `log_id` of the last row of the previous page. */
+  before: z.iso.datetime({ offset: true }).optional(),
+  before_log_id: uuid.optional(),
+  status_class: z.enum(LOG_STATUS_CLASSES).optional(),
+  key_id: uuid.optional(),
+  team_id: uuid.optional(),
+  model: z.string().min(1).max(256).refine(noNul, 'must not contain NUL characters').optional(),
+  request_id: z.string().min(1).max(200).refine(noNul, 'must not contain NUL characters').optional(),
 });

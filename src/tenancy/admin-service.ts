@@ -9,13 +9,14 @@ import type { z } from 'zod';
 import { asDatabaseError, type Database } from '../db/database.js';
 import { CHECK_VIOLATION, DATA_EXCEPTION_CLASS, FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION } from '../db/sqlstate.js';
 import { GatewayError, invalidRequest } from '../errors/gateway-error.js';
-import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, usageQuery, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
+import { createKeyInput, createMemberInput, createOrgInput, createTeamInput, creditInput, isUuid, ledgerQuery, LIMIT_COLUMNS, logsQuery, usageQuery, updateConfigInput, updateKeyInput, updateTeamInput, type LimitFields } from './admin-schemas.js';
 import { compilePolicy } from '../guardrails/policy.js';
 import type { GuardrailPolicy } from '../guardrails/types.js';
 import { GuardrailPatternError } from '../guardrails/user-pattern.js';
 import { creditBalance, grantCredit } from '../ledger/credits.js';
 import { miscountedSpendWindows, unbalancedAccounts, type MiscountedWindow, type UnbalancedAccount } from '../ledger/invariant-check.js';
 import { ledgerEntries, monthToDate, usageReport, type LedgerEntryRow } from '../ledger/usage-report.js';
+import { listRequestLogs, type LogListRow } from '../logs/log-list.js';
 import { generateApiKey } from './api-keys.js';
 import type { Principal } from './principal.js';
 
@@ -259,6 +260,26 @@ export class AdminService {
       );
       return rows;
     });
+  }
+
+  /**
+   * One page of the org's request logs, newest first, filtered by equality; without bodies (the
+   * log export has them). `before` and `before_log_id` are the last row of the previous page.
+   */
+  async listLogs(caller: Principal, orgId: string, query: unknown): Promise<LogListRow[]> {
+    const input = parse(logsQuery, query);
+    return this.inOrg(caller, orgId, (client) =>
+      listRequestLogs(client, {
+        limit: input.limit,
+        before: input.before,
+        beforeLogId: input.before_log_id,
+        statusClass: input.status_class,
+        keyId: input.key_id,
+        teamId: input.team_id,
+        model: input.model,
+        requestId: input.request_id,
+      }),
+    );
   }
 
   /** Accounts whose balances disagree with the ledger or the open reservations (platform only). */

@@ -184,6 +184,7 @@ const ROUTES: RouteCase[] = [
   { method: 'POST', path: '/admin/v1/orgs/:org/credits', status: 200, platformOnly: true, body: (tag) => ({ amount_micros: 1, idempotency_key: `credit by ${tag} ${randomUUID()}` }) },
   { method: 'GET', path: '/admin/v1/orgs/:org/credits', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/ledger', status: 200 },
+  { method: 'GET', path: '/admin/v1/orgs/:org/logs', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/spend', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/usage', status: 200 },
   { method: 'GET', path: '/admin/v1/orgs/:org/guardrail-events', status: 200 },
@@ -282,8 +283,8 @@ describe('authorization matrix', () => {
     if (route.method === 'GET' && key !== 'GET /admin/v1/orgs/:org/config' && key !== 'GET /admin/v1/orgs/:org/credits') {
       const list = body as List<{ org_id: string }>;
       expect(list.object).toBe('list');
-      // Org A's keys have sent no traffic: no spend windows yet.
-      if (key !== 'GET /admin/v1/orgs/:org/spend' && key !== 'GET /admin/v1/orgs/:org/guardrail-events') expect(list.data.length).toBeGreaterThan(0);
+      // Org A's keys have sent no traffic: no spend windows, guardrail events or request logs yet.
+      if (!['GET /admin/v1/orgs/:org/spend', 'GET /admin/v1/orgs/:org/guardrail-events', 'GET /admin/v1/orgs/:org/logs'].includes(key)) expect(list.data.length).toBeGreaterThan(0);
       for (const row of list.data) expect(row.org_id).toBe(orgA.id);
       return;
     }

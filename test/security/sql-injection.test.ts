@@ -50,7 +50,13 @@ const QUERIES: Record<string, Record<string, string>> = {
   'GET /admin/v1/orgs/:org/usage': { from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z', group_by: 'day,key' },
   'GET /admin/v1/orgs/:org/logs/export': { from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z', format: 'csv' },
   'GET /admin/v1/orgs/:org/ledger/export': { from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z', format: 'ndjson' },
+  'GET /admin/v1/orgs/:org/logs': {
+    limit: '10', before: '2100-01-01T00:00:00.000001Z', before_log_id: '11111111-1111-4111-8111-111111111111', status_class: '2xx',
+    key_id: '11111111-1111-4111-8111-111111111111', team_id: '11111111-1111-4111-8111-111111111111', model: 'm', request_id: 'r',
+  },
 };
+/** Query parameters that are free text compared for equality: a payload there is a value that matches nothing. */
+const FREE_TEXT_QUERY = new Set(['model', 'request_id']);
 
 let gw: TestGateway;
 let owner: pg.Client;
@@ -149,7 +155,13 @@ describe('SQL injection through admin parameters', () => {
     for (const param of Object.keys(QUERIES[name]!)) {
       for (const payload of PAYLOADS) {
         const query = new URLSearchParams({ ...QUERIES[name], [param]: payload });
-        expectRefused(await send(route, `${fillPath(route, target)}?${query}`), `?${param}=${payload}`);
+        const answer = await send(route, `${fillPath(route, target)}?${query}`);
+        if (FREE_TEXT_QUERY.has(param)) {
+          expect(answer.status, answer.text).toBe(200);
+          expect(JSON.parse(answer.text)).toEqual({ object: 'list', data: [] });
+          continue;
+        }
+        expectRefused(answer, `?${param}=${payload}`);
       }
     }
   });

@@ -54,6 +54,7 @@ export function registerAdminRoutes(app: RouteTable, deps: AdminRouteDeps): Map<
     ['get', '/admin/v1/orgs/:org/usage', 200, ({ caller, params, query }) => admin.usage(caller, params[0]!, query)],
     ['get', '/admin/v1/orgs/:org/spend', 200, async ({ caller, params }) => list(await admin.listSpend(caller, params[0]!))],
     ['get', '/admin/v1/orgs/:org/ledger', 200, async ({ caller, params, query }) => list(await admin.listLedger(caller, params[0]!, query))],
+    ['get', '/admin/v1/orgs/:org/logs', 200, async ({ caller, params, query }) => list(await admin.listLogs(caller, params[0]!, query))],
   ];
   const methodsByPath = new Map<string, Method[]>();
   for (const [method, path, status, handler] of routes) {
