@@ -20,6 +20,7 @@ import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { anthropicMessagesDialect } from './dialects/anthropic-messages.js';
 import { openAiCompletionsDialect } from './dialects/openai-completions.js';
 import { countTokensRoute } from './routes/count-tokens.js';
+import { embeddingsRoute } from './routes/embeddings.js';
 import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { modelsRoute } from './routes/models.js';
@@ -119,12 +120,13 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     sendError(res, new GatewayError('NR_SHUTTING_DOWN'), requestIdFrom(req.getHeader('x-request-id')), true);
   };
   // The probes answer as usual; chat answers the drain itself, counted in its request metrics.
-  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions', '/v1/messages', '/v1/completions', '/completions']);
+  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions', '/v1/messages', '/v1/completions', '/completions', '/v1/embeddings', '/embeddings']);
 
   const chatDeps = { ...deps, inflight, isDraining };
   const chat = chatCompletionsRoute(chatDeps);
   const messages = chatCompletionsRoute(chatDeps, anthropicMessagesDialect);
   const completions = chatCompletionsRoute(chatDeps, openAiCompletionsDialect);
+  const embeddings = embeddingsRoute(chatDeps);
   const models = modelsRoute(deps.config, deps.auth);
   const table: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
     ['/v1/chat/completions', 'post', chat],
@@ -133,6 +135,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/v1/messages/count_tokens', 'post', countTokensRoute(deps)],
     ['/v1/completions', 'post', completions],
     ['/completions', 'post', completions],
+    ['/v1/embeddings', 'post', embeddings],
+    ['/embeddings', 'post', embeddings],
     ['/v1/models', 'get', models],
     ['/models', 'get', models],
     ['/healthz', 'get', healthRoute()],

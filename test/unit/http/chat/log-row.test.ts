@@ -43,6 +43,10 @@ describe('requestLogRow', () => {
       stream: false,
       promptTokens: 11,
       completionTokens: 22,
+      // No parts reported: none recorded.
+      cachedTokens: null,
+      cacheWriteTokens: null,
+      reasoningTokens: null,
       costMicros: 55,
       latencyMs: 12.5,
       ttftMs: 3.25,
@@ -57,6 +61,11 @@ describe('requestLogRow', () => {
     expect(row.status).toBe(499);
     expect(row.statusClass).toBe('client_closed');
     expect(requestLogRow(outcome({ clientGone: true, status: 502, errorCode: 'NR_UPSTREAM_ERROR' }))).toMatchObject({ status: 499, statusClass: 'client_closed' });
+  });
+
+  it('records the usage parts the upstream reported', () => {
+    const usage = { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120, prompt_tokens_details: { cached_tokens: 60 }, cache_creation_input_tokens: 10, completion_tokens_details: { reasoning_tokens: 5 } };
+    expect(requestLogRow(outcome({ usage }))).toMatchObject({ promptTokens: 100, completionTokens: 20, cachedTokens: 60, cacheWriteTokens: 10, reasoningTokens: 5 });
   });
 
   it('logs an error with its status class and code, and nulls for what never happened', () => {
