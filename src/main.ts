@@ -18,6 +18,7 @@ import { GuardrailEventLog } from './guardrails/event-log.js';
 import { exportStats } from './http/routes/exports.js';
 import { RequestLogPartitions } from './logs/partitions.js';
 import { RequestLogWriter } from './logs/request-log.js';
+import { StoredResponseRetention } from './logs/stored-response-retention.js';
 import { exportState, requestLogBatchRows, requestLogFlushSeconds, requestLogState } from './metrics/registry.js';
 import { WorkerPool } from './workers/pool.js';
 
@@ -82,6 +83,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   Object.assign(requestLogState, { queued: () => requestLog.queued, written: () => requestLog.written, dropped: () => requestLog.dropped });
   exportState.active = () => exportStats.active;
   const partitions = new RequestLogPartitions(db, { daysAhead: logs.partitionDaysAhead, retentionDays: logs.retentionDays, intervalMs: logs.maintenanceIntervalMs });
+  const storedResponses = new StoredResponseRetention(db, { intervalMs: logs.maintenanceIntervalMs });
   log.info('worker pool', { threads: config.workers.threads, inlineMaxChars: config.workers.inlineMaxChars });
   const readinessChecks: ReadinessCheck[] = [{ name: 'postgres', check: async () => void (await db.query('SELECT 1')) }];
   if (config.litellm.enabled) readinessChecks.push(liteLLMReadiness(db, config.litellm.driftCheckIntervalMs));
@@ -90,9 +92,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     await keys.startListening();
     ledger.startSweeper();
     await partitions.start(); // never throws: a failed run is logged and retried
+    storedResponses.start(); // likewise
     server = await startHttpServer({ implementation, config, router, pools, auth: new RequestAuthenticator(keys, config.masterKey, config.litellm.enabled), admin, ledger, limiter: new RateLimiter(), workers, guardrailEvents, db, requestLog, exports: { batchRows: logs.exportBatchRows, maxConcurrent: logs.maxConcurrentExports, stalledClientTimeoutMs: config.server.stalledClientTimeoutMs }, readinessChecks });
   } catch (err) {
-    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close(), requestLog.close(0), partitions.close()]);
+    await Promise.allSettled([pools.close(), keys.close(), ledger.close(0), workers.close(), guardrailEvents.close(), requestLog.close(0), partitions.close(), storedResponses.close()]);
     if (ownsDb) await db.close();
     throw err;
   }
@@ -108,7 +111,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     close(graceMs = config.server.shutdownGraceMs, drainDelayMs = config.server.drainDelayMs) {
       closing ??= server.shutdown(graceMs, drainDelayMs).then(async () => {
         // Settlements of the requests just finished commit before the database goes away.
-        await Promise.allSettled([ledger.close(), guardrailEvents.close(), requestLog.close(), partitions.close()]);
+        await Promise.allSettled([ledger.close(), guardrailEvents.close(), requestLog.close(), partitions.close(), storedResponses.close()]);
         await Promise.allSettled([pools.close(), keys.close(), workers.close()]);
         if (ownsDb) await db.close();
       });

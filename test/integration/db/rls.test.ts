@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ROLE, openDatabase, type Database } from '../../../src/db/database.js';
+import { StoredResponses } from '../../../src/logs/stored-responses.js';
 import { AdminService } from '../../../src/tenancy/admin-service.js';
 import { appRoleConnection, createTestDatabase, migrateTestDatabase, testDatabaseConfig, type TestDatabase } from '../../support/test-database.js';
 
@@ -42,7 +43,7 @@ const APP_DEFINER_FUNCTIONS = [
   'record_request_logs(p_rows json)',
 ];
 /** What the fixture is known to fill; a guard against the catalog query silently finding nothing. */
-const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'request_log_entries', 'request_logs', 'reservations', 'teams'];
+const KNOWN_TENANT_TABLES = ['api_keys', 'credit_accounts', 'guardrail_events', 'ledger_entries', 'limit_windows', 'members', 'org_config', 'orgs', 'request_log_entries', 'request_logs', 'reservations', 'stored_responses', 'teams'];
 
 const INSUFFICIENT_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
@@ -104,6 +105,12 @@ beforeAll(async () => {
       const row = { log_id: randomUUID(), created_at: new Date(), org_id: org.id, key_id: keyIds[i], request_id: `req ${i}`, model: MODEL, deployment: `${MODEL}#0`, status: 200, status_class: '2xx', stream: false, prompt_tokens: 1, completion_tokens: 1, cost_micros: 1, latency_ms: 1, guardrail_action: 'redact', guardrail_rules: ['pii:email'], request_body: 'prompt', response_body: 'answer' };
       await database.query('SELECT nemo.record_request_logs($1)', [JSON.stringify([row])]);
       await database.query('SELECT nemo.record_request_log_entries($1, 30)', [JSON.stringify([{ ...row, log_id: randomUUID(), retention_days: 7 + i }])]);
+      // Stored responses, written as the gateway writes them: in the org's own transaction. Each org
+      // has one under the same id, so a read that crossed orgs would show.
+      await new StoredResponses(database).save({
+        orgId: org.id, responseId: i === 0 ? 'resp_shared' : `resp_${i}`, keyId: keyIds[i]!, model: MODEL,
+        responseJson: JSON.stringify({ id: 'resp_shared', object: 'response', metadata: { org: name } }), conversation: [{ role: 'user', content: `${name} prompt` }], retentionDays: 7,
+      });
     }
     return org.id;
   };
@@ -231,6 +238,20 @@ describe('the catalog: every nemo table is a tenant table or a listed global one
       expect.soft(counts.a, `nemo.${t.name}: no rows for org A; extend the fixture in test/integration/db/rls.test.ts to fill this table`).toBeGreaterThan(0);
       expect.soft(counts.b, `nemo.${t.name}: no rows for org B; extend the fixture in test/integration/db/rls.test.ts to fill this table`).toBeGreaterThan(0);
     }
+  });
+});
+
+describe('stored responses through the store the gateway uses', () => {
+  it("reads, continues and deletes only the caller's org's response under an id both orgs use", async () => {
+    const store = new StoredResponses(database);
+    expect(JSON.parse((await store.responseJson(orgA, 'resp_shared'))!)).toMatchObject({ metadata: { org: 'Org A' } });
+    expect(JSON.parse((await store.responseJson(orgB, 'resp_shared'))!)).toMatchObject({ metadata: { org: 'Org B' } });
+    expect(await store.conversation(orgB, 'resp_shared')).toEqual([{ role: 'user', content: 'Org B prompt' }]);
+    // A's second response is not B's to read or delete.
+    expect(await store.responseJson(orgB, 'resp_1')).toBeUndefined();
+    expect(await store.conversation(orgB, 'resp_1')).toBeUndefined();
+    expect(await store.delete(orgB, 'resp_1')).toBe(false);
+    expect(await store.responseJson(orgA, 'resp_1')).toBeDefined();
   });
 });
 
