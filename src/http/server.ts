@@ -19,11 +19,13 @@ import { requestIdFrom } from './request-id.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { anthropicMessagesDialect } from './dialects/anthropic-messages.js';
 import { openAiCompletionsDialect } from './dialects/openai-completions.js';
+import { responsesDialect } from './dialects/openai-responses.js';
 import { countTokensRoute } from './routes/count-tokens.js';
 import { embeddingsRoute } from './routes/embeddings.js';
 import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { modelsRoute } from './routes/models.js';
+import { deleteResponseRoute, retrieveResponseRoute } from './routes/responses.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerExportRoutes, type ExportOptions } from './routes/exports.js';
 import type { Database } from '../db/database.js';
@@ -120,13 +122,14 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     sendError(res, new GatewayError('NR_SHUTTING_DOWN'), requestIdFrom(req.getHeader('x-request-id')), true);
   };
   // The probes answer as usual; chat answers the drain itself, counted in its request metrics.
-  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions', '/v1/messages', '/v1/completions', '/completions', '/v1/embeddings', '/embeddings']);
+  const ownDrainAnswer = new Set(['/healthz', '/readyz', '/metrics', '/v1/chat/completions', '/chat/completions', '/v1/messages', '/v1/completions', '/completions', '/v1/embeddings', '/embeddings', '/v1/responses']);
 
   const chatDeps = { ...deps, inflight, isDraining };
   const chat = chatCompletionsRoute(chatDeps);
   const messages = chatCompletionsRoute(chatDeps, anthropicMessagesDialect);
   const completions = chatCompletionsRoute(chatDeps, openAiCompletionsDialect);
   const embeddings = embeddingsRoute(chatDeps);
+  const responses = chatCompletionsRoute(chatDeps, responsesDialect(deps));
   const models = modelsRoute(deps.config, deps.auth);
   const table: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
     ['/v1/chat/completions', 'post', chat],
@@ -137,6 +140,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/completions', 'post', completions],
     ['/v1/embeddings', 'post', embeddings],
     ['/embeddings', 'post', embeddings],
+    ['/v1/responses', 'post', responses],
     ['/v1/models', 'get', models],
     ['/models', 'get', models],
     ['/healthz', 'get', healthRoute()],
@@ -147,6 +151,10 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     routes[method](path, ownDrainAnswer.has(path) ? handler : refusingWhileDraining(handler));
     routes.any(path, methodNotAllowed([method]));
   }
+  // One path, two methods: outside the one-method table.
+  routes.get('/v1/responses/:id', refusingWhileDraining(retrieveResponseRoute(deps)));
+  routes.del('/v1/responses/:id', refusingWhileDraining(deleteResponseRoute(deps)));
+  routes.any('/v1/responses/:id', methodNotAllowed(['get', 'delete']));
   const drainingRoutes = wrapping(routes, refusingWhileDraining);
   for (const [path, methods] of registerAdminRoutes(drainingRoutes, deps)) routes.any(path, methodNotAllowed(methods));
   for (const [path, methods] of registerExportRoutes(drainingRoutes, deps)) routes.any(path, methodNotAllowed(methods));
