@@ -196,7 +196,8 @@ export async function runGateway(): Promise<void> {
     `NemoRouter listening on ${url}${everyInterface ? ' (every interface)' : ''} (models from ${config.source})\n` +
       (demo?.created ? `Created a demo organization with an admin API key (kept in ${config.database.dataDir}/demo-key):\n  ${demo.key}\n` : '') +
       `Try it:\n  curl ${callUrl}/v1/chat/completions -H 'content-type: application/json' ${keyHeader}` +
-      ` -d '{"model":"${models[0]}","messages":[{"role":"user","content":"Hello"}],"stream":true}'\n`,
+      ` -d '{"model":"${models[0]}","messages":[{"role":"user","content":"Hello"}],"stream":true}'\n` +
+      `Admin console: ${callUrl}/ui (sign in with an org admin key${demo ? ', such as the demo key' : ''})\n`,
   );
 }
 

@@ -26,6 +26,7 @@ import { healthRoute, readyRoute, type ReadinessCheck } from './routes/health.js
 import { metricsRoute } from './routes/metrics.js';
 import { modelsRoute } from './routes/models.js';
 import { deleteResponseRoute, retrieveResponseRoute } from './routes/responses.js';
+import { uiRoute } from './routes/ui.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerExportRoutes, type ExportOptions } from './routes/exports.js';
 import type { Database } from '../db/database.js';
@@ -131,6 +132,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
   const embeddings = embeddingsRoute(chatDeps);
   const responses = chatCompletionsRoute(chatDeps, responsesDialect(deps));
   const models = modelsRoute(deps.config, deps.auth);
+  const ui = uiRoute();
   const table: Array<[path: string, method: 'get' | 'post', handler: (res: HttpResponse, req: HttpRequest) => void]> = [
     ['/v1/chat/completions', 'post', chat],
     ['/chat/completions', 'post', chat],
@@ -142,6 +144,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<HttpServer>
     ['/embeddings', 'post', embeddings],
     ['/v1/responses', 'post', responses],
     ['/v1/models', 'get', models],
+    ['/ui', 'get', ui],
+    ['/ui/*', 'get', ui],
     ['/models', 'get', models],
     ['/healthz', 'get', healthRoute()],
     ['/readyz', 'get', readyRoute(deps.readinessChecks ?? [], isDraining)],

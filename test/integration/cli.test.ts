@@ -47,6 +47,12 @@ describe('nemo CLI', () => {
         body: JSON.stringify({ model: 'mock-fast', messages: [{ role: 'user', content: 'hi' }] }),
       });
       expect(res.status).toBe(200);
+      // The printed console address serves the console.
+      const consoleUrl = /Admin console: (http:\/\/\S+\/ui)/.exec(out())?.[1];
+      expect(consoleUrl, out()).toBe(`http://127.0.0.1:${port}/ui`);
+      const page = await fetch(consoleUrl!);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       expect(code).toBe(0);
