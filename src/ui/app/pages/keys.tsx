@@ -154,19 +154,19 @@ function KeyList({ api, orgId, data, reload }: { api: Api; orgId: string; data: 
             <td>{k.role}</td>
             <td>{teamName(k.team_id)}</td>
             <td>{k.allowed_models === null ? 'all' : k.allowed_models.join(', ')}</td>
-            <td>{limitSummary(k)}</td>
-            <td>{status(k)}</td>
+            <td class="soft">{limitSummary(k)}</td>
+            <td class="soft">{status(k)}</td>
             <td>{time(k.created_at)}</td>
-            <td class="row-actions">
+            <td>
               {k.revoked_at === null && (
-                <>
+                <div class="row-actions">
                   <button type="button" class="quiet" onClick={() => setEditing(k)} aria-label={`Edit key ${k.name}`}>
                     Edit
                   </button>
                   <button type="button" class="danger" onClick={() => setRevoking(k)} aria-label={`Revoke key ${k.name}`}>
                     Revoke
                   </button>
-                </>
+                </div>
               )}
             </td>
           </tr>

@@ -62,7 +62,7 @@ function TeamList({ api, orgId, teams, reload }: { api: Api; orgId: string; team
             <td>{limitSummary(t)}</td>
             <td>{t.guardrail_policy === null ? 'none' : 'yes (see Guardrails)'}</td>
             <td>{time(t.created_at)}</td>
-            <td class="row-actions">
+            <td>
               <button type="button" class="quiet" onClick={() => setEditing(t)} aria-label={`Edit team ${t.name}`}>
                 Edit
               </button>
