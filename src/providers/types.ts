@@ -5,6 +5,13 @@ import type { Deployment } from '../config/load.js';
 import type { CompletionText } from '../streaming/completion-text.js';
 import type { SseEvent } from '../streaming/sse-parser.js';
 
+/**
+ * Set on a request whose cache_control marks the gateway added itself (a translated Anthropic
+ * request): an OpenAI-compatible upstream gets them stripped, since it never asked for them. A
+ * symbol, so it is never serialized.
+ */
+export const GATEWAY_CACHE_MARKS: unique symbol = Symbol('nemo.gatewayCacheMarks');
+
 /** A validated OpenAI chat-completions request body; unknown fields pass through untouched. */
 export interface ChatRequest {
   model: string;
@@ -19,6 +26,7 @@ export interface ChatRequest {
   tools?: ChatTool[];
   tool_choice?: unknown;
   user?: string;
+  [GATEWAY_CACHE_MARKS]?: boolean;
   [extra: string]: unknown;
 }
 
@@ -32,14 +40,22 @@ export interface ChatMessage {
   tool_call_id?: string;
 }
 
+/** A prompt-caching breakpoint (Anthropic's; LiteLLM carries it on OpenAI content parts the same way). */
+export interface CacheControl {
+  type: 'ephemeral';
+  ttl?: string;
+}
+
 export type ContentPart =
-  | { type: 'text'; text: string }
-  | { type: 'image_url'; image_url: { url: string; detail?: string } };
+  | { type: 'text'; text: string; cache_control?: CacheControl }
+  | { type: 'image_url'; image_url: { url: string; detail?: string }; cache_control?: CacheControl };
 
 export interface ChatTool {
   type: 'function';
   function: { name: string; description?: string; parameters?: Record<string, unknown> };
+  cache_control?: CacheControl;
 }
+
 
 export interface ToolCall {
   id: string;

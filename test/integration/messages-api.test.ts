@@ -9,8 +9,7 @@ import type { AddressInfo } from 'node:net';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminClient } from '../support/admin-client.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { PLATFORM, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { Books, fundedOrg } from './ledger/money-helpers.js';
 
 const PRICES = { inputPricePerMTok: 2, outputPricePerMTok: 7 };
@@ -127,6 +126,22 @@ describe('/v1/messages and /v1/completions', () => {
     expect(JSON.stringify(sent.messages)).toContain('"input":{"city":"Paris"}');
   });
 
+  it('keeps prompt-caching marks on the way to an Anthropic deployment', async () => {
+    upstreamBodies.length = 0;
+    const mark = { type: 'ephemeral' as const };
+    await anthropic().messages.create({
+      model: 'claude-tools',
+      max_tokens: 64,
+      system: [{ type: 'text', text: 'A long, stable system prompt.', cache_control: mark }],
+      tools: [{ name: 'lookup', input_schema: { type: 'object' as const }, cache_control: mark }],
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'A long document.', cache_control: mark }, { type: 'text', text: 'The question.' }] }],
+    });
+    const sent = upstreamBodies[0] as { system: unknown; tools: Array<Record<string, unknown>>; messages: Array<{ content: unknown }> };
+    expect(sent.system).toEqual([{ type: 'text', text: 'A long, stable system prompt.', cache_control: mark }]);
+    expect(sent.tools[0]).toMatchObject({ name: 'lookup', cache_control: mark });
+    expect(sent.messages[0]!.content).toEqual([{ type: 'text', text: 'A long document.', cache_control: mark }, { type: 'text', text: 'The question.' }]);
+  });
+
   it('count_tokens answers locally, without a charge', async () => {
     const org = await freshOrg();
     const body = { model: 'm', messages: [{ role: 'user' as const, content: 'How many tokens is this?' }] };
@@ -160,7 +175,8 @@ describe('/v1/messages and /v1/completions', () => {
 
   it('a guardrail refusal of the prompt is an invalid_request_error, and costs nothing', async () => {
     const org = await freshOrg();
-    await adminClient(gw.url, org.key).org(org.orgId).ok('PATCH', '/config', { default_guardrail_policy: { deny_words: ['project falcon'] } });
+    // Set before the key's first use, so no cached copy of the key predates the policy.
+    await gw.gateway.admin.updateConfig(PLATFORM, org.orgId, { default_guardrail_policy: { deny_words: ['project falcon'] } });
     const refused = await post('/v1/messages', { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'tell me about Project Falcon' }] }, { 'x-api-key': org.key });
     expect(refused.status).toBe(400);
     expect(JSON.parse(refused.text)).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', nemo_code: 'NR_GUARDRAIL_VIOLATION' } });

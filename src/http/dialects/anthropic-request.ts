@@ -2,11 +2,13 @@
 // becomes a system message; text and image blocks become content parts; an assistant's tool_use
 // blocks become tool_calls and a user's tool_result blocks become tool messages (placed first, right
 // after the assistant message that called them, as OpenAI requires); tools, tool_choice,
-// stop_sequences, max_tokens and metadata.user_id map to their OpenAI fields. Thinking blocks of
-// earlier turns and the `thinking` option have no OpenAI equivalent and are dropped; server tools,
-// documents and other block types are refused by name.
+// stop_sequences, max_tokens and metadata.user_id map to their OpenAI fields. Prompt-caching marks
+// (cache_control on system, text, image and tool_result blocks and on tools) ride along on the
+// OpenAI parts and tools, so an Anthropic deployment gets them back (an OpenAI-compatible one gets
+// them stripped). Thinking blocks of earlier turns and the `thinking` option have no OpenAI
+// equivalent and are dropped; server tools, documents and other block types are refused by name.
 import { invalidRequest } from '../../errors/gateway-error.js';
-import type { ChatMessage, ChatRequest, ChatTool, ContentPart, ToolCall } from '../../providers/types.js';
+import { GATEWAY_CACHE_MARKS, type CacheControl, type ChatMessage, type ChatRequest, type ChatTool, type ContentPart, type ToolCall } from '../../providers/types.js';
 import { validateChatRequest } from '../validate-chat-request.js';
 import { isRecord, parseJsonObject } from './parse.js';
 
@@ -26,7 +28,7 @@ function translate(body: Record<string, unknown>): ChatRequest {
   if (!Array.isArray(body.messages) || body.messages.length === 0) throw invalidRequest('`messages` must be a non-empty array.', 'messages');
 
   const messages: ChatMessage[] = [];
-  const system = systemText(body.system);
+  const system = systemContent(body.system);
   if (system !== undefined) messages.push({ role: 'system', content: system });
   body.messages.forEach((message, i) => messages.push(...chatMessages(message, `messages.${i}`)));
 
@@ -44,19 +46,32 @@ function translate(body: Record<string, unknown>): ChatRequest {
   if (body.tools != null) request.tools = tools(body.tools);
   if (body.tool_choice != null) Object.assign(request, toolChoice(body.tool_choice));
   if (isRecord(body.metadata) && typeof body.metadata.user_id === 'string') request.user = body.metadata.user_id;
+  if (hasCacheMarks(request)) request[GATEWAY_CACHE_MARKS] = true;
   return validateChatRequest(request);
 }
 
-function systemText(system: unknown): string | undefined {
+function hasCacheMarks(request: ChatRequest): boolean {
+  if (request.tools?.some((t) => t.cache_control !== undefined)) return true;
+  return request.messages.some((m) => Array.isArray(m.content) && m.content.some((p) => p.cache_control !== undefined));
+}
+
+/** An Anthropic cache_control mark, when the block has a well-formed one. */
+function markOf(block: Record<string, unknown>): { cache_control: CacheControl } | undefined {
+  const mark = block.cache_control;
+  if (!isRecord(mark) || mark.type !== 'ephemeral') return undefined;
+  return { cache_control: typeof mark.ttl === 'string' ? { type: 'ephemeral', ttl: mark.ttl } : { type: 'ephemeral' } };
+}
+
+/** The system prompt: a string, or text parts when its blocks carry cache marks (joined otherwise). */
+function systemContent(system: unknown): string | ContentPart[] | undefined {
   if (system == null) return undefined;
   if (typeof system === 'string') return system;
   if (!Array.isArray(system)) throw invalidRequest('`system` must be a string or an array of text blocks.', 'system');
-  return system
-    .map((block, i) => {
-      if (!isRecord(block) || block.type !== 'text' || typeof block.text !== 'string') throw invalidRequest('`system` blocks must be text blocks.', `system.${i}`);
-      return block.text;
-    })
-    .join('\n\n');
+  const parts: ContentPart[] = system.map((block, i) => {
+    if (!isRecord(block) || block.type !== 'text' || typeof block.text !== 'string') throw invalidRequest('`system` blocks must be text blocks.', `system.${i}`);
+    return { type: 'text', text: block.text, ...markOf(block) };
+  });
+  return parts.some((p) => p.cache_control !== undefined) ? parts : parts.map((p) => (p.type === 'text' ? p.text : '')).join('\n\n');
 }
 
 /** One Anthropic message as one or more OpenAI messages (tool results first). */
@@ -77,11 +92,11 @@ function chatMessages(message: unknown, at: string): ChatMessage[] {
     switch (block.type) {
       case 'text':
         if (typeof block.text !== 'string') throw invalidRequest('A text block needs `text`.', where);
-        parts.push({ type: 'text', text: block.text });
+        parts.push({ type: 'text', text: block.text, ...markOf(block) });
         return;
       case 'image':
         if (role !== 'user') throw invalidRequest('Images belong in user messages.', where);
-        parts.push({ type: 'image_url', image_url: { url: imageUrl(block.source, where) } });
+        parts.push({ type: 'image_url', image_url: { url: imageUrl(block.source, where) }, ...markOf(block) });
         return;
       case 'tool_use':
         if (role !== 'assistant') throw invalidRequest('tool_use blocks belong in assistant messages.', where);
@@ -91,7 +106,7 @@ function chatMessages(message: unknown, at: string): ChatMessage[] {
       case 'tool_result':
         if (role !== 'user') throw invalidRequest('tool_result blocks belong in user messages.', where);
         if (typeof block.tool_use_id !== 'string') throw invalidRequest('A tool_result block needs `tool_use_id`.', where);
-        toolResults.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block, where) });
+        toolResults.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultContent(block, where) });
         return;
       case 'thinking':
       case 'redacted_thinking':
@@ -118,6 +133,13 @@ function imageUrl(source: unknown, at: string): string {
   throw invalidRequest('An image source must be base64 (media_type, data) or a url.', `${at}.source`);
 }
 
+/** A tool result's text; as one marked text part when the block carries a cache mark. */
+function toolResultContent(block: Record<string, unknown>, at: string): string | ContentPart[] {
+  const text = toolResultText(block, at);
+  const mark = markOf(block);
+  return mark === undefined ? text : [{ type: 'text', text, ...mark }];
+}
+
 function toolResultText(block: Record<string, unknown>, at: string): string {
   const content = block.content;
   let text: string;
@@ -140,7 +162,7 @@ function tools(value: unknown): ChatTool[] {
     if (!isRecord(tool) || typeof tool.name !== 'string') throw invalidRequest('Each tool needs a `name`.', `tools.${i}`);
     if (tool.type !== undefined && tool.type !== 'custom') throw invalidRequest(`Server tools (${JSON.stringify(String(tool.type).slice(0, 64))}) are not supported.`, `tools.${i}.type`);
     if (!isRecord(tool.input_schema)) throw invalidRequest('Each tool needs an `input_schema` object.', `tools.${i}.input_schema`);
-    return { type: 'function', function: { name: tool.name, ...(typeof tool.description === 'string' ? { description: tool.description } : {}), parameters: tool.input_schema } };
+    return { type: 'function', function: { name: tool.name, ...(typeof tool.description === 'string' ? { description: tool.description } : {}), parameters: tool.input_schema }, ...markOf(tool) };
   });
 }
 

@@ -2,17 +2,18 @@
 // the request body going up, and a complete message coming back. Streams live in stream.ts.
 import type { Deployment } from '../../config/load.js';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
-import type { ChatCompletion, ChatMessage, ChatRequest, ContentPart, ToolCall, TranslateContext, UpstreamRequest } from '../types.js';
+import type { CacheControl, ChatCompletion, ChatMessage, ChatRequest, ContentPart, ToolCall, TranslateContext, UpstreamRequest } from '../types.js';
 import { cachedEndpointOf, finishReasonOf, isRecord, usageOfAnthropic } from './api.js';
 
 type ImageSource = { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
-type TextBlock = { type: 'text'; text: string };
-type ImageBlock = { type: 'image'; source: ImageSource };
+// cache_control marks (prompt-caching breakpoints) ride on the blocks the client marked.
+type TextBlock = { type: 'text'; text: string; cache_control?: CacheControl };
+type ImageBlock = { type: 'image'; source: ImageSource; cache_control?: CacheControl };
 type ContentBlock =
   | TextBlock
   | ImageBlock
   | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> }
-  | { type: 'tool_result'; tool_use_id: string; content: string | Array<TextBlock | ImageBlock> };
+  | { type: 'tool_result'; tool_use_id: string; content: string | Array<TextBlock | ImageBlock>; cache_control?: CacheControl };
 
 interface AnthropicMessage {
   role: 'user' | 'assistant';
@@ -21,12 +22,18 @@ interface AnthropicMessage {
 
 export function buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest {
   const system: string[] = [];
+  const systemBlocks: TextBlock[] = [];
+  let systemCached = false;
   const messages: AnthropicMessage[] = [];
   for (let i = 0; i < request.messages.length; i++) {
     const message = request.messages[i]!;
     if (message.role === 'system' || message.role === 'developer') {
       const text = textOf(message.content);
       if (text !== '') system.push(text);
+      for (const block of systemBlocksOf(message.content)) {
+        systemBlocks.push(block);
+        if (block.cache_control !== undefined) systemCached = true;
+      }
       continue;
     }
     const role = message.role === 'assistant' ? 'assistant' : 'user';
@@ -40,12 +47,14 @@ export function buildRequest(request: ChatRequest, deployment: Deployment, maxTo
   }
 
   const body: Record<string, unknown> = { model: deployment.model, max_tokens: maxTokens, messages };
-  if (system.length > 0) body.system = system.join('\n\n');
+  // A cached system prompt must stay blocks (the mark is on one); otherwise one string, as before.
+  if (system.length > 0) body.system = systemCached ? systemBlocks : system.join('\n\n');
   if (request.tools && request.tools.length > 0) {
     body.tools = request.tools.map((tool) => ({
       name: tool.function.name,
       ...(tool.function.description === undefined ? {} : { description: tool.function.description }),
       input_schema: tool.function.parameters ?? { type: 'object', properties: {} },
+      ...(tool.cache_control === undefined ? {} : { cache_control: tool.cache_control }),
     }));
     const toolChoice = toolChoiceOf(request.tool_choice, request.parallel_tool_calls);
     if (toolChoice) body.tool_choice = toolChoice;
@@ -66,8 +75,12 @@ function blocksOf(message: ChatMessage, i: number): ContentBlock[] {
     if (typeof message.tool_call_id !== 'string' || message.tool_call_id === '') {
       throw invalidRequest('A tool message needs a tool_call_id.', `messages[${i}].tool_call_id`);
     }
-    const content = typeof message.content === 'string' ? message.content : partsToBlocks(message.content, i);
-    return [{ type: 'tool_result', tool_use_id: message.tool_call_id, content }];
+    if (typeof message.content === 'string') return [{ type: 'tool_result', tool_use_id: message.tool_call_id, content: message.content }];
+    // A mark on the result's parts marks the tool_result block, where Anthropic takes it.
+    const content = partsToBlocks(message.content, i);
+    const mark = content.findLast((b) => b.cache_control !== undefined)?.cache_control;
+    for (const block of content) delete block.cache_control;
+    return [{ type: 'tool_result', tool_use_id: message.tool_call_id, content, ...(mark === undefined ? {} : { cache_control: mark }) }];
   }
   const blocks: ContentBlock[] =
     typeof message.content === 'string' ? (message.content === '' ? [] : [{ type: 'text', text: message.content }]) : partsToBlocks(message.content, i);
@@ -83,9 +96,9 @@ function partsToBlocks(parts: ContentPart[] | null, i: number): Array<TextBlock 
   for (let j = 0; j < parts.length; j++) {
     const part = parts[j]!;
     if (part.type === 'text') {
-      if (part.text !== '') blocks.push({ type: 'text', text: part.text }); // empty text blocks are a 400 upstream
+      if (part.text !== '') blocks.push(withMark({ type: 'text', text: part.text }, part.cache_control)); // empty text blocks are a 400 upstream
     } else if (part.type === 'image_url') {
-      blocks.push({ type: 'image', source: imageSourceOf(part.image_url.url, `messages[${i}].content[${j}].image_url.url`) });
+      blocks.push(withMark({ type: 'image', source: imageSourceOf(part.image_url.url, `messages[${i}].content[${j}].image_url.url`) }, part.cache_control));
     } else {
       // Audio or file parts would be dropped silently otherwise, and the answer would be about something else.
       const type = String((part as { type: unknown }).type);
@@ -148,6 +161,21 @@ function textOf(content: string | ContentPart[] | null): string {
   let text = '';
   for (const part of content) if (part.type === 'text') text += part.text;
   return text;
+}
+
+/** A system message as text blocks: one per text part (with its mark), or the string whole. */
+function systemBlocksOf(content: string | ContentPart[] | null): TextBlock[] {
+  if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
+  if (!content) return [];
+  const blocks: TextBlock[] = [];
+  for (const part of content) if (part.type === 'text' && part.text !== '') blocks.push(withMark({ type: 'text', text: part.text }, part.cache_control));
+  return blocks;
+}
+
+/** Only Anthropic's own kind of mark goes up: anything else a client put there is dropped. */
+function withMark<B extends TextBlock | ImageBlock>(block: B, mark: CacheControl | undefined): B {
+  if (mark?.type === 'ephemeral') block.cache_control = typeof mark.ttl === 'string' ? { type: 'ephemeral', ttl: mark.ttl } : { type: 'ephemeral' };
+  return block;
 }
 
 /** Translates a complete Anthropic message (2xx body) into an OpenAI chat.completion. */

@@ -5,7 +5,7 @@ import { endpointOf, headersOf } from '../../../src/providers/openai-compatible/
 import { buildRequest, parseResponse } from '../../../src/providers/openai-compatible/chat.js';
 import { openAiCompatibleAdapter } from '../../../src/providers/openai-compatible/index.js';
 import { OpenAiStreamTranslator } from '../../../src/providers/openai-compatible/stream.js';
-import type { ChatRequest, FrameSink, TranslateContext } from '../../../src/providers/types.js';
+import { GATEWAY_CACHE_MARKS, type ChatRequest, type FrameSink, type TranslateContext } from '../../../src/providers/types.js';
 import { SseParser, type SseEvent } from '../../../src/streaming/sse-parser.js';
 
 /** Deployments built the way the gateway builds them, so the api key is the non-enumerable one. */
@@ -38,6 +38,13 @@ const bodyOf = (req: ChatRequest, deployment: Deployment, maxTokens = 256) => JS
 
 describe('buildRequest', () => {
   const { keyed, keyless } = deployments();
+
+  it('strips the prompt-caching marks the gateway added to a translated request, and keeps a client\'s own', () => {
+    const marked: ChatRequest = { ...request({ messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] }] }) };
+    expect(bodyOf(marked, keyed).messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] }]);
+    marked[GATEWAY_CACHE_MARKS] = true;
+    expect(bodyOf(marked, keyed).messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]);
+  });
 
   it('sends the deployment model and passes other fields through', () => {
     const body = bodyOf(request({ temperature: 0.2, seed: 7, response_format: { type: 'json_object' } }), keyed);

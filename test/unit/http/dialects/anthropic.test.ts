@@ -5,7 +5,7 @@ import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { anthropicMessagesDialect as dialect } from '../../../../src/http/dialects/anthropic-messages.js';
 import { anthropicCountRequest } from '../../../../src/http/dialects/anthropic-request.js';
 import type { Frame } from '../../../../src/http/dialects/dialect.js';
-import type { ChatRequest } from '../../../../src/providers/types.js';
+import { GATEWAY_CACHE_MARKS, type ChatRequest } from '../../../../src/providers/types.js';
 import type { KeyPrincipal } from '../../../../src/tenancy/principal.js';
 
 const CTX = { requestId: 'req1', model: 'm', created: 1, clientWantsUsage: true, principal: {} as KeyPrincipal, request: {} as ChatRequest };
@@ -50,6 +50,30 @@ describe('Anthropic request translation', () => {
     ]);
     expect(request).toMatchObject({ max_tokens: 100, stop: ['END'], user: 'u-1', tool_choice: { type: 'function', function: { name: 'lookup' } }, parallel_tool_calls: false });
     expect(request.tools).toEqual([{ type: 'function', function: { name: 'lookup', description: 'Look up', parameters: { type: 'object', properties: {} } } }]);
+  });
+
+  it('carries prompt-caching marks on system, text, image and tool_result blocks and on tools, and flags them as the gateway\'s', () => {
+    const mark = { type: 'ephemeral', ttl: '1h' };
+    const request = parse({
+      model: 'm',
+      max_tokens: 1,
+      system: [{ type: 'text', text: 'Long rules.', cache_control: mark }, { type: 'text', text: 'More.' }],
+      tools: [{ name: 't', input_schema: { type: 'object' }, cache_control: { type: 'ephemeral' } }],
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'Doc', cache_control: mark }, { type: 'image', source: { type: 'url', url: 'https://x/y.png' }, cache_control: mark }] },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'u1', name: 't', input: {} }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'u1', content: 'out', cache_control: mark }] },
+      ],
+    });
+    expect(request.messages[0]).toEqual({ role: 'system', content: [{ type: 'text', text: 'Long rules.', cache_control: mark }, { type: 'text', text: 'More.' }] });
+    expect(request.messages[1]!.content).toEqual([{ type: 'text', text: 'Doc', cache_control: mark }, { type: 'image_url', image_url: { url: 'https://x/y.png' }, cache_control: mark }]);
+    expect(request.messages[3]).toEqual({ role: 'tool', tool_call_id: 'u1', content: [{ type: 'text', text: 'out', cache_control: mark }] });
+    expect(request.tools![0]!.cache_control).toEqual({ type: 'ephemeral' });
+    expect(request[GATEWAY_CACHE_MARKS]).toBe(true);
+    // Without marks: the system prompt stays one string and nothing is flagged.
+    const plain = parse({ model: 'm', max_tokens: 1, system: [{ type: 'text', text: 'A' }, { type: 'text', text: 'B' }], messages: [{ role: 'user', content: 'x' }] });
+    expect(plain.messages[0]).toEqual({ role: 'system', content: 'A\n\nB' });
+    expect(plain[GATEWAY_CACHE_MARKS]).toBeUndefined();
   });
 
   it('asks for usage at the end of every stream', () => {

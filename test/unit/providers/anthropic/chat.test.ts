@@ -78,6 +78,23 @@ describe('anthropic buildRequest', () => {
     expect(b.messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]);
   });
 
+  it('sends prompt-caching marks where Anthropic takes them: system blocks, text and image blocks, tool_result blocks, tools', () => {
+    const mark = { type: 'ephemeral' as const };
+    const b = body({
+      messages: [
+        { role: 'system', content: [{ type: 'text', text: 'Rules', cache_control: mark }, { type: 'text', text: 'More' }] },
+        { role: 'user', content: [{ type: 'text', text: 'Doc', cache_control: { type: 'ephemeral', ttl: '1h' } }] },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 't', arguments: '{}' } }] },
+        { role: 'tool', tool_call_id: 'c1', content: [{ type: 'text', text: 'out', cache_control: mark }] },
+      ],
+      tools: [{ type: 'function', function: { name: 't', parameters: { type: 'object' } }, cache_control: mark }],
+    });
+    expect(b.system).toEqual([{ type: 'text', text: 'Rules', cache_control: mark }, { type: 'text', text: 'More' }]);
+    expect(b.messages[0].content).toEqual([{ type: 'text', text: 'Doc', cache_control: { type: 'ephemeral', ttl: '1h' } }]);
+    expect(b.messages[2].content).toEqual([{ type: 'tool_result', tool_use_id: 'c1', content: [{ type: 'text', text: 'out' }], cache_control: mark }]);
+    expect(b.tools[0]).toMatchObject({ name: 't', cache_control: mark });
+  });
+
   it('omits system when there is none', () => {
     expect(body({ messages: [{ role: 'user', content: 'hi' }] })).not.toHaveProperty('system');
   });
