@@ -55,6 +55,8 @@ export const deploymentSchema = z.strictObject({
   cacheWritePricePerMTok: z.number().nonnegative().optional(),
   /** Reasoning tokens (part of the completion tokens); default: the output price. */
   reasoningPricePerMTok: z.number().nonnegative().optional(),
+  /** For a model priced per input image: micro-units per image part, on top of the token prices. */
+  imagePriceMicros: nonNegativeInt.optional(),
   maxOutputTokens: positiveInt.default(4096),
   weight: z.number().positive().default(1),
   /**

@@ -17,12 +17,21 @@ export interface Prices {
   readonly cacheWrite?: number;
   /** Per reasoning token (default: output). */
   readonly reasoning?: number;
+  /** Per input image, for a model priced per image (default: 0, images are tokens). */
+  readonly image?: number;
 }
 
 export function pricesOf(deployment: Deployment): Prices {
   const input = deployment.inputPricePerMTok;
   const output = deployment.outputPricePerMTok;
-  return { input, output, cachedInput: deployment.cachedInputPricePerMTok ?? input, cacheWrite: deployment.cacheWritePricePerMTok ?? input, reasoning: deployment.reasoningPricePerMTok ?? output };
+  return {
+    input,
+    output,
+    cachedInput: deployment.cachedInputPricePerMTok ?? input,
+    cacheWrite: deployment.cacheWritePricePerMTok ?? input,
+    reasoning: deployment.reasoningPricePerMTok ?? output,
+    image: deployment.imagePriceMicros ?? 0,
+  };
 }
 
 /**
@@ -32,12 +41,19 @@ export function pricesOf(deployment: Deployment): Prices {
 export function boundingPrices(route: ModelRoute): Prices {
   let input = 0;
   let output = 0;
+  let image = 0;
   for (const d of route.deployments) {
     const p = pricesOf(d);
     input = Math.max(input, p.input, p.cachedInput ?? 0, p.cacheWrite ?? 0);
     output = Math.max(output, p.output, p.reasoning ?? 0);
+    image = Math.max(image, p.image ?? 0);
   }
-  return { input, output };
+  return { input, output, image };
+}
+
+/** The per-image part of a request's cost: 0 unless its model is priced per image. */
+export function imageCostMicros(prices: Prices, images: number): number {
+  return images * (prices.image ?? 0);
 }
 
 /** What a reported usage costs: each part at its own price, rounded up once. */

@@ -9,7 +9,7 @@ import { GatewayError, toGatewayError } from '../../errors/gateway-error.js';
 import type { GuardrailEventLog } from '../../guardrails/event-log.js';
 import type { Finding } from '../../guardrails/types.js';
 import type { Hold, Ledger } from '../../ledger/ledger.js';
-import { affordableOutputTokens, boundingPrices, costMicros, type Prices } from '../../ledger/pricing.js';
+import { affordableOutputTokens, boundingPrices, costMicros, imageCostMicros, type Prices } from '../../ledger/pricing.js';
 import { log } from '../../log.js';
 import { rateLimitedTotal } from '../../metrics/registry.js';
 import type { ChatRequest } from '../../providers/types.js';
@@ -49,6 +49,8 @@ export interface Admitted {
   /** The prompt's bound: its UTF-8 bytes (no BPE token is shorter than a byte) plus the image allowance. */
   readonly promptBoundTokens: number;
   readonly imageTokens: number;
+  /** Image parts of the request: a model priced per image charges each. */
+  readonly images: number;
   /** The input guardrails changed the request: the received text no longer describes it. */
   readonly redacted: boolean;
   readonly findings: readonly Finding[];
@@ -117,11 +119,12 @@ export async function admit(deps: AdmissionDeps, principal: KeyPrincipal, body: 
     const param = request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     return refused(new GatewayError('NR_INVALID_REQUEST', `\`${param}\` is too large: ${route.name} allows at most ${route.maxOutputTokens} output tokens.`, { param }));
   }
-  const imageTokens = countImageParts(request) * deps.config.ledger.imageTokenAllowance;
+  const images = countImageParts(request);
+  const imageTokens = images * deps.config.ledger.imageTokenAllowance;
   const guarded = await guardPrompt(deps, principal, body, imageTokens, requestId, observer);
   if (observer.isFinished || 'error' in guarded) return 'error' in guarded ? guarded : undefined;
   const bodyBytes = guarded.redacted ? Buffer.byteLength(JSON.stringify(request)) : body.bodyBytes;
-  return reserve(deps, principal, { route, request, asked, promptBoundTokens: bodyBytes + imageTokens, imageTokens, findings: guarded.findings, redacted: guarded.redacted, requestId });
+  return reserve(deps, principal, { route, request, asked, promptBoundTokens: bodyBytes + imageTokens, imageTokens, images, findings: guarded.findings, redacted: guarded.redacted, requestId });
 }
 
 /** The request ended after it was admitted: its hold goes back, and its count in the local windows. */
@@ -163,6 +166,7 @@ interface Bounds {
   readonly asked: number | undefined;
   readonly promptBoundTokens: number;
   readonly imageTokens: number;
+  readonly images: number;
   readonly findings: readonly Finding[];
   readonly redacted: boolean;
   readonly requestId: string;
@@ -182,7 +186,7 @@ async function reserve(deps: AdmissionDeps, principal: KeyPrincipal, b: Bounds):
   const local = admitLocally(deps.limiter, principal, boundTokens);
   if ('error' in local) return { ...local, findings: b.findings, redacted: b.redacted };
   const admitted = (hold: Hold | undefined, maxTokens: number): Admitted => ({
-    request: b.request, route, hold, maxTokens, promptBoundTokens, imageTokens: b.imageTokens,
+    request: b.request, route, hold, maxTokens, promptBoundTokens, imageTokens: b.imageTokens, images: b.images,
     redacted: b.redacted, findings: b.findings, limitHeaders: local.limitHeaders, localAdmission: local.admission,
   });
   const refusedBy = (refusal: Parameters<typeof refusalToError>[0]): Refused => {
@@ -191,7 +195,9 @@ async function reserve(deps: AdmissionDeps, principal: KeyPrincipal, b: Bounds):
     return { error: refusalToError(refusal, { routeName: route.name, need, limitHeaders: local.limitHeaders, nowMs: Date.now() }), findings: b.findings, redacted: b.redacted };
   };
   const prices: Prices = boundingPrices(route);
-  const amountMicros = costMicros(prices, promptBoundTokens, maxOutput);
+  // A model priced per image: each image at the dearest deployment's price, on top of the tokens.
+  const imageMicros = imageCostMicros(prices, b.images);
+  const amountMicros = costMicros(prices, promptBoundTokens, maxOutput) + imageMicros;
   try {
     if (amountMicros === 0) {
       // A free model: nothing to hold, but a limited key still counts against the shared limits.
@@ -199,12 +205,12 @@ async function reserve(deps: AdmissionDeps, principal: KeyPrincipal, b: Bounds):
       const refusal = await deps.ledger.admit(principal.orgId, principal.keyId, b.requestId, boundTokens);
       return refusal === null ? admitted(undefined, maxOutput) : refusedBy(refusal);
     }
-    const minAmountMicros = asked !== undefined ? amountMicros : costMicros(prices, promptBoundTokens, Math.min(minOutputTokens, maxOutput));
+    const minAmountMicros = asked !== undefined ? amountMicros : costMicros(prices, promptBoundTokens, Math.min(minOutputTokens, maxOutput)) + imageMicros;
     // Spend caps and shared rate limits are decided where a durable hold is granted: such keys never carve from a lease.
     const path = principal.limits.length === 0 && !principal.spendCapped ? 'lease' : 'hold';
     const hold = await deps.ledger.reserve(principal.orgId, principal.keyId, b.requestId, amountMicros, minAmountMicros, boundTokens, route.name, path);
     if (typeof hold === 'string') return refusedBy(hold);
-    return admitted(hold, asked ?? affordableOutputTokens(prices, hold.amountMicros, promptBoundTokens, route.maxOutputTokens));
+    return admitted(hold, asked ?? affordableOutputTokens(prices, hold.amountMicros - imageMicros, promptBoundTokens, route.maxOutputTokens));
   } catch (err) {
     giveBackLocalAdmission(deps.limiter, principal, local.admission);
     return { error: toGatewayError(asDatabaseError(err)), findings: b.findings, redacted: b.redacted };

@@ -377,7 +377,7 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     const hold = admitted?.hold;
     const chargedMicros = hold === undefined ? null : settleHold(this.deps, {
       hold, served: this.served, usage: this.usage, request: admitted!.request, maxTokens: admitted!.maxTokens,
-      promptBoundTokens: admitted!.promptBoundTokens, imageTokens: admitted!.imageTokens, model: admitted!.route.name, requestId: this.requestId,
+      promptBoundTokens: admitted!.promptBoundTokens, imageTokens: admitted!.imageTokens, images: admitted!.images, model: admitted!.route.name, requestId: this.requestId,
     });
     // Only what the serving attempt's guard saw: a failed attempt's held text never reached the client.
     if (this.streamGuard !== undefined && this.streamGuard.attempt === this.served) this.recordOutputFindings(this.streamGuard.guard.findings());

@@ -4,7 +4,7 @@
 // provider without usage) the charge is an exact count of what a stream generated, else an estimate.
 import type { Deployment } from '../../config/load.js';
 import type { Hold, Ledger } from '../../ledger/ledger.js';
-import { costMicros, pricesOf, usageCostMicros } from '../../ledger/pricing.js';
+import { costMicros, imageCostMicros, pricesOf, usageCostMicros } from '../../ledger/pricing.js';
 import { log } from '../../log.js';
 import { tokensTotal } from '../../metrics/registry.js';
 import type { ChatRequest, Usage } from '../../providers/types.js';
@@ -34,6 +34,8 @@ export interface Settlement {
   readonly maxTokens: number;
   readonly promptBoundTokens: number;
   readonly imageTokens: number;
+  /** Image parts: a deployment priced per image charges each on top of the tokens. */
+  readonly images: number;
   readonly model: string;
   readonly requestId: string;
 }
@@ -46,13 +48,14 @@ export function settleHold(deps: SettlementDeps, s: Settlement): number | null {
     return 0;
   }
   const prices = pricesOf(served.deployment);
+  const imageMicros = imageCostMicros(prices, s.images);
   if (s.usage !== undefined) {
     countTokens(s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
-    const charged = Math.min(usageCostMicros(prices, s.usage), hold.amountMicros);
+    const charged = Math.min(usageCostMicros(prices, s.usage) + imageMicros, hold.amountMicros);
     void deps.ledger.settle(hold, charged).catch(logSettlementError);
     return charged;
   }
-  const estimate = Math.min(costMicros(prices, s.promptBoundTokens, Math.min(s.maxTokens, served.outputEstimate)), hold.amountMicros);
+  const estimate = Math.min(costMicros(prices, s.promptBoundTokens, Math.min(s.maxTokens, served.outputEstimate)) + imageMicros, hold.amountMicros);
   const text = served.completionText();
   if (text === undefined) {
     void deps.ledger.settle(hold, estimate).catch(logSettlementError);
@@ -64,7 +67,7 @@ export function settleHold(deps: SettlementDeps, s: Settlement): number | null {
     ([prompt, completion]) => {
       const output = Math.min(s.maxTokens, completion);
       countTokens(s.model, prompt, output);
-      return Math.min(costMicros(prices, prompt, output), hold.amountMicros);
+      return Math.min(costMicros(prices, prompt, output) + imageMicros, hold.amountMicros);
     },
     (err: unknown) => {
       log.warn('ledger: exact count failed; charging the estimate', { requestId: s.requestId, error: (err as Error).message });

@@ -14,6 +14,7 @@ import { Books, fundedOrg } from './money-helpers.js';
 const PRICES = { inputPricePerMTok: 4, cachedInputPricePerMTok: 1, cacheWritePricePerMTok: 5, outputPricePerMTok: 10, reasoningPricePerMTok: 12 };
 const CACHED = 9;
 const REASONING = 6;
+const IMAGE_PRICE = 300;
 
 describe('cache-aware and reasoning-aware pricing', () => {
   let upstream: Server;
@@ -33,6 +34,7 @@ describe('cache-aware and reasoning-aware pricing', () => {
         models: [
           { name: 'cached', deployments: [{ provider: 'mock', model: 'cached', ...PRICES, mock: { completionTokens: 10, cachedPromptTokens: CACHED, reasoningTokens: REASONING } }] },
           { name: 'claude', deployments: [{ provider: 'anthropic', model: 'claude', baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_KEY', ...PRICES }] },
+          { name: 'vision', deployments: [{ provider: 'mock', model: 'vision', inputPricePerMTok: 4, outputPricePerMTok: 10, imagePriceMicros: IMAGE_PRICE, mock: { completionTokens: 5 } }] },
         ],
         logs: { flushIntervalMs: 50 },
       },
@@ -88,6 +90,15 @@ describe('cache-aware and reasoning-aware pricing', () => {
     const rows = await logged(org.orgId, 2);
     for (const row of rows) expect(row).toMatchObject({ cached_tokens: CACHED, cache_write_tokens: null, reasoning_tokens: REASONING });
     expect(rows.map((r) => r.cost_micros).sort()).toEqual(charges.map((c) => c.charged).sort());
+  });
+
+  it('charges each image of a model priced per image on top of its tokens', async () => {
+    const org = await fundedOrg(gw.gateway, 10_000_000, 'vision org');
+    const client = new OpenAI({ apiKey: org.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const image = { type: 'image_url' as const, image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } };
+    const done = await client.chat.completions.create({ model: 'vision', messages: [{ role: 'user', content: [{ type: 'text', text: 'Compare these.' }, image, image] }] });
+    const [charge] = await books.expectSettledBooks(org.orgId, { served: 1 });
+    expect(charge!.charged).toBe(done.usage!.prompt_tokens * 4 + done.usage!.completion_tokens * 10 + 2 * IMAGE_PRICE);
   });
 
   it('charges an Anthropic upstream\'s cache reads and writes at their prices, and shows them in OpenAI\'s usage', async () => {

@@ -3,7 +3,7 @@
 // usage's parts can cost more than was held.
 import { describe, expect, it } from 'vitest';
 import type { Deployment, ModelRoute } from '../../../src/config/load.js';
-import { boundingPrices, costMicros, pricesOf, usageCostMicros } from '../../../src/ledger/pricing.js';
+import { boundingPrices, costMicros, imageCostMicros, pricesOf, usageCostMicros } from '../../../src/ledger/pricing.js';
 import { readUsage } from '../../../src/providers/usage.js';
 import { usageOfAnthropic } from '../../../src/providers/anthropic/api.js';
 
@@ -33,6 +33,12 @@ describe('usage parts', () => {
 });
 
 describe('prices', () => {
+  it('prices images per image only where a deployment says so, and holds at the dearest', () => {
+    expect(imageCostMicros(pricesOf(deployment({})), 3)).toBe(0);
+    expect(imageCostMicros(pricesOf(deployment({ imagePriceMicros: 700 })), 3)).toBe(2_100);
+    expect(boundingPrices(route(deployment({ imagePriceMicros: 700 }), deployment({ imagePriceMicros: 900 }))).image).toBe(900);
+  });
+
   it('charges each part at its price, rounded up once', () => {
     const prices = pricesOf(deployment({ cachedInputPricePerMTok: 0.3, cacheWritePricePerMTok: 3.75, reasoningPricePerMTok: 20 }));
     const usage = readUsage({ prompt_tokens: 1000, completion_tokens: 200, prompt_tokens_details: { cached_tokens: 600 }, cache_creation_input_tokens: 100, completion_tokens_details: { reasoning_tokens: 50 } })!;
@@ -48,7 +54,7 @@ describe('prices', () => {
 
   it('holds every token at its dearest kind across deployments, so a usage\'s parts never cost more than the hold', () => {
     const r = route(deployment({ cacheWritePricePerMTok: 3.75, cachedInputPricePerMTok: 0.3 }), deployment({ inputPricePerMTok: 2, outputPricePerMTok: 10, reasoningPricePerMTok: 18 }));
-    expect(boundingPrices(r)).toEqual({ input: 3.75, output: 18 });
+    expect(boundingPrices(r)).toEqual({ input: 3.75, output: 18, image: 0 });
     const held = costMicros(boundingPrices(r), 1000, 200);
     for (const d of r.deployments) {
       for (const parts of [{ cached: 0, write: 1000, reasoning: 200 }, { cached: 1000, write: 0, reasoning: 0 }, { cached: 300, write: 300, reasoning: 100 }]) {

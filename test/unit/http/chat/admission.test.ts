@@ -123,7 +123,7 @@ describe('admit: max_tokens', () => {
 describe('admit: the hold', () => {
   // paid: the dearest input price is b's 3, the dearest output price a's 2.
   it('holds prompt bytes and max_tokens at the dearest prices, all or nothing', async () => {
-    expect(boundingPrices(route('paid'))).toEqual({ input: 3, output: 2 });
+    expect(boundingPrices(route('paid'))).toEqual({ input: 3, output: 2, image: 0 });
     const { deps, ledger } = harness();
     const body = bodyOf({ ...hello, max_tokens: 100 });
     const result = admitted(await admit(deps, principal(), body, 'req-7', ALIVE));

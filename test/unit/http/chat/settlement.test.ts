@@ -24,6 +24,7 @@ function settlement(h: Hold, patch: Partial<Settlement> = {}): Settlement {
     maxTokens: 100,
     promptBoundTokens: 40,
     imageTokens: 0,
+    images: 0,
     model: 'paid',
     requestId: 'req-1',
     ...patch,
@@ -61,6 +62,17 @@ describe('settleHold', () => {
     const h = hold(30);
     expect(settleHold(deps, settlement(h, { usage: { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 } }))).toBe(30);
     expect(ledger.settles).toEqual([{ hold: h, chargeMicros: 30 }]);
+  });
+
+  it('charges each image at the price of a deployment priced per image, on top of the tokens, within the hold', () => {
+    const { deps } = harness();
+    const perImage = served({ deployment: { ...A, imagePriceMicros: 500 } });
+    const usage = { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 };
+    expect(settleHold(deps, settlement(hold(10_000), { served: perImage, usage, images: 2 }))).toBe(10 * 1 + 20 * 2 + 2 * 500);
+    expect(settleHold(deps, settlement(hold(10_000), { served: perImage, images: 1 }))).toBe(40 * 1 + 500);
+    expect(settleHold(deps, settlement(hold(600), { served: perImage, usage, images: 2 }))).toBe(600);
+    // A deployment priced by tokens only charges nothing more for images.
+    expect(settleHold(deps, settlement(hold(10_000), { usage, images: 2 }))).toBe(10 * 1 + 20 * 2);
   });
 
   it('without usage or text charges the estimate: prompt bound plus the output estimate, at most max_tokens', () => {
