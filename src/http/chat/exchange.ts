@@ -18,12 +18,14 @@ import { countOrgRequest, countRequest, gatewayOverheadSeconds, liveCounts, obse
 import type { DeploymentRouter } from '../../providers/router.js';
 import type { ChatRequest, Usage } from '../../providers/types.js';
 import type { UpstreamPools } from '../../providers/upstream-pools.js';
-import type { KeyPrincipal, Principal } from '../../tenancy/principal.js';
+import type { KeyPrincipal } from '../../tenancy/principal.js';
 import type { RateLimiter } from '../../tenancy/rate-limiter.js';
 import type { WorkerPool } from '../../workers/pool.js';
 import type { AuthOutcome } from '../authenticate.js';
 import { JSON_TYPE } from '../respond.js';
-import type { ClientDialect, DialectSession, StreamEncoder } from '../dialects/dialect.js';
+import { CallerGate, type GateOwner } from '../caller-gate.js';
+import type { ClientDialect } from '../dialects/dialect.js';
+import { DialectOutput } from '../dialects/output.js';
 import { SSE_TYPE, SseWriter, type ResponseHead } from '../sse-writer.js';
 import type { HttpResponse } from '../server-api.js';
 import { ClientGoneError, type UpstreamAttempt } from '../upstream-attempt.js';
@@ -52,14 +54,13 @@ export interface InflightTracker {
   delete(exchange: ChatExchange): void;
 }
 
-export class ChatExchange implements UpstreamListener, AdmissionObserver {
+export class ChatExchange implements UpstreamListener, AdmissionObserver, GateOwner {
   private ended = false;
   private clientGone = false;
   private readonly writer: SseWriter;
-  /** The caller: set once the API key is verified; the body waits for it. */
+  /** The caller and the body, whichever comes first: the body waits for the verified caller. */
+  private readonly gate = new CallerGate(this);
   private principal: KeyPrincipal | undefined;
-  private authPending = false;
-  private heldBody: Buffer | undefined;
   /** The stages' values, each set once: the text (kept for an org logging `full`), the request, its route. */
   private receivedText: string | undefined;
   private request: ChatRequest | undefined;
@@ -86,10 +87,8 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
   /** When output last went to the client (0: not yet): time to first token, gaps between chunks. */
   private lastWriteAt = 0;
   private answerText: string | undefined;
-  /** A dialect other than OpenAI chat: its per-request side, the stream's encoder and its output array (reused). */
-  private session: DialectSession | undefined;
-  private encoder: StreamEncoder | undefined;
-  private readonly encoded: Array<string | Uint8Array> = [];
+  /** The answer in a dialect other than OpenAI chat (undefined for chat itself). */
+  private output: DialectOutput | undefined;
 
   constructor(
     private readonly deps: ChatDeps,
@@ -119,23 +118,18 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     this.fail(new GatewayError('NR_SHUTTING_DOWN'));
   }
 
-  /** The caller, or a pending key lookup; the body is held (copied) until it resolves. */
+  /** The caller, or a pending key lookup. */
   setCaller(outcome: AuthOutcome): void {
-    if (!(outcome instanceof Promise)) return this.onCaller(outcome);
-    this.authPending = true;
-    outcome.then(
-      (principal) => this.onCaller(principal),
-      (err: unknown) => this.fail(toGatewayError(asDatabaseError(err)), true),
-    );
+    this.gate.setCaller(outcome);
   }
 
   /** The body arrived; `body` is only valid during this call. */
   onBody(body: Buffer): void {
-    const principal = this.principal;
-    if (principal === undefined) {
-      if (this.authPending && !this.ended) this.heldBody = Buffer.from(body);
-      return;
-    }
+    this.gate.onBody(body);
+  }
+
+  onCallerBody(principal: KeyPrincipal, body: Buffer): void {
+    this.principal = principal;
     const dialect = this.dialect;
     let request: ChatRequest;
     try {
@@ -185,19 +179,6 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     this.end();
   }
 
-  private onCaller(principal: Principal | GatewayError): void {
-    this.authPending = false;
-    if (this.ended) return;
-    if (principal instanceof GatewayError) return this.fail(principal, true);
-    if (principal.kind === 'platform') {
-      return this.fail(new GatewayError('NR_FORBIDDEN', 'The platform master key is for the admin API; call /v1 with an org API key.'), true);
-    }
-    this.principal = principal;
-    const held = this.heldBody;
-    this.heldBody = undefined;
-    if (held !== undefined) this.onBody(held);
-  }
-
   private onAdmission(principal: KeyPrincipal, result: Admitted | Refused | undefined): void {
     if (result === undefined) return;
     if ('error' in result) return this.fail(result.error);
@@ -211,10 +192,7 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
       created: Math.floor(Date.now() / 1000),
       clientWantsUsage: request.stream === true && request.stream_options?.include_usage === true,
     };
-    if (!this.dialect.identity) {
-      this.session = this.dialect.open({ requestId: this.requestId, principal, request, model: route.name, created: ctx.created, clientWantsUsage: ctx.clientWantsUsage });
-      if (request.stream === true) this.encoder = this.session.streamEncoder();
-    }
+    this.output = DialectOutput.open(this.dialect, { requestId: this.requestId, principal, request, model: route.name, created: ctx.created, clientWantsUsage: ctx.clientWantsUsage }, request.stream === true);
     this.upstream = new UpstreamCall(this.deps, { request, route, maxTokens: result.maxTokens, promptBoundTokens: result.promptBoundTokens, ctx }, this);
     this.upstream.start();
   }
@@ -269,41 +247,38 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     this.usage = usage;
     this.onFrames(attempt, lastFrames);
     if (this.ended) return;
-    const seal = this.session?.seal;
-    if (seal === undefined) return this.closeStream();
-    seal.call(this.session).then(() => this.closeStream(), (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))));
+    const sealed = this.output?.seal();
+    if (sealed === undefined) return this.closeStream();
+    sealed.then(() => this.closeStream(), (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))));
   }
 
   /** The stream's last frames (a dialect's closing events), and its end. */
   private closeStream(): void {
     if (this.ended) return;
-    if (this.encoder !== undefined) {
-      const out = this.encoded;
-      out.length = 0;
+    if (this.output !== undefined) {
+      let closing: Frame[];
       try {
-        this.encoder.end(out);
+        closing = this.output.closing();
       } catch (err) {
         return this.fail(toGatewayError(err));
       }
-      if (out.length > 0) this.writer.writeFrames(out, this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
+      if (closing.length > 0) this.writer.writeFrames(closing, this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
     }
     this.writer.endStream(this.writer.headersSent ? undefined : this.responseHead(SSE_TYPE));
     this.end();
   }
 
   private sendCompletion(upstreamBody: string | Uint8Array): void {
-    const session = this.session;
     let body = upstreamBody;
-    if (session !== undefined) {
-      try {
-        body = session.completion(upstreamBody);
-      } catch (err) {
-        return this.fail(toGatewayError(err));
-      }
+    try {
+      if (this.output !== undefined) body = this.output.completion(upstreamBody);
+    } catch (err) {
+      return this.fail(toGatewayError(err));
     }
     if (this.principal!.loggingLevel === 'full') this.answerText = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
-    if (session?.seal === undefined) return this.sendBody(body);
-    session.seal().then(() => this.sendBody(body), (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))));
+    const sealed = this.output?.seal();
+    if (sealed === undefined) return this.sendBody(body);
+    sealed.then(() => this.sendBody(body), (err: unknown) => this.fail(toGatewayError(asDatabaseError(err))));
   }
 
   private sendBody(body: string | Uint8Array): void {
@@ -314,15 +289,11 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
 
   private writeFrames(attempt: UpstreamAttempt, upstreamFrames: Frame[]): void {
     let frames = upstreamFrames;
-    if (this.encoder !== undefined) {
-      frames = this.encoded;
-      frames.length = 0;
-      try {
-        this.encoder.frames(upstreamFrames, frames);
-      } catch (err) {
-        attempt.abort(new ClientGoneError());
-        return this.fail(toGatewayError(err));
-      }
+    try {
+      if (this.output !== undefined) frames = this.output.frames(upstreamFrames);
+    } catch (err) {
+      attempt.abort(new ClientGoneError());
+      return this.fail(toGatewayError(err));
     }
     const now = performance.now();
     if (this.lastWriteAt === 0) {
@@ -386,9 +357,11 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver {
     const model = this.body?.route.name ?? 'unknown';
     countRequest(this.dialect.route, model, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration(this.dialect.route, (performance.now() - this.startedAt) / 1000);
-    if (this.principal !== undefined) {
-      countOrgRequest(this.principal.orgId);
-      this.logRequest(this.principal, chargedMicros);
+    // A caller known before its body ended the request is still counted and logged.
+    const principal = this.principal ?? this.gate.caller;
+    if (principal !== undefined) {
+      countOrgRequest(principal.orgId);
+      this.logRequest(principal, chargedMicros);
     }
     this.deps.inflight.delete(this);
   }
