@@ -12,8 +12,9 @@ import { log } from '../../log.js';
 import type { RequestLogWriter } from '../../logs/request-log.js';
 import { countOrgRequest, countRequest, gatewayOverheadSeconds, liveCounts, observeDuration, statusClass, tokensTotal } from '../../metrics/registry.js';
 import type { EmbeddingsRequest, Usage } from '../../providers/types.js';
-import type { KeyPrincipal, Principal } from '../../tenancy/principal.js';
+import type { KeyPrincipal } from '../../tenancy/principal.js';
 import type { AuthOutcome } from '../authenticate.js';
+import { CallerGate, type GateOwner } from '../caller-gate.js';
 import { decodeBody } from '../chat/admission.js';
 import { requestLogRow } from '../chat/log-row.js';
 import { releaseHold } from '../chat/settlement.js';
@@ -36,12 +37,12 @@ export interface EmbeddingsDeps extends EmbeddingsAdmissionDeps, EmbeddingsUpstr
   readonly requestLog: RequestLogWriter;
 }
 
-export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver {
+export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver, GateOwner {
   private ended = false;
   private clientGone = false;
+  /** The caller and the body, whichever comes first: the body waits for the verified caller. */
+  private readonly gate = new CallerGate(this);
   private principal: KeyPrincipal | undefined;
-  private authPending = false;
-  private heldBody: Buffer | undefined;
   /** Kept for an org logging `full`. */
   private receivedText: string | undefined;
   private request: EmbeddingsRequest | undefined;
@@ -84,23 +85,18 @@ export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver
     this.fail(new GatewayError('NR_SHUTTING_DOWN'));
   }
 
-  /** The caller, or a pending key lookup; the body is held (copied) until it resolves. */
+  /** The caller, or a pending key lookup. */
   setCaller(outcome: AuthOutcome): void {
-    if (!(outcome instanceof Promise)) return this.onCaller(outcome);
-    this.authPending = true;
-    outcome.then(
-      (principal) => this.onCaller(principal),
-      (err: unknown) => this.fail(toGatewayError(asDatabaseError(err)), true),
-    );
+    this.gate.setCaller(outcome);
   }
 
   /** The body arrived; `body` is only valid during this call. */
   onBody(body: Buffer): void {
-    const principal = this.principal;
-    if (principal === undefined) {
-      if (this.authPending && !this.ended) this.heldBody = Buffer.from(body);
-      return;
-    }
+    this.gate.onBody(body);
+  }
+
+  onCallerBody(principal: KeyPrincipal, body: Buffer): void {
+    this.principal = principal;
     try {
       const text = decodeBody(body);
       if (principal.loggingLevel === 'full') this.receivedText = text;
@@ -150,19 +146,6 @@ export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver
     this.fail(error);
   }
 
-  private onCaller(principal: Principal | GatewayError): void {
-    this.authPending = false;
-    if (this.ended) return;
-    if (principal instanceof GatewayError) return this.fail(principal, true);
-    if (principal.kind === 'platform') {
-      return this.fail(new GatewayError('NR_FORBIDDEN', 'The platform master key is for the admin API; call /v1 with an org API key.'), true);
-    }
-    this.principal = principal;
-    const held = this.heldBody;
-    this.heldBody = undefined;
-    if (held !== undefined) this.onBody(held);
-  }
-
   private onAdmission(principal: KeyPrincipal, result: Admitted | Refused | undefined): void {
     if (result === undefined) return;
     if ('error' in result) return this.fail(result.error);
@@ -183,9 +166,11 @@ export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver
     const model = this.body?.route.name ?? 'unknown';
     countRequest('embeddings', model, this.clientGone ? 'client_closed' : statusClass(this.status));
     observeDuration('embeddings', (performance.now() - this.startedAt) / 1000);
-    if (this.principal !== undefined) {
-      countOrgRequest(this.principal.orgId);
-      this.logRequest(this.principal, usage);
+    // A caller known before its body ended the request is still counted and logged.
+    const principal = this.principal ?? this.gate.caller;
+    if (principal !== undefined) {
+      countOrgRequest(principal.orgId);
+      this.logRequest(principal, usage);
     }
     this.deps.inflight.delete(this);
   }
