@@ -203,6 +203,11 @@ export const configFileSchema = z.strictObject({
       maxBatchChars: positiveInt.default(65_536),
       /** A pool task running longer is aborted: its prompt checks fail with 503, its charges fall back to the estimate. */
       taskTimeoutMs: positiveInt.default(10_000),
+      /**
+       * Bytes (an estimate) the caches of token counts and guardrail verdicts may hold, keyed by a
+       * SHA-256 of each text: a resent conversation is counted and scanned only for its new turns. 0: off.
+       */
+      resultCacheMaxBytes: nonNegativeInt.default(16 * 1024 * 1024),
     })
     .prefault({}),
   guardrails: z

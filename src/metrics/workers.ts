@@ -32,3 +32,46 @@ new Gauge({
     this.set({ measure: 'utilization' }, workerPoolState.utilization());
   },
 });
+
+/** The pool's result caches (token counts, guardrail verdicts), read at scrape time. */
+export interface CacheReading {
+  readonly hits: number;
+  readonly misses: number;
+  readonly bytes: number;
+  readonly size: number;
+}
+export const workerCacheState: { caches: Readonly<Record<string, CacheReading>> } = { caches: {} };
+
+// The caches count their own lookups (no label lookup per text on the hot path): the counter
+// takes the difference at each scrape.
+const exported = new Map<string, number>();
+new Counter({
+  name: 'nemo_worker_cache_lookups_total',
+  help: 'Lookups in the worker pool\'s result caches by cache (token_counts, scan_verdicts) and result (hit: not counted or scanned again; miss).',
+  labelNames: ['cache', 'result'] as const,
+  registers: [registry],
+  collect() {
+    for (const [cache, reading] of Object.entries(workerCacheState.caches)) {
+      for (const result of ['hit', 'miss'] as const) {
+        const total = result === 'hit' ? reading.hits : reading.misses;
+        const id = `${cache}/${result}`;
+        const delta = total - (exported.get(id) ?? 0);
+        if (delta > 0 || !exported.has(id)) this.inc({ cache, result }, Math.max(0, delta));
+        exported.set(id, total);
+      }
+    }
+  },
+});
+
+new Gauge({
+  name: 'nemo_worker_cache',
+  help: 'The worker pool\'s result caches by cache: entries, and bytes held (an estimate, bounded by workers.resultCacheMaxBytes).',
+  labelNames: ['cache', 'measure'] as const,
+  registers: [registry],
+  collect() {
+    for (const [cache, reading] of Object.entries(workerCacheState.caches)) {
+      this.set({ cache, measure: 'entries' }, reading.size);
+      this.set({ cache, measure: 'bytes' }, reading.bytes);
+    }
+  },
+});

@@ -72,6 +72,9 @@ export function countCompletionTokens(text: string, encoding: Encoding | undefin
   return encoding === undefined ? upperBoundTokens(text) : countTextTokens(text, encoding);
 }
 
+/** Counts one text of a prompt; the chat format's overheads are added around it. */
+export type TextCounter = (text: string) => number;
+
 export interface ChatPromptOptions {
   /** The request's `tools`: counted approximately, on the high side. */
   readonly tools?: readonly ChatTool[] | undefined;
@@ -84,28 +87,37 @@ export interface ChatPromptOptions {
  * module comment for what is approximate). Image parts are not counted: add the image allowance.
  */
 export function countChatPromptTokens(messages: readonly ChatMessage[], encoding: Encoding, options?: ChatPromptOptions): number {
+  return countChatFormat(messages, encoding, options, (text) => countTextTokens(text, encoding));
+}
+
+/**
+ * countChatPromptTokens with each text counted by `countText`, every text in a fixed order. A
+ * counter that answers 0 gives the format's overheads alone: callers that count texts elsewhere
+ * (cached, or in a worker) add their counts to it and get the same total.
+ */
+export function countChatFormat(messages: readonly ChatMessage[], encoding: Encoding, options: ChatPromptOptions | undefined, countText: TextCounter): number {
   let total = REPLY_PRIMING_TOKENS;
-  for (let i = 0; i < messages.length; i++) total += countMessageTokens(messages[i]!, encoding);
+  for (let i = 0; i < messages.length; i++) total += countMessageTokens(messages[i]!, encoding, countText);
   if (options !== undefined) {
-    if (options.tools !== undefined && options.tools.length > 0) total += countToolDefinitionTokens(options.tools, encoding);
-    total += countToolChoiceTokens(options.toolChoice, encoding);
+    if (options.tools !== undefined && options.tools.length > 0) total += countToolDefinitionTokens(options.tools, encoding, countText);
+    total += countToolChoiceTokens(options.toolChoice, countText);
   }
   return total;
 }
 
 /** One message's share of countChatPromptTokens (without the reply priming). */
-export function countMessageTokens(message: ChatMessage, encoding: Encoding): number {
-  let total = TOKENS_PER_MESSAGE + countRoleTokens(message.role, encoding);
+export function countMessageTokens(message: ChatMessage, encoding: Encoding, countText: TextCounter = (text) => countTextTokens(text, encoding)): number {
+  let total = TOKENS_PER_MESSAGE + countRoleTokens(message.role, encoding, countText);
   const content = message.content;
-  if (typeof content === 'string') total += countTextTokens(content, encoding);
-  else if (Array.isArray(content)) total += countContentPartTokens(content, encoding);
-  if (typeof message.name === 'string') total += countTextTokens(message.name, encoding) + TOKENS_PER_NAME;
-  if (typeof message.tool_call_id === 'string') total += countTextTokens(message.tool_call_id, encoding);
+  if (typeof content === 'string') total += countText(content);
+  else if (Array.isArray(content)) total += countContentPartTokens(content, countText);
+  if (typeof message.name === 'string') total += countText(message.name) + TOKENS_PER_NAME;
+  if (typeof message.tool_call_id === 'string') total += countText(message.tool_call_id);
   const calls = message.tool_calls;
   if (calls !== undefined) {
     for (let i = 0; i < calls.length; i++) {
       const call = calls[i]!;
-      total += TOKENS_PER_TOOL_CALL + countTextTokens(call.id, encoding) + countTextTokens(call.function.name, encoding) + countTextTokens(call.function.arguments, encoding);
+      total += TOKENS_PER_TOOL_CALL + countText(call.id) + countText(call.function.name) + countText(call.function.arguments);
     }
   }
   return total;
@@ -116,28 +128,28 @@ export function countMessageTokens(message: ChatMessage, encoding: Encoding): nu
  * framing, the rendering's wrapper and a fixed overhead. JSON carries more syntax than the
  * rendering OpenAI is believed to use, so this errs high. Once per request: the stringify is fine.
  */
-export function countToolDefinitionTokens(tools: readonly ChatTool[], encoding: Encoding): number {
+export function countToolDefinitionTokens(tools: readonly ChatTool[], encoding: Encoding, countText: TextCounter = (text) => countTextTokens(text, encoding)): number {
   const fixed = FIXED_COUNTS[encoding];
   let total = TOOL_DEFINITIONS_OVERHEAD_TOKENS + fixed.toolsWrapper;
-  for (let i = 0; i < tools.length; i++) total += fixed.toolFraming + countTextTokens(JSON.stringify(tools[i]!.function), encoding);
+  for (let i = 0; i < tools.length; i++) total += fixed.toolFraming + countText(JSON.stringify(tools[i]!.function));
   return total;
 }
 
 // `auto` and `required` are counted as nothing: neither is known to add to the prompt.
-function countToolChoiceTokens(toolChoice: unknown, encoding: Encoding): number {
+function countToolChoiceTokens(toolChoice: unknown, countText: TextCounter): number {
   if (toolChoice === 'none') return 1;
   if (typeof toolChoice === 'object' && toolChoice !== null) {
     const fn = (toolChoice as { function?: { name?: unknown } }).function;
-    if (fn !== undefined && typeof fn.name === 'string') return countTextTokens(fn.name, encoding) + 4;
+    if (fn !== undefined && typeof fn.name === 'string') return countText(fn.name) + 4;
   }
   return 0;
 }
 
-function countContentPartTokens(parts: readonly ContentPart[], encoding: Encoding): number {
+function countContentPartTokens(parts: readonly ContentPart[], countText: TextCounter): number {
   let total = 0;
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i]!;
-    if (part.type === 'text') total += countTextTokens(part.text, encoding);
+    if (part.type === 'text') total += countText(part.text);
   }
   return total;
 }
@@ -161,6 +173,6 @@ function fixedCounts(encoding: Encoding): FixedCounts {
 
 const FIXED_COUNTS: Readonly<Record<Encoding, FixedCounts>> = { o200k_base: fixedCounts('o200k_base'), cl100k_base: fixedCounts('cl100k_base') };
 
-function countRoleTokens(role: string, encoding: Encoding): number {
-  return FIXED_COUNTS[encoding].roles.get(role) ?? countTextTokens(role, encoding);
+function countRoleTokens(role: string, encoding: Encoding, countText: TextCounter): number {
+  return FIXED_COUNTS[encoding].roles.get(role) ?? countText(role);
 }

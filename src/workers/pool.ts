@@ -2,12 +2,18 @@
 // of responses: token counting and guardrail scans. Jobs below `inlineMaxChars` run inline (a pool
 // round trip costs more than they do, measured by `npm run bench:workers`); larger ones queue and
 // leave in batches: every job queued in one turn of the event loop goes in one task per kind.
+// Results are cached by content (result-cache.ts): a text seen before is neither counted nor
+// scanned again, and a chat prompt is counted text by text so a resent conversation costs only
+// its new turns.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { ScanResult } from '../guardrails/types.js';
-import { workerJobsTotal, workerPoolState, workerTaskSeconds } from '../metrics/registry.js';
+import type { Encoding } from '../config/model-encodings.js';
+import { workerCacheState, workerJobsTotal, workerPoolState, workerTaskSeconds } from '../metrics/registry.js';
+import { countChatFormat, countTextTokens } from '../tokens/count.js';
 import type { JobOutcome, ScanJob, TokenJob } from './messages.js';
+import { contentKey, ResultCache } from './result-cache.js';
 import { countTokenJob } from './tasks/count-tokens.js';
 import { scanJob } from './tasks/scan-text.js';
 
@@ -19,7 +25,18 @@ export interface WorkerPoolOptions {
   readonly maxBatchChars: number;
   /** A task running longer is aborted and its jobs fail (callers fall back or answer an error). */
   readonly taskTimeoutMs: number;
+  /** Bytes the token-count and verdict caches may hold together; 0 or absent: no caching (benches measuring the work itself). */
+  readonly resultCacheMaxBytes?: number;
 }
+
+/** Shorter texts are counted or scanned again rather than cached: the hash and the entry would cost about as much. */
+const MIN_CACHED_CHARS = 32;
+
+// Label children resolved once: these count every text of every prompt.
+const COUNTED_INLINE = workerJobsTotal.labels('count_tokens', 'inline');
+const COUNTED_IN_POOL = workerJobsTotal.labels('count_tokens', 'pool');
+const SCANNED_INLINE = workerJobsTotal.labels('scan', 'inline');
+const SCANNED_IN_POOL = workerJobsTotal.labels('scan', 'pool');
 
 interface Pending<J, R> {
   readonly job: J;
@@ -76,6 +93,10 @@ export class WorkerPool {
   private readonly piscina: Piscina;
   private readonly counts: Batcher<TokenJob, number>;
   private readonly scans: Batcher<ScanJob, ScanResult>;
+  private readonly textCounts: ResultCache<number>;
+  private readonly verdicts: ResultCache<ScanResult>;
+  /** Texts this long or longer are looked up by content; Infinity when caching is off. */
+  private readonly minCachedChars: number;
 
   constructor(private readonly options: WorkerPoolOptions) {
     // Threads start on first use (most requests never need one) and leave after a minute idle.
@@ -85,24 +106,73 @@ export class WorkerPool {
     workerPoolState.queued = () => this.piscina.queueSize;
     workerPoolState.threads = () => this.piscina.threads.length;
     workerPoolState.utilization = () => this.piscina.utilization;
+    // Verdicts are few and small next to the counts' many tiny entries: a quarter of the budget for the counts.
+    const cacheBytes = options.resultCacheMaxBytes ?? 0;
+    this.minCachedChars = cacheBytes > 0 ? MIN_CACHED_CHARS : Infinity;
+    this.textCounts = new ResultCache(Math.floor(cacheBytes / 4), () => 8);
+    this.verdicts = new ResultCache(cacheBytes - Math.floor(cacheBytes / 4), scanResultBytes);
+    workerCacheState.caches = { token_counts: this.textCounts, scan_verdicts: this.verdicts };
   }
 
   /** Exact tokens where the encoding is known, else the UTF-8 byte bound. */
   countTokens(job: TokenJob): number | Promise<number> {
-    if (tokenJobChars(job) <= this.options.inlineMaxChars) {
-      workerJobsTotal.inc({ task: 'count_tokens', where: 'inline' });
-      return countTokenJob(job);
+    if (job.encoding === undefined) {
+      if (tokenJobChars(job) <= this.options.inlineMaxChars) {
+        COUNTED_INLINE.inc();
+        return countTokenJob(job);
+      }
+      COUNTED_IN_POOL.inc();
+      return this.counts.add(job);
     }
-    workerJobsTotal.inc({ task: 'count_tokens', where: 'pool' });
-    return this.counts.add(job);
+    if (job.kind === 'text') return this.countText(job.text, job.encoding, { inlineChars: 0 });
+    return this.countChat(job, job.encoding);
+  }
+
+  /**
+   * A chat prompt text by text: the format's overheads here, each text from the cache, inline, or
+   * the pool. The texts counted inline for one prompt stay within inlineMaxChars together.
+   */
+  private countChat(job: Extract<TokenJob, { kind: 'chat' }>, encoding: Encoding): number | Promise<number> {
+    const budget = { inlineChars: 0 };
+    let total = 0;
+    let pending: Array<Promise<number>> | undefined;
+    total += countChatFormat(job.messages, encoding, { tools: job.tools, toolChoice: job.toolChoice }, (text) => {
+      const count = this.countText(text, encoding, budget);
+      if (typeof count === 'number') return count;
+      (pending ??= []).push(count);
+      return 0;
+    });
+    if (pending === undefined) return total;
+    return Promise.all(pending).then((counts) => counts.reduce((sum, n) => sum + n, total));
+  }
+
+  private countText(text: string, encoding: Encoding, budget: { inlineChars: number }): number | Promise<number> {
+    if (text.length < this.minCachedChars) return this.countUncached(text, encoding, budget);
+    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${contentKey(text)}`, () => this.countUncached(text, encoding, budget));
+  }
+
+  private countUncached(text: string, encoding: Encoding, budget: { inlineChars: number }): number | Promise<number> {
+    if (budget.inlineChars + text.length <= this.options.inlineMaxChars) {
+      budget.inlineChars += text.length;
+      COUNTED_INLINE.inc();
+      return countTextTokens(text, encoding);
+    }
+    COUNTED_IN_POOL.inc();
+    return this.counts.add({ kind: 'text', text, encoding });
   }
 
   scan(job: ScanJob): ScanResult | Promise<ScanResult> {
+    if (job.text.length < this.minCachedChars) return this.runScan(job);
+    // The policy key is a hash of the merged policy: a changed policy never meets an old verdict.
+    return this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${contentKey(job.text)}`, () => this.runScan(job));
+  }
+
+  private runScan(job: ScanJob): ScanResult | Promise<ScanResult> {
     if (job.text.length <= this.options.inlineMaxChars) {
-      workerJobsTotal.inc({ task: 'scan', where: 'inline' });
+      SCANNED_INLINE.inc();
       return scanJob(job);
     }
-    workerJobsTotal.inc({ task: 'scan', where: 'pool' });
+    SCANNED_IN_POOL.inc();
     return this.scans.add(job);
   }
 
@@ -127,6 +197,11 @@ export class WorkerPool {
       workerTaskSeconds.observe({ task: name === 'scan' ? 'scan' : 'count_tokens' }, (performance.now() - startedAt) / 1000);
     }
   }
+}
+
+/** What a verdict holds: its findings and its redacted text (UTF-16). */
+function scanResultBytes(result: ScanResult): number {
+  return 64 + 96 * result.findings.length + 2 * (result.redacted?.length ?? 0);
 }
 
 function tokenJobChars(job: TokenJob): number {
