@@ -2,7 +2,7 @@
 // with its action, where it applies and how long a match can be (the stream scanner's hold-back).
 // Rule order is the tie-break when two findings share a span, so it is fixed here.
 import { compileDenyWords } from './detectors/deny-words.js';
-import { findDenyPatterns } from './detectors/deny-patterns.js';
+import { denyPattern, findDenyPatterns } from './detectors/deny-patterns.js';
 import { findCreditCards, CREDIT_CARD_MAX_LENGTH } from './detectors/credit-card.js';
 import { findEmails, EMAIL_MAX_LENGTH } from './detectors/email.js';
 import { findIbans, IBAN_MAX_LENGTH } from './detectors/iban.js';
@@ -96,7 +96,7 @@ function denyWordRule(words: readonly string[], action: GuardrailAction): Compil
 }
 
 function denyPatternRule(sources: readonly string[], action: GuardrailAction): CompiledRule {
-  const patterns = sources.map((source, i) => compileUserPattern(source, `deny_patterns[${i}]`));
+  const patterns = sources.map((source, i) => denyPattern(compileUserPattern(source, `deny_patterns[${i}]`)));
   return {
     action,
     inputOnly: false,
