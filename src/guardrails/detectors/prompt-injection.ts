@@ -67,11 +67,24 @@ const RULES: ReadonlyArray<{ readonly id: string; readonly phrases: readonly str
 // Chat-template control tokens have no business in user text: they forge a system turn.
 const CHAT_TEMPLATE = /<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>|\[\/?inst\]|<<\/?sys>>/g;
 
-const COMPILED = RULES.map(({ id, phrases }) => {
+// A phrase starts where no letter or digit precedes it. That check is made in code (wordBefore), not
+// as a leading lookbehind: a regex that opens with one is tried at every position (about 1 ms per
+// rule on an 80 KB prompt), one that opens with the phrase's letters is not (about 0.2 ms).
+/** The rules as run; `boundary`: a match must not follow a letter or digit. Exported for the equivalence test. */
+export const INJECTION_RULES: ReadonlyArray<{ readonly id: string; readonly re: RegExp; readonly boundary: boolean }> = RULES.map(({ id, phrases }) => {
   const body = phrases.join('|').replaceAll('_', GAP).replaceAll("'", "['\u2019]");
-  return { id, re: new RegExp(`(?<![\\p{L}\\p{N}])(?:${body})(?![\\p{L}\\p{N}])`, 'gu') };
-});
-COMPILED.push({ id: 'chat_template', re: CHAT_TEMPLATE });
+  return { id, re: new RegExp(`(?:${body})(?![\\p{L}\\p{N}])`, 'gu'), boundary: true };
+}).concat({ id: 'chat_template', re: CHAT_TEMPLATE, boundary: false });
+const LETTER_OR_DIGIT_BEFORE = /(?<=[\p{L}\p{N}])/uy;
+
+/** What `(?<![\p{L}\p{N}])` at `i` rejects: a letter or digit (code point) just before. */
+function wordBefore(text: string, i: number): boolean {
+  if (i === 0) return false;
+  const code = text.charCodeAt(i - 1);
+  if (code < 0x80) return (code >= 97 && code <= 122) || (code >= 65 && code <= 90) || (code >= 48 && code <= 57);
+  LETTER_OR_DIGIT_BEFORE.lastIndex = i;
+  return LETTER_OR_DIGIT_BEFORE.test(text);
+}
 
 /** Cyrillic and Greek letters that render like Latin ones (lowercase, after folding). */
 const LOOK_ALIKES: ReadonlyMap<number, number> = new Map(
@@ -95,9 +108,14 @@ function foldLookAlikes(text: string): string {
 export function findInjections(text: string, folded: FoldedText = foldText(text)): InjectionMatch[] {
   const t = foldLookAlikes(folded.text);
   const out: InjectionMatch[] = [];
-  for (const { id, re } of COMPILED) {
+  for (const { id, re, boundary } of INJECTION_RULES) {
     re.lastIndex = 0;
     for (let m = re.exec(t); m !== null; m = re.exec(t)) {
+      // The lookbehind would have failed here: go on from the next position, as the regex would.
+      if (boundary && wordBefore(t, m.index)) {
+        re.lastIndex = m.index + 1;
+        continue;
+      }
       out.push({ id, start: folded.sourceStart[m.index] as number, end: folded.sourceEnd[m.index + m[0].length - 1] as number });
     }
   }
