@@ -17,27 +17,53 @@ const WHITESPACE = /^\s+$/u;
 // CGJ, variation selectors. Indic vowel signs and other spelling marks are kept.
 const DECORATION = /[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe00-\ufe0f\ufe20-\ufe2f\u{e0100}-\u{e01ef}]/gu;
 
+/** Folded units and their source spans in typed arrays, grown by doubling: no boxed numbers per character. */
 class Builder {
-  readonly units: number[] = [];
-  readonly starts: number[] = [];
-  readonly ends: number[] = [];
+  units: Uint16Array;
+  starts: Int32Array;
+  ends: Int32Array;
+  length = 0;
   lastIsSpace = true;
 
+  constructor(capacity: number) {
+    this.units = new Uint16Array(capacity);
+    this.starts = new Int32Array(capacity);
+    this.ends = new Int32Array(capacity);
+  }
+
   push(unit: number, start: number, end: number): void {
-    this.units.push(unit);
-    this.starts.push(start);
-    this.ends.push(end);
+    if (this.length === this.units.length) this.grow();
+    this.units[this.length] = unit;
+    this.starts[this.length] = start;
+    this.ends[this.length] = end;
+    this.length++;
     this.lastIsSpace = unit === 32;
   }
 
   space(start: number, end: number): void {
     if (!this.lastIsSpace) this.push(32, start, end);
-    else if (this.ends.length > 0) this.ends[this.ends.length - 1] = end;
+    else if (this.length > 0) this.ends[this.length - 1] = end;
+  }
+
+  /** NFKC may expand a character (the ligature ﬃ is three), so the first guess can fall short. */
+  grow(): void {
+    const capacity = Math.max(16, this.units.length * 2);
+    const units = new Uint16Array(capacity);
+    const starts = new Int32Array(capacity);
+    const ends = new Int32Array(capacity);
+    units.set(this.units);
+    starts.set(this.starts);
+    ends.set(this.ends);
+    this.units = units;
+    this.starts = starts;
+    this.ends = ends;
   }
 
   toText(): string {
     let text = '';
-    for (let i = 0; i < this.units.length; i += 8192) text += String.fromCharCode(...this.units.slice(i, i + 8192));
+    for (let i = 0; i < this.length; i += 8192) {
+      text += String.fromCharCode.apply(null, this.units.subarray(i, Math.min(i + 8192, this.length)) as unknown as number[]);
+    }
     return text;
   }
 }
@@ -62,7 +88,7 @@ function foldSegment(out: Builder, segment: string, start: number, end: number):
 }
 
 export function foldText(original: string): FoldedText {
-  const out = new Builder();
+  const out = new Builder(original.length);
   for (let i = 0; i < original.length; ) {
     const code = original.charCodeAt(i);
     const next = i + 1 < original.length ? original.charCodeAt(i + 1) : 0;
@@ -77,7 +103,7 @@ export function foldText(original: string): FoldedText {
     foldSegment(out, original.slice(i, j), i, j);
     i = j;
   }
-  return { text: out.toText(), sourceStart: Int32Array.from(out.starts), sourceEnd: Int32Array.from(out.ends) };
+  return { text: out.toText(), sourceStart: out.starts.slice(0, out.length), sourceEnd: out.ends.slice(0, out.length) };
 }
 
 /** Folds a rule phrase (a deny word) the same way, trimmed: the phrase side needs no offsets. */

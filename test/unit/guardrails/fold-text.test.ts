@@ -33,6 +33,18 @@ describe('foldText', () => {
     expect(foldText('नहीं').text).toBe('नहीं'.normalize('NFKC'));
   });
 
+  it('grows past the original length when NFKC expands (ligatures), keeping every span', () => {
+    const original = `${'ﬃ'.repeat(5_000)} ${'a'.repeat(20_000)}`;
+    const folded = foldText(original);
+    expect(folded.text).toBe(`${'ffi'.repeat(5_000)} ${'a'.repeat(20_000)}`);
+    expect(folded.sourceStart.length).toBe(folded.text.length);
+    expect(sources(original).slice(14_997, 15_002)).toEqual(['ﬃ', 'ﬃ', 'ﬃ', ' ', 'a']);
+  });
+
+  it('keeps lone surrogates as they are in the folded text', () => {
+    expect(foldText('a\ud800b\udc00').text).toBe('a\ud800b\udc00');
+  });
+
   it('foldPhrase trims what foldText keeps', () => {
     expect(foldPhrase('  Bad\u200b  WORD ')).toBe('bad word');
   });
