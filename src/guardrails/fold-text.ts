@@ -17,19 +17,24 @@ const WHITESPACE = /^\s+$/u;
 // CGJ, variation selectors. Indic vowel signs and other spelling marks are kept.
 const DECORATION = /[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe00-\ufe0f\ufe20-\ufe2f\u{e0100}-\u{e01ef}]/gu;
 
-/** Folded units and their source spans in typed arrays, grown by doubling: no boxed numbers per character. */
+/**
+ * Folded units and their source spans in typed arrays, grown by doubling: no boxed numbers per
+ * character. The arrays are scratch space shared by every fold on this thread (a fold runs to the
+ * end without yielding), so a short prompt allocates only its results.
+ */
+const SCRATCH_UNITS = 4096;
+/** Past this (~1.3 MB of scratch) a thread does not keep what one huge prompt grew the arrays to. */
+const MAX_KEPT_UNITS = 1 << 17;
+let scratchUnits = new Uint16Array(SCRATCH_UNITS);
+let scratchStarts = new Int32Array(SCRATCH_UNITS);
+let scratchEnds = new Int32Array(SCRATCH_UNITS);
+
 class Builder {
-  units: Uint16Array;
-  starts: Int32Array;
-  ends: Int32Array;
+  units = scratchUnits;
+  starts = scratchStarts;
+  ends = scratchEnds;
   length = 0;
   lastIsSpace = true;
-
-  constructor(capacity: number) {
-    this.units = new Uint16Array(capacity);
-    this.starts = new Int32Array(capacity);
-    this.ends = new Int32Array(capacity);
-  }
 
   push(unit: number, start: number, end: number): void {
     if (this.length === this.units.length) this.grow();
@@ -45,18 +50,18 @@ class Builder {
     else if (this.length > 0) this.ends[this.length - 1] = end;
   }
 
-  /** NFKC may expand a character (the ligature ﬃ is three), so the first guess can fall short. */
+  /** Doubles the scratch arrays: a long text, or NFKC expanding a character (the ligature ﬃ is three). */
   grow(): void {
-    const capacity = Math.max(16, this.units.length * 2);
+    const capacity = this.units.length * 2;
     const units = new Uint16Array(capacity);
     const starts = new Int32Array(capacity);
     const ends = new Int32Array(capacity);
     units.set(this.units);
     starts.set(this.starts);
     ends.set(this.ends);
-    this.units = units;
-    this.starts = starts;
-    this.ends = ends;
+    this.units = scratchUnits = units;
+    this.starts = scratchStarts = starts;
+    this.ends = scratchEnds = ends;
   }
 
   toText(): string {
@@ -88,7 +93,7 @@ function foldSegment(out: Builder, segment: string, start: number, end: number):
 }
 
 export function foldText(original: string): FoldedText {
-  const out = new Builder(original.length);
+  const out = new Builder();
   for (let i = 0; i < original.length; ) {
     const code = original.charCodeAt(i);
     const next = i + 1 < original.length ? original.charCodeAt(i + 1) : 0;
@@ -103,7 +108,13 @@ export function foldText(original: string): FoldedText {
     foldSegment(out, original.slice(i, j), i, j);
     i = j;
   }
-  return { text: out.toText(), sourceStart: out.starts.slice(0, out.length), sourceEnd: out.ends.slice(0, out.length) };
+  const folded = { text: out.toText(), sourceStart: out.starts.slice(0, out.length), sourceEnd: out.ends.slice(0, out.length) };
+  if (scratchUnits.length > MAX_KEPT_UNITS) {
+    scratchUnits = new Uint16Array(SCRATCH_UNITS);
+    scratchStarts = new Int32Array(SCRATCH_UNITS);
+    scratchEnds = new Int32Array(SCRATCH_UNITS);
+  }
+  return folded;
 }
 
 /** Folds a rule phrase (a deny word) the same way, trimmed: the phrase side needs no offsets. */
