@@ -16,11 +16,16 @@ export interface RequestShape {
   body: Buffer;
 }
 
+/** A loop's own request sequence, called once per request (e.g. a conversation growing turn by turn). */
+export type NextRequest = () => RequestShape;
+
 /** Loops that send one kind of request; their shapes are taken in turn (e.g. one per org's key). */
 export interface LoadGroup {
   name: string;
   loops: number;
   shapes: RequestShape[];
+  /** One sequence per loop instead of the shared shapes: loop i sends what sequences[i] makes. */
+  sequences?: NextRequest[];
   /** SSE answers: record time to first token, chunk gaps, stalls and the final [DONE]. */
   stream: boolean;
   /** The model is priced: every 2xx must have exactly one settled reservation in the ledger. */
@@ -51,6 +56,8 @@ export interface GroupResult {
   requests: number;
   /** Complete answers that arrived before the deadline: the throughput numerator. */
   completedInWindow: number;
+  /** Request body bytes sent (every request, drained ones included). */
+  bodyBytes: number;
   ok: number;
   byStatus: Record<string, number>;
   /** Connection and protocol errors (a response cut mid-body included). */
@@ -101,6 +108,7 @@ function emptyResult(group: LoadGroup): GroupResult {
     priced: group.priced,
     requests: 0,
     completedInWindow: 0,
+    bodyBytes: 0,
     ok: 0,
     byStatus: {},
     errors: 0,
@@ -138,6 +146,7 @@ class Loop implements Dispatcher.DispatchHandler {
     private readonly group: LoadGroup,
     private readonly result: GroupResult,
     private readonly cursor: { next: number },
+    private readonly sequence: NextRequest | undefined,
   ) {
     this.send = this.send.bind(this);
     this.opts = { origin: run.plan.origin, path: run.plan.path, method: 'POST', headers: [], body: '' };
@@ -149,9 +158,10 @@ class Loop implements Dispatcher.DispatchHandler {
       return;
     }
     const shapes = this.group.shapes;
-    const shape = shapes[this.cursor.next++ % shapes.length]!;
+    const shape = this.sequence === undefined ? shapes[this.cursor.next++ % shapes.length]! : this.sequence();
     this.opts.headers = shape.headers;
     this.opts.body = shape.body;
+    this.result.bodyBytes += shape.body.length;
     this.status = 0;
     this.events = 0;
     this.maxSilence = 0;
@@ -303,7 +313,7 @@ class Runner {
     };
     plan.groups.forEach((group, g) => {
       const cursor = { next: 0 };
-      for (let i = 0; i < group.loops; i++) this.loops.push(new Loop(this, new Client(plan.origin, clientOptions), group, this.results[g]!, cursor));
+      for (let i = 0; i < group.loops; i++) this.loops.push(new Loop(this, new Client(plan.origin, clientOptions), group, this.results[g]!, cursor, group.sequences?.[i]));
     });
   }
 

@@ -19,7 +19,7 @@ const STREAM_GOAL_AT = 1000;
 const fmt = (value: number): string => (Number.isInteger(value) ? String(value) : value.toFixed(2));
 
 export function evaluateGoals(reports: Partial<Record<string, ScenarioReport>>): GoalResult[] {
-  const { chat, latency, stream } = reports;
+  const { chat, latency, stream, agent } = reports;
   const hot = reports['chat-hot'];
   const goals: GoalResult[] = [];
   const add = (id: string, scenario: string, text: string, limit: string, value: number | undefined, met: (v: number) => boolean, note?: string): void => {
@@ -36,6 +36,7 @@ export function evaluateGoals(reports: Partial<Record<string, ScenarioReport>>):
   add('chat-event-loop-lag', 'chat', 'nemo event-loop lag p99 (ms) under chat load', '<= 10', chat?.targets.nemo?.eventLoopLagP99Ms, (v) => v <= 10);
   const hotRatio = hot !== undefined && chat !== undefined && chat.targets.nemo!.rps > 0 ? Number((hot.targets.nemo!.rps / chat.targets.nemo!.rps).toFixed(3)) : undefined;
   add('chat-hot-rps', 'chat-hot', 'nemo chat-hot RPS / nemo chat RPS', '>= 0.8', hotRatio, (v) => v >= 0.8, hot !== undefined && chat === undefined ? 'needs chat in the same run (--scenario all)' : undefined);
+  add('agent-rps', 'agent', 'nemo RPS / bare RPS, agent sessions (up to ~100k-token histories, streamed)', '>= 0.5', agent?.ratios.nemoOverBareRps, (v) => v >= 0.5);
 
   const knee = stream?.streams?.knee;
   if (knee !== undefined) {

@@ -3,7 +3,7 @@
 // (successes, streams, refusals, faults); every benchmark scenario is such a mix too, run on the
 // same engine (closed-loop.ts), from one shape (`chat`) to the production-like `mixed`.
 import { runClosedLoop } from './closed-loop.js';
-import type { GroupResult, LoadGroup, RequestShape } from './closed-loop.js';
+import type { GroupResult, LoadGroup, NextRequest, RequestShape } from './closed-loop.js';
 
 export interface LoadScenario {
   name: string;
@@ -13,6 +13,12 @@ export interface LoadScenario {
   body: unknown;
   /** Several bodies taken in turn instead of `body` (e.g. different big prompts). */
   bodies?: readonly unknown[];
+  /**
+   * Each loop's own requests instead of the shared bodies (the agent's conversations): made once per
+   * loop, before the window starts, with the header sets already flattened. `body` then only says
+   * whether the answers stream.
+   */
+  perLoop?: (loop: number, loops: number, headerSets: readonly string[][]) => NextRequest;
   /** The status this scenario exists to produce; the check fails when it never came. */
   expectStatus: (status: number) => boolean;
   expectText: string;
@@ -45,6 +51,7 @@ export function loadGroups(scenarios: readonly LoadScenario[]): LoadGroup[] {
       name: scenario.name,
       loops: scenario.loops,
       shapes,
+      ...(scenario.perLoop ? { sequences: Array.from({ length: scenario.loops }, (_, i) => scenario.perLoop!(i, scenario.loops, flat)) } : {}),
       stream: isStream(scenario.bodies?.[0] ?? scenario.body),
       priced: scenario.priced === true,
       pauseMs: scenario.pauseMs,

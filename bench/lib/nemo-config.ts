@@ -15,6 +15,8 @@ export const MOCK_PROFILES = {
   'short-stream-no-usage': { 'x-mock-tokens-per-second': '200', 'x-mock-completion-tokens': '16', 'x-mock-usage': 'off' },
   /** Every request answered 500: nemo's attempt fails, the hold is released, the client gets 502. */
   faulty: { 'x-mock-fault': 'http-500' },
+  /** The agent's streams: 64 tokens (its max_tokens) or a tool call, sent at once. */
+  agent: { 'x-mock-completion-tokens': '64' },
   /** The connection is dropped halfway through the stream. */
   'cut-stream': { 'x-mock-tokens-per-second': '200', 'x-mock-completion-tokens': '16', 'x-mock-fault': 'cut-mid-stream' },
 } as const satisfies Record<string, Record<string, string>>;
@@ -35,6 +37,13 @@ export const BENCH_GUARDRAILS = {
   injection: 'block',
   max_input_tokens: 32_000,
 };
+
+/**
+ * The agent scenario's keys: the same policy with a token limit that admits its conversations
+ * (up to ~100k tokens of history plus the new turn, the system prompt and the tools). A history
+ * whose bytes pass the limit is counted exactly, as a big prompt is.
+ */
+export const BENCH_AGENT_GUARDRAILS = { ...BENCH_GUARDRAILS, max_input_tokens: 128_000 };
 
 export const BLOCKED_PROMPT = 'Tell me everything about project falcon';
 

@@ -34,6 +34,8 @@ export interface TargetResult {
   p99Ms: number;
   maxMs: number;
   requests: number;
+  /** Mean request body, KB (1,000 bytes), over the requests sent. */
+  meanRequestKb: number;
   ok: number;
   non2xx: number;
   /** Requests that got no HTTP answer: connection errors, cut bodies, and `unfinished`. */
@@ -96,6 +98,34 @@ export interface StreamSection {
   knee?: KneeResult;
 }
 
+export interface AgentTarget {
+  rps: number;
+  ttftP50Ms: number;
+  ttftP99Ms: number;
+  /** CPU of the serving process (all threads) per request, ms: cpuSPer1k read per request. */
+  cpuMsPerRequest: number | undefined;
+  meanRequestKb: number;
+  /** Streams silent over a second (the first token included) or not ended with [DONE]. */
+  stalled: number;
+}
+
+/** What the agent scenario sent: its conversations' shape. */
+export interface AgentShape {
+  /** Conversations (loops) at once. */
+  conversations: number;
+  historyTokens: number;
+  turnTokens: { min: number; max: number };
+  maxTokens: number;
+}
+
+export interface AgentSection extends AgentShape {
+  targets: Record<string, AgentTarget>;
+  nemoOverBareRps: number;
+  nemoOverBareTtftP50: number;
+  nemoOverBareTtftP99: number;
+  nemoOverBareCpuPerRequest?: number;
+}
+
 export interface ScenarioReport {
   scenario: string;
   description: string;
@@ -105,6 +135,8 @@ export interface ScenarioReport {
   targets: Record<string, TargetResult>;
   ratios: Ratios;
   streams?: StreamSection;
+  /** agent: TTFT, CPU per request and request sizes per target. */
+  agent?: AgentSection;
   /** mixed: answers by status per request shape, and whether each shape got what it exists for. */
   mix?: Record<string, ScenarioResult[]>;
   ledger?: LedgerSummary;
@@ -158,6 +190,7 @@ export function targetResult(window: WindowResult, streamConcurrency: number): T
   const latency = new Samples();
   const byStatus: Record<string, number> = {};
   let requests = 0;
+  let bodyBytes = 0;
   let inWindow = 0;
   let ok = 0;
   let errors = 0;
@@ -166,6 +199,7 @@ export function targetResult(window: WindowResult, streamConcurrency: number): T
     latency.addAll(g.latencyMs);
     mergeStatus(byStatus, g.byStatus);
     requests += g.requests;
+    bodyBytes += g.bodyBytes;
     inWindow += g.completedInWindow;
     ok += g.ok;
     errors += g.errors + g.unfinished;
@@ -180,6 +214,7 @@ export function targetResult(window: WindowResult, streamConcurrency: number): T
     p99Ms: round3(p.p99),
     maxMs: round3(p.max),
     requests,
+    meanRequestKb: requests > 0 ? round3(bodyBytes / requests / 1000) : 0,
     ok,
     non2xx: answered - ok,
     errors,
@@ -290,5 +325,29 @@ export function streamSection(targets: Record<string, TargetResult>, concurrent:
     section.nemoNodeStalled = fallback.stalled;
   }
   if (knee !== undefined) section.knee = knee;
+  return section;
+}
+
+/** The agent scenario's own numbers: time to first token, CPU per request and what was sent, per target. */
+export function agentSection(targets: Record<string, TargetResult>, shape: AgentShape): AgentSection {
+  const of = (t: TargetResult): AgentTarget => ({
+    rps: t.rps,
+    ttftP50Ms: t.stream?.ttftP50Ms ?? 0,
+    ttftP99Ms: t.stream?.ttftP99Ms ?? 0,
+    cpuMsPerRequest: t.cpuSPer1k,
+    meanRequestKb: t.meanRequestKb,
+    stalled: t.stream?.stalled ?? 0,
+  });
+  const perTarget = Object.fromEntries(Object.entries(targets).map(([name, t]) => [name, of(t)]));
+  const nemo = perTarget.nemo!;
+  const bare = perTarget.bare!;
+  const section: AgentSection = {
+    ...shape,
+    targets: perTarget,
+    nemoOverBareRps: ratio(nemo.rps, bare.rps),
+    nemoOverBareTtftP50: ratio(nemo.ttftP50Ms, bare.ttftP50Ms),
+    nemoOverBareTtftP99: ratio(nemo.ttftP99Ms, bare.ttftP99Ms),
+  };
+  if (nemo.cpuMsPerRequest !== undefined && bare.cpuMsPerRequest !== undefined) section.nemoOverBareCpuPerRequest = ratio(nemo.cpuMsPerRequest, bare.cpuMsPerRequest);
   return section;
 }

@@ -10,7 +10,8 @@ import type { WindowResult } from './measure.js';
 import { loadGroups, verdicts } from './mixed-load.js';
 import type { ScenarioResult } from './mixed-load.js';
 import type { Progress } from './progress.js';
-import { combineRounds, ratiosOf, streamSection, targetResult } from './report.js';
+import { AGENT_MAX_TOKENS, AGENT_TURN_TOKENS } from './agent-sessions.js';
+import { agentSection, combineRounds, ratiosOf, streamSection, targetResult } from './report.js';
 import type { ScenarioReport, TargetResult } from './report.js';
 import type { ScenarioInput, ScenarioSpec } from './scenarios.js';
 import type { Settings } from './settings.js';
@@ -43,7 +44,7 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
   const tally = new LedgerTally();
   const concurrency = concurrencyOf(spec, settings);
   const mixOf = (target: Target, streams = settings.streams) => {
-    const input: ScenarioInput = { target, tenants: env.tenants, connections: concurrency, streams, bigPrompts: ctx.bigPrompts };
+    const input: ScenarioInput = { target, tenants: env.tenants, connections: concurrency, streams, bigPrompts: ctx.bigPrompts, historyTokens: settings.historyTokens };
     return spec.mix(input);
   };
 
@@ -79,7 +80,8 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
       const label = `round ${round}/${settings.rounds} ${target.name}`;
       progress.note(`[${spec.name}] ${label}: ${settings.durationS} s x ${concurrency} ${spec.name === 'stream' ? 'streams' : 'connections'}`);
       const window = await measure(target, settings.durationS, label);
-      results[target.name] = targetResult(window, spec.stream ? settings.streams : 0);
+      // The agent's streams are its loops; the mixed scenario's stream shapes are only some of them.
+      results[target.name] = targetResult(window, spec.stream ? settings.streams : spec.name === 'agent' ? concurrency : 0);
       progress.note(summaryLine(target.name, results[target.name]!));
       if (spec.name === 'mixed') addVerdicts(mixTotals, target.name, verdicts(mixOf(target), window.groups));
     }
@@ -107,6 +109,7 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
       concurrency,
       orgs: settings.orgs,
       keysUsed: spec.name === 'chat-hot' ? 1 : settings.orgs,
+      ...(spec.name === 'agent' ? { historyTokens: settings.historyTokens } : {}),
       targets: targets.map((t) => t.name),
     },
     runtimes: Object.fromEntries(targets.flatMap((t) => (t.runtime === undefined ? [] : [[t.name, t.runtime]]))),
@@ -116,6 +119,9 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
   };
   if (spec.stream) report.streams = streamSection(targetsCombined, settings.streams, knee);
   if (spec.name === 'mixed') report.mix = mixTotals;
+  if (spec.name === 'agent') {
+    report.agent = agentSection(targetsCombined, { conversations: concurrency, historyTokens: settings.historyTokens, turnTokens: { ...AGENT_TURN_TOKENS }, maxTokens: AGENT_MAX_TOKENS });
+  }
   if (tally.windows > 0) {
     progress.note(`[${spec.name}] nemo ledger check`);
     report.ledger = tally.result(await runLedgerCheck(env.cli, env.nemoEnv, LEDGER_CHECK_TIMEOUT_MS));

@@ -1,13 +1,14 @@
 // The scenarios: what is sent, by how many loops, to each target. Every scenario is a request mix
 // (mixed-load.ts) built per target, so the three targets get the same requests, byte for byte,
 // except for what makes a target what it is (its keys, and free models for nemo-free).
+import { conversations } from './agent-sessions.js';
 import type { LoadScenario } from './mixed-load.js';
 import { BLOCKED_PROMPT, MOCK_PROFILES, modelFor } from './nemo-config.js';
 import type { MockProfile } from './nemo-config.js';
 import type { Target } from './targets.js';
 import type { Tenants } from './tenants.js';
 
-export const SCENARIOS = ['chat', 'chat-hot', 'stream', 'latency', 'big-prompt', 'mixed'] as const;
+export const SCENARIOS = ['chat', 'chat-hot', 'stream', 'latency', 'big-prompt', 'mixed', 'agent'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioInput {
@@ -18,6 +19,8 @@ export interface ScenarioInput {
   streams: number;
   /** Only filled when big-prompt runs (they take a moment to make). */
   bigPrompts: readonly string[];
+  /** agent: a session ends before its history would pass this many tokens. */
+  historyTokens: number;
 }
 
 export interface ScenarioSpec {
@@ -105,6 +108,18 @@ function mixed(input: ScenarioInput): LoadScenario[] {
   ];
 }
 
+/**
+ * agent: each loop its own conversations. The guarded keys are swapped for the agent keys (the same
+ * policy with a token limit above the histories); direct and bare send them too, so bytes match.
+ */
+function agent(input: ScenarioInput): LoadScenario[] {
+  const { target, tenants } = input;
+  const keys = target.keys === tenants.guardedKeys ? tenants.agentKeys : target.keys;
+  const model = modelFor('agent', target.freeModels);
+  const perLoop = (loop: number, loops: number, headerSets: readonly string[][]) => conversations({ model, historyTokens: input.historyTokens, loop, loops, headerSets });
+  return [{ ...single(input, 'agent', input.connections, { model, stream: true }, keys)[0]!, perLoop }];
+}
+
 export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
   chat: {
     name: 'chat',
@@ -172,5 +187,17 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     startSpreadMs: 0,
     drainTimeoutMs: 10_000,
     mix: mixed,
+  },
+  agent: {
+    name: 'agent',
+    description: 'agent sessions: streamed, with tools; each request resends the history (up to ~100k tokens) plus a new turn of 200-2,000 tokens',
+    stream: false,
+    // A request carries up to ~400 KB that nemo scans and, past ~128 KB, counts on its worker
+    // thread: as for big-prompt, 64 at once would measure that queue, not a request's cost.
+    connections: 8,
+    warmupS: 1,
+    startSpreadMs: 0,
+    drainTimeoutMs: 20_000,
+    mix: agent,
   },
 };

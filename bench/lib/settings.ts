@@ -1,19 +1,22 @@
 // The bench's command line, validated once: every problem is reported, defaults live here.
 import { accessSync, constants } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { AGENT_HISTORY_TOKENS } from './agent-sessions.js';
 import { SCENARIOS } from './scenarios.js';
 import type { ScenarioName } from './scenarios.js';
 
 export const USAGE = `usage: npm run bench -- [options]
   --scenario NAME      ${SCENARIOS.join(', ')}, or all (default chat)
   --duration S         measured seconds per target per round (default 10)
-  --connections N      concurrent connections of chat, chat-hot, big-prompt and mixed
-                       (default: 64; big-prompt 8; latency always 1)
+  --connections N      concurrent connections of chat, chat-hot, big-prompt, mixed and agent
+                       (default: 64; big-prompt and agent 8; latency always 1)
   --streams N          concurrent streams in the stream scenario (default 1000)
   --rounds N           rounds; targets are interleaved within a round, medians reported (default 3)
   --warmup S           warmup seconds per target before the rounds (default 1; stream 2)
   --knee-steps LIST    stream scenario: stream counts of the knee ramp, or none (default 250,500,1000,2000,4000)
   --knee-duration S    seconds per knee step per target (default 5)
+  --history-tokens N   agent scenario: a session's history cap in tokens, ~4 characters each
+                       (default ${AGENT_HISTORY_TOKENS}; at most that: the agent keys' limit is 128,000)
   --orgs N             orgs with credits and keys that requests are spread over (default 50)
   --ablation           also load nemo-free and nemo-plain (what the ledger and the guardrails cost)
   --fallback           also load nemo-node: a second gateway process forced onto Node's http module
@@ -35,6 +38,8 @@ export interface Settings {
   warmupS: number | undefined;
   kneeSteps: number[];
   kneeDurationS: number;
+  /** agent: a session ends before its history would pass this many tokens. */
+  historyTokens: number;
   orgs: number;
   ablation: boolean;
   /** Adds the nemo-node target (the gateway on Node's http module). */
@@ -60,6 +65,7 @@ export function parseSettings(argv: string[]): Settings | 'help' {
       warmup: { type: 'string' },
       'knee-steps': { type: 'string', default: '250,500,1000,2000,4000' },
       'knee-duration': { type: 'string', default: '5' },
+      'history-tokens': { type: 'string', default: String(AGENT_HISTORY_TOKENS) },
       orgs: { type: 'string', default: '50' },
       ablation: { type: 'boolean', default: false },
       fallback: { type: 'boolean', default: false },
@@ -100,6 +106,7 @@ export function parseSettings(argv: string[]): Settings | 'help' {
     warmupS: values.warmup === undefined ? undefined : number('warmup', values.warmup, 0, 600, false),
     kneeSteps,
     kneeDurationS: number('knee-duration', values['knee-duration'], 0.5, 600, false),
+    historyTokens: number('history-tokens', values['history-tokens'], 4_000, AGENT_HISTORY_TOKENS, true),
     orgs: number('orgs', values.orgs, 1, 1000, true),
     ablation: values.ablation,
     fallback: values.fallback,

@@ -1,7 +1,8 @@
 // The terminal view of a scenario report: one row per target, the ratios under it, the stream and
-// knee numbers for streams, the answers by status for the mix, and the ledger's verdict.
+// knee numbers for streams, the agent's TTFT and CPU per request, the answers by status for the mix,
+// and the ledger's verdict.
 import { heldText } from './knee.js';
-import type { ScenarioReport, TargetResult } from './report.js';
+import type { AgentTarget, ScenarioReport, TargetResult } from './report.js';
 import { runtimeText } from './server-runtime.js';
 
 const num = (value: number | undefined, digits: number): string => (value === undefined ? '-' : value.toFixed(digits));
@@ -16,8 +17,10 @@ function grid(header: string[], rows: string[][]): string[] {
 
 function targetRows(report: ScenarioReport): string[] {
   const stream = report.streams !== undefined;
+  const agent = report.agent !== undefined;
   const header = ['target', stream ? 'streams/s' : 'RPS', 'p50 ms', 'p99 ms', 'max ms', 'err/non-2xx', 'CPU s/1k', 'PG s/1k', 'RSS MB', 'lag p99 ms', 'gen lag'];
   if (stream) header.push('TTFT p99', 'gap p50', 'gap p99', 'gap max', 'stalled');
+  if (agent) header.push('TTFT p50', 'TTFT p99', 'req KB');
   header.push('node / http');
   const rows = Object.entries(report.targets).map(([name, t]: [string, TargetResult]) => {
     const row = [name, t.rps.toFixed(0), num(t.p50Ms, 2), num(t.p99Ms, 2), num(t.maxMs, 2), `${t.errors}/${t.non2xx}`, num(t.cpuSPer1k, 3), num(t.dbCpuSPer1k, 3), num(t.peakRssMb, 1), num(t.eventLoopLagP99Ms, 2), num(t.loadGenLagP99Ms, 1)];
@@ -25,6 +28,7 @@ function targetRows(report: ScenarioReport): string[] {
       const s = t.stream;
       row.push(num(s?.ttftP99Ms, 1), num(s?.gapP50Ms, 1), num(s?.gapP99Ms, 1), num(s?.gapMaxMs, 1), String(s?.stalled ?? '-'));
     }
+    if (agent) row.push(num(t.stream?.ttftP50Ms, 1), num(t.stream?.ttftP99Ms, 1), num(t.meanRequestKb, 1));
     row.push(runtimeText(report.runtimes[name]));
     return row;
   });
@@ -69,6 +73,19 @@ function streamLines(report: ScenarioReport): string[] {
   return lines;
 }
 
+function agentLines(report: ScenarioReport): string[] {
+  const a = report.agent;
+  if (a === undefined) return [];
+  const per = (pick: (t: AgentTarget) => string): string => Object.entries(a.targets).map(([name, t]) => `${name} ${pick(t)}`).join(', ');
+  return [
+    `agent: ${a.conversations} conversations, history up to ${a.historyTokens} tokens, turns of ${a.turnTokens.min}-${a.turnTokens.max} tokens, max_tokens ${a.maxTokens}`,
+    `  TTFT p50/p99 ms: ${per((t) => `${t.ttftP50Ms.toFixed(1)}/${t.ttftP99Ms.toFixed(1)}`)}   CPU ms per request: ${per((t) => num(t.cpuMsPerRequest, 2))}`,
+    `  nemo/bare: RPS ${a.nemoOverBareRps.toFixed(3)}, TTFT p50 ${a.nemoOverBareTtftP50.toFixed(2)}x, p99 ${a.nemoOverBareTtftP99.toFixed(2)}x` +
+      (a.nemoOverBareCpuPerRequest === undefined ? '' : `, CPU per request ${a.nemoOverBareCpuPerRequest.toFixed(2)}x`) +
+      `   mean request KB: ${per((t) => t.meanRequestKb.toFixed(1))}   stalled: ${per((t) => String(t.stalled))}`,
+  ];
+}
+
 function mixLines(report: ScenarioReport): string[] {
   if (report.mix === undefined) return [];
   const lines = ['answers by request shape (status x count; 0 = no HTTP answer):'];
@@ -100,6 +117,7 @@ export function formatScenario(report: ScenarioReport): string {
     '',
     ...ratioLines(report),
     ...streamLines(report),
+    ...agentLines(report),
     ...mixLines(report),
     ...ledgerLines(report),
   ].join('\n');

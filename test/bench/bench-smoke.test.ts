@@ -1,5 +1,5 @@
 // The benchmark harness itself, not the gateway's speed: `npm run bench -- --scenario all` at toy
-// sizes (1 s windows, 8 connections, 16 streams, a one-step knee) must finish, write JSON with every
+// sizes (1 s windows, 8 connections, 16 streams, a one-step knee, agent histories of 8k tokens) must finish, write JSON with every
 // field bench/README.md documents, and pass its own ledger reconciliation and `nemo ledger check`.
 // No timing is asserted. Runs on the dist/ that `npm test`'s pretest build produced; against the
 // test run's PostgreSQL server when that is an external one, else on the bench's embedded cluster.
@@ -14,7 +14,8 @@ import { TEST_APP_PASSWORD, adminUrl } from '../support/test-database.js';
 
 const RUNNER = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
 const RUN_TIMEOUT_MS = 150_000;
-const SCENARIOS = ['chat', 'chat-hot', 'stream', 'latency', 'big-prompt', 'mixed'];
+const SCENARIOS = ['chat', 'chat-hot', 'stream', 'latency', 'big-prompt', 'mixed', 'agent'];
+const AGENT_HISTORY_TOKENS = 8000;
 const TARGETS = ['direct', 'bare', 'nemo'];
 
 type Json = Record<string, any>;
@@ -26,7 +27,7 @@ interface BenchRun {
 }
 
 async function runBench(jsonPath: string): Promise<BenchRun> {
-  const args = [RUNNER, '--scenario', 'all', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '8', '--orgs', '4', '--streams', '16', '--knee-steps', '8', '--knee-duration', '1', '--json', jsonPath];
+  const args = [RUNNER, '--scenario', 'all', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '8', '--orgs', '4', '--streams', '16', '--knee-steps', '8', '--knee-duration', '1', '--history-tokens', String(AGENT_HISTORY_TOKENS), '--json', jsonPath];
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (inject('pgKind') === 'external') {
     args.push('--database-url', adminUrl());
@@ -75,7 +76,7 @@ describe('npm run bench -- --scenario all (smoke)', () => {
     expect(report.settings).toMatchObject({ durationS: 1, rounds: 1, targets: TARGETS });
     for (const target of TARGETS) {
       const result: Json = report.targets[target];
-      for (const field of ['rps', 'p50Ms', 'p90Ms', 'p99Ms', 'maxMs', 'requests', 'ok', 'non2xx', 'errors', 'unfinished', 'cpuSPer1k', 'peakRssMb', 'loadGenCpuS']) {
+      for (const field of ['rps', 'p50Ms', 'p90Ms', 'p99Ms', 'maxMs', 'requests', 'meanRequestKb', 'ok', 'non2xx', 'errors', 'unfinished', 'cpuSPer1k', 'peakRssMb', 'loadGenCpuS']) {
         expect(result[field], `${name} ${target}.${field}`).toEqual(expect.any(Number));
       }
       expect(result.requests, `${name} ${target} sent nothing`).toBeGreaterThan(0);
@@ -125,9 +126,28 @@ describe('npm run bench -- --scenario all (smoke)', () => {
     if (process.env.NEMO_LEDGER_MODE === 'hold') expect(run.json!.scenarios.mixed.ledger.released).toBeGreaterThan(0);
   });
 
+  it('agent: TTFT, CPU per request and request sizes per target, nemo/bare ratios, every answer a 2xx', () => {
+    const report: Json = run.json!.scenarios.agent;
+    expect(report.settings).toMatchObject({ concurrency: 8, historyTokens: AGENT_HISTORY_TOKENS });
+    expect(report.agent).toMatchObject({ conversations: 8, historyTokens: AGENT_HISTORY_TOKENS, turnTokens: { min: 200, max: 2000 }, maxTokens: 64 });
+    for (const target of TARGETS) {
+      const agent: Json = report.agent.targets[target];
+      for (const field of ['rps', 'ttftP50Ms', 'ttftP99Ms', 'cpuMsPerRequest', 'meanRequestKb', 'stalled']) {
+        expect(agent[field], `agent ${target}.${field}`).toEqual(expect.any(Number));
+      }
+      expect(report.targets[target].stream.ttftP50Ms).toEqual(agent.ttftP50Ms);
+      // Streamed answers, each request at least the system prompt, the tools and one turn.
+      expect(agent.meanRequestKb, `agent ${target}`).toBeGreaterThan(5);
+      expect(Object.keys(report.targets[target].byStatus), `agent ${target}: ${JSON.stringify(report.targets[target].byStatus)}`).toEqual(['200']);
+    }
+    for (const field of ['nemoOverBareRps', 'nemoOverBareTtftP50', 'nemoOverBareTtftP99', 'nemoOverBareCpuPerRequest']) {
+      expect(report.agent[field], `agent.${field}`).toEqual(expect.any(Number));
+    }
+  });
+
   it('reports every target as met, missed or not evaluated, and prints the verdicts', () => {
     const ids = (run.json!.targetsMet as Json[]).map((goal) => goal.id);
-    expect(ids).toEqual(['chat-rps', 'latency-added-p99', 'stream-no-stall', 'stream-gap', 'stream-rss', 'chat-event-loop-lag', 'chat-hot-rps', 'stream-knee']);
+    expect(ids).toEqual(['chat-rps', 'latency-added-p99', 'stream-no-stall', 'stream-gap', 'stream-rss', 'chat-event-loop-lag', 'chat-hot-rps', 'agent-rps', 'stream-knee']);
     for (const goal of run.json!.targetsMet as Json[]) {
       expect(goal).toMatchObject({ scenario: expect.any(String), text: expect.any(String), limit: expect.any(String) });
       expect([true, false, null]).toContain(goal.met);
