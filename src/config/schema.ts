@@ -197,7 +197,7 @@ export const configFileSchema = z.strictObject({
     .strictObject({
       /** Worker threads for token counting and guardrail scans; default: cores - 1, at least 1, at most 4. */
       threads: positiveInt.max(64).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
-      /** Jobs of at most this many characters run inline: below it a pool round trip costs more (npm run bench:workers). */
+      /** Guardrail scans (and byte bounds) of at most this many characters run inline: below it a pool round trip costs more (npm run bench:workers). Exact token counts always run in a worker. */
       inlineMaxChars: nonNegativeInt.default(INLINE_MAX_CHARS_DEFAULT),
       /** Most characters sent to a worker in one batched task: small jobs never wait behind a huge batch. */
       maxBatchChars: positiveInt.default(65_536),

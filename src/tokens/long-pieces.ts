@@ -4,10 +4,8 @@
 // ~6 s, a megabyte of one letter about ten minutes, and one request would pin a worker. Such text is counted here with
 // the same split pattern and ranks as gpt-tokenizer and a heap-ordered merge that applies the same
 // merges in the same order (lowest rank first, leftmost on a tie), so the count is the same.
-import cl100kRanks from 'gpt-tokenizer/bpeRanks/cl100k_base';
-import o200kRanks from 'gpt-tokenizer/bpeRanks/o200k_base';
-import { CL100K_TOKEN_SPLIT_REGEX, O200K_TOKEN_SPLIT_REGEX } from 'gpt-tokenizer/encodingParams/constants';
 import type { Encoding } from '../config/model-encodings.js';
+import { vocabulary } from './vocabularies.js';
 
 /** Text with a piece longer than this (UTF-16 units) is counted here rather than by gpt-tokenizer. */
 export const LONG_PIECE_CHARS = 256;
@@ -82,7 +80,7 @@ const tables: Partial<Record<Encoding, RankTable>> = {};
 function rankTable(encoding: Encoding): RankTable {
   let table = tables[encoding];
   if (table === undefined) {
-    const tokens = encoding === 'o200k_base' ? o200kRanks : cl100kRanks;
+    const tokens = vocabulary(encoding).ranks;
     const ranks = new Map<string, number>();
     let maxTokenBytes = 0;
     for (let rank = 0; rank < tokens.length; rank++) {
@@ -101,7 +99,7 @@ function rankTable(encoding: Encoding): RankTable {
 /** The exact token count of `text`, every piece merged in O(n log n). Same result as gpt-tokenizer. */
 export function countTextTokensLongPieces(text: string, encoding: Encoding): number {
   const table = rankTable(encoding);
-  const pattern = encoding === 'o200k_base' ? O200K_TOKEN_SPLIT_REGEX : CL100K_TOKEN_SPLIT_REGEX;
+  const pattern = vocabulary(encoding).splitPattern;
   let total = 0;
   for (const match of text.matchAll(pattern)) {
     const bytes = Buffer.from(match[0], 'utf8').toString('latin1');

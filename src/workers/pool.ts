@@ -2,6 +2,7 @@
 // of responses: token counting and guardrail scans. Jobs below `inlineMaxChars` run inline (a pool
 // round trip costs more than they do, measured by `npm run bench:workers`); larger ones queue and
 // leave in batches: every job queued in one turn of the event loop goes in one task per kind.
+// Exact token counts always run in a worker: this thread loads no vocabulary (~55 MB each).
 // Results are cached by content (result-cache.ts): a text seen before is neither counted nor
 // scanned again, and a chat prompt is counted text by text so a resent conversation costs only
 // its new turns.
@@ -11,10 +12,10 @@ import { Piscina } from 'piscina';
 import type { ScanResult } from '../guardrails/types.js';
 import type { Encoding } from '../config/model-encodings.js';
 import { workerCacheState, workerJobsTotal, workerPoolState, workerTaskSeconds } from '../metrics/registry.js';
-import { countChatFormat, countTextTokens } from '../tokens/count.js';
+import { countChatFormat } from '../tokens/chat-format.js';
+import { upperBoundChatTokens, upperBoundTokens } from '../tokens/upper-bound.js';
 import type { JobOutcome, ScanJob, TokenJob } from './messages.js';
 import { contentKey, ResultCache } from './result-cache.js';
-import { countTokenJob } from './tasks/count-tokens.js';
 import { scanJob } from './tasks/scan-text.js';
 
 export interface WorkerPoolOptions {
@@ -29,8 +30,8 @@ export interface WorkerPoolOptions {
   readonly resultCacheMaxBytes?: number;
 }
 
-/** Shorter texts are counted or scanned again rather than cached: the hash and the entry would cost about as much. */
-const MIN_CACHED_CHARS = 32;
+/** Shorter texts are scanned again rather than cached: the hash and the entry would cost about as much. */
+const MIN_CACHED_SCAN_CHARS = 32;
 
 // Label children resolved once: these count every text of every prompt.
 const COUNTED_INLINE = workerJobsTotal.labels('count_tokens', 'inline');
@@ -95,8 +96,7 @@ export class WorkerPool {
   private readonly scans: Batcher<ScanJob, ScanResult>;
   private readonly textCounts: ResultCache<number>;
   private readonly verdicts: ResultCache<ScanResult>;
-  /** Texts this long or longer are looked up by content; Infinity when caching is off. */
-  private readonly minCachedChars: number;
+  private readonly caching: boolean;
 
   constructor(private readonly options: WorkerPoolOptions) {
     // Threads start on first use (most requests never need one) and leave after a minute idle.
@@ -108,36 +108,33 @@ export class WorkerPool {
     workerPoolState.utilization = () => this.piscina.utilization;
     // Verdicts are few and small next to the counts' many tiny entries: a quarter of the budget for the counts.
     const cacheBytes = options.resultCacheMaxBytes ?? 0;
-    this.minCachedChars = cacheBytes > 0 ? MIN_CACHED_CHARS : Infinity;
+    this.caching = cacheBytes > 0;
     this.textCounts = new ResultCache(Math.floor(cacheBytes / 4), () => 8);
     this.verdicts = new ResultCache(cacheBytes - Math.floor(cacheBytes / 4), scanResultBytes);
     workerCacheState.caches = { token_counts: this.textCounts, scan_verdicts: this.verdicts };
   }
 
-  /** Exact tokens where the encoding is known, else the UTF-8 byte bound. */
+  /** Exact tokens where the encoding is known (in a worker), else the UTF-8 byte bound. */
   countTokens(job: TokenJob): number | Promise<number> {
     if (job.encoding === undefined) {
+      // The bound needs no vocabulary: inline unless a big prompt's JSON would hold the loop.
       if (tokenJobChars(job) <= this.options.inlineMaxChars) {
         COUNTED_INLINE.inc();
-        return countTokenJob(job);
+        return job.kind === 'text' ? upperBoundTokens(job.text) : upperBoundChatTokens(job.messages, job.tools);
       }
       COUNTED_IN_POOL.inc();
       return this.counts.add(job);
     }
-    if (job.kind === 'text') return this.countText(job.text, job.encoding, { inlineChars: 0 });
+    if (job.kind === 'text') return this.countText(job.text, job.encoding);
     return this.countChat(job, job.encoding);
   }
 
-  /**
-   * A chat prompt text by text: the format's overheads here, each text from the cache, inline, or
-   * the pool. The texts counted inline for one prompt stay within inlineMaxChars together.
-   */
+  /** A chat prompt text by text: the format's overheads here, each text from the cache or a worker. */
   private countChat(job: Extract<TokenJob, { kind: 'chat' }>, encoding: Encoding): number | Promise<number> {
-    const budget = { inlineChars: 0 };
     let total = 0;
     let pending: Array<Promise<number>> | undefined;
-    total += countChatFormat(job.messages, encoding, { tools: job.tools, toolChoice: job.toolChoice }, (text) => {
-      const count = this.countText(text, encoding, budget);
+    total += countChatFormat(job.messages, { tools: job.tools, toolChoice: job.toolChoice }, (text) => {
+      const count = this.countText(text, encoding);
       if (typeof count === 'number') return count;
       (pending ??= []).push(count);
       return 0;
@@ -146,23 +143,18 @@ export class WorkerPool {
     return Promise.all(pending).then((counts) => counts.reduce((sum, n) => sum + n, total));
   }
 
-  private countText(text: string, encoding: Encoding, budget: { inlineChars: number }): number | Promise<number> {
-    if (text.length < this.minCachedChars) return this.countUncached(text, encoding, budget);
-    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${contentKey(text)}`, () => this.countUncached(text, encoding, budget));
-  }
-
-  private countUncached(text: string, encoding: Encoding, budget: { inlineChars: number }): number | Promise<number> {
-    if (budget.inlineChars + text.length <= this.options.inlineMaxChars) {
-      budget.inlineChars += text.length;
-      COUNTED_INLINE.inc();
-      return countTextTokens(text, encoding);
-    }
-    COUNTED_IN_POOL.inc();
-    return this.counts.add({ kind: 'text', text, encoding });
+  private countText(text: string, encoding: Encoding): number | Promise<number> {
+    if (text.length === 0) return 0;
+    const count = () => {
+      COUNTED_IN_POOL.inc();
+      return this.counts.add({ kind: 'text', text, encoding });
+    };
+    if (!this.caching) return count();
+    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${contentKey(text)}`, count);
   }
 
   scan(job: ScanJob): ScanResult | Promise<ScanResult> {
-    if (job.text.length < this.minCachedChars) return this.runScan(job);
+    if (!this.caching || job.text.length < MIN_CACHED_SCAN_CHARS) return this.runScan(job);
     // The policy key is a hash of the merged policy: a changed policy never meets an old verdict.
     return this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${contentKey(job.text)}`, () => this.runScan(job));
   }
