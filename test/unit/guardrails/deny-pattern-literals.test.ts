@@ -32,16 +32,26 @@ describe('requiredLiterals', () => {
     ['\\bword\\b', ['word']],
     ['a{,3}', [',3']],
     ['[]]xy', ['xy']],
+    ['(?:falcon|osprey)-(?:alpha|beta)\\d', ['falcon', 'osprey']],
+    ['(ab)+', ['ab']],
+    ['(?<name>abc)\\d', ['abc']],
+    ['(?:cat|dog)s?', ['cat', 'dog']],
+    ['(?:abc)?d', ['d']],
+    ['(?:abc){0,2}d', ['d']],
+    ['(?:abc){00}d', ['d']],
+    ['(?:abc){1,2}d', ['abc']],
+    ['(?:a|b*)x', ['x']],
+    ['x(?:(?:ab|cd)e|fgh)', ['ab', 'cd', 'fgh']],
   ])('%s needs one of %j', (source, literals) => {
     expect(requiredLiterals(source)).toEqual(literals);
   });
 
-  it.each([['cat|\\d+'], ['(ab)+'], ['a*'], ['\\x41BC'], ['\\u0041'], ['.'], ['[abc]']])('%s has none (always runs)', (source) => {
+  it.each([['cat|\\d+'], ['(?:ab)*'], ['a*'], ['\\x41BC'], ['\\u0041'], ['.'], ['[abc]']])('%s has none (always runs)', (source) => {
     expect(requiredLiterals(source)).toBeUndefined();
   });
 });
 
-const ATOMS = ['a', 'b', 'c', '-', 'ab', 'ba', 'abc', '\\-', '\\.', '.', '[ab]', '[^a]', '\\d', '\\w', '\\s', '\\b', '^', '$', '(?:a|bc)', '(a)', '(?:ab)'];
+const ATOMS = ['a', 'b', 'c', '-', 'ab', 'ba', 'abc', '\\-', '\\.', '.', '[ab]', '[^a]', '\\d', '\\w', '\\s', '\\b', '^', '$', '(?:a|bc)', '(a)', '(?:ab)', '(?:ab|c)', '(?:ba|cc)', '(?:a(?:bc|b)|-)', '(?<n>ab)'];
 const QUANTIFIERS = ['', '', '', '*', '+', '?', '{2}', '{1,3}', '*?', '+?'];
 const TEXT_PIECES = ['a', 'b', 'c', '-', '.', ' ', '1', '22', 'abc', 'ab-c', 'ba.', '\n'];
 
