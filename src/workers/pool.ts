@@ -9,6 +9,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { redactFindings } from '../guardrails/redact-findings.js';
 import type { ScanResult } from '../guardrails/types.js';
 import type { Encoding } from '../config/model-encodings.js';
 import { workerCacheState, workerJobsTotal, workerPoolState, workerTaskSeconds } from '../metrics/registry.js';
@@ -156,7 +157,10 @@ export class WorkerPool {
   scan(job: ScanJob): ScanResult | Promise<ScanResult> {
     if (!this.caching || job.text.length < MIN_CACHED_SCAN_CHARS) return this.runScan(job);
     // The policy key is a hash of the merged policy: a changed policy never meets an old verdict.
-    return this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${contentKey(job.text)}`, () => this.runScan(job));
+    // A verdict is kept without its redacted text (conversations would be held twice over) and
+    // the text is rebuilt from the findings each time.
+    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${contentKey(job.text)}`, () => then(this.runScan(job), withoutText));
+    return then(verdict, (v) => (v.findings.length === 0 ? v : { blocked: v.blocked, findings: v.findings, redacted: redactFindings(job.text, v.findings) }));
   }
 
   private runScan(job: ScanJob): ScanResult | Promise<ScanResult> {
@@ -191,9 +195,17 @@ export class WorkerPool {
   }
 }
 
-/** What a verdict holds: its findings and its redacted text (UTF-16). */
+/** What a cached verdict holds: its findings (the redacted text is not kept). */
 function scanResultBytes(result: ScanResult): number {
-  return 64 + 96 * result.findings.length + 2 * (result.redacted?.length ?? 0);
+  return 64 + 96 * result.findings.length;
+}
+
+function withoutText(result: ScanResult): ScanResult {
+  return result.redacted === undefined ? result : { blocked: result.blocked, findings: result.findings, redacted: undefined };
+}
+
+function then<T, R>(value: T | Promise<T>, next: (value: T) => R): R | Promise<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
 }
 
 function tokenJobChars(job: TokenJob): number {
