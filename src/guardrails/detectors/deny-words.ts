@@ -76,13 +76,17 @@ function longestAt(root: TrieNode, text: string, p: number): { end: number; inde
 
 export function compileDenyWords(words: readonly string[]): DenyWordMatcher {
   const { root, longest } = buildTrie(words);
+  // The first-unit test runs at every position: an array lookup for ASCII instead of a Map's.
+  const asciiFirst = new Uint8Array(128);
+  for (const code of root.next.keys()) if (code < 128) asciiFirst[code] = 1;
+  const mayStart = (code: number): boolean => (code < 128 ? asciiFirst[code] === 1 : root.next.has(code));
   return {
     maxLength: 2 * longest + 8,
     find(text, folded = foldText(text)) {
       const out: DenyWordMatch[] = [];
       const t = folded.text;
       for (let p = 0; p < t.length; ) {
-        const hit = root.next.has(t.charCodeAt(p)) && isBoundary(t, p) ? longestAt(root, t, p) : undefined;
+        const hit = mayStart(t.charCodeAt(p)) && isBoundary(t, p) ? longestAt(root, t, p) : undefined;
         if (hit === undefined || hit.end < 0) {
           p++;
           continue;
