@@ -29,6 +29,7 @@ const APP_DEFINER_FUNCTIONS = [
   'ledger_apply(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_ttl_ms integer)',
   'ledger_apply_v2(p_kind text[], p_org uuid[], p_reservation uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_model text[], p_ttl_ms integer)',
   'ledger_apply_v3(p_kind text[], p_org uuid[], p_reservation uuid[], p_lease uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_model text[], p_ttl_ms integer, p_lease_ttl_ms integer)',
+  'ledger_apply_v4(p_kind text[], p_org uuid[], p_reservation uuid[], p_lease uuid[], p_request text[], p_key uuid[], p_amount bigint[], p_min_amount bigint[], p_tokens bigint[], p_model text[], p_prompt_tokens bigint[], p_completion_tokens bigint[], p_cached_tokens bigint[], p_cache_write_tokens bigint[], p_reasoning_tokens bigint[], p_images bigint[], p_ttl_ms integer, p_lease_ttl_ms integer)',
   'ledger_check()',
   'ledger_credit(p_org uuid, p_kind text, p_amount bigint, p_idempotency_key text, p_note text)',
   'ledger_expire(p_limit integer)',

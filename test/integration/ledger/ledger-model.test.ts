@@ -1,14 +1,16 @@
-// The ledger's batch functions as the gateway calls them (nemo.ledger_apply_v3, which is
-// nemo.ledger_apply_v2 plus credit leases, and nemo.ledger_expire_v2; migrations 0002, 0004 and
-// 0008) against a model (ledger-model-rules.ts): random batches of reserve/admit/settle/release over
+// The ledger's batch functions as the gateway calls them (nemo.ledger_apply_v4, which is
+// nemo.ledger_apply_v3 plus the usage each settle and charge was priced from, v3 being
+// nemo.ledger_apply_v2 plus credit leases, and nemo.ledger_expire_v2; migrations 0002, 0004, 0008
+// and 0012) against a model (ledger-model-rules.ts): random batches of reserve/admit/settle/release over
 // keys and teams with spend caps and rate limits, and of credit leases (grants, charges against
 // them, trims and closes, recalls of leased funds with their NOTIFY), top-ups, expiry, crashed lease
 // holders, limit changes, keys moving between teams and time passing, compared with the model after
 // every step (answers, balances, reservations, limit windows, ledger_check and
-// limit_windows_check); idempotency of each money
+// limit_windows_check, the usage on every settle row); idempotency of each money
 // operation; the append-only ledger; and concurrent batches that must neither deadlock nor
 // overspend a balance or a cap. LEDGER_PROPERTY_RUNS=500 for a long run;
-// LEDGER_PROPERTY_SEED=<seed from a failure> replays one.
+// LEDGER_PROPERTY_SEED=<seed from a failure> replays one; LEDGER_APPLY=v3 runs it all on
+// ledger_apply_v3 (what instances of the previous release call).
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
@@ -29,6 +31,8 @@ const PROPERTY_SEED = process.env.LEDGER_PROPERTY_SEED === undefined ? undefined
 const PROPERTY_BUDGET_MS = Math.max(15_000, PROPERTY_RUNS * 1000);
 const PROPERTY_TIMEOUT_MS = PROPERTY_BUDGET_MS + 10_000;
 const TTL_MS = 3_600_000;
+/** The batch function under test: v4 (the gateway's), or v3 (LEDGER_APPLY=v3), which records no usage. */
+const APPLY_V3 = process.env.LEDGER_APPLY === 'v3';
 
 type CreditResult = { ok: true; entryId: number; created: boolean; available: number; held: number } | { ok: false; code: string };
 
@@ -98,12 +102,32 @@ async function setLimit(table: 'api_keys' | 'teams', org: string, id: string, fi
   await owner.query(`UPDATE nemo.${table} SET ${LIMIT_COLUMNS[field]} = $3 WHERE org_id = $1 AND ${idColumn} = $2`, [org, id, value]);
 }
 
+type UsageParts = readonly [prompt: number | null, completion: number | null, cached: number | null, cacheWrite: number | null, reasoning: number | null, images: number | null];
+const NO_USAGE: UsageParts = [null, null, null, null, null, null];
+
+/**
+ * The usage every op is sent with, a function of its id (a settle's hold, a charge's own id), so
+ * that any settle row tells what it should record; one id in 16 sends none (an unknown usage).
+ */
+function usageOf(res: string): UsageParts {
+  if (res.startsWith('0')) return NO_USAGE;
+  const prompt = parseInt(res.slice(0, 4), 16);
+  const completion = parseInt(res.slice(4, 8), 16);
+  return [prompt, completion, prompt >> 2, prompt >> 3, completion >> 1, parseInt(res.slice(9, 10), 16) % 3];
+}
+
 const applyValues = (ops: readonly ApplyOp[]) => [
   ops.map((o) => o.kind), ops.map((o) => o.org), ops.map((o) => o.res), ops.map((o) => o.lease ?? null), ops.map((o, i) => (o.kind === 'lease' ? o.holder ?? null : `request ${i}`)), ops.map((o) => o.key),
-  ops.map((o) => o.amount), ops.map((o) => o.min), ops.map((o) => o.tokens), ops.map(() => null), TTL_MS, TTL_MS,
+  ops.map((o) => o.amount), ops.map((o) => o.min), ops.map((o) => o.tokens), ops.map(() => null),
+  ...(APPLY_V3 ? [] : [0, 1, 2, 3, 4, 5].map((part) => ops.map((o) => usageOf(o.res)[part]))),
+  TTL_MS, TTL_MS,
 ];
-const APPLY_SQL = `SELECT op, amount, refusal FROM nemo.ledger_apply_v3($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[],
-  $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::integer, $12::integer)`;
+const APPLY_SQL = APPLY_V3
+  ? `SELECT op, amount, refusal FROM nemo.ledger_apply_v3($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[],
+  $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::integer, $12::integer)`
+  : `SELECT op, amount, refusal FROM nemo.ledger_apply_v4($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[],
+  $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+  $17::integer, $18::integer)`;
 /** The database's clock now, truncated (UTC) to the minute, day and month. */
 const CLOCK_SQL = `
   SELECT (extract(epoch FROM date_trunc('minute', t, 'UTC')) * 1000)::float8 AS minute,
@@ -189,11 +213,29 @@ async function reservationsOf(orgs: readonly string[]) {
     .sort((a, b) => reservationKey(a.org, a.res).localeCompare(reservationKey(b.org, b.res)));
 }
 
+/**
+ * Settle rows (a request's hold settled, or a charge against a lease) that do not record the usage
+ * their op was sent with, and release rows that record any: none when all is well.
+ */
+async function misrecordedUsage(orgs: readonly string[]): Promise<unknown[]> {
+  const { rows } = await owner.query<{ kind: string; id: string; parts: Array<string | null> }>(
+    `SELECT kind, coalesce(idempotency_key, reservation_id::text) AS id,
+            ARRAY[prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, images]::text[] AS parts
+     FROM nemo.ledger_entries WHERE org_id = ANY($1::uuid[]) AND kind IN ('settle', 'release')`,
+    [orgs],
+  );
+  return rows.filter((r) => {
+    const expected = r.kind === 'settle' && !APPLY_V3 ? usageOf(r.id) : NO_USAGE;
+    return !isDeepStrictEqual(r.parts.map((p) => (p === null ? null : Number(p))), [...expected]);
+  });
+}
+
 async function expectDatabaseMatches(model: LedgerModel, where: string): Promise<void> {
   const orgs = [...model.accounts.keys()];
   expect(await accounts(orgs), `${where}: credit_accounts`).toEqual(Object.fromEntries(model.accounts));
   expect(await reservationsOf(orgs), `${where}: reservations`).toEqual(model.reservationRows());
   expect(await limitWindows(orgs), `${where}: limit_windows`).toEqual(model.windowRows());
+  expect(await misrecordedUsage(orgs), `${where}: settle rows whose usage is not their op's`).toEqual([]);
   await expectBooksBalance(where);
 }
 
@@ -427,7 +469,7 @@ async function runScenario({ initial, plainOrg, keyLimits, teamLimits, steps }: 
           }) ?? before;
         }
         const expected = model.applyV3(ops, rows, now);
-        expect(rows, `${where}: ledger_apply_v3(${JSON.stringify(ops)}) at ${JSON.stringify(now)}`).toEqual(expected.rows);
+        expect(rows, `${where}: ledger_apply_${APPLY_V3 ? 'v3' : 'v4'}(${JSON.stringify(ops)}) at ${JSON.stringify(now)}`).toEqual(expected.rows);
         expect(recalled, `${where}: orgs recalled (NOTIFY nemo_lease_recall)`).toEqual(expected.recalled);
       } else if (step.step === 'credit') {
         await applyCreditStep(model, { org: orgs[step.org]!, kind: step.kind, amount: step.amount, key: step.key }, where);
