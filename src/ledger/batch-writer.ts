@@ -1,6 +1,6 @@
 // The batched ledger writer (group commit): reserve/settle/release operations queue in process;
 // when no batch is in flight one starts at once, otherwise they accumulate (up to maxBatch) for
-// the next. A batch is one call of nemo.ledger_apply_v2: one transaction, one round trip, durable
+// the next. A batch is one call of nemo.ledger_apply_v4: one transaction, one round trip, durable
 // commit; every caller gets its own answer. The same call decides the key's and team's shared rate
 // limits and spend caps, so they hold across instances. (A second batch in flight was measured: it only made
 // batches smaller, since batches of one org serialize on its account lock anyway.) Accounts are
@@ -11,12 +11,14 @@
 // it in one transaction instead of queueing behind it, which is what a client sending one request
 // at a time feels. A reserve, admit, lease or lease return always starts a batch at once.
 // Credit leases (ledger_apply_v3): 'lease' grants one, 'charge' writes a request's charge against
-// one, 'lease_return' gives back what one no longer needs.
+// one, 'lease_return' gives back what one no longer needs. ledger_apply_v4 is v3 with the usage each
+// settle and charge was priced from, written on its ledger row.
 import type pg from 'pg';
 import { asDatabaseError } from '../db/database.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { log } from '../log.js';
 import { settleMissedTotal } from '../metrics/registry.js';
+import type { PricedUsage } from './pricing.js';
 
 /** admit: a request that holds nothing (a free model), counted against rate limits only. */
 export type LedgerOpKind = 'reserve' | 'admit' | 'settle' | 'release' | 'lease' | 'charge' | 'lease_return';
@@ -59,6 +61,8 @@ export interface LedgerOp {
   readonly tokens: number;
   /** reserve: the public model asked for, kept for usage reports. */
   readonly model?: string | null;
+  /** settle, charge: the usage the charge was priced from, recorded on its ledger row (null: unknown). */
+  readonly usage?: PricedUsage | null;
 }
 
 export interface BatchWriterOptions {
@@ -80,7 +84,8 @@ interface Queued {
   readonly reject: (err: unknown) => void;
 }
 
-const APPLY_SQL = 'SELECT op, amount, refusal FROM nemo.ledger_apply_v3($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::integer, $12::integer)';
+const APPLY_SQL = `SELECT op, amount, refusal FROM nemo.ledger_apply_v4($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[],
+  $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::integer, $18::integer)`;
 const NOTHING: LedgerAnswer = { amountMicros: 0, refusal: null };
 const MAX_RETRY_DELAY_MS = 5_000;
 
@@ -217,6 +222,12 @@ function toArrays(batch: Queued[], options: BatchWriterOptions): unknown[] {
   const minAmountsMicros = new Array<number>(n);
   const tokens = new Array<number>(n);
   const models = new Array<string | null>(n);
+  const promptTokens = new Array<number | null>(n);
+  const completionTokens = new Array<number | null>(n);
+  const cachedTokens = new Array<number | null>(n);
+  const cacheWriteTokens = new Array<number | null>(n);
+  const reasoningTokens = new Array<number | null>(n);
+  const images = new Array<number | null>(n);
   for (let i = 0; i < n; i++) {
     const op = batch[i]!.op;
     kinds[i] = op.kind;
@@ -229,6 +240,24 @@ function toArrays(batch: Queued[], options: BatchWriterOptions): unknown[] {
     minAmountsMicros[i] = op.minAmountMicros;
     tokens[i] = op.tokens;
     models[i] = op.model ?? null;
+    const usage = op.usage;
+    promptTokens[i] = count(usage?.promptTokens);
+    completionTokens[i] = count(usage?.completionTokens);
+    cachedTokens[i] = count(usage?.cachedTokens);
+    cacheWriteTokens[i] = count(usage?.cacheWriteTokens);
+    reasoningTokens[i] = count(usage?.reasoningTokens);
+    images[i] = count(usage?.images);
   }
-  return [kinds, orgs, reservations, leases, requests, keys, amountsMicros, minAmountsMicros, tokens, models, options.reservationTtlMs, options.leaseTtlMs ?? 60_000];
+  return [
+    kinds, orgs, reservations, leases, requests, keys, amountsMicros, minAmountsMicros, tokens, models,
+    promptTokens, completionTokens, cachedTokens, cacheWriteTokens, reasoningTokens, images, options.reservationTtlMs, options.leaseTtlMs ?? 60_000,
+  ];
+}
+
+/**
+ * A usage count as its bigint column takes it, else null: one value the column refuses would fail
+ * the whole batch, and every settle in it would be retried forever.
+ */
+function count(n: number | undefined): number | null {
+  return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : null;
 }

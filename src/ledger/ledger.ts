@@ -22,6 +22,7 @@ import { countOrgCharge, creditsMicrosTotal, expiredHoldsTotal, leaseChargesLost
 import { LedgerBatchWriter, type LedgerAnswer, type LedgerOp, type Refusal } from './batch-writer.js';
 import { LeaseRecallListener } from './lease-recalls.js';
 import { CreditLeases, type Lease } from './leases.js';
+import type { PricedUsage } from './pricing.js';
 
 export type { Refusal } from './batch-writer.js';
 
@@ -147,12 +148,15 @@ export class Ledger {
     return answer.refusal;
   }
 
-  /** Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until it commits. */
-  async settle(hold: Hold, chargeMicros: number): Promise<number> {
+  /**
+   * Charges the actual cost (capped at the hold by the database) and returns the rest. Retried until
+   * it commits. `usage`, what the charge was priced from, is recorded on its ledger row.
+   */
+  async settle(hold: Hold, chargeMicros: number, usage: PricedUsage | null = null): Promise<number> {
     const chargedMicros = Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
-    if (hold.lease !== undefined) return this.chargeLease(hold, hold.lease, chargedMicros);
+    if (hold.lease !== undefined) return this.chargeLease(hold, hold.lease, chargedMicros, usage);
     this.live.delete(hold.reservationId);
-    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0 });
+    const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, usage });
     // Counted once the database closed the hold (0: it was already closed, nothing moved).
     if (answer.amountMicros > 0) {
       creditsMicrosTotal.inc({ operation: 'settled' }, chargedMicros);
@@ -166,10 +170,10 @@ export class Ledger {
    * A request served from a lease: its charge, written against the lease as its own ledger row
    * (queued ahead of any return of the lease, so the return sees it). Resolves once it committed.
    */
-  private async chargeLease(hold: Hold, lease: Lease, chargedMicros: number): Promise<number> {
+  private async chargeLease(hold: Hold, lease: Lease, chargedMicros: number, usage: PricedUsage | null): Promise<number> {
     const written = this.writer.submit({
       kind: 'charge', orgId: hold.orgId, reservationId: hold.reservationId, leaseId: lease.reservationId,
-      requestId: hold.requestId, keyId: hold.keyId, amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, model: hold.model ?? null,
+      requestId: hold.requestId, keyId: hold.keyId, amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, model: hold.model ?? null, usage,
     });
     this.leases!.settle(lease, hold.amountMicros, chargedMicros);
     this.unwrittenMicros += chargedMicros;
@@ -191,13 +195,14 @@ export class Ledger {
 
   /**
    * Settles once the charge is known (an exact token count in the worker pool): the hold leaves the
-   * renewed set at once, and close() waits for the charge, so a shutdown never strands it.
+   * renewed set at once, and close() waits for the charge, so a shutdown never strands it. `usage`
+   * resolves with what the charge was priced from, as for settle().
    */
-  settleWhenCounted(hold: Hold, chargeMicros: Promise<number>): void {
+  settleWhenCounted(hold: Hold, chargeMicros: Promise<number>, usage?: Promise<PricedUsage | null>): void {
     this.live.delete(hold.reservationId);
     // A lease's hold is renewed as the lease; a carved bound has no row of its own.
     if (hold.lease === undefined) this.closing.set(hold.reservationId, hold);
-    const settled = chargeMicros.then((micros) => this.settle(hold, micros)).finally(() => this.closing.delete(hold.reservationId)).then(
+    const settled = Promise.all([chargeMicros, usage?.catch(() => null)]).then(([micros, priced]) => this.settle(hold, micros, priced ?? null)).finally(() => this.closing.delete(hold.reservationId)).then(
       () => undefined,
       (err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message, reservationId: hold.reservationId }),
     );

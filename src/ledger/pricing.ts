@@ -2,9 +2,11 @@
 // P per MTok is exactly P micro-units per token: cost = ceil(tokens x P), rounded once per request.
 // A usage's parts have their own prices: prompt tokens read from or written to a prompt cache, and
 // reasoning tokens among the completion tokens; a hold prices every token at the dearest kind.
+// A settle's ledger row records the usage it was priced from (PricedUsage), and its charge is
+// pricedCostMicros of exactly those parts (capped at the hold).
 import type { Deployment, ModelRoute } from '../config/load.js';
 import type { Usage } from '../providers/types.js';
-import { usageParts } from '../providers/usage.js';
+import { usageParts, withParts } from '../providers/usage.js';
 
 export interface Prices {
   /** Micro-units per input token. */
@@ -65,6 +67,40 @@ export function usageCostMicros(prices: Prices, usage: Usage): number {
     plainInput * prices.input + cached * (prices.cachedInput ?? prices.input) + cacheWrite * (prices.cacheWrite ?? prices.input) +
       plainOutput * prices.output + reasoning * (prices.reasoning ?? prices.output),
   );
+}
+
+/** The usage a charge was priced from, as its ledger row records it: token counts and image parts. */
+export interface PricedUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Prompt tokens read from a prompt cache (part of promptTokens). */
+  readonly cachedTokens: number;
+  /** Prompt tokens written to a prompt cache (part of promptTokens). */
+  readonly cacheWriteTokens: number;
+  /** Part of completionTokens. */
+  readonly reasoningTokens: number;
+  /** Image parts of the request (charged only by a model priced per image). */
+  readonly images: number;
+}
+
+/** A reported usage (its parts as usageParts reads them) with the request's image parts. */
+export function pricedUsage(usage: Usage, images: number): PricedUsage {
+  const { cached, cacheWrite, reasoning } = usageParts(usage);
+  return { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cachedTokens: cached, cacheWriteTokens: cacheWrite, reasoningTokens: reasoning, images };
+}
+
+/** Tokens counted or estimated without a report: no parts, every token at its plain price. */
+export function plainUsage(promptTokens: number, completionTokens: number, images: number): PricedUsage {
+  return { promptTokens, completionTokens, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, images };
+}
+
+/** What a priced usage costs: its tokens as usageCostMicros prices them, plus its images. */
+export function pricedCostMicros(prices: Prices, u: PricedUsage): number {
+  const usage = withParts(
+    { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.promptTokens + u.completionTokens },
+    { cached: u.cachedTokens, cacheWrite: u.cacheWriteTokens, reasoning: u.reasoningTokens },
+  );
+  return usageCostMicros(prices, usage) + imageCostMicros(prices, u.images);
 }
 
 export function costMicros(prices: Prices, inputTokens: number, outputTokens: number): number {

@@ -37,11 +37,20 @@ export type LedgerEntryRow = {
   readonly key_id: string | null;
   readonly idempotency_key: string | null;
   readonly note: string | null;
+  /** A request's settle row: the usage its charge was priced from (null on other rows, and on rows written before it was recorded). */
+  readonly prompt_tokens: number | null;
+  readonly completion_tokens: number | null;
+  readonly cached_tokens: number | null;
+  readonly cache_write_tokens: number | null;
+  readonly reasoning_tokens: number | null;
+  readonly images: number | null;
   readonly created_at: Date;
 };
 
 const LEDGER_ENTRIES_SQL = `SELECT entry_id::float8 AS id, org_id, kind, available_delta::float8 AS available_delta, held_delta::float8 AS held_delta, charged::float8 AS charged,
-       reservation_id, request_id, key_id, idempotency_key, note, created_at
+       reservation_id, request_id, key_id, idempotency_key, note,
+       prompt_tokens::float8 AS prompt_tokens, completion_tokens::float8 AS completion_tokens, cached_tokens::float8 AS cached_tokens,
+       cache_write_tokens::float8 AS cache_write_tokens, reasoning_tokens::float8 AS reasoning_tokens, images::float8 AS images, created_at
 FROM nemo.ledger_entries WHERE ($1::bigint IS NULL OR entry_id < $1) ORDER BY entry_id DESC LIMIT $2`;
 
 /** The default report window: the start of the current UTC month to now. */

@@ -2,9 +2,10 @@
 // produced, or release everything when nothing reached the client. Usage reported by upstream
 // counts (the database caps the charge at the hold); without it (a disconnect, a cut stream, a
 // provider without usage) the charge is an exact count of what a stream generated, else an estimate.
+// Every charge is pricedCostMicros of the usage it passes with it, which its ledger row records.
 import type { Deployment } from '../../config/load.js';
 import type { Hold, Ledger } from '../../ledger/ledger.js';
-import { costMicros, imageCostMicros, pricesOf, usageCostMicros } from '../../ledger/pricing.js';
+import { plainUsage, pricedCostMicros, pricedUsage, pricesOf, type PricedUsage } from '../../ledger/pricing.js';
 import { log } from '../../log.js';
 import { tokensTotal } from '../../metrics/registry.js';
 import type { ChatRequest, Usage } from '../../providers/types.js';
@@ -48,33 +49,35 @@ export function settleHold(deps: SettlementDeps, s: Settlement): number | null {
     return 0;
   }
   const prices = pricesOf(served.deployment);
-  const imageMicros = imageCostMicros(prices, s.images);
+  const chargeOf = (usage: PricedUsage) => Math.min(pricedCostMicros(prices, usage), hold.amountMicros);
   if (s.usage !== undefined) {
     countTokens(s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
-    const charged = Math.min(usageCostMicros(prices, s.usage) + imageMicros, hold.amountMicros);
-    void deps.ledger.settle(hold, charged).catch(logSettlementError);
+    const usage = pricedUsage(s.usage, s.images);
+    const charged = chargeOf(usage);
+    void deps.ledger.settle(hold, charged, usage).catch(logSettlementError);
     return charged;
   }
-  const estimate = Math.min(costMicros(prices, s.promptBoundTokens, Math.min(s.maxTokens, served.outputEstimate)) + imageMicros, hold.amountMicros);
+  const estimated = plainUsage(s.promptBoundTokens, Math.min(s.maxTokens, served.outputEstimate), s.images);
   const text = served.completionText();
   if (text === undefined) {
-    void deps.ledger.settle(hold, estimate).catch(logSettlementError);
-    return estimate;
+    const charged = chargeOf(estimated);
+    void deps.ledger.settle(hold, charged, estimated).catch(logSettlementError);
+    return charged;
   }
   // A stream without usage: count what it generated, exactly with the deployment's tokenizer,
   // else by its UTF-8 bytes (never fewer); with no parts reported, every token at its plain price.
-  const charge = countUsage(deps.workers, s, served.deployment.encoding, text).then(
+  const usage = countUsage(deps.workers, s, served.deployment.encoding, text).then(
     ([prompt, completion]) => {
       const output = Math.min(s.maxTokens, completion);
       countTokens(s.model, prompt, output);
-      return Math.min(costMicros(prices, prompt, output) + imageMicros, hold.amountMicros);
+      return plainUsage(prompt, output, s.images);
     },
     (err: unknown) => {
       log.warn('ledger: exact count failed; charging the estimate', { requestId: s.requestId, error: (err as Error).message });
-      return estimate;
+      return estimated;
     },
   );
-  deps.ledger.settleWhenCounted(hold, charge);
+  deps.ledger.settleWhenCounted(hold, usage.then(chargeOf), usage);
   return null;
 }
 

@@ -7,7 +7,7 @@ import type { Config, Deployment } from '../../config/load.js';
 import { asDatabaseError } from '../../db/database.js';
 import { GatewayError, toGatewayError } from '../../errors/gateway-error.js';
 import type { Finding } from '../../guardrails/types.js';
-import { costMicros, pricesOf } from '../../ledger/pricing.js';
+import { plainUsage, pricedCostMicros, pricesOf } from '../../ledger/pricing.js';
 import { log } from '../../log.js';
 import type { RequestLogWriter } from '../../logs/request-log.js';
 import { countOrgRequest, countRequest, gatewayOverheadSeconds, liveCounts, observeDuration, statusClass, tokensTotal } from '../../metrics/registry.js';
@@ -196,8 +196,9 @@ export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver
     const usage: Usage = { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens };
     if (hold === undefined) return { usage, chargedMicros: null };
     tokensTotal.inc({ model: admitted.route.name, direction: 'input' }, tokens);
-    const charged = Math.min(costMicros(pricesOf(served), tokens, 0), hold.amountMicros);
-    void this.deps.ledger.settle(hold, charged).catch((err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message }));
+    const priced = plainUsage(tokens, 0, 0);
+    const charged = Math.min(pricedCostMicros(pricesOf(served), priced), hold.amountMicros);
+    void this.deps.ledger.settle(hold, charged, priced).catch((err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message }));
     return { usage, chargedMicros: charged };
   }
 

@@ -69,3 +69,23 @@ describe('LedgerBatchWriter: settle linger', () => {
     expect(pool.batches).toEqual([['settle'], ['settle']]);
   });
 });
+
+describe('LedgerBatchWriter: usage on settles and charges', () => {
+  it('sends each op\'s usage as six arrays, null where it has none or a count the column would refuse', async () => {
+    const values: unknown[][] = [];
+    const pool = fakePool();
+    const query = pool.query;
+    pool.query = (sql: string, v: unknown[]) => (values.push(v), query(sql, v));
+    // Settles and charges linger for the reserve: the three go in one batch.
+    const writer = new LedgerBatchWriter(pool as never, { maxBatch: 512, reservationTtlMs: 60_000, leaseTtlMs: 30_000, retryDelayMs: 100, settleLingerMs: 1_000, chargeLingerMs: 1_000 });
+    const usage = { promptTokens: 100, completionTokens: 50, cachedTokens: 60, cacheWriteTokens: 10, reasoningTokens: 30, images: 2 };
+    const bad = { ...usage, promptTokens: -1, completionTokens: 1.5, cachedTokens: Number.NaN, images: 2 ** 60 };
+    await Promise.all([writer.submit({ ...op('settle', 1), usage }), writer.submit({ ...op('charge', 2), usage: bad }), writer.submit(op('reserve', 3))]);
+    expect(values).toHaveLength(1);
+    const sent = values[0]!;
+    expect(sent).toHaveLength(18);
+    expect(sent[0]).toEqual(['settle', 'charge', 'reserve']);
+    expect(sent.slice(10, 16)).toEqual([[100, null, null], [50, null, null], [60, null, null], [10, 10, null], [30, 30, null], [2, null, null]]);
+    expect(sent.slice(16)).toEqual([60_000, 30_000]);
+  });
+});

@@ -3,7 +3,7 @@
 // usage's parts can cost more than was held.
 import { describe, expect, it } from 'vitest';
 import type { Deployment, ModelRoute } from '../../../src/config/load.js';
-import { boundingPrices, costMicros, imageCostMicros, pricesOf, usageCostMicros } from '../../../src/ledger/pricing.js';
+import { boundingPrices, costMicros, imageCostMicros, plainUsage, pricedCostMicros, pricedUsage, pricesOf, usageCostMicros } from '../../../src/ledger/pricing.js';
 import { readUsage } from '../../../src/providers/usage.js';
 import { usageOfAnthropic } from '../../../src/providers/anthropic/api.js';
 
@@ -61,6 +61,27 @@ describe('prices', () => {
         const usage = readUsage({ prompt_tokens: 1000, completion_tokens: 200, prompt_tokens_details: { cached_tokens: parts.cached }, cache_creation_input_tokens: parts.write, completion_tokens_details: { reasoning_tokens: parts.reasoning } })!;
         expect(usageCostMicros(pricesOf(d), usage)).toBeLessThanOrEqual(held);
       }
+    }
+  });
+});
+
+describe('the usage a settle row records', () => {
+  const prices = pricesOf(deployment({ cachedInputPricePerMTok: 0.3, cacheWritePricePerMTok: 3.75, reasoningPricePerMTok: 20, imagePriceMicros: 500 }));
+
+  it('takes a reported usage\'s parts, and costs exactly what usageCostMicros and imageCostMicros charge for them', () => {
+    const usage = readUsage({ prompt_tokens: 100, completion_tokens: 50, prompt_tokens_details: { cached_tokens: 60 }, completion_tokens_details: { reasoning_tokens: 30 }, cache_creation_input_tokens: 10 })!;
+    const priced = pricedUsage(usage, 2);
+    expect(priced).toEqual({ promptTokens: 100, completionTokens: 50, cachedTokens: 60, cacheWriteTokens: 10, reasoningTokens: 30, images: 2 });
+    expect(pricedCostMicros(prices, priced)).toBe(usageCostMicros(prices, usage) + imageCostMicros(prices, 2));
+    // Parts capped as read: a cached count above the prompt is recorded as the prompt.
+    expect(pricedUsage(readUsage({ prompt_tokens: 5, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 9 } })!, 0)).toMatchObject({ promptTokens: 5, cachedTokens: 5 });
+  });
+
+  it('records counted or estimated tokens without parts, at the plain prices', () => {
+    for (const [prompt, completion, images] of [[0, 0, 0], [40, 7, 0], [1_234, 5_678, 3]] as const) {
+      const priced = plainUsage(prompt, completion, images);
+      expect(priced).toEqual({ promptTokens: prompt, completionTokens: completion, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, images });
+      expect(pricedCostMicros(prices, priced)).toBe(costMicros(prices, prompt, completion) + imageCostMicros(prices, images));
     }
   });
 });
