@@ -69,12 +69,13 @@ const CHAT_TEMPLATE = /<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>|
 
 // A phrase starts where no letter or digit precedes it. That check is made in code (wordBefore), not
 // as a leading lookbehind: a regex that opens with one is tried at every position (about 1 ms per
-// rule on an 80 KB prompt), one that opens with the phrase's letters is not (about 0.2 ms).
-/** The rules as run; `boundary`: a match must not follow a letter or digit. Exported for the equivalence test. */
-export const INJECTION_RULES: ReadonlyArray<{ readonly id: string; readonly re: RegExp; readonly boundary: boolean }> = RULES.map(({ id, phrases }) => {
-  const body = phrases.join('|').replaceAll('_', GAP).replaceAll("'", "['\u2019]");
-  return { id, re: new RegExp(`(?:${body})(?![\\p{L}\\p{N}])`, 'gu'), boundary: true };
-}).concat({ id: 'chat_template', re: CHAT_TEMPLATE, boundary: false });
+// rule on an 80 KB prompt), one that opens with the phrase's letters is not. One pass of all the
+// phrases (ANY_PHRASE) finds where some rule matches; each rule's own sticky regex is tried there only.
+const BODIES = RULES.map(({ phrases }) => phrases.join('|').replaceAll('_', GAP).replaceAll("'", "['\u2019]"));
+const END = '(?![\\p{L}\\p{N}])';
+/** Each rule's phrases, sticky; the rule ids are RULES'. Exported for the equivalence test. */
+export const PHRASE_RULES: ReadonlyArray<{ readonly id: string; readonly re: RegExp }> = RULES.map(({ id }, r) => ({ id, re: new RegExp(`(?:${BODIES[r]})${END}`, 'uy') }));
+const ANY_PHRASE = new RegExp(`(?:${BODIES.map((body) => `(?:${body})`).join('|')})${END}`, 'gu');
 const LETTER_OR_DIGIT_BEFORE = /(?<=[\p{L}\p{N}])/uy;
 
 /** What `(?<![\p{L}\p{N}])` at `i` rejects: a letter or digit (code point) just before. */
@@ -105,19 +106,37 @@ function foldLookAlikes(text: string): string {
   return from === 0 ? text : out + text.slice(from);
 }
 
+function located(id: string, folded: FoldedText, at: number, length: number): InjectionMatch {
+  return { id, start: folded.sourceStart[at] as number, end: folded.sourceEnd[at + length - 1] as number };
+}
+
 export function findInjections(text: string, folded: FoldedText = foldText(text)): InjectionMatch[] {
   const t = foldLookAlikes(folded.text);
-  const out: InjectionMatch[] = [];
-  for (const { id, re, boundary } of INJECTION_RULES) {
-    re.lastIndex = 0;
-    for (let m = re.exec(t); m !== null; m = re.exec(t)) {
-      // The lookbehind would have failed here: go on from the next position, as the regex would.
-      if (boundary && wordBefore(t, m.index)) {
-        re.lastIndex = m.index + 1;
-        continue;
-      }
-      out.push({ id, start: folded.sourceStart[m.index] as number, end: folded.sourceEnd[m.index + m[0].length - 1] as number });
+  // Per rule, in rule order (dropOverlaps keeps the first of equal spans), and where that rule's own
+  // global search would go on from: a rule is tried at a position only if its last match ended there
+  // or before. Allocated at the first candidate: most texts have none.
+  let found: InjectionMatch[][] | undefined;
+  let from: Int32Array | undefined;
+  ANY_PHRASE.lastIndex = 0;
+  for (let m = ANY_PHRASE.exec(t); m !== null; m = ANY_PHRASE.exec(t)) {
+    const at = m.index;
+    // Every position where some rule matches is visited: the next search starts one past this one.
+    ANY_PHRASE.lastIndex = at + 1;
+    if (wordBefore(t, at)) continue;
+    found ??= PHRASE_RULES.map(() => []);
+    from ??= new Int32Array(PHRASE_RULES.length);
+    for (let r = 0; r < PHRASE_RULES.length; r++) {
+      if ((from[r] as number) > at) continue;
+      const { id, re } = PHRASE_RULES[r]!;
+      re.lastIndex = at;
+      const hit = re.exec(t);
+      if (hit === null) continue;
+      found[r]!.push(located(id, folded, at, hit[0].length));
+      from[r] = at + hit[0].length;
     }
   }
+  const out = found === undefined ? [] : found.flat();
+  CHAT_TEMPLATE.lastIndex = 0;
+  for (let m = CHAT_TEMPLATE.exec(t); m !== null; m = CHAT_TEMPLATE.exec(t)) out.push(located('chat_template', folded, m.index, m[0].length));
   return dropOverlaps(out);
 }

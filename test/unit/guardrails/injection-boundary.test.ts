@@ -1,17 +1,19 @@
 // The injection heuristics check "no letter or digit before the phrase" in code instead of a
-// leading lookbehind (which made each regex try every position). Guards that the findings are
-// exactly those of the lookbehind form, over seeded texts built from phrase words, letters and
+// leading lookbehind (which made each regex try every position), and try each rule only where one
+// pass of all phrases found some rule matching. Guards that the findings are exactly those of each
+// rule's own global search in the lookbehind form, over seeded texts built from phrase words, letters and
 // digits of several scripts (astral ones too), invisible characters and punctuation.
 import { describe, expect, it } from 'vitest';
 import { foldText } from '../../../src/guardrails/fold-text.js';
 import { dropOverlaps } from '../../../src/guardrails/detectors/match.js';
-import { findInjections, INJECTION_RULES, type InjectionMatch } from '../../../src/guardrails/detectors/prompt-injection.js';
+import { findInjections, PHRASE_RULES, type InjectionMatch } from '../../../src/guardrails/detectors/prompt-injection.js';
 import { seededRandom } from '../../support/seeded-random.js';
 
-const WITH_LOOKBEHIND = INJECTION_RULES.map(({ id, re, boundary }) => ({
-  id,
-  re: boundary ? new RegExp(`(?<![\\p{L}\\p{N}])${re.source}`, re.flags) : new RegExp(re.source, re.flags),
-}));
+const CHAT_TEMPLATE = /<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>|\[\/?inst\]|<<\/?sys>>/g;
+const WITH_LOOKBEHIND = [
+  ...PHRASE_RULES.map(({ id, re }) => ({ id, re: new RegExp(`(?<![\\p{L}\\p{N}])${re.source}`, 'gu') })),
+  { id: 'chat_template', re: CHAT_TEMPLATE },
+];
 
 /** findInjections as it was: each rule's regex with its leading lookbehind (look-alike letters left out of the texts). */
 function withLookbehind(text: string): InjectionMatch[] {
