@@ -18,3 +18,4 @@ export function redactFindings(text: string, findings: readonly Finding[]): stri
   }
   return out === undefined ? undefined : out + text.slice(at);
 }
+

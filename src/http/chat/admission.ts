@@ -123,7 +123,8 @@ export async function admit(deps: AdmissionDeps, principal: KeyPrincipal, body: 
   const imageTokens = images * deps.config.ledger.imageTokenAllowance;
   const guarded = await guardPrompt(deps, principal, body, imageTokens, requestId, observer);
   if (observer.isFinished || 'error' in guarded) return 'error' in guarded ? guarded : undefined;
-  const bodyBytes = guarded.redacted ? Buffer.byteLength(JSON.stringify(request)) : body.bodyBytes;
+  // No re-serializing a big prompt: what the redactions changed in the texts' UTF-8 bytes bounds what they changed in its JSON.
+  const bodyBytes = body.bodyBytes + guarded.bodyBytesDelta;
   return reserve(deps, principal, { route, request, asked, promptBoundTokens: bodyBytes + imageTokens, imageTokens, images, findings: guarded.findings, redacted: guarded.redacted, requestId });
 }
 
@@ -136,6 +137,8 @@ export function abandon(deps: Pick<AdmissionDeps, 'ledger' | 'limiter'>, princip
 interface Guarded {
   readonly findings: readonly Finding[];
   readonly redacted: boolean;
+  /** What the redactions changed in the prompt texts' UTF-8 bytes: an upper bound of the change in the body's. */
+  readonly bodyBytesDelta: number;
 }
 
 /**
@@ -145,7 +148,7 @@ interface Guarded {
 async function guardPrompt(deps: AdmissionDeps, principal: KeyPrincipal, body: ChatBody, imageTokens: number, requestId: string, observer: AdmissionObserver): Promise<Guarded | Refused> {
   const guard = principal.guardrails;
   if (guard?.invalid) return refused(new GatewayError('NR_GUARDRAIL_POLICY_INVALID'));
-  if (guard === undefined || (!guard.scansInput && guard.maxInputTokens === null)) return { findings: NO_FINDINGS, redacted: false };
+  if (guard === undefined || (!guard.scansInput && guard.maxInputTokens === null)) return { findings: NO_FINDINGS, redacted: false, bodyBytesDelta: 0 };
   let verdict;
   try {
     verdict = await checkPrompt(deps.workers, guard, body.request, body.bodyBytes + imageTokens, routeEncoding(body.route));
@@ -157,7 +160,7 @@ async function guardPrompt(deps: AdmissionDeps, principal: KeyPrincipal, body: C
   observer.onPromptChecked(verdict.findings, verdict.redacted);
   if (verdict.findings.length > 0 && !observer.isFinished) deps.guardrailEvents.record({ orgId: principal.orgId, keyId: principal.keyId, requestId }, 'input', verdict.findings);
   if (verdict.blocked !== undefined) return { error: guardrailError(verdict.blocked, 'input'), findings: verdict.findings, redacted: verdict.redacted };
-  return { findings: verdict.findings, redacted: verdict.redacted };
+  return { findings: verdict.findings, redacted: verdict.redacted, bodyBytesDelta: verdict.bodyBytesDelta };
 }
 
 interface Bounds {

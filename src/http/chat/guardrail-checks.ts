@@ -14,8 +14,14 @@ export interface PromptVerdict {
   readonly blocked: Finding | undefined;
   /** Every finding, for guardrail events (offsets are per message piece; events carry none). */
   readonly findings: readonly Finding[];
-  /** Some text was replaced: the request's bound must be recomputed from the new body. */
+  /** Some text was replaced: the request's bound changes by bodyBytesDelta. */
   readonly redacted: boolean;
+  /**
+   * The redactions' change in the texts' UTF-8 bytes. It bounds the change in the body's JSON from
+   * above: kept text is unchanged, a placeholder needs no escaping, and removed text took at
+   * least its UTF-8 bytes in the JSON.
+   */
+  readonly bodyBytesDelta: number;
 }
 
 export const MAX_INPUT_TOKENS_RULE = 'max_input_tokens';
@@ -37,14 +43,16 @@ export async function checkPrompt(
 ): Promise<PromptVerdict> {
   const findings: Finding[] = [];
   let redacted = false;
+  let bodyBytesDelta = 0;
   if (guard.scansInput) {
     const pieces = piecesOf(request);
     const results = await Promise.all(pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' })));
     for (let i = 0; i < pieces.length; i++) {
       const result: ScanResult = results[i]!;
       findings.push(...result.findings);
-      if (result.blocked !== undefined) return { blocked: result.blocked, findings, redacted };
+      if (result.blocked !== undefined) return { blocked: result.blocked, findings, redacted, bodyBytesDelta };
       if (result.redacted !== undefined) {
+        bodyBytesDelta += Buffer.byteLength(result.redacted) - Buffer.byteLength(pieces[i]!.text);
         pieces[i]!.write(result.redacted);
         redacted = true;
       }
@@ -56,10 +64,10 @@ export async function checkPrompt(
     if (tokens > limit) {
       const finding: Finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };
       findings.push(finding);
-      return { blocked: finding, findings, redacted };
+      return { blocked: finding, findings, redacted, bodyBytesDelta };
     }
   }
-  return { blocked: undefined, findings, redacted };
+  return { blocked: undefined, findings, redacted, bodyBytesDelta };
 }
 
 /**

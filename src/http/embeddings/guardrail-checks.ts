@@ -12,7 +12,7 @@ import type { WorkerPool } from '../../workers/pool.js';
 import { MAX_INPUT_TOKENS_RULE, checkPrompt, type PromptVerdict } from '../chat/guardrail-checks.js';
 import { inputsOf } from './validate.js';
 
-const NOT_REDACTED: PromptVerdict = Object.freeze({ blocked: undefined, findings: [], redacted: false });
+const NOT_REDACTED: PromptVerdict = Object.freeze({ blocked: undefined, findings: [], redacted: false, bodyBytesDelta: 0 });
 
 export async function checkInput(pool: WorkerPool, guard: KeyGuardrails, request: EmbeddingsRequest, encoding: Encoding | undefined): Promise<PromptVerdict> {
   const inputs = inputsOf(request);
@@ -37,7 +37,7 @@ export async function checkInput(pool: WorkerPool, guard: KeyGuardrails, request
   for (const input of inputsOf(request)) bound += typeof input === 'string' ? Buffer.byteLength(input) : input.length;
   if (bound <= limit || (await countInputTokens(pool, inputsOf(request), encoding)) <= limit) return verdict;
   const finding: Finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };
-  return { blocked: finding, findings: [...verdict.findings, finding], redacted: verdict.redacted };
+  return { blocked: finding, findings: [...verdict.findings, finding], redacted: verdict.redacted, bodyBytesDelta: verdict.bodyBytesDelta };
 }
 
 /** Exact with the deployments' tokenizer, else the UTF-8 byte bound. */

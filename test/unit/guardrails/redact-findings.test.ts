@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compilePolicy, scanText } from '../../../src/guardrails/policy.js';
+import type { GuardrailPolicy } from '../../../src/guardrails/types.js';
 import { redactFindings } from '../../../src/guardrails/redact-findings.js';
 
 const FRAGMENTS = [
@@ -12,10 +13,10 @@ const FRAGMENTS = [
 ];
 
 describe('redactFindings', () => {
-  it.each([
+  it.each<[string, GuardrailPolicy]>([
     ['every detector redacting', { pii: { email: 'redact', phone: 'redact', credit_card: 'redact', iban: 'redact', us_ssn: 'redact', ip_address: 'redact', secret: 'redact' } }],
     ['redactions mixed with flags and blocks', { deny_words: ['project falcon'], deny_action: 'flag', pii: { email: 'redact', phone: 'flag', credit_card: 'block', iban: 'redact', us_ssn: 'redact', ip_address: 'flag', secret: 'redact' } }],
-  ] as const)('rebuilds the scan\'s redacted text from its findings: %s', (_name, policy) => {
+  ])('rebuilds the scan\'s redacted text from its findings: %s', (_name, policy) => {
     const compiled = compilePolicy(policy);
     fc.assert(
       fc.property(fc.array(fc.constantFrom(...FRAGMENTS), { maxLength: 30 }), fc.constantFrom('input' as const, 'output' as const), (parts, stage) => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ENCODINGS } from '../../../src/config/model-encodings.js';
+import type { ChatMessage } from '../../../src/providers/types.js';
 import { countChatFormat, FIXED_TOKENS, KNOWN_ROLES, TOOL_FRAMING_TEXT, TOOLS_WRAPPER_TEXT } from '../../../src/tokens/chat-format.js';
 import { countChatPromptTokens, countTextTokens } from '../../../src/tokens/count.js';
 import { loadedEncodings } from '../../../src/tokens/vocabularies.js';
@@ -14,7 +15,7 @@ describe('the chat format without a tokenizer', () => {
   });
 
   it('with texts counted as 0 gives the overheads: those plus the texts\' counts are the exact total', () => {
-    const messages = [
+    const messages: ChatMessage[] = [
       { role: 'system', content: 'You are terse.' },
       { role: 'user', content: [{ type: 'text' as const, text: 'Read ' }, { type: 'text' as const, text: 'the file.' }], name: 'alice' },
       { role: 'assistant', content: null, tool_calls: [{ id: 'call_9', type: 'function' as const, function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] },

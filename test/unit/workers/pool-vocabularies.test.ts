@@ -1,6 +1,7 @@
 // The gateway's thread loads no tokenizer vocabulary (~55 MB for o200k_base): every exact count
 // goes through the pool to a worker, and comes back exact.
 import { afterAll, expect, it } from 'vitest';
+import type { ChatMessage } from '../../../src/providers/types.js';
 import { countChatFormat } from '../../../src/tokens/chat-format.js';
 import { loadedEncodings } from '../../../src/tokens/vocabularies.js';
 import { WorkerPool } from '../../../src/workers/pool.js';
@@ -10,7 +11,7 @@ const pool = new WorkerPool({ threads: 1, inlineMaxChars: 500, maxBatchChars: 65
 afterAll(() => pool.close());
 
 it('counts short and long prompts exactly in a worker, and this thread loads no vocabulary', async () => {
-  const messages = [
+  const messages: ChatMessage[] = [
     { role: 'system', content: 'Be brief.' },
     { role: 'user', content: `Summarize: ${'the quick brown fox jumps over the lazy dog. '.repeat(200)}` },
   ];

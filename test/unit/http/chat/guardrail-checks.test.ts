@@ -32,10 +32,13 @@ describe('checkPrompt', () => {
     workers.scanAnswer = redacting(EMAIL, PLACEHOLDER);
     const guard = guardrails();
     const request = promptWithEmails();
+    const bytesBefore = Buffer.byteLength(JSON.stringify(request));
     const verdict = await checkPrompt(workers.asPool(), guard, request, 10, 'o200k_base');
 
     expect(verdict.blocked).toBeUndefined();
     expect(verdict.redacted).toBe(true);
+    // The hold's bound follows the body without serializing it again (exact here: nothing removed needed escaping).
+    expect(verdict.bodyBytesDelta).toBe(Buffer.byteLength(JSON.stringify(request)) - bytesBefore);
     expect(verdict.findings).toHaveLength(4);
     expect(workers.scans.map((j) => j.text)).toEqual([`write to ${EMAIL}`, `me: ${EMAIL}`, `{"to":"${EMAIL}"}`, `sends as ${EMAIL}`]);
     expect(workers.scans.every((j) => j.stage === 'input' && j.policyKey === guard.policyKey && j.policy === guard.policy)).toBe(true);
@@ -54,7 +57,7 @@ describe('checkPrompt', () => {
     const request = chatRequest();
     const before = JSON.stringify(request);
     const verdict = await checkPrompt(workers.asPool(), guardrails(), request, 10, 'o200k_base');
-    expect(verdict).toEqual({ blocked: undefined, findings: [], redacted: false });
+    expect(verdict).toEqual({ blocked: undefined, findings: [], redacted: false, bodyBytesDelta: 0 });
     expect(JSON.stringify(request)).toBe(before);
   });
 
@@ -67,7 +70,7 @@ describe('checkPrompt', () => {
     workers.countAnswer = () => 1_000_000;
     const request = chatRequest({ messages: [{ role: 'user', content: 'one' }, { role: 'user', content: 'two' }, { role: 'user', content: 'three' }] });
     const verdict = await checkPrompt(workers.asPool(), guardrails({ maxInputTokens: 1 }), request, 100, 'o200k_base');
-    expect(verdict).toEqual({ blocked: block, findings: [flag, block], redacted: false });
+    expect(verdict).toEqual({ blocked: block, findings: [flag, block], redacted: false, bodyBytesDelta: 0 });
     // A blocked prompt is not counted.
     expect(workers.counts).toEqual([]);
   });
@@ -89,7 +92,7 @@ describe('checkPrompt', () => {
 
     const verdict = await checkPrompt(workers.asPool(), guard, request, 51, 'cl100k_base');
     const finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };
-    expect(verdict).toEqual({ blocked: finding, findings: [finding], redacted: false });
+    expect(verdict).toEqual({ blocked: finding, findings: [finding], redacted: false, bodyBytesDelta: 0 });
     expect(workers.counts).toEqual([{ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding: 'cl100k_base' }]);
 
     workers.countAnswer = () => 50;
