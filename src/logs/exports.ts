@@ -43,8 +43,11 @@ const SPECS: Record<ExportKind, ExportSpec> = {
     sqls: [`SELECT ${OLD_LOG_COLUMNS} FROM nemo.request_logs ${IN_RANGE}`, `SELECT ${LOG_COLUMNS} FROM nemo.request_log_entries ${IN_RANGE}`],
   },
   ledger: {
-    columns: ['created_at', 'entry_id', 'org_id', 'kind', 'available_delta', 'held_delta', 'charged', 'reservation_id', 'request_id', 'key_id', 'idempotency_key', 'note'],
-    sqls: [`SELECT ${ISO}, entry_id::float8, org_id, kind, available_delta::float8, held_delta::float8, charged::float8, reservation_id, request_id, key_id, idempotency_key, note
+    // The usage a settle row was priced from (migration 0012) last: null on other rows and older settles.
+    columns: ['created_at', 'entry_id', 'org_id', 'kind', 'available_delta', 'held_delta', 'charged', 'reservation_id', 'request_id', 'key_id', 'idempotency_key', 'note',
+      'prompt_tokens', 'completion_tokens', 'cached_tokens', 'cache_write_tokens', 'reasoning_tokens', 'images'],
+    sqls: [`SELECT ${ISO}, entry_id::float8, org_id, kind, available_delta::float8, held_delta::float8, charged::float8, reservation_id, request_id, key_id, idempotency_key, note,
+                   prompt_tokens::float8, completion_tokens::float8, cached_tokens::float8, cache_write_tokens::float8, reasoning_tokens::float8, images::float8
             FROM nemo.ledger_entries WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz
            ORDER BY org_id, entry_id`],
   },

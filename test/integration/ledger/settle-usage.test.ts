@@ -191,6 +191,30 @@ describe.each<LedgerMode>(['hold', 'lease'])('settle rows record the usage they 
     );
     for (const r of rows) expect(r, r.kind).toMatchObject(r.kind === 'settle' ? { with_parts: 6, without: 0 } : { with_parts: 0 });
   });
+
+  it('carries the parts in the ledger export, NDJSON and CSV', async () => {
+    const range = `from=${encodeURIComponent(new Date(Date.now() - 3_600_000).toISOString())}&to=${encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString())}`;
+    const exported = async (format: string) => {
+      const res = await fetch(`${gw.url}/admin/v1/orgs/${org.orgId}/ledger/export?${range}&format=${format}`, { headers: org.auth });
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    const PARTS = ['prompt_tokens', 'completion_tokens', 'cached_tokens', 'cache_write_tokens', 'reasoning_tokens', 'images'] as const;
+    const lines = (await exported('ndjson')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const settles = lines.filter((l) => l.kind === 'settle');
+    expect(settles).toHaveLength(6);
+    for (const line of settles) {
+      const row = await settleRow(line.request_id as string);
+      for (const part of PARTS) expect(line[part], part).toBe(row[part]);
+    }
+    for (const line of lines.filter((l) => l.kind !== 'settle')) for (const part of PARTS) expect(line[part], `${String(line.kind)} ${part}`).toBeNull();
+
+    const csv = (await exported('csv')).split('\r\n').filter((l) => l !== '');
+    const header = csv[0]!.split(',');
+    expect(header.slice(-PARTS.length)).toEqual([...PARTS]);
+    const cached = csv.slice(1).map((l) => l.split(',')).find((f) => f[header.indexOf('kind')] === 'settle' && f[header.indexOf('cached_tokens')] === String(CACHED));
+    expect(cached?.[header.indexOf('reasoning_tokens')]).toBe(String(REASONING));
+  });
 });
 
 /** An instance of the previous release still calls ledger_apply_v3: its settles stay exact and record no usage. */

@@ -207,7 +207,7 @@ describe('the console, signed in with an org admin key', () => {
     const [csv] = await Promise.all([page.waitForEvent('download'), exports.getByRole('button', { name: 'Download' }).click()]);
     expect(csv.suggestedFilename()).toBe(`ledger-${gw.orgId}.csv`);
     const text = await readFile(await csv.path(), 'utf8');
-    expect(text.split('\r\n')[0]).toBe('created_at,entry_id,org_id,kind,available_delta,held_delta,charged,reservation_id,request_id,key_id,idempotency_key,note');
+    expect(text.split('\r\n')[0]).toBe('created_at,entry_id,org_id,kind,available_delta,held_delta,charged,reservation_id,request_id,key_id,idempotency_key,note,prompt_tokens,completion_tokens,cached_tokens,cache_write_tokens,reasoning_tokens,images');
     expect(text).toContain('topup');
   });
 

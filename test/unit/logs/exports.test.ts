@@ -36,6 +36,7 @@ describe('NDJSON', () => {
   it('has the documented columns', () => {
     expect(exportColumns('logs')).toContain('guardrail_action');
     expect(exportColumns('ledger')).toContain('entry_id');
+    expect(exportColumns('ledger').slice(-6)).toEqual(['prompt_tokens', 'completion_tokens', 'cached_tokens', 'cache_write_tokens', 'reasoning_tokens', 'images']);
   });
 });
 
