@@ -14,3 +14,10 @@ export const guardrailEventsDroppedTotal = new Counter({
   help: 'Guardrail hits not recorded in nemo.guardrail_events because the queue was full (the database was away).',
   registers: [registry],
 });
+
+export const inputTokenLimitChecksTotal = new Counter({
+  name: 'nemo_input_token_limit_checks_total',
+  help: 'Prompts checked against a max_input_tokens guardrail, by what decided: byte_bound (the UTF-8 bytes already fit, nothing counted) or exact_count.',
+  labelNames: ['decided_by'] as const,
+  registers: [registry],
+});

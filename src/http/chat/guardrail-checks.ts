@@ -8,6 +8,7 @@ import type { Finding, ScanResult } from '../../guardrails/types.js';
 import type { ChatRequest } from '../../providers/types.js';
 import type { KeyGuardrails } from '../../tenancy/principal.js';
 import type { Encoding } from '../../config/model-encodings.js';
+import { inputTokenLimitChecksTotal } from '../../metrics/registry.js';
 import type { WorkerPool } from '../../workers/pool.js';
 
 export interface PromptVerdict {
@@ -25,6 +26,9 @@ export interface PromptVerdict {
 }
 
 export const MAX_INPUT_TOKENS_RULE = 'max_input_tokens';
+
+const DECIDED_BY_BOUND = inputTokenLimitChecksTotal.labels('byte_bound');
+const DECIDED_BY_COUNT = inputTokenLimitChecksTotal.labels('exact_count');
 
 /** A piece of prompt text and how to write its redacted form back. */
 interface Piece {
@@ -59,7 +63,9 @@ export async function checkPrompt(
     }
   }
   const limit = guard.maxInputTokens;
+  if (limit !== null && boundTokens <= limit) DECIDED_BY_BOUND.inc();
   if (limit !== null && boundTokens > limit) {
+    DECIDED_BY_COUNT.inc();
     const tokens = encoding === undefined ? boundTokens : await pool.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding });
     if (tokens > limit) {
       const finding: Finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };

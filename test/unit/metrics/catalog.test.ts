@@ -99,7 +99,7 @@ describe('metrics registry', () => {
     // Each name here is bounded by configuration or code: models and deployments configured,
     // provider kinds, routes, status classes, outcomes and reasons the code enumerates. A new label
     // must be added here on purpose; ids of keys, requests or users never may.
-    const bounded = new Set(['implementation', 'build', 'route', 'model', 'status_class', 'provider', 'outcome', 'cause', 'result', 'kind', 'reason', 'operation', 'direction', 'result', 'pool', 'state', 'measure', 'task', 'where', 'rule', 'action', 'stage', 'cache']);
+    const bounded = new Set(['implementation', 'build', 'route', 'model', 'status_class', 'provider', 'outcome', 'cause', 'result', 'kind', 'reason', 'operation', 'direction', 'result', 'pool', 'state', 'measure', 'task', 'where', 'rule', 'action', 'stage', 'cache', 'decided_by']);
     const optInTopN = new Set(['nemo_org_requests_total', 'nemo_org_charged_micros_total']);
     for (const name of types.keys()) {
       if (defaults.has(name)) continue;
