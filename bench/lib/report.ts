@@ -5,6 +5,7 @@ import type { GroupResult } from './closed-loop.js';
 import type { EventLoopLag } from './event-loop-lag.js';
 import type { KneeResult } from './knee.js';
 import type { LedgerSummary } from './ledger-audit.js';
+import type { NemoWork } from './nemo-work.js';
 import type { WindowResult } from './measure.js';
 import type { ScenarioResult } from './mixed-load.js';
 import { Samples } from './samples.js';
@@ -140,6 +141,8 @@ export interface ScenarioReport {
   /** mixed: answers by status per request shape, and whether each shape got what it exists for. */
   mix?: Record<string, ScenarioResult[]>;
   ledger?: LedgerSummary;
+  /** What the nemo process's caches and input checks did over the scenario (all its targets). */
+  nemoWork?: NemoWork;
   rounds: Array<Record<string, TargetResult>>;
 }
 

@@ -9,6 +9,7 @@ import { measureWindow } from './measure.js';
 import type { WindowResult } from './measure.js';
 import { loadGroups, verdicts } from './mixed-load.js';
 import type { ScenarioResult } from './mixed-load.js';
+import { readNemoCounters, workBetween } from './nemo-work.js';
 import type { Progress } from './progress.js';
 import { AGENT_MAX_TOKENS, AGENT_TURN_TOKENS } from './agent-sessions.js';
 import { agentSection, combineRounds, ratiosOf, streamSection, targetResult } from './report.js';
@@ -64,6 +65,7 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
     return window;
   };
 
+  const countersBefore = await readNemoCounters(env.origins.nemo);
   const warmupS = settings.warmupS ?? spec.warmupS;
   if (warmupS > 0) {
     for (const target of targets) {
@@ -117,6 +119,7 @@ export async function runScenario(ctx: ScenarioContext, spec: ScenarioSpec): Pro
     ratios: ratiosOf(targetsCombined),
     rounds,
   };
+  report.nemoWork = workBetween(countersBefore, await readNemoCounters(env.origins.nemo));
   if (spec.stream) report.streams = streamSection(targetsCombined, settings.streams, knee);
   if (spec.name === 'mixed') report.mix = mixTotals;
   if (spec.name === 'agent') {

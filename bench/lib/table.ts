@@ -3,6 +3,7 @@
 // and the ledger's verdict.
 import { heldText } from './knee.js';
 import type { AgentTarget, ScenarioReport, TargetResult } from './report.js';
+import { nemoWorkLine } from './nemo-work.js';
 import { runtimeText } from './server-runtime.js';
 
 const num = (value: number | undefined, digits: number): string => (value === undefined ? '-' : value.toFixed(digits));
@@ -119,6 +120,7 @@ export function formatScenario(report: ScenarioReport): string {
     ...streamLines(report),
     ...agentLines(report),
     ...mixLines(report),
+    ...(report.nemoWork === undefined ? [] : [nemoWorkLine(report.nemoWork)]),
     ...ledgerLines(report),
   ].join('\n');
 }

@@ -145,6 +145,16 @@ describe('npm run bench -- --scenario all (smoke)', () => {
     }
   });
 
+  // Each agent request resends its session's history: nemo scans and counts it from the caches,
+  // only the new turns are new work. Read from nemo's own counters through /metrics.
+  it('agent: nemo answers resent history from its result caches', () => {
+    const work: Json = run.json!.scenarios.agent.nemoWork;
+    expect(work.scanVerdicts.hits, JSON.stringify(work)).toBeGreaterThan(work.scanVerdicts.misses);
+    // 8k-token histories are far below the agent key's max_input_tokens in bytes: the bound decides, nothing is counted.
+    expect(work.inputLimitChecks.byteBound, JSON.stringify(work)).toBeGreaterThan(0);
+    for (const name of Object.keys(run.json!.scenarios)) expect(run.json!.scenarios[name].nemoWork, name).toBeDefined();
+  });
+
   it('reports every target as met, missed or not evaluated, and prints the verdicts', () => {
     const ids = (run.json!.targetsMet as Json[]).map((goal) => goal.id);
     expect(ids).toEqual(['chat-rps', 'latency-added-p99', 'stream-no-stall', 'stream-gap', 'stream-rss', 'chat-event-loop-lag', 'chat-hot-rps', 'agent-rps', 'stream-knee']);
