@@ -42,8 +42,13 @@ describe('/v1/responses', () => {
       const parts: Buffer[] = [];
       req.on('data', (c: Buffer) => parts.push(c));
       req.on('end', () => {
-        upstreamBodies.push(JSON.parse(Buffer.concat(parts).toString()) as (typeof upstreamBodies)[number]);
-        const answer = { id: `chatcmpl-${upstreamBodies.length}`, object: 'chat.completion', created: 1, model: 'capture', choices: [{ index: 0, message: { role: 'assistant', content: `Answer ${upstreamBodies.length}` }, finish_reason: 'stop', logprobs: null }], usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 } };
+        const body = JSON.parse(Buffer.concat(parts).toString()) as (typeof upstreamBodies)[number];
+        upstreamBodies.push(body);
+        // capture-reasoning reasons as DeepSeek and vLLM report it: reasoning_content and a count.
+        const reasons = body.model === 'capture-reasoning';
+        const message = { role: 'assistant', content: `Answer ${upstreamBodies.length}`, ...(reasons ? { reasoning_content: 'Let me think.' } : {}) };
+        const usage = { prompt_tokens: 10, completion_tokens: reasons ? 6 : 2, total_tokens: reasons ? 16 : 12, ...(reasons ? { completion_tokens_details: { reasoning_tokens: 4 } } : {}) };
+        const answer = { id: `chatcmpl-${upstreamBodies.length}`, object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message, finish_reason: 'stop', logprobs: null }], usage };
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
       });
     });
@@ -54,6 +59,8 @@ describe('/v1/responses', () => {
         { name: 'm', deployments: [{ provider: 'mock', model: 'm', ...PRICES, mock: { completionTokens: 12 } }] },
         { name: 'cut', deployments: [{ provider: 'mock', model: 'cut', ...PRICES, mock: { completionTokens: 40, fault: 'cut-mid-stream' } }] },
         { name: 'capture', deployments: [{ provider: 'openai-compatible', model: 'capture', baseUrl, ...PRICES }] },
+        { name: 'capture-reasoning', deployments: [{ provider: 'openai-compatible', model: 'capture-reasoning', baseUrl, ...PRICES }] },
+        { name: 'reasoner', deployments: [{ provider: 'mock', model: 'reasoner', ...PRICES, mock: { completionTokens: 5, reasoningTokens: 3 } }] },
       ],
     });
     books = new Books(gw.database);
@@ -162,6 +169,101 @@ describe('/v1/responses', () => {
     await expect(client.responses.retrieve(other.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
+  it('inputItems.list: the items a response was generated from, earlier turns included, paged by after, limit and order', async () => {
+    const client = openai();
+    const first = await client.responses.create({ model: 'm', instructions: 'Not an item.', input: 'My name is Ada.' });
+    const second = await client.responses.create({
+      model: 'm',
+      previous_response_id: first.id,
+      input: [
+        { role: 'developer', content: 'Answer in one word.' },
+        { role: 'user', content: [{ type: 'input_text', text: 'What is my name?' }, { type: 'input_image', image_url: 'https://example.com/a.png', detail: 'low' }] },
+      ],
+    });
+    const asc = await client.responses.inputItems.list(second.id, { order: 'asc' });
+    expect(asc.data).toEqual([
+      { id: expect.stringMatching(/^msg_[0-9a-f]{48}$/), type: 'message', status: 'completed', role: 'user', content: [{ type: 'input_text', text: 'My name is Ada.' }] },
+      { id: expect.stringMatching(/^msg_/), type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: first.output_text, annotations: [] }] },
+      { id: expect.stringMatching(/^msg_/), type: 'message', status: 'completed', role: 'developer', content: [{ type: 'input_text', text: 'Answer in one word.' }] },
+      {
+        id: expect.stringMatching(/^msg_/), type: 'message', status: 'completed', role: 'user',
+        content: [{ type: 'input_text', text: 'What is my name?' }, { type: 'input_image', image_url: 'https://example.com/a.png', detail: 'low' }],
+      },
+    ]);
+    expect(asc).toMatchObject({ has_more: false });
+    // OpenAI's default order is desc; ids are stable from one call to the next.
+    const desc = await client.responses.inputItems.list(second.id);
+    expect(desc.data.map((i) => i.id)).toEqual(asc.data.map((i) => i.id).reverse());
+    // One item per page: the SDK follows `after` (the last id) while has_more.
+    const paged: string[] = [];
+    for await (const item of client.responses.inputItems.list(second.id, { order: 'asc', limit: 1 })) paged.push(item.id!);
+    expect(paged).toEqual(asc.data.map((i) => i.id));
+    const page = await fetch(`${gw.url}/v1/responses/${second.id}/input_items?order=asc&limit=2&after=${asc.data[0]!.id!}`, { headers: gw.auth });
+    expect(await page.json()).toEqual({ object: 'list', data: asc.data.slice(1, 3), first_id: asc.data[1]!.id, last_id: asc.data[2]!.id, has_more: true });
+
+    // Function calls and their outputs come back as their items.
+    const called = await client.responses.create({ model: 'm', input: 'Weather in Paris?', tools: [WEATHER_TOOL] });
+    const call = called.output.find((item): item is OpenAI.Responses.ResponseFunctionToolCall => item.type === 'function_call')!;
+    const answered = await client.responses.create({ model: 'm', previous_response_id: called.id, tools: [WEATHER_TOOL], input: [{ type: 'function_call_output', call_id: call.call_id, output: '18 C' }] });
+    const items = (await client.responses.inputItems.list(answered.id, { order: 'asc' })).data;
+    expect(items.map((i) => i.type)).toEqual(['message', 'function_call', 'function_call_output']);
+    expect(items[1]).toMatchObject({ type: 'function_call', call_id: call.call_id, name: 'get_weather', arguments: call.arguments });
+    expect(items[2]).toMatchObject({ type: 'function_call_output', call_id: call.call_id, output: '18 C' });
+
+    // Bad parameters are refused by name; an unknown id is a 404.
+    await expect(client.responses.inputItems.list(second.id, { limit: 101 })).rejects.toMatchObject({ status: 400, param: 'limit' });
+    await expect(client.responses.inputItems.list(second.id, { order: 'sideways' as 'asc' })).rejects.toMatchObject({ status: 400, param: 'order' });
+    await expect(client.responses.inputItems.list(second.id, { after: 'msg_unknown' })).rejects.toMatchObject({ status: 400, param: 'after' });
+    await expect(client.responses.inputItems.list('resp_unknown')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('responses.cancel: background mode is not supported, so a stored response answers 400 as a synchronous one does at OpenAI', async () => {
+    const client = openai();
+    const response = await client.responses.create({ model: 'm', input: 'x' });
+    const refused = await client.responses.cancel(response.id).then(() => undefined, (err: unknown) => err);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(refused).toMatchObject({ status: 400, type: 'invalid_request_error', message: expect.stringContaining('background') });
+    expect((await client.responses.retrieve(response.id)).status).toBe('completed');
+    await expect(client.responses.cancel('resp_unknown')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const wrongMethod = await fetch(`${gw.url}/v1/responses/${response.id}/cancel`, { headers: gw.auth });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    // Background requests stay refused by name.
+    await expect(client.responses.create({ model: 'm', input: 'x', background: true })).rejects.toMatchObject({ status: 400, param: 'background' });
+  });
+
+  it('reasoning the upstream reports is a reasoning item: its text first, or a bare item from the usage count, and priced', async () => {
+    const org = await freshOrg();
+    const client = openai(org.key);
+    const texted = await client.responses.create({ model: 'capture-reasoning', input: 'Think first.' });
+    expect(texted.output.map((i) => i.type)).toEqual(['reasoning', 'message']);
+    expect(texted.output[0]).toMatchObject({ id: expect.stringMatching(/^rs_/), type: 'reasoning', summary: [], content: [{ type: 'reasoning_text', text: 'Let me think.' }] });
+    expect(texted.usage).toMatchObject({ output_tokens: 6, output_tokens_details: { reasoning_tokens: 4 } });
+    // The continuation sends the answer back, not the reasoning.
+    upstreamBodies.length = 0;
+    await client.responses.create({ model: 'capture-reasoning', input: 'And then?', previous_response_id: texted.id });
+    expect(upstreamBodies[0]!.messages[1]).toEqual({ role: 'assistant', content: texted.output_text });
+
+    const counted = await client.responses.create({ model: 'reasoner', input: 'Think.' });
+    expect(counted.output.map((i) => i.type)).toEqual(['reasoning', 'message']);
+    expect(counted.output[0]).toEqual({ id: expect.stringMatching(/^rs_/), type: 'reasoning', status: 'completed', summary: [] });
+    expect(counted.usage).toMatchObject({ output_tokens: 8, output_tokens_details: { reasoning_tokens: 3 } });
+
+    // Streamed, reasoning known from the usage alone comes last, announced and done before response.completed.
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    const stream = await client.responses.create({ model: 'reasoner', input: 'Think.', stream: true });
+    for await (const event of stream) events.push(event);
+    expect(events.map((e) => e.type).slice(-3)).toEqual(['response.output_item.added', 'response.output_item.done', 'response.completed']);
+    const completed = events.at(-1) as OpenAI.Responses.ResponseCompletedEvent;
+    expect(completed.response.output.map((i) => i.type)).toEqual(['message', 'reasoning']);
+    expect((events.at(-2) as OpenAI.Responses.ResponseOutputItemDoneEvent).output_index).toBe(1);
+    expect((await client.responses.retrieve(completed.response.id)).output).toEqual(completed.response.output);
+    // Reasoning tokens are output tokens: every request charged its priced usage (no reasoning price: the output price).
+    const charges = await books.expectSettledBooks(org.orgId, { served: 4 });
+    const expected = [texted.usage!, texted.usage!, counted.usage!, completed.response.usage!].map(priced);
+    expect(charges.map((c) => c.charged).sort()).toEqual(expected.sort());
+  });
+
   it('store: false answers as usual and keeps nothing', async () => {
     const org = await freshOrg();
     const client = openai(org.key);
@@ -193,7 +295,7 @@ describe('/v1/responses', () => {
     expect((await storedRows(org.orgId)).map((r) => r.response_id)).toEqual([kept.id]);
   });
 
-  it('another org answers 404 to retrieve, delete and previous_response_id, and the response stays', async () => {
+  it('another org answers 404 to retrieve, delete, input items, cancel and previous_response_id, and the response stays', async () => {
     const owner = await freshOrg();
     const stranger = await freshOrg();
     const response = await openai(owner.key).responses.create({ model: 'm', input: 'private' });
@@ -202,8 +304,11 @@ describe('/v1/responses', () => {
     expect(deleted.status).toBe(404);
     expect(await deleted.json()).toMatchObject({ error: { code: 'not_found', nemo_code: 'NR_NOT_FOUND' } });
     await expect(openai(stranger.key).responses.create({ model: 'm', input: 'x', previous_response_id: response.id })).rejects.toMatchObject({ status: 404, param: 'previous_response_id', message: expect.stringContaining('previous response not found') });
+    await expect(openai(stranger.key).responses.inputItems.list(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(openai(stranger.key).responses.cancel(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     expect(await books.charges(stranger.orgId)).toEqual([]);
     expect((await openai(owner.key).responses.retrieve(response.id)).id).toBe(response.id);
+    expect((await openai(owner.key).responses.inputItems.list(response.id)).data).toEqual([expect.objectContaining({ role: 'user', content: [{ type: 'input_text', text: 'private' }] })]);
   });
 
   it('an org without credits gets 402 insufficient_quota, and nothing is held or stored', async () => {

@@ -13,7 +13,7 @@ import type { KeyPrincipal } from '../../tenancy/principal.js';
 import { errorJson, sseErrorFrame } from '../error-response.js';
 import type { ClientDialect, DialectContext, DialectSession } from './dialect.js';
 import { parseUpstreamJson } from './openai-chat.js';
-import { assistantMessage, endingOf, newId, responseObject, usageOf, type OutputItem, type ResponseBase } from './responses-output.js';
+import { assistantMessage, endingOf, newId, reasoningItem, reportsReasoning, responseObject, usageOf, type OutputItem, type ResponseBase } from './responses-output.js';
 import { continuation, responsesRequestInfo, responsesToChatRequest, type ResponsesRequestInfo } from './responses-request.js';
 import { ResponsesStreamEncoder } from './responses-stream.js';
 
@@ -48,7 +48,7 @@ async function withPreviousResponse(store: StoredResponses, request: ChatRequest
 }
 
 interface ChatChoice {
-  message?: { content?: unknown; tool_calls?: Array<{ id?: string; function?: { name?: string; arguments?: string } }> };
+  message?: { content?: unknown; reasoning_content?: unknown; tool_calls?: Array<{ id?: string; function?: { name?: string; arguments?: string } }> };
   finish_reason?: unknown;
 }
 
@@ -78,7 +78,11 @@ class ResponsesSession implements DialectSession {
     const ending = endingOf(choice?.finish_reason);
     const text = typeof message.content === 'string' ? message.content : '';
     const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+    const usage = usageOf(chat.usage);
+    const reasoning = typeof message.reasoning_content === 'string' ? message.reasoning_content : '';
     const output: OutputItem[] = [];
+    // The reasoning comes first, as at OpenAI.
+    if (reasoning !== '' || reportsReasoning(usage)) output.push(reasoningItem(newId('rs'), reasoning, ending.status));
     // A turn of tool calls alone has no message item, as at OpenAI.
     if (text !== '' || calls.length === 0) {
       output.push({ id: newId('msg'), type: 'message', status: ending.status, role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] });
@@ -86,7 +90,7 @@ class ResponsesSession implements DialectSession {
     calls.forEach((call, i) => {
       output.push({ id: newId('fc'), type: 'function_call', status: ending.status, call_id: call.id ?? `call_${this.base.id.slice(5, 29)}_${i}`, name: call.function?.name ?? '', arguments: call.function?.arguments ?? '' });
     });
-    const json = JSON.stringify(responseObject(this.base, output, ending, usageOf(chat.usage)));
+    const json = JSON.stringify(responseObject(this.base, output, ending, usage));
     this.answer = { json, output };
     return json;
   }

@@ -1,5 +1,6 @@
 // The answer side of the Responses dialect, shared by complete answers and streams: OpenAI's
-// `response` object and its output items (a `message` with output_text, `function_call`s), the usage
+// `response` object and its output items (a `reasoning` item where the upstream reported reasoning,
+// a `message` with output_text, `function_call`s), the usage
 // in its shape, the status a chat finish reason means, and the assistant message a stored
 // conversation ends with.
 import { randomBytes } from 'node:crypto';
@@ -30,7 +31,20 @@ export interface FunctionCallItem {
   readonly arguments: string;
 }
 
-export type OutputItem = MessageItem | FunctionCallItem;
+/**
+ * The upstream reasoned: its text (`reasoning_content`, as DeepSeek, vLLM and the gateway's
+ * Anthropic adapter send it) as reasoning_text content, or only a count of reasoning tokens in the
+ * usage (OpenAI's reasoning models through chat completions), then with no content. No summary.
+ */
+export interface ReasoningItem {
+  readonly id: string;
+  readonly type: 'reasoning';
+  readonly status: ItemStatus;
+  readonly summary: readonly unknown[];
+  readonly content?: readonly { readonly type: 'reasoning_text'; readonly text: string }[];
+}
+
+export type OutputItem = ReasoningItem | MessageItem | FunctionCallItem;
 export type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
 export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete';
 
@@ -57,7 +71,7 @@ export interface Ending {
 }
 
 /** OpenAI's ids: a prefix and 48 hex digits (random: a client's x-request-id may repeat). */
-export function newId(prefix: 'resp' | 'msg' | 'fc'): string {
+export function newId(prefix: 'resp' | 'msg' | 'fc' | 'rs'): string {
   return `${prefix}_${randomBytes(24).toString('hex')}`;
 }
 
@@ -90,6 +104,15 @@ export function usageOf(usage: unknown): ResponseUsage | null {
     output_tokens_details: { reasoning_tokens: count(u.completion_tokens_details?.reasoning_tokens) },
     total_tokens: typeof u.total_tokens === 'number' ? u.total_tokens : input + output,
   };
+}
+
+export function reasoningItem(id: string, text: string, status: ItemStatus): ReasoningItem {
+  return text === '' ? { id, type: 'reasoning', status, summary: [] } : { id, type: 'reasoning', status, summary: [], content: [{ type: 'reasoning_text', text }] };
+}
+
+/** The upstream's usage counts reasoning tokens. */
+export function reportsReasoning(usage: ResponseUsage | null): boolean {
+  return usage !== null && usage.output_tokens_details.reasoning_tokens > 0;
 }
 
 /** The response object; `ending` undefined: still in progress (no usage yet). */
@@ -129,6 +152,8 @@ export function assistantMessage(output: readonly OutputItem[]): ChatMessage {
   let text = '';
   const calls: ToolCall[] = [];
   for (const item of output) {
+    // Reasoning is not sent back upstream: chat has no place for it.
+    if (item.type === 'reasoning') continue;
     if (item.type === 'message') for (const part of item.content) text += part.text;
     else calls.push({ id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } });
   }

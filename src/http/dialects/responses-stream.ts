@@ -1,16 +1,19 @@
 // OpenAI chat chunks in, the Responses API's typed stream events out, each with its sequence_number:
 // response.created and response.in_progress first; per output item output_item.added, then for a
-// message content_part.added, output_text.delta... output_text.done, content_part.done, and for a
-// function call function_call_arguments.delta... .done; output_item.done when the next item starts or
-// the answer ends; then response.completed (or response.incomplete) with the whole response, which
-// end() sends after the session's seal. The whole response is fixed once (response()), so the
-// stored copy and the one sent are the same.
+// message content_part.added, output_text.delta... output_text.done, content_part.done, for
+// reasoning text (reasoning_content deltas) the same with reasoning_text, and for a function call
+// function_call_arguments.delta... .done; output_item.done when the next item starts or the answer
+// ends; then response.completed (or response.incomplete) with the whole response, which end() sends
+// after the session's seal. Reasoning the usage alone reports (a count of tokens, no text) is known
+// only at the end: its reasoning item comes last. The whole response is fixed once (response()), so
+// the stored copy and the one sent are the same.
 import { frameData, type Frame, type StreamEncoder } from './dialect.js';
 import { parseUpstreamJson } from './openai-chat.js';
-import { endingOf, newId, responseObject, usageOf, type Ending, type ItemStatus, type OutputItem, type ResponseBase } from './responses-output.js';
+import { endingOf, newId, reasoningItem, reportsReasoning, responseObject, usageOf, type Ending, type ItemStatus, type OutputItem, type ReasoningItem, type ResponseBase } from './responses-output.js';
 
 type OpenItem =
   | { readonly kind: 'message'; readonly id: string; readonly index: number; readonly texts: string[] }
+  | { readonly kind: 'reasoning'; readonly id: string; readonly index: number; readonly texts: string[] }
   | { readonly kind: 'call'; readonly id: string; readonly index: number; readonly toolIndex: number; readonly callId: string; readonly name: string; readonly args: string[] };
 
 interface ChatToolCallDelta {
@@ -30,7 +33,8 @@ export class ResponsesStreamEncoder implements StreamEncoder {
   private finishReason: unknown = null;
   private usage: unknown;
   /** Fixed by the first response() call: the answer as stored and as sent. */
-  private final: { readonly response: Record<string, unknown>; readonly ending: Ending; readonly lastItem: OutputItem | undefined } | undefined;
+  private final: { readonly response: Record<string, unknown>; readonly ending: Ending; readonly lastItem: OutputItem | undefined; readonly trailingReasoning: ReasoningItem | undefined } | undefined;
+  private sawReasoning = false;
 
   constructor(private readonly base: ResponseBase) {}
 
@@ -41,8 +45,14 @@ export class ResponsesStreamEncoder implements StreamEncoder {
   end(out: Frame[]): void {
     if (this.ended) return;
     this.start(out);
-    const { response, ending } = this.fixed();
+    const { response, ending, trailingReasoning } = this.fixed();
     this.closeItem(out);
+    if (trailingReasoning !== undefined) {
+      const index = this.output.length;
+      this.output.push(trailingReasoning);
+      out.push(this.event('response.output_item.added', { output_index: index, item: { ...trailingReasoning, status: 'in_progress' } }));
+      out.push(this.event('response.output_item.done', { output_index: index, item: trailingReasoning }));
+    }
     this.ended = true;
     out.push(this.event(ending.status === 'completed' ? 'response.completed' : 'response.incomplete', { response }));
   }
@@ -57,7 +67,10 @@ export class ResponsesStreamEncoder implements StreamEncoder {
       const ending = endingOf(this.finishReason);
       const lastItem = this.open === undefined ? undefined : finishedItem(this.open, ending.status);
       const output = lastItem === undefined ? this.output.slice() : [...this.output, lastItem];
-      this.final = { response: responseObject(this.base, output, ending, usageOf(this.usage)), ending, lastItem };
+      const usage = usageOf(this.usage);
+      const trailingReasoning = !this.sawReasoning && reportsReasoning(usage) ? reasoningItem(newId('rs'), '', ending.status) : undefined;
+      if (trailingReasoning !== undefined) output.push(trailingReasoning);
+      this.final = { response: responseObject(this.base, output, ending, usage), ending, lastItem, trailingReasoning };
     }
     return this.final;
   }
@@ -71,6 +84,11 @@ export class ResponsesStreamEncoder implements StreamEncoder {
     const choice = (Array.isArray(chunk.choices) ? chunk.choices[0] : undefined) as { delta?: Record<string, unknown>; finish_reason?: unknown } | undefined;
     if (choice === undefined) return;
     const delta = choice.delta ?? {};
+    if (typeof delta.reasoning_content === 'string' && delta.reasoning_content !== '') {
+      const reasoning = this.openReasoning(out);
+      reasoning.texts.push(delta.reasoning_content);
+      out.push(this.event('response.reasoning_text.delta', { item_id: reasoning.id, output_index: reasoning.index, content_index: 0, delta: delta.reasoning_content }));
+    }
     if (typeof delta.content === 'string' && delta.content !== '') {
       const message = this.openMessage(out);
       message.texts.push(delta.content);
@@ -96,6 +114,17 @@ export class ResponsesStreamEncoder implements StreamEncoder {
     out.push(this.event('response.output_item.added', { output_index: message.index, item: { id: message.id, type: 'message', status: 'in_progress', role: 'assistant', content: [] } }));
     out.push(this.event('response.content_part.added', { item_id: message.id, output_index: message.index, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }));
     return message;
+  }
+
+  private openReasoning(out: Frame[]): Extract<OpenItem, { kind: 'reasoning' }> {
+    if (this.open?.kind === 'reasoning') return this.open;
+    this.closeItem(out);
+    this.sawReasoning = true;
+    const reasoning = { kind: 'reasoning' as const, id: newId('rs'), index: this.output.length, texts: [] };
+    this.open = reasoning;
+    out.push(this.event('response.output_item.added', { output_index: reasoning.index, item: { id: reasoning.id, type: 'reasoning', status: 'in_progress', summary: [], content: [] } }));
+    out.push(this.event('response.content_part.added', { item_id: reasoning.id, output_index: reasoning.index, content_index: 0, part: { type: 'reasoning_text', text: '' } }));
+    return reasoning;
   }
 
   private onToolCall(call: ChatToolCallDelta, out: Frame[]): void {
@@ -125,6 +154,10 @@ export class ResponsesStreamEncoder implements StreamEncoder {
       const part = item.content[0]!;
       out.push(this.event('response.output_text.done', { item_id: item.id, output_index: open.index, content_index: 0, text: part.text, logprobs: [] }));
       out.push(this.event('response.content_part.done', { item_id: item.id, output_index: open.index, content_index: 0, part }));
+    } else if (item.type === 'reasoning') {
+      const part = item.content?.[0] ?? { type: 'reasoning_text', text: '' };
+      out.push(this.event('response.reasoning_text.done', { item_id: item.id, output_index: open.index, content_index: 0, text: part.text }));
+      out.push(this.event('response.content_part.done', { item_id: item.id, output_index: open.index, content_index: 0, part }));
     } else {
       out.push(this.event('response.function_call_arguments.done', { item_id: item.id, output_index: open.index, name: item.name, arguments: item.arguments }));
     }
@@ -137,6 +170,7 @@ export class ResponsesStreamEncoder implements StreamEncoder {
 }
 
 function finishedItem(open: OpenItem, status: ItemStatus): OutputItem {
+  if (open.kind === 'reasoning') return reasoningItem(open.id, open.texts.join(''), status);
   if (open.kind === 'message') return { id: open.id, type: 'message', status, role: 'assistant', content: [{ type: 'output_text', text: open.texts.join(''), annotations: [] }] };
   return { id: open.id, type: 'function_call', status, call_id: open.callId, name: open.name, arguments: open.args.join('') };
 }

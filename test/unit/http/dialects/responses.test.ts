@@ -177,13 +177,13 @@ describe('Responses stream encoding', () => {
       'response.output_item.added', 'response.content_part.added', 'response.output_text.delta', 'response.output_text.delta',
       'response.output_text.done', 'response.content_part.done', 'response.output_item.done',
       'response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.delta',
-      // The last item closes with the stream, after the seal.
-      'response.function_call_arguments.done', 'response.output_item.done', 'response.completed',
+      // The last item closes with the stream, after the seal; the reasoning the usage reports comes last.
+      'response.function_call_arguments.done', 'response.output_item.done', 'response.output_item.added', 'response.output_item.done', 'response.completed',
     ]);
     expect(beforeEnd).toBe(12);
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
 
-    const [created, , added, , delta, , textDone, partDone, messageDone, callAdded, , , argsDone, callDone, completed] = events;
+    const [created, , added, , delta, , textDone, partDone, messageDone, callAdded, , , argsDone, callDone, reasoningAdded, reasoningDone, completed] = events;
     expect(created!.response).toMatchObject({ object: 'response', status: 'in_progress', model: 'm', output: [], usage: null, metadata: { a: 'b' }, created_at: 7 });
     const messageId = (added!.item as { id: string }).id;
     expect(messageId).toMatch(/^msg_[0-9a-f]{48}$/);
@@ -196,18 +196,52 @@ describe('Responses stream encoding', () => {
     expect((callAdded!.item as { id: string }).id).toMatch(/^fc_/);
     expect(argsDone).toMatchObject({ output_index: 1, name: 'f', arguments: '{"a":1}' });
     expect(callDone).toMatchObject({ output_index: 1, item: { type: 'function_call', status: 'completed', call_id: 'call_1', arguments: '{"a":1}' } });
+    expect(reasoningAdded).toMatchObject({ output_index: 2, item: { type: 'reasoning', status: 'in_progress', summary: [] } });
+    expect(reasoningDone).toMatchObject({ output_index: 2, item: { id: (reasoningAdded!.item as { id: string }).id, type: 'reasoning', status: 'completed', summary: [] } });
     const response = completed!.response as Record<string, unknown>;
     expect(response).toMatchObject({
       id: (created!.response as { id: string }).id,
       status: 'completed',
       incomplete_details: null,
-      output: [messageDone!.item, callDone!.item],
+      output: [messageDone!.item, callDone!.item, reasoningDone!.item],
       usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 6 }, output_tokens: 4, output_tokens_details: { reasoning_tokens: 1 }, total_tokens: 14 },
       tools: [{ type: 'function', name: 'f', description: null, parameters: null, strict: null }],
       tool_choice: 'auto',
       store: true,
       error: null,
     });
+  });
+
+  it('streams reasoning_content as a reasoning item with reasoning_text events, before the message', () => {
+    const request = parse({ model: 'm', input: 'x', stream: true });
+    const encoder = dialect.open(ctxFor(request)).streamEncoder();
+    const out: Frame[] = [];
+    encoder.frames([
+      chunk({ role: 'assistant', reasoning_content: 'Let me ' }),
+      chunk({ reasoning_content: 'think.' }),
+      chunk({ content: 'Done.' }),
+      chunk({}, 'stop'),
+      usageChunk({ prompt_tokens: 3, completion_tokens: 9, total_tokens: 12, completion_tokens_details: { reasoning_tokens: 7 } }),
+    ], out);
+    encoder.end(out);
+    const events = eventsOf(out);
+    expect(events.map((e) => e.type)).toEqual([
+      'response.created', 'response.in_progress',
+      'response.output_item.added', 'response.content_part.added', 'response.reasoning_text.delta', 'response.reasoning_text.delta',
+      'response.reasoning_text.done', 'response.content_part.done', 'response.output_item.done',
+      'response.output_item.added', 'response.content_part.added', 'response.output_text.delta',
+      'response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed',
+    ]);
+    const reasoning = events[2]!.item as { id: string };
+    expect(reasoning).toMatchObject({ id: expect.stringMatching(/^rs_[0-9a-f]{48}$/), type: 'reasoning', status: 'in_progress', summary: [], content: [] });
+    expect(events[3]).toMatchObject({ item_id: reasoning.id, output_index: 0, content_index: 0, part: { type: 'reasoning_text', text: '' } });
+    expect(events[5]).toMatchObject({ item_id: reasoning.id, output_index: 0, content_index: 0, delta: 'think.' });
+    expect(events[6]).toMatchObject({ item_id: reasoning.id, text: 'Let me think.' });
+    const item = { id: reasoning.id, type: 'reasoning', status: 'completed', summary: [], content: [{ type: 'reasoning_text', text: 'Let me think.' }] };
+    expect(events[8]).toMatchObject({ output_index: 0, item });
+    expect(events[9]).toMatchObject({ output_index: 1, item: { type: 'message' } });
+    // Reasoning with its text is not repeated at the end for its count.
+    expect((events.at(-1)!.response as { output: unknown[] }).output).toEqual([item, events[14]!.item]);
   });
 
   it('ends a stream cut at max_output_tokens with response.incomplete, and closes one that sent no chunk', () => {
