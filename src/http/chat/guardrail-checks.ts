@@ -30,6 +30,12 @@ export const MAX_INPUT_TOKENS_RULE = 'max_input_tokens';
 const DECIDED_BY_BOUND = inputTokenLimitChecksTotal.labels('byte_bound');
 const DECIDED_BY_COUNT = inputTokenLimitChecksTotal.labels('exact_count');
 
+/** Short texts are scanned inline and cached ones answered at once: no Promise.all for a request that needs none. */
+function allOf<T>(values: Array<T | Promise<T>>): T[] | Promise<T[]> {
+  for (const value of values) if (value instanceof Promise) return Promise.all(values);
+  return values as T[];
+}
+
 /** A piece of prompt text and how to write its redacted form back. */
 interface Piece {
   readonly text: string;
@@ -50,7 +56,8 @@ export async function checkPrompt(
   let bodyBytesDelta = 0;
   if (guard.scansInput) {
     const pieces = piecesOf(request);
-    const results = await Promise.all(pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' })));
+    const scans = pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' }));
+    const results = await allOf(scans);
     for (let i = 0; i < pieces.length; i++) {
       const result: ScanResult = results[i]!;
       findings.push(...result.findings);
@@ -116,7 +123,7 @@ export function parseAnswer(body: string | Uint8Array): unknown {
 /** Every choice's generated text of a complete answer (`completion`, parsed from `body`), scanned. */
 export async function checkAnswer(pool: WorkerPool, guard: KeyGuardrails, completion: unknown, body: string | Uint8Array): Promise<AnswerVerdict> {
   const texts = generatedTexts(completion);
-  const results = await Promise.all(texts.map((t) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: t.text, stage: 'output' })));
+  const results = await allOf(texts.map((t) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: t.text, stage: 'output' })));
   const findings = results.flatMap((r) => r.findings);
   const blocked = results.find((r) => r.blocked !== undefined)?.blocked;
   if (blocked !== undefined) return { blocked, findings, body };
