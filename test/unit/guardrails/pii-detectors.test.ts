@@ -59,6 +59,9 @@ const CARD: ScanCase[] = [
   ignores('a 20-digit run (order id) even if a 16-digit slice passes Luhn', 'credit_card', 'id 41111111111111110000'),
   ignores('12 digits', 'credit_card', '411111111111'),
   ignores('mixed grouping', 'credit_card', '41 1111 1111 1111 11'),
+  // Regression: the agent bench's request ids refused whole sessions (each turn stays in the history).
+  ignores('a Luhn-valid digit run inside a hex id', 'credit_card', 'see req_7ab9157378335417 in the log'),
+  ignores('digits glued to letters', 'credit_card', 'sku4111111111111111x'),
 ];
 
 const IBAN: ScanCase[] = [
