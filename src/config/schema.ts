@@ -4,10 +4,11 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /**
- * `npm run bench:workers` on the reference 2-core machine: below ~250-600 characters a job costs
- * less inline than the pool's round trip and main-thread share; above, the pool wins.
+ * `npm run bench:workers` on the reference 2-core machine (median of 5 runs, after the scans got
+ * cheaper): below ~1,000-1,800 characters a scan costs less inline than the pool's round trip and
+ * main-thread share; above, the pool wins.
  */
-const INLINE_MAX_CHARS_DEFAULT = 500;
+const INLINE_MAX_CHARS_DEFAULT = 1_100;
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
