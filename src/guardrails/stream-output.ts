@@ -2,8 +2,10 @@
 // refusal, reasoning, tool-call arguments) goes through a StreamScanner of its own, and the chunk is
 // rewritten with what the scanners release (text is held back only while a rule could still match
 // across the chunk boundary). A block stops the stream; so does a chunk that cannot be read, since
-// it could not be checked. Only streams of keys with output rules pay for this (a parse and a
-// stringify per chunk).
+// it could not be checked. Only streams of keys with output rules pay for this. The common chunk
+// (one choice, only `content`) is read by a validating scan and its text spliced in place; any
+// other is parsed and serialized again.
+import { COMPLEX, NO_CHOICES, OpenAiChunkScan } from '../streaming/openai-chunk.js';
 import type { CompiledPolicy } from './policy.js';
 import { StreamScanner } from './stream-scanner.js';
 import type { Finding } from './types.js';
@@ -40,6 +42,7 @@ type TextField = (typeof TEXT_FIELDS)[number];
 
 /** Where a scanner's text goes: a text field of the delta, or a tool call's arguments. */
 type Target = { readonly field: TextField } | { readonly tool: number };
+const FIELD_TARGETS: Readonly<Record<TextField, Target>> = { content: { field: 'content' }, refusal: { field: 'refusal' }, reasoning_content: { field: 'reasoning_content' } };
 
 const DATA_PREFIX = 'data: ';
 const DONE = 'data: [DONE]';
@@ -48,8 +51,11 @@ export class StreamOutputGuard {
   /** Open scanners by choice index, then by `field` or `tool:<n>`; `every` keeps ended ones for their findings. */
   private readonly open = new Map<number, Map<string, { scanner: StreamScanner; target: Target }>>();
   private readonly every: StreamScanner[] = [];
-  /** The last chunk's envelope, for a closing chunk that releases held text before [DONE]. */
-  private template: Chunk | undefined;
+  /** The last chunk's envelope (or its frame, parsed when needed), for a closing chunk that releases held text before [DONE]. */
+  private template: Chunk | string | undefined;
+  private readonly shape = new OpenAiChunkScan();
+  /** What transform() sends, reused from chunk to chunk. */
+  private readonly out: Array<string | Uint8Array> = [];
   private blockedBy: Finding | undefined;
   /** A chunk that could not be parsed: it was not sent, and the stream must end. */
   malformed = false;
@@ -70,10 +76,12 @@ export class StreamOutputGuard {
    * could not be read: `frames` then holds only what may still go out, and nothing more is sent.
    */
   transform(frames: Array<string | Uint8Array>): boolean {
-    const out: Array<string | Uint8Array> = [];
-    for (const frame of frames) {
+    const out = this.out;
+    out.length = 0;
+    for (let i = 0; i < frames.length; i++) {
       if (this.stopped) break;
-      const text = typeof frame === 'string' ? frame : Buffer.from(frame).toString('utf8');
+      const frame = frames[i]!;
+      const text = typeof frame === 'string' ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('utf8');
       if (text.startsWith(DONE)) {
         this.closeAll(out);
         if (!this.stopped) out.push(frame);
@@ -82,8 +90,9 @@ export class StreamOutputGuard {
       const rewritten = text.startsWith(DATA_PREFIX) ? this.rewrite(text) : text;
       if (rewritten !== undefined) out.push(rewritten);
     }
-    frames.length = 0;
-    frames.push(...out);
+    frames.length = out.length;
+    for (let i = 0; i < out.length; i++) frames[i] = out[i]!;
+    out.length = 0;
     return !this.stopped;
   }
 
@@ -93,6 +102,34 @@ export class StreamOutputGuard {
 
   /** The chunk with its text replaced by what may be released; undefined when nothing of it is left to send. */
   private rewrite(frame: string): string | undefined {
+    // `data: {...}\n\n`, as the stream translators write it: scanned in place when its shape allows.
+    if (frame.endsWith('}\n\n')) {
+      const kind = this.shape.scan(frame, DATA_PREFIX.length, frame.length - 2);
+      if (kind === NO_CHOICES) return frame;
+      if (kind !== COMPLEX) return this.rewriteContent(frame);
+    }
+    return this.rewriteParsed(frame);
+  }
+
+  /** A chunk of one choice whose only text is `content` (the scan's SIMPLE): its text spliced in place. */
+  private rewriteContent(frame: string): string | undefined {
+    const shape = this.shape;
+    this.template = frame;
+    if (shape.contentStart === -1) return frame;
+    const { contentStart, contentEnd } = shape;
+    const text = shape.contentEscaped ? (JSON.parse(frame.slice(contentStart, contentEnd)) as string) : frame.slice(contentStart + 1, contentEnd - 1);
+    const step = this.scanner(shape.index, 'content', FIELD_TARGETS.content).push(text);
+    if (step.blocked !== undefined) {
+      const chunk = parseFrame(frame);
+      const choice = chunk.choices![0]!;
+      choice.delta!.content = step.release;
+      return this.block(step.blocked, chunk, choice);
+    }
+    if (step.release === text) return frame;
+    return `${frame.slice(0, contentStart)}${JSON.stringify(step.release)}${frame.slice(contentEnd)}`;
+  }
+
+  private rewriteParsed(frame: string): string | undefined {
     let chunk: Chunk;
     try {
       chunk = JSON.parse(frame.slice(DATA_PREFIX.length).trimEnd()) as Chunk;
@@ -108,7 +145,7 @@ export class StreamOutputGuard {
       for (const field of TEXT_FIELDS) {
         const value = delta[field];
         if (typeof value !== 'string') continue;
-        const step = this.scanner(index, field, { field }).push(value);
+        const step = this.scanner(index, field, FIELD_TARGETS[field]).push(value);
         delta[field] = step.release;
         if (step.blocked !== undefined) return this.block(step.blocked, chunk, choice);
       }
@@ -169,7 +206,8 @@ export class StreamOutputGuard {
       this.closeChoice(index, delta);
       if (this.stopped) return;
       if (Object.keys(delta).length > 0 && this.template !== undefined) {
-        out.push(`${DATA_PREFIX}${JSON.stringify({ ...this.template, choices: [{ index, delta, finish_reason: null }] })}\n\n`);
+        const template = typeof this.template === 'string' ? parseFrame(this.template) : this.template;
+        out.push(`${DATA_PREFIX}${JSON.stringify({ ...template, choices: [{ index, delta, finish_reason: null }] })}\n\n`);
       }
     }
   }
@@ -185,4 +223,9 @@ export class StreamOutputGuard {
     }
     return entry.scanner;
   }
+}
+
+/** A frame the chunk scan found valid, as an object. */
+function parseFrame(frame: string): Chunk {
+  return JSON.parse(frame.slice(DATA_PREFIX.length).trimEnd()) as Chunk;
 }
