@@ -12,6 +12,18 @@ import type { SseEvent } from '../streaming/sse-parser.js';
  */
 export const GATEWAY_CACHE_MARKS: unique symbol = Symbol('nemo.gatewayCacheMarks');
 
+/**
+ * Anthropic's extended thinking, carried beside the OpenAI shape for an Anthropic deployment (a
+ * translated Messages request): on a request, its `thinking` option as the client sent it. A symbol,
+ * so it is never serialized: an OpenAI-compatible upstream never sees it.
+ */
+export const ANTHROPIC_THINKING: unique symbol = Symbol('nemo.anthropicThinking');
+/** On an assistant message: the thinking blocks of that turn, signatures included, to go back as they came. */
+export const THINKING_BLOCKS: unique symbol = Symbol('nemo.thinkingBlocks');
+
+/** A thinking block of an Anthropic answer; its signature (or the redacted data) proves it unchanged. */
+export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string };
+
 /** A validated OpenAI chat-completions request body; unknown fields pass through untouched. */
 export interface ChatRequest {
   model: string;
@@ -27,6 +39,7 @@ export interface ChatRequest {
   tool_choice?: unknown;
   user?: string;
   [GATEWAY_CACHE_MARKS]?: boolean;
+  [ANTHROPIC_THINKING]?: Record<string, unknown>;
   [extra: string]: unknown;
 }
 
@@ -38,6 +51,7 @@ export interface ChatMessage {
   name?: string;
   tool_calls?: ToolCall[];
   tool_call_id?: string;
+  [THINKING_BLOCKS]?: ThinkingBlock[];
 }
 
 /** A prompt-caching breakpoint (Anthropic's; LiteLLM carries it on OpenAI content parts the same way). */
@@ -85,7 +99,8 @@ export interface ChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] };
+    /** reasoning_content and thinking_blocks (LiteLLM's names): an Anthropic answer's thinking, as text and as its blocks with signatures. */
+    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[]; reasoning_content?: string; thinking_blocks?: ThinkingBlock[] };
     finish_reason: string | null;
     logprobs: null;
   }>;

@@ -1,8 +1,9 @@
 // Anthropic Messages (/v1/messages, /v1/messages/count_tokens) and OpenAI's legacy completions
 // (/v1/completions) through the gateway with the official SDKs, unmodified: the chat exchange in
 // another dialect, so each request is held and charged like a chat request, its errors come in the
-// route's own format, and a stream cut mid-way still settles. Tool use comes from an Anthropic
-// upstream replaying a recorded stream (translated to OpenAI chunks inside, and back out).
+// route's own format, and a stream cut mid-way still settles. Tool use and extended thinking come
+// from an Anthropic upstream replaying recorded streams (translated to OpenAI chunks inside, and
+// back out); the same server answers as an OpenAI-compatible upstream to show what one is sent.
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +21,8 @@ describe('/v1/messages and /v1/completions', () => {
   let gw: TestGateway;
   let books: Books;
   const upstreamBodies: Array<Record<string, unknown>> = [];
+  /** What the OpenAI-compatible side of the upstream was sent. */
+  const openAiBodies: Array<Record<string, unknown>> = [];
 
   const anthropic = (apiKey = gw.apiKey) => new Anthropic({ apiKey, baseURL: gw.url, maxRetries: 0 });
   const openai = (apiKey = gw.apiKey) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
@@ -37,9 +40,19 @@ describe('/v1/messages and /v1/completions', () => {
       req.on('data', (c: Buffer) => parts.push(c));
       req.on('end', () => {
         const body = JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown>;
+        if (req.url?.endsWith('/chat/completions')) {
+          openAiBodies.push(body);
+          const answer = { id: 'chatcmpl-oa', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'Fine.' }, finish_reason: 'stop', logprobs: null }], usage: { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 } };
+          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+        }
         upstreamBodies.push(body);
-        if (!body.stream) return void res.writeHead(200, { 'content-type': 'application/json' }).end(fixture(body.model === 'claude-tools' ? 'message-tool-use.json' : 'message-text.json'));
-        res.writeHead(200, { 'content-type': 'text/event-stream' }).end(fixture(body.model === 'claude-tools' ? 'tool-use.sse' : 'text-utf8.sse'));
+        const [json, sse] = body.model === 'claude-tools' ? ['message-tool-use.json', 'tool-use.sse'] : body.model === 'claude-thinking' ? ['message-thinking.json', 'thinking-tool-use.sse'] : ['message-text.json', 'text-utf8.sse'];
+        if (!body.stream) return void res.writeHead(200, { 'content-type': 'application/json' }).end(fixture(json));
+        // 5-byte pieces split events and multi-byte characters alike.
+        const bytes = fixture(sse);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (let at = 0; at < bytes.length; at += 5) res.write(bytes.subarray(at, at + 5));
+        res.end();
       });
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
@@ -50,6 +63,8 @@ describe('/v1/messages and /v1/completions', () => {
           { name: 'm', deployments: [{ provider: 'mock', model: 'm', ...PRICES, mock: { completionTokens: 12 } }] },
           { name: 'cut', deployments: [{ provider: 'mock', model: 'cut', ...PRICES, mock: { completionTokens: 40, fault: 'cut-mid-stream' } }] },
           { name: 'claude-tools', deployments: [{ provider: 'anthropic', model: 'claude-tools', baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_KEY', ...PRICES }] },
+          { name: 'claude-thinking', deployments: [{ provider: 'anthropic', model: 'claude-thinking', baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_KEY', ...PRICES }] },
+          { name: 'oa', deployments: [{ provider: 'openai-compatible', model: 'oa', baseUrl: `${baseUrl}/oa`, ...PRICES }] },
         ],
       },
       { TEST_ANTHROPIC_KEY: 'sk-ant-test' },
@@ -124,6 +139,88 @@ describe('/v1/messages and /v1/completions', () => {
     expect(JSON.stringify(sent.messages)).toContain('"tool_use_id":"toolu_1"');
     expect(JSON.stringify(sent.messages)).toContain('18 C and sunny');
     expect(JSON.stringify(sent.messages)).toContain('"input":{"city":"Paris"}');
+  });
+
+  it('extended thinking with tools: thinking and signature deltas reach messages.stream, the signed blocks go back upstream intact, and the tokens are charged', async () => {
+    const org = await freshOrg();
+    const client = anthropic(org.key);
+    const tools = [{ name: 'get_weather', description: 'Weather of a city', input_schema: { type: 'object' as const, properties: { city: { type: 'string' } }, required: ['city'] } }];
+    const thinking = { type: 'enabled' as const, budget_tokens: 2048 };
+    // The recorded usage counts a long prompt: one as long keeps the hold (the body's bytes) above its price.
+    const system = 'You answer questions about the weather. '.repeat(40);
+    upstreamBodies.length = 0;
+    const stream = client.messages.stream({ model: 'claude-thinking', max_tokens: 4096, system, thinking, tools, messages: [{ role: 'user', content: 'Weather in Zürich?' }] });
+    const deltas: string[] = [];
+    stream.on('streamEvent', (event) => {
+      if (event.type === 'content_block_delta') deltas.push(event.delta.type);
+    });
+    let thought = '';
+    stream.on('thinking', (delta) => (thought += delta));
+    const first = await stream.finalMessage();
+    expect(upstreamBodies[0]).toMatchObject({ model: 'claude-thinking', thinking, max_tokens: 4096, stream: true });
+    expect(deltas).toEqual(expect.arrayContaining(['thinking_delta', 'signature_delta', 'text_delta', 'input_json_delta']));
+    expect(deltas.indexOf('signature_delta')).toBeLessThan(deltas.indexOf('text_delta'));
+    expect(thought).toBe('The user wants the weather in Zürich. I should call get_weather with the city.');
+    expect(first.content).toEqual([
+      { type: 'thinking', thinking: thought, signature: expect.stringMatching(/^EqQBCgIYAh/) },
+      { type: 'text', text: 'Let me check the weather.' },
+      { type: 'tool_use', id: 'toolu_01ThinkWeather', name: 'get_weather', input: { city: 'Zürich' } },
+    ]);
+    expect(first.stop_reason).toBe('tool_use');
+    expect(first.usage).toMatchObject({ input_tokens: 512, output_tokens: 87 });
+
+    // The next turn sends the assistant's content back as the SDK holds it: Anthropic checks the
+    // signature of every thinking block of a tool-use turn, so they must arrive unchanged, first.
+    upstreamBodies.length = 0;
+    const answer = await client.messages.create({
+      model: 'claude-thinking',
+      max_tokens: 4096,
+      system,
+      thinking,
+      tools,
+      messages: [
+        { role: 'user', content: 'Weather in Zürich?' },
+        { role: 'assistant', content: first.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_01ThinkWeather', content: '18 C and sunny' }] },
+      ],
+    });
+    const sent = upstreamBodies[0] as { thinking: unknown; messages: Array<{ role: string; content: unknown[] }> };
+    expect(sent.thinking).toEqual(thinking);
+    expect(sent.messages[1]).toEqual({ role: 'assistant', content: first.content });
+    expect(sent.messages[2]!.content).toEqual([{ type: 'tool_result', tool_use_id: 'toolu_01ThinkWeather', content: '18 C and sunny' }]);
+    // A complete answer keeps its thinking and redacted_thinking blocks, signatures and data included.
+    expect(answer.content.map((b) => b.type)).toEqual(['thinking', 'redacted_thinking', 'text']);
+    expect(answer.content[0]).toMatchObject({ type: 'thinking', signature: expect.stringMatching(/^EuYBCkQYAi/) });
+    expect(answer.content[1]).toEqual({ type: 'redacted_thinking', data: expect.stringMatching(/^EmwKAhgB/) });
+
+    // A redacted block passes back up as it came, too.
+    upstreamBodies.length = 0;
+    await client.messages.create({ model: 'claude-thinking', max_tokens: 4096, system, thinking, messages: [{ role: 'user', content: 'Again?' }, { role: 'assistant', content: answer.content }, { role: 'user', content: 'Thanks.' }] });
+    expect((upstreamBodies[0] as { messages: Array<{ content: unknown }> }).messages[1]!.content).toEqual(answer.content);
+
+    // Thinking tokens are output tokens (Anthropic counts them in output_tokens): each request is charged its priced usage.
+    const charges = await books.expectSettledBooks(org.orgId, { served: 3 });
+    const expected = [first.usage, answer.usage, answer.usage].map((u) => u.input_tokens * PRICES.inputPricePerMTok + u.output_tokens * PRICES.outputPricePerMTok);
+    expect(charges.map((c) => c.charged).sort()).toEqual(expected.sort());
+  });
+
+  it('an OpenAI-compatible deployment never sees the thinking option or thinking blocks', async () => {
+    openAiBodies.length = 0;
+    const reply = await anthropic().messages.create({
+      model: 'oa',
+      max_tokens: 2048,
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'Greet back.', signature: 'sig-1' }, { type: 'redacted_thinking', data: 'opaque' }, { type: 'text', text: 'Hello!' }] },
+        { role: 'user', content: 'How are you?' },
+      ],
+    });
+    expect(reply.content).toEqual([{ type: 'text', text: 'Fine.' }]);
+    const sent = openAiBodies[0]!;
+    expect(sent).not.toHaveProperty('thinking');
+    expect(sent).not.toHaveProperty('reasoning_effort');
+    expect(sent.messages).toEqual([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }, { role: 'user', content: 'How are you?' }]);
   });
 
   it('keeps prompt-caching marks on the way to an Anthropic deployment', async () => {

@@ -1,8 +1,10 @@
 // Anthropic Messages (POST /v1/messages) as a client dialect: the request is translated to OpenAI
 // chat (anthropic-request.ts); the answer comes back as a `message` object, or as Anthropic's
 // stream events: message_start, ping, content_block_start / content_block_delta (text_delta,
-// input_json_delta for tool input, thinking_delta) / content_block_stop, message_delta with the
-// stop reason and usage, message_stop; errors as {"type":"error","error":{type,message}}.
+// input_json_delta for tool input, thinking_delta and signature_delta) / content_block_stop,
+// message_delta with the stop reason and usage, message_stop; errors as
+// {"type":"error","error":{type,message}}. Thinking comes in as reasoning_content (text) and
+// thinking_blocks (signatures, redacted blocks), as the Anthropic adapter and LiteLLM send it.
 import type { GatewayError } from '../../errors/gateway-error.js';
 import { readUsage, usageParts } from '../../providers/usage.js';
 import { clientMessage } from '../error-response.js';
@@ -82,10 +84,10 @@ function toolInput(args: unknown): unknown {
 
 function completion(body: string | Uint8Array, ctx: DialectContext): string {
   const chat = parseUpstreamJson(body);
-  const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as { message?: { content?: unknown; reasoning_content?: unknown; tool_calls?: ChatToolCall[] }; finish_reason?: unknown } | undefined;
+  const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as { message?: { content?: unknown; reasoning_content?: unknown; thinking_blocks?: unknown; tool_calls?: ChatToolCall[] }; finish_reason?: unknown } | undefined;
   const message = choice?.message ?? {};
   const content: unknown[] = [];
-  if (typeof message.reasoning_content === 'string' && message.reasoning_content !== '') content.push({ type: 'thinking', thinking: message.reasoning_content, signature: '' });
+  content.push(...thinkingContent(message.reasoning_content, message.thinking_blocks));
   if (typeof message.content === 'string' && message.content !== '') content.push({ type: 'text', text: message.content });
   for (const call of message.tool_calls ?? []) {
     content.push({ type: 'tool_use', id: call.id ?? `toolu_${ctx.requestId}_${content.length}`, name: call.function?.name ?? '', input: toolInput(call.function?.arguments) });
@@ -100,6 +102,33 @@ function completion(body: string | Uint8Array, ctx: DialectContext): string {
     stop_sequence: null,
     usage: usageOf(chat.usage),
   });
+}
+
+/**
+ * An answer's thinking as Anthropic's blocks: the thinking_blocks with their signatures (a later
+ * turn must send them back unchanged) while their text is the reasoning_content (an output
+ * guardrail may have redacted that: then its text, unsigned, since the blocks' would leak what it
+ * removed), else bare reasoning text as one unsigned block.
+ */
+function thinkingContent(reasoning: unknown, value: unknown): unknown[] {
+  const thinking: Array<{ type: 'thinking'; thinking: string; signature: string }> = [];
+  const redacted: unknown[] = [];
+  const ordered: unknown[] = [];
+  for (const block of Array.isArray(value) ? value : []) {
+    if (!isRecord(block)) continue;
+    if (block.type === 'thinking' && typeof block.thinking === 'string') {
+      const signed = { type: 'thinking' as const, thinking: block.thinking, signature: typeof block.signature === 'string' ? block.signature : '' };
+      thinking.push(signed);
+      ordered.push(signed);
+    } else if (block.type === 'redacted_thinking' && typeof block.data === 'string') {
+      const opaque = { type: 'redacted_thinking', data: block.data };
+      redacted.push(opaque);
+      ordered.push(opaque);
+    }
+  }
+  const text = typeof reasoning === 'string' ? reasoning : '';
+  if (text === thinking.map((b) => b.thinking).join('')) return ordered;
+  return [...(text === '' ? [] : [{ type: 'thinking', thinking: text, signature: '' }]), ...redacted];
 }
 
 const event = (type: string, payload: unknown): string => `event: ${type}\ndata: ${JSON.stringify(payload)}\n\n`;
@@ -137,15 +166,31 @@ class MessagesStreamEncoder implements StreamEncoder {
     if (choice === undefined) return;
     const delta = choice.delta ?? {};
     if (typeof delta.reasoning_content === 'string' && delta.reasoning_content !== '') {
-      this.open('thinking', out, { type: 'thinking', thinking: '' });
+      this.open('thinking', out, { type: 'thinking', thinking: '', signature: '' });
       out.push(event('content_block_delta', { type: 'content_block_delta', index: this.blockIndex, delta: { type: 'thinking_delta', thinking: delta.reasoning_content } }));
     }
+    if (Array.isArray(delta.thinking_blocks)) for (const block of delta.thinking_blocks as unknown[]) this.onThinkingBlock(block, out);
     if (typeof delta.content === 'string' && delta.content !== '') {
       this.open('text', out, { type: 'text', text: '' });
       out.push(event('content_block_delta', { type: 'content_block_delta', index: this.blockIndex, delta: { type: 'text_delta', text: delta.content } }));
     }
     if (Array.isArray(delta.tool_calls)) for (const call of delta.tool_calls as ChatToolCall[]) this.onToolCall(call, out);
     if (choice.finish_reason != null) this.stopReason = stopReasonOf(choice.finish_reason);
+  }
+
+  /** A signature ends its thinking block (the next thinking is another block); a redacted block is whole in one piece. */
+  private onThinkingBlock(block: unknown, out: Frame[]): void {
+    if (!isRecord(block)) return;
+    if (block.type === 'thinking' && typeof block.signature === 'string' && block.signature !== '') {
+      this.open('thinking', out, { type: 'thinking', thinking: '', signature: '' });
+      out.push(event('content_block_delta', { type: 'content_block_delta', index: this.blockIndex, delta: { type: 'signature_delta', signature: block.signature } }));
+      this.close(out);
+    } else if (block.type === 'redacted_thinking' && typeof block.data === 'string') {
+      this.close(out);
+      this.blockIndex++;
+      out.push(event('content_block_start', { type: 'content_block_start', index: this.blockIndex, content_block: { type: 'redacted_thinking', data: block.data } }));
+      out.push(event('content_block_stop', { type: 'content_block_stop', index: this.blockIndex }));
+    }
   }
 
   private onToolCall(call: ChatToolCall, out: Frame[]): void {

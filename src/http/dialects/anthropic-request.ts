@@ -5,10 +5,12 @@
 // stop_sequences, max_tokens and metadata.user_id map to their OpenAI fields. Prompt-caching marks
 // (cache_control on system, text, image and tool_result blocks and on tools) ride along on the
 // OpenAI parts and tools, so an Anthropic deployment gets them back (an OpenAI-compatible one gets
-// them stripped). Thinking blocks of earlier turns and the `thinking` option have no OpenAI
-// equivalent and are dropped; server tools, documents and other block types are refused by name.
+// them stripped). The `thinking` option and an assistant turn's thinking blocks (with their
+// signatures) have no OpenAI equivalent: they ride beside it under symbols, so an Anthropic
+// deployment gets them back as they came and an OpenAI-compatible one never sees them. Server
+// tools, documents and other block types are refused by name.
 import { invalidRequest } from '../../errors/gateway-error.js';
-import { GATEWAY_CACHE_MARKS, type CacheControl, type ChatMessage, type ChatRequest, type ChatTool, type ContentPart, type ToolCall } from '../../providers/types.js';
+import { ANTHROPIC_THINKING, GATEWAY_CACHE_MARKS, THINKING_BLOCKS, type CacheControl, type ChatMessage, type ChatRequest, type ChatTool, type ContentPart, type ThinkingBlock, type ToolCall } from '../../providers/types.js';
 import { validateChatRequest } from '../validate-chat-request.js';
 import { isRecord, parseJsonObject } from './parse.js';
 
@@ -46,6 +48,10 @@ function translate(body: Record<string, unknown>): ChatRequest {
   if (body.tools != null) request.tools = tools(body.tools);
   if (body.tool_choice != null) Object.assign(request, toolChoice(body.tool_choice));
   if (isRecord(body.metadata) && typeof body.metadata.user_id === 'string') request.user = body.metadata.user_id;
+  if (body.thinking != null) {
+    const thinking = thinkingOption(body.thinking);
+    if (thinking !== undefined) request[ANTHROPIC_THINKING] = thinking;
+  }
   if (hasCacheMarks(request)) request[GATEWAY_CACHE_MARKS] = true;
   return validateChatRequest(request);
 }
@@ -86,6 +92,7 @@ function chatMessages(message: unknown, at: string): ChatMessage[] {
   const parts: ContentPart[] = [];
   const toolCalls: ToolCall[] = [];
   const toolResults: ChatMessage[] = [];
+  const thinking: ThinkingBlock[] = [];
   content.forEach((block, j) => {
     const where = `${at}.content.${j}`;
     if (!isRecord(block)) throw invalidRequest('Each content block must be an object.', where);
@@ -109,7 +116,14 @@ function chatMessages(message: unknown, at: string): ChatMessage[] {
         toolResults.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultContent(block, where) });
         return;
       case 'thinking':
+        if (role !== 'assistant') throw invalidRequest('thinking blocks belong in assistant messages.', where);
+        if (typeof block.thinking !== 'string' || typeof block.signature !== 'string') throw invalidRequest('A thinking block needs `thinking` and `signature` (strings).', where);
+        thinking.push({ type: 'thinking', thinking: block.thinking, signature: block.signature });
+        return;
       case 'redacted_thinking':
+        if (role !== 'assistant') throw invalidRequest('redacted_thinking blocks belong in assistant messages.', where);
+        if (typeof block.data !== 'string') throw invalidRequest('A redacted_thinking block needs `data` (a string).', where);
+        thinking.push({ type: 'redacted_thinking', data: block.data });
         return;
       default:
         throw invalidRequest(`Content blocks of type ${JSON.stringify(String(block.type).slice(0, 64))} are not supported.`, where);
@@ -119,12 +133,31 @@ function chatMessages(message: unknown, at: string): ChatMessage[] {
   const out: ChatMessage[] = [...toolResults];
   if (role === 'assistant') {
     const text = parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
-    if (text !== '' || toolCalls.length > 0) out.push({ role, content: text === '' ? null : text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) });
+    if (text !== '' || toolCalls.length > 0 || thinking.length > 0) {
+      // A turn of thinking alone keeps an empty text: OpenAI's null content needs tool calls beside it.
+      const assistant: ChatMessage = { role, content: text === '' && toolCalls.length > 0 ? null : text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) };
+      // The blocks go back first in their turn, in their order, as Anthropic's answers place them.
+      if (thinking.length > 0) assistant[THINKING_BLOCKS] = thinking;
+      out.push(assistant);
+    }
   } else if (parts.length > 0) {
     out.push({ role, content: parts });
   }
   if (out.length === 0) throw invalidRequest('A message needs at least one content block.', `${at}.content`);
   return out;
+}
+
+/**
+ * The `thinking` option, sent on as given: `{type: "enabled", budget_tokens}` checked here, another
+ * type (a newer API's) left to the upstream to judge; `{type: "disabled"}` is the same as none.
+ */
+function thinkingOption(value: unknown): Record<string, unknown> | undefined {
+  if (!isRecord(value) || typeof value.type !== 'string') throw invalidRequest('`thinking` must be an object with a `type`.', 'thinking');
+  if (value.type === 'disabled') return undefined;
+  if (value.type === 'enabled' && (!Number.isSafeInteger(value.budget_tokens) || (value.budget_tokens as number) < 1)) {
+    throw invalidRequest('`thinking.budget_tokens` must be a positive integer.', 'thinking.budget_tokens');
+  }
+  return value;
 }
 
 function imageUrl(source: unknown, at: string): string {

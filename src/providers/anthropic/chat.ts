@@ -1,8 +1,11 @@
 // Non-stream translation between OpenAI chat-completions and the Anthropic Messages API:
 // the request body going up, and a complete message coming back. Streams live in stream.ts.
+// Extended thinking rides beside the OpenAI shape: the request's `thinking` option and an assistant
+// turn's thinking blocks (symbols set by the Messages dialect) go up as they came; an answer's
+// thinking comes back as reasoning_content and thinking_blocks (LiteLLM's names).
 import type { Deployment } from '../../config/load.js';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
-import type { CacheControl, ChatCompletion, ChatMessage, ChatRequest, ContentPart, ToolCall, TranslateContext, UpstreamRequest } from '../types.js';
+import { ANTHROPIC_THINKING, THINKING_BLOCKS, type CacheControl, type ChatCompletion, type ChatMessage, type ChatRequest, type ContentPart, type ThinkingBlock, type ToolCall, type TranslateContext, type UpstreamRequest } from '../types.js';
 import { cachedEndpointOf, finishReasonOf, isRecord, usageOfAnthropic } from './api.js';
 
 type ImageSource = { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
@@ -10,6 +13,7 @@ type ImageSource = { type: 'base64'; media_type: string; data: string } | { type
 type TextBlock = { type: 'text'; text: string; cache_control?: CacheControl };
 type ImageBlock = { type: 'image'; source: ImageSource; cache_control?: CacheControl };
 type ContentBlock =
+  | ThinkingBlock
   | TextBlock
   | ImageBlock
   | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> }
@@ -64,6 +68,8 @@ export function buildRequest(request: ChatRequest, deployment: Deployment, maxTo
   if (typeof request.temperature === 'number') body.temperature = request.temperature;
   if (typeof request.top_p === 'number') body.top_p = request.top_p;
   if (typeof request.user === 'string' && request.user !== '') body.metadata = { user_id: request.user };
+  const thinking = request[ANTHROPIC_THINKING];
+  if (thinking !== undefined) body.thinking = thinking;
   body.stream = request.stream === true;
 
   const { origin, path, headers } = cachedEndpointOf(deployment);
@@ -82,8 +88,13 @@ function blocksOf(message: ChatMessage, i: number): ContentBlock[] {
     for (const block of content) delete block.cache_control;
     return [{ type: 'tool_result', tool_use_id: message.tool_call_id, content, ...(mark === undefined ? {} : { cache_control: mark }) }];
   }
-  const blocks: ContentBlock[] =
-    typeof message.content === 'string' ? (message.content === '' ? [] : [{ type: 'text', text: message.content }]) : partsToBlocks(message.content, i);
+  // An assistant turn's thinking blocks go first, unchanged: Anthropic checks their signatures.
+  const blocks: ContentBlock[] = message.role === 'assistant' && message[THINKING_BLOCKS] !== undefined ? [...message[THINKING_BLOCKS]] : [];
+  if (typeof message.content === 'string') {
+    if (message.content !== '') blocks.push({ type: 'text', text: message.content });
+  } else {
+    blocks.push(...partsToBlocks(message.content, i));
+  }
   if (message.role === 'assistant' && message.tool_calls) {
     for (let j = 0; j < message.tool_calls.length; j++) blocks.push(toolUseOf(message.tool_calls[j]!, `messages[${i}].tool_calls[${j}]`));
   }
@@ -183,10 +194,19 @@ export function parseResponse(json: unknown, ctx: TranslateContext): ChatComplet
   if (!isRecord(json) || json.type !== 'message' || !Array.isArray(json.content)) throw badResponse();
   let text = '';
   let sawText = false;
+  let reasoning = '';
+  const thinking: ThinkingBlock[] = [];
   const toolCalls: ToolCall[] = [];
   for (const block of json.content) {
     if (!isRecord(block)) throw badResponse();
-    if (block.type === 'text') {
+    if (block.type === 'thinking') {
+      if (typeof block.thinking !== 'string' || typeof block.signature !== 'string') throw badResponse();
+      reasoning += block.thinking;
+      thinking.push({ type: 'thinking', thinking: block.thinking, signature: block.signature });
+    } else if (block.type === 'redacted_thinking') {
+      if (typeof block.data !== 'string') throw badResponse();
+      thinking.push({ type: 'redacted_thinking', data: block.data });
+    } else if (block.type === 'text') {
       if (typeof block.text !== 'string') throw badResponse();
       text += block.text;
       sawText = true;
@@ -194,7 +214,7 @@ export function parseResponse(json: unknown, ctx: TranslateContext): ChatComplet
       if (typeof block.id !== 'string' || typeof block.name !== 'string' || !isRecord(block.input)) throw badResponse();
       toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input) } });
     }
-    // thinking, redacted_thinking and server-tool blocks have no chat-completions equivalent.
+    // Server-tool blocks have no chat-completions equivalent.
   }
   const message: ChatCompletion['choices'][number]['message'] = {
     role: 'assistant',
@@ -202,6 +222,8 @@ export function parseResponse(json: unknown, ctx: TranslateContext): ChatComplet
     content: sawText || toolCalls.length === 0 ? text : null,
   };
   if (toolCalls.length > 0) message.tool_calls = toolCalls;
+  if (reasoning !== '') message.reasoning_content = reasoning;
+  if (thinking.length > 0) message.thinking_blocks = thinking;
   const completion: ChatCompletion = {
     id: typeof json.id === 'string' ? json.id : `chatcmpl-${ctx.requestId}`,
     object: 'chat.completion',

@@ -1,4 +1,7 @@
-// Turns an Anthropic Messages SSE stream into OpenAI chat.completion.chunk frames.
+// Turns an Anthropic Messages SSE stream into OpenAI chat.completion.chunk frames. Thinking goes
+// out as LiteLLM sends it: thinking_delta text as `reasoning_content`, a block's signature_delta and
+// a redacted_thinking block as one-block `thinking_blocks` deltas (a thinking block ends at its
+// signature), so the Messages dialect can rebuild the blocks a later turn must send back.
 // Frames are assembled from a prefix fixed at message_start plus the one JSON-encoded delta, so
 // a text delta costs one JSON.parse and one JSON.stringify of the text; no per-event objects are built.
 import { GatewayError } from '../../errors/gateway-error.js';
@@ -91,6 +94,11 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     this.toolIndexByBlock[index] = NOT_A_TOOL;
     // Text blocks start empty in practice; should one ever carry text, it is still part of the answer.
     if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') this.pushText(block.text, sink);
+    else if (block.type === 'thinking' && typeof block.thinking === 'string' && block.thinking !== '') this.pushThinking(block.thinking, sink);
+    else if (block.type === 'redacted_thinking') {
+      if (typeof block.data !== 'string') throw badResponse();
+      sink.push(`${this.deltaPrefix}{"thinking_blocks":[{"type":"redacted_thinking","data":${JSON.stringify(block.data)}}]}${CHOICE_SUFFIX}`);
+    }
   }
 
   private onBlockDelta(payload: Record<string, unknown>, sink: FrameSink): void {
@@ -111,8 +119,14 @@ export class AnthropicStreamTranslator implements StreamTranslator {
       this.contentChunks++;
       this.completionText.append(delta.partial_json);
       sink.push(`${this.deltaPrefix}{"tool_calls":[{"index":${ordinal},"function":{"arguments":${JSON.stringify(delta.partial_json)}}}]}${CHOICE_SUFFIX}`);
+    } else if (delta.type === 'thinking_delta') {
+      if (typeof delta.thinking !== 'string') throw badResponse();
+      if (delta.thinking !== '') this.pushThinking(delta.thinking, sink);
+    } else if (delta.type === 'signature_delta') {
+      if (typeof delta.signature !== 'string') throw badResponse();
+      sink.push(`${this.deltaPrefix}{"thinking_blocks":[{"type":"thinking","thinking":"","signature":${JSON.stringify(delta.signature)}}]}${CHOICE_SUFFIX}`);
     }
-    // thinking_delta, signature_delta and citations_delta have no chat-completions equivalent.
+    // citations_delta has no chat-completions equivalent.
   }
 
   private onMessageDelta(payload: Record<string, unknown>, sink: FrameSink): void {
@@ -145,6 +159,14 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     this.contentChunks++;
     this.completionText.append(text);
     sink.push(`${this.deltaPrefix}{"content":${JSON.stringify(text)}}${CHOICE_SUFFIX}`);
+  }
+
+  /** Thinking is generated output (Anthropic counts it in output_tokens): it counts toward the estimate too. */
+  private pushThinking(text: string, sink: FrameSink): void {
+    this.completionChars += text.length;
+    this.contentChunks++;
+    this.completionText.append(text);
+    sink.push(`${this.deltaPrefix}{"reasoning_content":${JSON.stringify(text)}}${CHOICE_SUFFIX}`);
   }
 
   private pushFinish(finishReason: string, sink: FrameSink): void {

@@ -5,7 +5,7 @@ import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { anthropicMessagesDialect as dialect } from '../../../../src/http/dialects/anthropic-messages.js';
 import { anthropicCountRequest } from '../../../../src/http/dialects/anthropic-request.js';
 import type { Frame } from '../../../../src/http/dialects/dialect.js';
-import { GATEWAY_CACHE_MARKS, type ChatRequest } from '../../../../src/providers/types.js';
+import { ANTHROPIC_THINKING, GATEWAY_CACHE_MARKS, THINKING_BLOCKS, type ChatRequest } from '../../../../src/providers/types.js';
 import type { KeyPrincipal } from '../../../../src/tenancy/principal.js';
 
 const CTX = { requestId: 'req1', model: 'm', created: 1, clientWantsUsage: true, principal: {} as KeyPrincipal, request: {} as ChatRequest };
@@ -43,7 +43,8 @@ describe('Anthropic request translation', () => {
     expect(request.messages).toEqual([
       { role: 'system', content: 'One.\n\nTwo.' },
       { role: 'user', content: [{ type: 'text', text: 'Hi' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] },
-      { role: 'assistant', content: null, tool_calls: [{ id: 't1', type: 'function', function: { name: 'lookup', arguments: '{"q":1}' } }] },
+      // The thinking block rides beside the OpenAI message, for an Anthropic deployment.
+      { role: 'assistant', content: null, tool_calls: [{ id: 't1', type: 'function', function: { name: 'lookup', arguments: '{"q":1}' } }], [THINKING_BLOCKS]: [{ type: 'thinking', thinking: 'hmm', signature: 's' }] },
       // The tool result comes first, right after the call it answers.
       { role: 'tool', tool_call_id: 't1', content: 'Error: found' },
       { role: 'user', content: [{ type: 'text', text: 'thanks' }] },
@@ -74,6 +75,42 @@ describe('Anthropic request translation', () => {
     const plain = parse({ model: 'm', max_tokens: 1, system: [{ type: 'text', text: 'A' }, { type: 'text', text: 'B' }], messages: [{ role: 'user', content: 'x' }] });
     expect(plain.messages[0]).toEqual({ role: 'system', content: 'A\n\nB' });
     expect(plain[GATEWAY_CACHE_MARKS]).toBeUndefined();
+  });
+
+  it('carries the thinking option and an assistant turn\'s thinking blocks under symbols, never as JSON', () => {
+    const request = parse({
+      model: 'm',
+      max_tokens: 2048,
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: [{ type: 'redacted_thinking', data: 'opaque' }, { type: 'thinking', thinking: 'Greet.', signature: 'sig' }, { type: 'text', text: 'Hello' }] },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'Only thought.', signature: 'sig2' }] },
+        { role: 'user', content: 'Again' },
+      ],
+    });
+    expect(request[ANTHROPIC_THINKING]).toEqual({ type: 'enabled', budget_tokens: 1024 });
+    expect(request.messages[1]![THINKING_BLOCKS]).toEqual([{ type: 'redacted_thinking', data: 'opaque' }, { type: 'thinking', thinking: 'Greet.', signature: 'sig' }]);
+    expect(request.messages[1]!.content).toBe('Hello');
+    // A turn of thinking alone stays a turn, with empty text.
+    expect(request.messages[2]).toEqual({ role: 'assistant', content: '', [THINKING_BLOCKS]: [{ type: 'thinking', thinking: 'Only thought.', signature: 'sig2' }] });
+    const json = JSON.stringify(request);
+    expect(json).not.toContain('thinking');
+    expect(json).not.toContain('sig');
+    // Disabled is the same as none; malformed options and blocks are refused by name.
+    expect(parse({ model: 'm', max_tokens: 5, thinking: { type: 'disabled' }, messages: [{ role: 'user', content: 'x' }] })[ANTHROPIC_THINKING]).toBeUndefined();
+    const refused = (body: unknown) => {
+      try {
+        parse(body);
+      } catch (err) {
+        return (err as GatewayError).param;
+      }
+      return undefined;
+    };
+    expect(refused({ model: 'm', max_tokens: 5, thinking: { type: 'enabled' }, messages: [{ role: 'user', content: 'x' }] })).toBe('thinking.budget_tokens');
+    expect(refused({ model: 'm', max_tokens: 5, thinking: 'on', messages: [{ role: 'user', content: 'x' }] })).toBe('thinking');
+    expect(refused({ model: 'm', max_tokens: 5, messages: [{ role: 'assistant', content: [{ type: 'thinking', thinking: 'x' }] }] })).toBe('messages.0.content.0');
+    expect(refused({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: [{ type: 'thinking', thinking: 'x', signature: 's' }] }] })).toBe('messages.0.content.0');
   });
 
   it('asks for usage at the end of every stream', () => {
@@ -122,6 +159,48 @@ describe('Anthropic stream encoding', () => {
     expect(seen[6]![1]).toMatchObject({ content_block: { type: 'tool_use', id: 'call_1', name: 'f', input: {} } });
     expect(seen[7]![1]).toMatchObject({ delta: { type: 'input_json_delta', partial_json: '{"a":' } });
     expect(seen[13]![1]).toEqual({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { input_tokens: 4, output_tokens: 4, cache_read_input_tokens: 6 } });
+  });
+
+  it('streams thinking as thinking_delta then signature_delta in one block, and a redacted block whole', () => {
+    const got = events([
+      chunk({ role: 'assistant', content: '' }),
+      chunk({ reasoning_content: 'Let me ' }),
+      chunk({ reasoning_content: 'think.' }),
+      chunk({ thinking_blocks: [{ type: 'thinking', thinking: '', signature: 'sig-1' }] }),
+      chunk({ thinking_blocks: [{ type: 'redacted_thinking', data: 'opaque' }] }),
+      chunk({ reasoning_content: 'More.' }),
+      chunk({ thinking_blocks: [{ type: 'thinking', thinking: '', signature: 'sig-2' }] }),
+      chunk({ content: 'Answer.' }),
+      chunk({}, 'stop'),
+    ], true);
+    const blocks = got.filter(([name]) => name.startsWith('content_block')).map(([name, p]) => [name, p.index, p.content_block ?? p.delta ?? null]);
+    expect(blocks).toEqual([
+      ['content_block_start', 0, { type: 'thinking', thinking: '', signature: '' }],
+      ['content_block_delta', 0, { type: 'thinking_delta', thinking: 'Let me ' }],
+      ['content_block_delta', 0, { type: 'thinking_delta', thinking: 'think.' }],
+      ['content_block_delta', 0, { type: 'signature_delta', signature: 'sig-1' }],
+      ['content_block_stop', 0, null],
+      ['content_block_start', 1, { type: 'redacted_thinking', data: 'opaque' }],
+      ['content_block_stop', 1, null],
+      ['content_block_start', 2, { type: 'thinking', thinking: '', signature: '' }],
+      ['content_block_delta', 2, { type: 'thinking_delta', thinking: 'More.' }],
+      ['content_block_delta', 2, { type: 'signature_delta', signature: 'sig-2' }],
+      ['content_block_stop', 2, null],
+      ['content_block_start', 3, { type: 'text', text: '' }],
+      ['content_block_delta', 3, { type: 'text_delta', text: 'Answer.' }],
+      ['content_block_stop', 3, null],
+    ]);
+  });
+
+  it('answers thinking blocks with their signatures, or bare reasoning text with an empty one', () => {
+    const answer = (message: unknown) => JSON.parse(String(dialect.open(CTX).completion(JSON.stringify({ id: 'chatcmpl-1', choices: [{ index: 0, message, finish_reason: 'stop' }] })))) as { content: unknown[] };
+    const blocks = [{ type: 'thinking', thinking: 'Hm.', signature: 'sig' }, { type: 'redacted_thinking', data: 'opaque' }];
+    expect(answer({ role: 'assistant', content: 'Hi', reasoning_content: 'Hm.', thinking_blocks: blocks }).content).toEqual([...blocks, { type: 'text', text: 'Hi' }]);
+    expect(answer({ role: 'assistant', content: 'Hi', reasoning_content: 'Hm.' }).content).toEqual([{ type: 'thinking', thinking: 'Hm.', signature: '' }, { type: 'text', text: 'Hi' }]);
+    // Reasoning text an output guardrail redacted wins over the blocks' original text, unsigned.
+    expect(answer({ role: 'assistant', content: 'Hi', reasoning_content: '[REDACTED]', thinking_blocks: blocks }).content).toEqual([
+      { type: 'thinking', thinking: '[REDACTED]', signature: '' }, { type: 'redacted_thinking', data: 'opaque' }, { type: 'text', text: 'Hi' },
+    ]);
   });
 
   it('closes a stream that ended without [DONE] too', () => {

@@ -3,7 +3,7 @@ import { describe, it, expect } from 'vitest';
 import type { Deployment } from '../../../../src/config/load.js';
 import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { buildRequest, parseResponse } from '../../../../src/providers/anthropic/chat.js';
-import type { ChatMessage, ChatRequest, TranslateContext } from '../../../../src/providers/types.js';
+import { ANTHROPIC_THINKING, THINKING_BLOCKS, type ChatMessage, type ChatRequest, type TranslateContext } from '../../../../src/providers/types.js';
 
 function deployment(overrides: Partial<Deployment> = {}): Deployment {
   return {
@@ -213,6 +213,21 @@ describe('anthropic buildRequest', () => {
     expect(thrown(() => body({ messages: [{ role: 'tool', content: 'x' }] })).param).toBe('messages[0].tool_call_id');
   });
 
+  it('sends the thinking option and an assistant turn\'s thinking blocks first, as they came', () => {
+    const blocks = [{ type: 'thinking' as const, thinking: 'Call the tool.', signature: 'sig' }, { type: 'redacted_thinking' as const, data: 'opaque' }];
+    const sent = body({
+      [ANTHROPIC_THINKING]: { type: 'enabled', budget_tokens: 1024 },
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 't1', type: 'function', function: { name: 'w', arguments: '{}' } }], [THINKING_BLOCKS]: blocks },
+        { role: 'tool', tool_call_id: 't1', content: 'sunny' },
+      ],
+    });
+    expect(sent.thinking).toEqual({ type: 'enabled', budget_tokens: 1024 });
+    expect(sent.messages[1]).toEqual({ role: 'assistant', content: [...blocks, { type: 'tool_use', id: 't1', name: 'w', input: {} }] });
+    expect(body({ messages: [{ role: 'user', content: 'x' }] })).not.toHaveProperty('thinking');
+  });
+
   it('maps stop to stop_sequences', () => {
     const messages: ChatMessage[] = [{ role: 'user', content: 'hi' }];
     expect(body({ messages, stop: 'END' }).stop_sequences).toEqual(['END']);
@@ -243,6 +258,20 @@ describe('anthropic parseResponse', () => {
       { id: 'toolu_01B', type: 'function', function: { name: 'get_time', arguments: '{}' } },
     ]);
     expect(completion.usage).toEqual({ prompt_tokens: 472, completion_tokens: 89, total_tokens: 561 });
+  });
+
+  it('keeps thinking as reasoning_content and the blocks with their signatures as thinking_blocks', () => {
+    const completion = parseResponse(fixture('message-thinking.json'), ctx);
+    const message = completion.choices[0]!.message;
+    expect(message.content).toBe('It is 18 °C and sunny in Zürich.');
+    expect(message.reasoning_content).toBe('The tool says 18 C and sunny. A short answer will do.');
+    expect(message.thinking_blocks).toEqual([
+      { type: 'thinking', thinking: message.reasoning_content, signature: expect.stringMatching(/^EuYBCkQYAi/) },
+      { type: 'redacted_thinking', data: expect.stringMatching(/^EmwKAhgB/) },
+    ]);
+    // Thinking is in Anthropic's output_tokens: priced as output.
+    expect(completion.usage).toEqual({ prompt_tokens: 640, completion_tokens: 42, total_tokens: 682 });
+    expect(() => parseResponse({ id: 'm', type: 'message', content: [{ type: 'thinking', thinking: 'x' }], usage: {} }, ctx)).toThrow(GatewayError);
   });
 
   it('maps max_tokens and refusal stop reasons', () => {

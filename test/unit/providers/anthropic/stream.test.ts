@@ -203,7 +203,7 @@ describe('AnthropicStreamTranslator', () => {
     );
   });
 
-  it('skips thinking blocks and unknown events, and distrusts garbage usage', () => {
+  it('passes thinking on as reasoning_content and thinking_blocks, skips unknown events, and distrusts garbage usage', () => {
     const frames: string[] = [];
     const sink: FrameSink = { push: (f) => frames.push(String(f)) };
     const translator = new AnthropicStreamTranslator(ctx(true));
@@ -224,7 +224,38 @@ describe('AnthropicStreamTranslator', () => {
     expect(out.finishReasons).toEqual(['stop']);
     expect(translator.usage).toBeUndefined();
     expect(out.usage).toBeUndefined();
-    expect(translator.completionChars).toBe(2);
+    // Thinking is generated text: it counts toward the estimate when usage is missing.
+    expect(translator.completionChars).toBe(5);
+    const deltas = frames.filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)).choices[0]?.delta);
+    expect(deltas).toContainEqual({ reasoning_content: 'hmm' });
+    expect(deltas).toContainEqual({ thinking_blocks: [{ type: 'thinking', thinking: '', signature: 'sig' }] });
+  });
+
+  it('translates a recorded thinking and tool-use stream cut anywhere: the thinking, its signature, then text and tool input', () => {
+    const bytes = fixture('thinking-tool-use.sse');
+    const next = random(0x7a1c);
+    for (let trial = 0; trial < 20; trial++) {
+      const cuts = Array.from({ length: 12 }, () => Math.floor(next() * bytes.length)).sort((a, b) => a - b);
+      const { frames, translator } = run(bytes, cuts, true);
+      let reasoning = '';
+      const signatures: string[] = [];
+      const order: string[] = [];
+      for (const frame of frames) {
+        if (!frame.startsWith('data: {')) continue;
+        const delta = JSON.parse(frame.slice(6)).choices[0]?.delta ?? {};
+        if (delta.reasoning_content) (reasoning += delta.reasoning_content), order.push('thinking');
+        for (const block of delta.thinking_blocks ?? []) signatures.push(block.signature), order.push('signature');
+        if (delta.content) order.push('text');
+      }
+      expect(reasoning).toBe('The user wants the weather in Zürich. I should call get_weather with the city.');
+      expect(signatures).toEqual([expect.stringMatching(/^EqQBCgIYAh/)]);
+      expect(order.indexOf('signature')).toBeLessThan(order.indexOf('text'));
+      const out = reassemble(frames, 'msg_01ThinkingToolFixture');
+      expect(out.content).toBe('Let me check the weather.');
+      expect(out.toolCalls).toEqual([{ id: 'toolu_01ThinkWeather', name: 'get_weather', arguments: '{"city": "Zürich"}' }]);
+      expect(out.finishReasons).toEqual(['tool_calls']);
+      expect(translator.usage).toEqual({ prompt_tokens: 512, completion_tokens: 87, total_tokens: 599 });
+    }
   });
 
   it('emits nothing for ping events', () => {
