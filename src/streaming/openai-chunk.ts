@@ -2,7 +2,8 @@
 // single choice's index and its delta's `content` string, so a stream's common chunk can be checked
 // and rewritten in place. Anything it is not sure of (more than one choice, other text fields, a
 // finish_reason, duplicate or escaped keys, deep nesting) is COMPLEX: the caller parses it in full.
-// It never calls SIMPLE or NO_CHOICES a text JSON.parse would refuse.
+// It never calls SIMPLE or NO_CHOICES a text JSON.parse would refuse. A chunk equal to the last
+// one but for its content string (most of a stream) costs two compares and that string's scan.
 
 /** The caller must JSON.parse the chunk (it may also be invalid). */
 export const COMPLEX = 0;
@@ -46,6 +47,10 @@ export class OpenAiChunkScan {
   private escaped = false;
   /** Valid so far, but not a shape the fast path takes. */
   private complex = false;
+  /** The last SIMPLE chunk with content, before and after its content string (quotes included), and its index. */
+  private head = '';
+  private tail = '';
+  private templateIndex = 0;
   /** SEEN_* flags of the keys read so far (there is at most one choice and one delta). */
   private seen = 0;
   private choiceCount = 0;
@@ -62,12 +67,40 @@ export class OpenAiChunkScan {
     this.contentStart = -1;
     this.contentEnd = -1;
     this.contentEscaped = false;
+    if (this.sameTemplate(text, from, to)) return SIMPLE;
+    this.i = from;
     this.ws();
     if (this.peek() !== 0x7b) return COMPLEX; // not an object: the full parse decides
     if (!this.members(TOP, 0) || this.complex) return COMPLEX;
     this.ws();
     if (this.i !== this.end) return COMPLEX;
-    return this.choiceCount === 0 ? NO_CHOICES : SIMPLE;
+    if (this.choiceCount === 0) return NO_CHOICES;
+    if (this.contentStart !== -1) {
+      this.head = text.slice(from, this.contentStart + 1);
+      this.tail = text.slice(this.contentEnd - 1, to);
+      this.templateIndex = this.index;
+    }
+    return SIMPLE;
+  }
+
+  /**
+   * The last SIMPLE chunk with its content string swapped for another: the same text before and
+   * after that string, and a valid string between. A stream's chunks mostly differ only there.
+   */
+  private sameTemplate(text: string, from: number, to: number): boolean {
+    const head = this.head;
+    const tail = this.tail;
+    const quote = from + head.length - 1;
+    const closing = to - tail.length;
+    // substring and ===: a native compare; startsWith at an offset goes character by character.
+    if (head === '' || closing < quote + 1 || text.substring(from, quote + 1) !== head || text.substring(closing, to) !== tail) return false;
+    this.i = quote;
+    if (!this.string() || this.i !== closing + 1) return false;
+    this.index = this.templateIndex;
+    this.contentStart = quote;
+    this.contentEnd = closing + 1;
+    this.contentEscaped = this.escaped;
+    return true;
   }
 
   /** One member's value (the scan sits at it), by the object it is in. */
@@ -114,8 +147,14 @@ export class OpenAiChunkScan {
   private choiceIndex(): boolean {
     const start = this.i;
     if (!this.number()) return false;
-    if (this.i - start > 15 || !allDigits(this.s, start, this.i)) return this.fail();
-    this.index = Number(this.s.slice(start, this.i));
+    if (this.i - start > 15) return this.fail();
+    let index = 0;
+    for (let k = start; k < this.i; k++) {
+      const c = this.s.charCodeAt(k);
+      if (!isDigit(c)) return this.fail();
+      index = index * 10 + (c - 0x30);
+    }
+    this.index = index;
     return true;
   }
 
@@ -295,9 +334,4 @@ function isDigit(c: number): boolean {
 
 function isHex(c: number): boolean {
   return isDigit(c) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66);
-}
-
-function allDigits(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (!isDigit(s.charCodeAt(i))) return false;
-  return true;
 }

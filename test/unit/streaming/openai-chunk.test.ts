@@ -130,6 +130,34 @@ describe('OpenAiChunkScan', () => {
     expect(accepted).toBeGreaterThan(2_000);
   });
 
+  it('reads chunks that differ from the last one only in their content string as JSON.parse does', () => {
+    const random = seededRandom(7);
+    const scan = new OpenAiChunkScan();
+    const alphabet = ['a', ' ', '"', '\\', '\\"', '\\n', '\\u00e9', '\\u00', '\\x', '\n', '\u0001', 'é', '😀', '","refusal":"x', '"},"finish_reason":"stop', '"}', '"{"choices":[]}'];
+    let accepted = 0;
+    for (const base of SHAPES.slice(1, 6)) {
+      const start = base.indexOf('"content":"') + 11;
+      const end = start + base.slice(start).match(/^(?:[^"\\]|\\.)*/)![0].length; // the closing quote
+      for (let n = 0; n < 2_000; n++) {
+        expect(scan.scan(base)).toBe(SIMPLE); // primes the template
+        let middle = '';
+        const parts = Math.floor(random() * 6);
+        for (let k = 0; k < parts; k++) middle += alphabet[Math.floor(random() * alphabet.length)];
+        const text = base.slice(0, start) + middle + base.slice(end);
+        if (checkAgainstParse(scan, text) === SIMPLE) accepted++;
+      }
+    }
+    expect(accepted).toBeGreaterThan(2_000);
+  });
+
+  it('scans a chunk whose new content string ends early from its start, not from where that string ended', () => {
+    const scan = new OpenAiChunkScan();
+    const base = '{"choices":[{"delta":{"content":"Hello"}}]}';
+    expect(scan.scan(base)).toBe(SIMPLE);
+    // The same head and tail; the string closes at once and an object follows it: invalid as a whole.
+    expect(scan.scan('{"choices":[{"delta":{"content":""{"a":[{"b":{"c":""}}]}')).toBe(COMPLEX);
+  });
+
   it('reads a slice of a longer string (a frame) at its offsets', () => {
     const scan = new OpenAiChunkScan();
     const frame = `data: ${SHAPES[1]}\n\n`;
