@@ -7,8 +7,12 @@
 const INITIAL_BYTES = 1024;
 /** Past this a stream's text is not kept; its charge falls back to the per-chunk estimate. */
 const MAX_BYTES = 8 * 1024 * 1024;
-const CONTENT_KEY = '"content":"';
-const ARGUMENTS_KEY = '"arguments":"';
+// Each key is searched from its fourth character on: a pattern starting with a quote, JSON's most
+// common character, is several times slower to find. The first three are checked where it matched.
+const CONTENT_HEAD = '"co';
+const CONTENT_TAIL = 'ntent":"';
+const ARGUMENTS_HEAD = '"ar';
+const ARGUMENTS_TAIL = 'guments":"';
 
 export class CompletionText {
   private buffer = Buffer.allocUnsafe(0);
@@ -20,10 +24,14 @@ export class CompletionText {
 
   append(piece: string): void {
     if (this.overflowed || piece.length === 0) return;
-    const most = Buffer.byteLength(piece);
+    // A UTF-16 unit is at most 3 UTF-8 bytes: the exact length is counted only near the limit.
+    let most = piece.length * 3;
     if (this.length + most > MAX_BYTES) {
-      this.overflowed = true;
-      return;
+      most = Buffer.byteLength(piece);
+      if (this.length + most > MAX_BYTES) {
+        this.overflowed = true;
+        return;
+      }
     }
     if (this.length + most > this.buffer.length) {
       const grown = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, this.buffer.length * 2, this.length + most));
@@ -39,8 +47,8 @@ export class CompletionText {
    * can only be a key.
    */
   appendFromChunk(json: string): void {
-    this.appendValuesOf(json, CONTENT_KEY);
-    this.appendValuesOf(json, ARGUMENTS_KEY);
+    this.appendValuesOf(json, CONTENT_HEAD, CONTENT_TAIL);
+    this.appendValuesOf(json, ARGUMENTS_HEAD, ARGUMENTS_TAIL);
   }
 
   /** The text, or undefined when it grew past the limit (the caller estimates instead). */
@@ -55,20 +63,33 @@ export class CompletionText {
     }
   }
 
-  private appendValuesOf(json: string, key: string): void {
-    let at = json.indexOf(key);
+  /** The values of the key `head + tail`. */
+  private appendValuesOf(json: string, head: string, tail: string): void {
+    // Past the end of the last value (its closing quote cannot open the next key).
+    let from = 0;
+    let at = json.indexOf(tail);
     while (at !== -1) {
-      const start = at + key.length;
-      const end = closingQuote(json, start);
-      if (end === -1) return;
-      this.append(json.slice(start, end));
-      at = json.indexOf(key, end + 1);
+      if (at - head.length >= from && json.startsWith(head, at - head.length)) {
+        const start = at + tail.length;
+        const end = closingQuote(json, start);
+        if (end === -1) return;
+        this.append(json.slice(start, end));
+        from = end + 1;
+        at = json.indexOf(tail, from);
+      } else {
+        at = json.indexOf(tail, at + 1);
+      }
     }
   }
 }
 
 /** Index of the quote that ends the JSON string starting at `from`, or -1. */
 function closingQuote(json: string, from: number): number {
+  const quote = json.indexOf('"', from);
+  // Most pieces have no escape: the first quote ends them.
+  if (quote === -1) return -1;
+  const backslash = json.indexOf('\\', from);
+  if (backslash === -1 || backslash > quote) return quote;
   for (let i = from; i < json.length; i++) {
     const c = json.charCodeAt(i);
     if (c === 0x5c) i++; // a backslash escapes the next character
