@@ -76,6 +76,14 @@ export class StreamOutputGuard {
    * could not be read: `frames` then holds only what may still go out, and nothing more is sent.
    */
   transform(frames: Array<string | Uint8Array>): boolean {
+    const only = frames.length === 1 ? frames[0] : undefined;
+    if (typeof only === 'string' && only.charCodeAt(DATA_PREFIX.length) === 0x7b && only.startsWith(DATA_PREFIX) && !this.stopped) {
+      // One upstream event's chunk, the common case: nothing to close, no array to rebuild.
+      const rewritten = this.rewrite(only);
+      if (rewritten === undefined) frames.length = 0;
+      else frames[0] = rewritten;
+      return !this.stopped;
+    }
     const out = this.out;
     out.length = 0;
     for (let i = 0; i < frames.length; i++) {
