@@ -98,11 +98,6 @@ export class WorkerPool {
   private readonly textCounts: ResultCache<number>;
   private readonly verdicts: ResultCache<ScanResult>;
   private readonly caching: boolean;
-  /**
-   * Content keys of this turn of the event loop: a prompt's text is scanned, then counted, in the
-   * same turn, and is hashed once. V8 looks a long string up by its length and identity first.
-   */
-  private readonly turnKeys = new Map<string, string>();
 
   constructor(private readonly options: WorkerPoolOptions) {
     // Threads start on first use (most requests never need one) and leave after a minute idle.
@@ -156,17 +151,7 @@ export class WorkerPool {
       return this.counts.add({ kind: 'text', text, encoding });
     };
     if (!this.caching) return count();
-    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${this.keyOf(text)}`, count);
-  }
-
-  private keyOf(text: string): string {
-    let key = this.turnKeys.get(text);
-    if (key === undefined) {
-      if (this.turnKeys.size === 0) setImmediate(() => this.turnKeys.clear());
-      key = contentKey(text);
-      this.turnKeys.set(text, key);
-    }
-    return key;
+    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${contentKey(text)}`, count);
   }
 
   scan(job: ScanJob): ScanResult | Promise<ScanResult> {
@@ -174,7 +159,7 @@ export class WorkerPool {
     // The policy key is a hash of the merged policy: a changed policy never meets an old verdict.
     // A verdict is kept without its redacted text (conversations would be held twice over) and
     // the text is rebuilt from the findings each time.
-    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${this.keyOf(job.text)}`, () => then(this.runScan(job), withoutText));
+    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${contentKey(job.text)}`, () => then(this.runScan(job), withoutText));
     return then(verdict, (v) => (v.findings.length === 0 ? v : { blocked: v.blocked, findings: v.findings, redacted: redactFindings(job.text, v.findings) }));
   }
 
