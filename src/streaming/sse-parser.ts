@@ -54,9 +54,20 @@ export class SseParser {
       if (input[0] === LF) offset = 1;
       this.skipLeadingLf = false;
     }
+    // The next CR at or after the scan (`length`: none), searched once per chunk rather than per line.
+    let nextCr = -1;
     while (offset < length) {
-      const lineEnd = findLineEnd(input, Math.max(offset, scanFrom), length);
-      if (lineEnd === -1) break;
+      const from = Math.max(offset, scanFrom);
+      let lineEnd: number;
+      const first = input[from];
+      if (first === LF || first === CR) {
+        lineEnd = from; // the blank line that ends an event
+      } else {
+        if (nextCr < from) nextCr = indexIn(input, CR, from, length);
+        const lf = indexIn(input, LF, from, length);
+        lineEnd = lf < nextCr ? lf : nextCr;
+      }
+      if (lineEnd >= length) break;
       this.line(input, offset, lineEnd);
       if (input[lineEnd] === CR) {
         if (lineEnd + 1 < length) offset = input[lineEnd + 1] === LF ? lineEnd + 2 : lineEnd + 1;
@@ -149,12 +160,10 @@ export class SseParser {
   }
 }
 
-function findLineEnd(buf: Buffer, from: number, to: number): number {
-  for (let i = from; i < to; i++) {
-    const byte = buf[i];
-    if (byte === LF || byte === CR) return i;
-  }
-  return -1;
+/** The first `byte` in buf[from, to), or `to`: a native search (memchr), not a loop over the line. */
+function indexIn(buf: Buffer, byte: number, from: number, to: number): number {
+  const at = buf.indexOf(byte, from);
+  return at === -1 || at >= to ? to : at;
 }
 
 function asciiEquals(buf: Buffer, at: number, word: string): boolean {

@@ -50,6 +50,12 @@ describe('SseParser line endings', () => {
     expect(parse(['data: a\r', '', '\n\n'])).toEqual([message('a')]);
   });
 
+  it('finds no line end in the kept buffer past its data, where a native search can see old bytes', () => {
+    // The remainder is moved to the front of the kept buffer; the bytes after it still hold old line ends.
+    expect(parse(['data: 1', '23\n\r\ndata: 4', '5', '6\n\n'])).toEqual([message('123'), message('456')]);
+    expect(parse(['data: 1', '23\r\r\ndata: 4', '5\r', '\n\n'])).toEqual([message('123'), message('45')]);
+  });
+
   it('mixes LF, CRLF and CR in one stream', () => {
     expect(parse(['data: 1\ndata: 2\r\ndata: 3\r\rdata: x\r\n\n'])).toEqual([message('1\n2\n3'), message('x')]);
   });
