@@ -29,11 +29,19 @@ export interface Hit {
 /** The text being scanned, folded at most once however many rules need the folded form. */
 export class ScanInput {
   #folded: FoldedText | undefined;
+  #hasDigit: boolean | undefined;
   constructor(readonly text: string) {}
   get folded(): FoldedText {
     return (this.#folded ??= foldText(this.text));
   }
+  /** Most short prompts have no ASCII digit: then no number-shaped detector needs to run. */
+  get hasDigit(): boolean {
+    return (this.#hasDigit ??= ASCII_DIGIT.test(this.text));
+  }
 }
+
+const ASCII_DIGIT = /[0-9]/;
+const NO_HITS: readonly Hit[] = Object.freeze([]);
 
 export interface CompiledRule {
   readonly action: GuardrailAction;
@@ -43,22 +51,28 @@ export interface CompiledRule {
   readonly maxLength: number;
   /** Where a match that may still grow starts at the end of a text, or -1 (secrets only). */
   readonly openTail: ((text: string) => number) | undefined;
-  find(input: ScanInput, rank: number): Hit[];
+  find(input: ScanInput, rank: number): readonly Hit[];
 }
 
 interface PiiSpec {
   readonly find: (text: string) => Match[];
   readonly maxLength: number;
   readonly openTail?: (text: string) => number;
+  /** False when the detector cannot match: its pattern needs what the text does not have. */
+  readonly mayMatch?: (input: ScanInput) => boolean;
 }
+
+// Every phone, card, SSN and IBAN has ASCII digits; an IP address has digits or IPv6's colons.
+const needsDigit = (input: ScanInput): boolean => input.hasDigit;
+const needsDigitOrColon = (input: ScanInput): boolean => input.hasDigit || input.text.includes(':');
 
 const PII: Readonly<Record<PiiDetector, PiiSpec>> = {
   email: { find: findEmails, maxLength: EMAIL_MAX_LENGTH },
-  phone: { find: findPhones, maxLength: PHONE_MAX_LENGTH },
-  credit_card: { find: findCreditCards, maxLength: CREDIT_CARD_MAX_LENGTH },
-  iban: { find: findIbans, maxLength: IBAN_MAX_LENGTH },
-  us_ssn: { find: findUsSsns, maxLength: US_SSN_MAX_LENGTH },
-  ip_address: { find: findIpAddresses, maxLength: IP_ADDRESS_MAX_LENGTH },
+  phone: { find: findPhones, maxLength: PHONE_MAX_LENGTH, mayMatch: needsDigit },
+  credit_card: { find: findCreditCards, maxLength: CREDIT_CARD_MAX_LENGTH, mayMatch: needsDigit },
+  iban: { find: findIbans, maxLength: IBAN_MAX_LENGTH, mayMatch: needsDigit },
+  us_ssn: { find: findUsSsns, maxLength: US_SSN_MAX_LENGTH, mayMatch: needsDigit },
+  ip_address: { find: findIpAddresses, maxLength: IP_ADDRESS_MAX_LENGTH, mayMatch: needsDigitOrColon },
   secret: { find: findSecrets, maxLength: SECRET_MAX_LENGTH, openTail: secretOpenTail },
 };
 
@@ -80,7 +94,11 @@ function piiRule(detector: PiiDetector, action: GuardrailAction): CompiledRule {
     inputOnly: false,
     maxLength: spec.maxLength,
     openTail: spec.openTail,
-    find: (input, rank) => spec.find(input.text).map((m) => hit(rule, action, m, rank, placeholder)),
+    find: (input, rank) => {
+      if (spec.mayMatch !== undefined && !spec.mayMatch(input)) return NO_HITS;
+      const matches = spec.find(input.text);
+      return matches.length === 0 ? NO_HITS : matches.map((m) => hit(rule, action, m, rank, placeholder));
+    },
   };
 }
 
