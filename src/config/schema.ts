@@ -21,6 +21,8 @@ const nonNegativeInt = z.number().int().nonnegative();
  */
 export const MOCK_FAULTS = ['none', 'http-429', 'http-500', 'timeout', 'cut-mid-stream', 'stall-mid-stream', 'malformed-sse', 'no-done', 'absurd-usage'] as const;
 export type MockFault = (typeof MOCK_FAULTS)[number];
+export const MOCK_REASONING_TEXT = ['when-asked', 'always', 'never'] as const;
+export type MockReasoningText = (typeof MOCK_REASONING_TEXT)[number];
 
 export const mockBehaviourSchema = z.strictObject({
   /** Time to first token. */
@@ -34,6 +36,12 @@ export const mockBehaviourSchema = z.strictObject({
   cachedPromptTokens: nonNegativeInt.optional(),
   /** Set: this many reasoning tokens precede the answer, within max_tokens, counted in completion_tokens and reported in completion_tokens_details. */
   reasoningTokens: nonNegativeInt.optional(),
+  /**
+   * Whether those reasoning tokens come as text (`reasoning_content`, before the answer):
+   * `when-asked` (unset: a request with `reasoning_effort` or `thinking`), `always`, or `never`
+   * (counted only). Without `reasoningTokens`, the text is 16 tokens, within a `thinking.budget_tokens`.
+   */
+  reasoningText: z.enum(MOCK_REASONING_TEXT).optional(),
   /** Injected fault, applied to every request this deployment serves. */
   fault: z.enum(MOCK_FAULTS).default('none'),
 });

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import OpenAI from 'openai';
 import { errors, request } from 'undici';
-import { mockCompletionText } from '../../src/providers/mock/generate.js';
+import { DEFAULT_REASONING_TOKENS, mockCompletionText, mockReasoningText } from '../../src/providers/mock/generate.js';
 import { startMockUpstream, type MockUpstream } from '../../src/providers/mock/server.js';
 
 let upstream: MockUpstream;
@@ -128,6 +128,27 @@ describe('mock upstream server', () => {
   it('reports cached and reasoning tokens when x-mock-* headers ask', async () => {
     const completion = await client.chat.completions.create({ model: 'm', messages }, { headers: { 'x-mock-cached-prompt-tokens': '1', 'x-mock-reasoning-tokens': '4' } });
     expect(completion.usage).toMatchObject({ completion_tokens: 16, prompt_tokens_details: { cached_tokens: 1 }, completion_tokens_details: { reasoning_tokens: 4 } });
+  });
+
+  it('reasons when asked: reasoning_content before the answer, streamed and not; x-mock-reasoning-text always or never', async () => {
+    const complete = await client.chat.completions.create({ model: 'm', messages, reasoning_effort: 'low' }, { headers: { 'x-mock-reasoning-tokens': '5' } });
+    expect((complete.choices[0]!.message as { reasoning_content?: string }).reasoning_content).toBe(mockReasoningText(5));
+    expect(complete.choices[0]!.message.content).toBe(mockCompletionText(12));
+    expect(complete.usage).toMatchObject({ completion_tokens: 17, completion_tokens_details: { reasoning_tokens: 5 } });
+    const stream = await client.chat.completions.create({ model: 'm', messages, reasoning_effort: 'low', stream: true, max_tokens: 20 });
+    const deltas: Array<{ reasoning_content?: string; content?: string | null }> = [];
+    for await (const chunk of stream) if (chunk.choices[0]) deltas.push(chunk.choices[0].delta);
+    const reasoning = deltas.map((d) => d.reasoning_content ?? '').join('');
+    expect(reasoning).toBe(mockReasoningText(DEFAULT_REASONING_TOKENS));
+    // Within max_tokens: 16 reasoning tokens leave 4 for the answer, after the reasoning.
+    expect(deltas.map((d) => d.content ?? '').join('')).toBe(mockCompletionText(4));
+    expect(deltas.findLastIndex((d) => d.reasoning_content !== undefined)).toBeLessThan(deltas.findIndex((d) => (d.content ?? '') !== ''));
+
+    const always = await client.chat.completions.create({ model: 'm', messages }, { headers: { 'x-mock-reasoning-text': 'always', 'x-mock-reasoning-tokens': '2' } });
+    expect((always.choices[0]!.message as { reasoning_content?: string }).reasoning_content).toBe(mockReasoningText(2));
+    const never = await client.chat.completions.create({ model: 'm', messages, reasoning_effort: 'high' }, { headers: { 'x-mock-reasoning-text': 'never' } });
+    expect(never.choices[0]!.message).not.toHaveProperty('reasoning_content');
+    expect(never.usage).toEqual({ prompt_tokens: 2, completion_tokens: 12, total_tokens: 14 });
   });
 
   it('answers embeddings.create (openai SDK): base64 by default, floats, dimensions', async () => {

@@ -1,12 +1,13 @@
 // `nemo mock-upstream`: the mock upstream as its own process for tests and benchmarks. Prints one
 // line, `mock upstream listening on http://HOST:PORT`, which callers parse; closes on SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
-import { MOCK_FAULTS, mockBehaviourSchema, type MockBehaviour } from '../../config/schema.js';
+import { MOCK_FAULTS, MOCK_REASONING_TEXT, mockBehaviourSchema, type MockBehaviour } from '../../config/schema.js';
 import { startMockUpstream } from './server.js';
 
 const USAGE = `usage: nemo mock-upstream [--port N] [--host H] [--ttft-ms N] [--tokens-per-second N]
                           [--completion-tokens N] [--no-usage] [--cached-prompt-tokens N]
-                          [--reasoning-tokens N] [--fault ${MOCK_FAULTS.join('|')}]`;
+                          [--reasoning-tokens N] [--reasoning-text ${MOCK_REASONING_TEXT.join('|')}]
+                          [--fault ${MOCK_FAULTS.join('|')}]`;
 
 const OPTIONS = {
   port: { type: 'string', default: '8090' },
@@ -17,6 +18,7 @@ const OPTIONS = {
   'no-usage': { type: 'boolean', default: false },
   'cached-prompt-tokens': { type: 'string' },
   'reasoning-tokens': { type: 'string' },
+  'reasoning-text': { type: 'string' },
   fault: { type: 'string' },
 } as const;
 
@@ -75,6 +77,7 @@ export function parseOptions(args: string[]): CliOptions | string {
   num('cached-prompt-tokens', 'cachedPromptTokens');
   num('reasoning-tokens', 'reasoningTokens');
   if (values['no-usage']) raw.reportUsage = false;
+  if (values['reasoning-text'] !== undefined) raw.reasoningText = values['reasoning-text'];
   if (values.fault !== undefined) raw.fault = values.fault;
   const behaviour = mockBehaviourSchema.safeParse(raw);
   if (!behaviour.success) {

@@ -5,8 +5,13 @@ import type { MockBehaviour, MockFault } from '../../config/schema.js';
 import type { ChatRequest } from '../types.js';
 import { structuredAnswer, type StructuredAnswer, type StructuredRequest } from './structured-answer.js';
 
-/** What the mock reads from a request; every field is untrusted and checked before use. */
-export type MockRequest = Partial<Pick<ChatRequest, 'model' | 'messages' | 'stream' | 'stream_options' | 'max_tokens' | 'max_completion_tokens'>> & StructuredRequest;
+/**
+ * What the mock reads from a request; every field is untrusted and checked before use. A request
+ * asks for reasoning with OpenAI's `reasoning_effort` or Anthropic's `thinking` (which the mock
+ * adapter sends for a translated Messages request).
+ */
+export type MockRequest = Partial<Pick<ChatRequest, 'model' | 'messages' | 'stream' | 'stream_options' | 'max_tokens' | 'max_completion_tokens'>> &
+  StructuredRequest & { reasoning_effort?: unknown; thinking?: unknown };
 
 /** The facts one simulated completion is made of. */
 export interface MockCompletion {
@@ -28,6 +33,8 @@ export interface MockCompletion {
   cachedPromptTokens: number | undefined;
   /** Spent before the answer: in completion_tokens and within max_tokens; reported in completion_tokens_details when set. */
   reasoningTokens: number | undefined;
+  /** The reasoning tokens go out as text (reasoning_content, before the answer); otherwise they are only counted. */
+  reasoningShown: boolean;
   /** What the usage claims instead of the truth (the absurd-usage fault). */
   reportedCompletionTokens?: number;
 }
@@ -50,6 +57,12 @@ export interface MockResponse {
 const WORDS = ['the', 'quick', 'brown', 'fox', 'jumps', 'over', 'a', 'lazy', 'dog', 'while', 'seven', 'small', 'owls', 'sing', 'at', 'dawn'];
 const TOKENS = WORDS.map((w) => `${w} `);
 const CYCLE_TEXT = TOKENS.join('');
+// Reasoning text: other words, so a client can tell thinking from the answer at a glance.
+const REASONING_WORDS = ['first', 'i', 'read', 'the', 'question', 'then', 'weigh', 'each', 'option', 'and', 'check', 'my', 'steps', 'before', 'i', 'answer'];
+const REASONING_TOKENS = REASONING_WORDS.map((w) => `${w} `);
+const REASONING_CYCLE_TEXT = REASONING_TOKENS.join('');
+/** Reasoning text length when a request asks for reasoning and the behaviour sets no reasoningTokens. */
+export const DEFAULT_REASONING_TOKENS = 16;
 
 const SSE_HEADERS = Object.freeze({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
 const JSON_TYPE = 'application/json';
@@ -60,6 +73,9 @@ export const DONE_FRAME = 'data: [DONE]\n\n';
 const CHUNK_TAIL = ',"logprobs":null,"finish_reason":null}]';
 const TOKEN_TAILS = [false, true].map((withUsage) =>
   TOKENS.map((t) => `{"content":"${t}"}${CHUNK_TAIL}${withUsage ? ',"usage":null' : ''}}\n\n`),
+);
+const REASONING_TAILS = [false, true].map((withUsage) =>
+  REASONING_TOKENS.map((t) => `{"reasoning_content":"${t}"}${CHUNK_TAIL}${withUsage ? ',"usage":null' : ''}}\n\n`),
 );
 
 /** Node timers fire on whole milliseconds: a piece due within this much goes now instead of re-arming. */
@@ -76,6 +92,12 @@ export function nextMockId(): string {
 export function mockCompletionText(n: number): string {
   const whole = Math.floor(n / TOKENS.length);
   return CYCLE_TEXT.repeat(whole) + TOKENS.slice(0, n - whole * TOKENS.length).join('');
+}
+
+/** The exact reasoning text of n tokens, for asserting reassembly. */
+export function mockReasoningText(n: number): string {
+  const whole = Math.floor(n / REASONING_TOKENS.length);
+  return REASONING_CYCLE_TEXT.repeat(whole) + REASONING_TOKENS.slice(0, n - whole * REASONING_TOKENS.length).join('');
 }
 
 /** ceil(UTF-8 bytes of all message text / 4), at least 1. */
@@ -98,7 +120,11 @@ export function mockPromptTokens(messages: unknown): number {
 
 export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, id: string, created = Math.floor(Date.now() / 1000)): MockCompletion {
   const limit = Math.min(tokenLimit(body.max_tokens), tokenLimit(body.max_completion_tokens));
-  const reasoningTokens = behaviour.reasoningTokens === undefined ? undefined : Math.min(behaviour.reasoningTokens, limit);
+  const mode = behaviour.reasoningText ?? 'when-asked';
+  const budget = mode === 'never' ? undefined : reasoningBudget(body);
+  const shown = mode === 'always' || budget !== undefined;
+  const wantedReasoning = shown ? Math.min(behaviour.reasoningTokens ?? DEFAULT_REASONING_TOKENS, budget ?? Infinity) : behaviour.reasoningTokens;
+  const reasoningTokens = wantedReasoning === undefined ? undefined : Math.min(wantedReasoning, limit);
   const room = limit - (reasoningTokens ?? 0);
   // Most requests offer no tools and no response_format: no look at them at all.
   const structured = body.tools === undefined && body.response_format === undefined ? undefined : structuredAnswer(body, behaviour.completionTokens, toolCallIdOf(id), WORDS);
@@ -119,7 +145,21 @@ export function describeCompletion(body: MockRequest, behaviour: MockBehaviour, 
     structured,
     cachedPromptTokens: behaviour.cachedPromptTokens === undefined ? undefined : Math.min(behaviour.cachedPromptTokens, promptTokens),
     reasoningTokens,
+    reasoningShown: shown && reasoningTokens !== undefined && reasoningTokens > 0,
   };
+}
+
+/**
+ * How many tokens the request lets the mock reason: Infinity when it asks with `reasoning_effort`
+ * (any but "none") or a `thinking` option (any type but "disabled"; `budget_tokens` bounds it),
+ * undefined when it does not ask.
+ */
+function reasoningBudget(body: MockRequest): number | undefined {
+  const thinking = body.thinking as { type?: unknown; budget_tokens?: unknown } | null | undefined;
+  if (typeof thinking === 'object' && thinking !== null && thinking.type !== 'disabled') {
+    return typeof thinking.budget_tokens === 'number' && thinking.budget_tokens > 0 ? Math.floor(thinking.budget_tokens) : Infinity;
+  }
+  return typeof body.reasoning_effort === 'string' && body.reasoning_effort !== 'none' ? Infinity : undefined;
 }
 
 /** A tool call's id follows from its completion's: `chatcmpl-mock1f` calls `call_mock1f`. */
@@ -146,9 +186,14 @@ export function completionJson(c: MockCompletion): string {
   const usage = c.reportUsage ? `,"usage":${usageJson(c)}` : '';
   return (
     `{"id":${JSON.stringify(c.id)},"object":"chat.completion","created":${c.created},"model":${JSON.stringify(c.model)},` +
-    `"choices":[{"index":0,"message":{"role":"assistant",${messageFields(c)},"refusal":null},` +
+    `"choices":[{"index":0,"message":{"role":"assistant",${reasoningField(c)}${messageFields(c)},"refusal":null},` +
     `"logprobs":null,"finish_reason":"${c.finishReason}"}]${usage},"system_fingerprint":null}`
   );
+}
+
+/** A complete message's `reasoning_content` (DeepSeek's and vLLM's name) and a comma, when shown. */
+function reasoningField(c: MockCompletion): string {
+  return c.reasoningShown ? `"reasoning_content":"${mockReasoningText(c.reasoningTokens!)}",` : '';
 }
 
 /** A complete message's `content` (and `tool_calls`), cut at completionTokens. */
@@ -161,22 +206,32 @@ function messageFields(c: MockCompletion): string {
 }
 
 /**
- * The SSE frames in OpenAI's order: role chunk, one chunk per token, the finish chunk, the usage
- * chunk (only when asked for and reported), [DONE]. frames[1..completionTokens] are the tokens.
+ * The SSE frames in OpenAI's order: role chunk, one chunk per token (shown reasoning first, then the
+ * answer), the finish chunk, the usage chunk (only when asked for and reported), [DONE].
+ * frames[1..streamedTokens(c)] are the tokens.
  */
 export function streamFrames(c: MockCompletion): string[] {
   const head = `data: {"id":${JSON.stringify(c.id)},"object":"chat.completion.chunk","created":${c.created},"model":${JSON.stringify(c.model)},"system_fingerprint":null,"choices":`;
   const usageNull = c.includeUsage ? ',"usage":null' : '';
   const choiceHead = `${head}[{"index":0,"delta":`;
   const s = c.structured;
-  const frames: string[] = [`${choiceHead}${roleDelta(s)}${CHUNK_TAIL}${usageNull}}\n\n`];
+  // A tool call's header may not come before the reasoning: then it rides with its first fragment.
+  const headerFirst = !c.reasoningShown;
+  const frames: string[] = [`${choiceHead}${headerFirst || s?.kind !== 'tool_call' ? roleDelta(s) : '{"role":"assistant","content":null}'}${CHUNK_TAIL}${usageNull}}\n\n`];
+  if (c.reasoningShown) {
+    const tails = REASONING_TAILS[c.includeUsage ? 1 : 0]!;
+    for (let i = 0; i < c.reasoningTokens!; i++) frames.push(choiceHead + tails[i % tails.length]!);
+  }
   if (s === undefined) {
     const tails = TOKEN_TAILS[c.includeUsage ? 1 : 0]!;
     for (let i = 0; i < c.completionTokens; i++) frames.push(choiceHead + tails[i % tails.length]!);
   } else {
     // As OpenAI streams them: a tool call's header first (above), then its arguments in fragments.
     const [before, after] = s.kind === 'json' ? ['{"content":', '}'] : ['{"tool_calls":[{"index":0,"function":{"arguments":', '}}]}'];
-    for (let i = 0; i < c.completionTokens; i++) frames.push(`${choiceHead}${before}${JSON.stringify(s.pieces[i])}${after}${CHUNK_TAIL}${usageNull}}\n\n`);
+    for (let i = 0; i < c.completionTokens; i++) {
+      const opening = i === 0 && !headerFirst && s.kind === 'tool_call' ? toolCallHead(s) : before;
+      frames.push(`${choiceHead}${opening}${JSON.stringify(s.pieces[i])}${after}${CHUNK_TAIL}${usageNull}}\n\n`);
+    }
   }
   frames.push(`${choiceHead}{},"logprobs":null,"finish_reason":"${c.finishReason}"}]${usageNull}}\n\n`);
   if (c.includeUsage && c.reportUsage) frames.push(`${head}[],"usage":${usageJson(c)}}\n\n`);
@@ -188,6 +243,16 @@ export function streamFrames(c: MockCompletion): string[] {
 function roleDelta(s: StructuredAnswer | undefined): string {
   if (s?.kind !== 'tool_call') return '{"role":"assistant","content":""}';
   return `{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":${JSON.stringify(s.id)},"type":"function","function":{"name":${JSON.stringify(s.name)},"arguments":""}}]}`;
+}
+
+/** A tool call's first fragment after shown reasoning: its id, type and name, up to the arguments' value. */
+function toolCallHead(s: Extract<StructuredAnswer, { kind: 'tool_call' }>): string {
+  return `{"tool_calls":[{"index":0,"id":${JSON.stringify(s.id)},"type":"function","function":{"name":${JSON.stringify(s.name)},"arguments":`;
+}
+
+/** Token frames in a stream: the shown reasoning and the answer. */
+function streamedTokens(c: MockCompletion): number {
+  return c.completionTokens + (c.reasoningShown ? c.reasoningTokens! : 0);
 }
 
 export function mockErrorBody(message: string, type: string, code: string | null): string {
@@ -211,10 +276,11 @@ export function planMockResponse(body: MockRequest, behaviour: MockBehaviour, id
   const c = describeCompletion(body, behaviour, id);
   if (fault === 'absurd-usage') c.reportedCompletionTokens = ABSURD_COMPLETION_TOKENS;
   const intervalMs = behaviour.tokensPerSecond > 0 ? 1000 / behaviour.tokensPerSecond : 0;
-  // Reasoning tokens are "generated" before the first visible one.
+  // Reasoning tokens are "generated" before the first visible one; shown, they stream as tokens.
   const thinkingMs = (c.reasoningTokens ?? 0) * intervalMs;
   if (c.stream) {
-    return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs + thinkingMs, intervalMs, ...streamPieces(streamFrames(c), c.completionTokens, fault, intervalMs === 0) };
+    const hiddenMs = c.reasoningShown ? 0 : thinkingMs;
+    return { status: 200, headers: SSE_HEADERS, firstDelayMs: behaviour.ttftMs + hiddenMs, intervalMs, ...streamPieces(streamFrames(c), streamedTokens(c), fault, intervalMs === 0) };
   }
   // A non-stream answer arrives once the whole completion is "generated".
   return jsonAnswer(completionJson(c), behaviour.ttftMs + thinkingMs + c.completionTokens * intervalMs, fault);

@@ -3,7 +3,7 @@
 // x-mock-* headers. Built to be cheap: precomputed bytes, one res.end when nothing is timed, no logs.
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MOCK_FAULTS, mockBehaviourSchema, type MockBehaviour, type MockFault } from '../../config/schema.js';
+import { MOCK_FAULTS, MOCK_REASONING_TEXT, mockBehaviourSchema, type MockBehaviour, type MockFault, type MockReasoningText } from '../../config/schema.js';
 import type { MockStats } from './dispatcher.js';
 import { TIMER_SLACK_MS, jsonResponse, mockErrorBody, type MockResponse } from './generate.js';
 import { mockPlannerFor, type MockPlanner } from './routes.js';
@@ -199,7 +199,7 @@ class ServerExchange {
   }
 }
 
-const OVERRIDE_HEADERS = ['x-mock-ttft-ms', 'x-mock-tokens-per-second', 'x-mock-completion-tokens', 'x-mock-usage', 'x-mock-fault', 'x-mock-cached-prompt-tokens', 'x-mock-reasoning-tokens'] as const;
+const OVERRIDE_HEADERS = ['x-mock-ttft-ms', 'x-mock-tokens-per-second', 'x-mock-completion-tokens', 'x-mock-usage', 'x-mock-fault', 'x-mock-cached-prompt-tokens', 'x-mock-reasoning-tokens', 'x-mock-reasoning-text'] as const;
 
 /** The server defaults with any x-mock-* header applied, or what is wrong with a header. */
 export function behaviourFrom(headers: IncomingHttpHeaders, defaults: MockBehaviour): MockBehaviour | string {
@@ -238,6 +238,11 @@ export function behaviourFrom(headers: IncomingHttpHeaders, defaults: MockBehavi
     const n = numberOf(text);
     if (!Number.isInteger(n) || n < 0) return `${name} must be a non-negative integer, got ${JSON.stringify(text)}`;
     b[key] = n;
+  }
+  const reasoningText = read('x-mock-reasoning-text');
+  if (reasoningText !== undefined) {
+    if (!(MOCK_REASONING_TEXT as readonly string[]).includes(reasoningText)) return `x-mock-reasoning-text must be one of ${MOCK_REASONING_TEXT.join(', ')}, got ${JSON.stringify(reasoningText)}`;
+    b.reasoningText = reasoningText as MockReasoningText;
   }
   const fault = read('x-mock-fault');
   if (fault !== undefined) {

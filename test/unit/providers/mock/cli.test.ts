@@ -23,6 +23,11 @@ describe('mock-upstream options', () => {
     expect(parseOptions(['--reasoning-tokens', '-1'])).toMatch(/--reasoning-tokens/);
   });
 
+  it('reads --reasoning-text and names it when wrong', () => {
+    expect(parseOptions(['--reasoning-text', 'always'])).toMatchObject({ defaults: { reasoningText: 'always' } });
+    expect(parseOptions(['--reasoning-text', 'sometimes'])).toMatch(/--reasoning-text/);
+  });
+
   it('lists every bad value in one message', () => {
     const problems = parseOptions(['--port', '70000', '--ttft-ms=-1', '--completion-tokens', 'x', '--fault', 'boom']);
     expect(typeof problems).toBe('string');
@@ -50,6 +55,11 @@ describe('x-mock-* header overrides', () => {
     const headers = { 'x-mock-cached-prompt-tokens': '7', 'x-mock-reasoning-tokens': '2' };
     expect(behaviourFrom(headers, defaults)).toEqual({ ...defaults, cachedPromptTokens: 7, reasoningTokens: 2 });
     expect(behaviourFrom({ 'x-mock-reasoning-tokens': '1.5' }, defaults)).toMatch(/x-mock-reasoning-tokens must be a non-negative integer/);
+  });
+
+  it('applies x-mock-reasoning-text', () => {
+    expect(behaviourFrom({ 'x-mock-reasoning-text': 'never' }, defaults)).toEqual({ ...defaults, reasoningText: 'never' });
+    expect(behaviourFrom({ 'x-mock-reasoning-text': 'yes' }, defaults)).toMatch(/x-mock-reasoning-text must be one of when-asked, always, never/);
   });
 
   it('explains a bad header instead of guessing', () => {

@@ -2,12 +2,14 @@ import { describe, it, expect } from 'vitest';
 import type { MockBehaviour } from '../../../../src/config/schema.js';
 import {
   ABSURD_COMPLETION_TOKENS,
+  DEFAULT_REASONING_TOKENS,
   DONE_FRAME,
   MALFORMED_FRAME,
   completionJson,
   describeCompletion,
   mockCompletionText,
   mockPromptTokens,
+  mockReasoningText,
   planMockResponse,
   streamFrames,
   type MockRequest,
@@ -218,5 +220,106 @@ describe('planMockResponse', () => {
     expect(malformed.ending).toBe('end');
     expect(() => JSON.parse(malformed.pieces[0]!)).toThrow();
     expect(malformed.headers['content-length']).toBe(String(Buffer.byteLength(malformed.pieces[0]!)));
+  });
+});
+
+describe('reasoning text', () => {
+  interface Message { content: string | null; reasoning_content?: string; tool_calls?: Array<{ id: string; function: { name: string; arguments: string } }> }
+  const answer = (body: MockRequest, over: Partial<MockBehaviour> = {}) => {
+    const json = JSON.parse(completionJson(describeCompletion({ messages, ...body }, behaviour(over), 'chatcmpl-t', 1_700_000_000))) as {
+      choices: Array<{ message: Message; finish_reason: string }>;
+      usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number; completion_tokens_details?: { reasoning_tokens: number } };
+    };
+    return { message: json.choices[0]!.message, finish: json.choices[0]!.finish_reason, usage: json.usage };
+  };
+  const deltas = (f: string[]) => parseFrames(f).chunks.map((c) => c.choices[0]?.delta as (Record<string, unknown> & { reasoning_content?: string }) | undefined);
+
+  it('mockReasoningText is deterministic and other words than the answer', () => {
+    expect(mockReasoningText(3)).toBe('first i read ');
+    expect(mockReasoningText(18)).toBe(mockReasoningText(16) + 'first i ');
+    expect(mockReasoningText(16)).not.toContain('fox');
+  });
+
+  it('reasoning_effort: reasoning_content before the answer, counted in completion_tokens and reported as reasoning tokens', () => {
+    const { message, finish, usage } = answer({ reasoning_effort: 'low' });
+    expect(message.reasoning_content).toBe(mockReasoningText(DEFAULT_REASONING_TOKENS));
+    expect(message.content).toBe(mockCompletionText(16));
+    expect(finish).toBe('stop');
+    expect(usage).toEqual({ prompt_tokens: 5, completion_tokens: 16 + DEFAULT_REASONING_TOKENS, total_tokens: 5 + 16 + DEFAULT_REASONING_TOKENS, completion_tokens_details: { reasoning_tokens: DEFAULT_REASONING_TOKENS } });
+  });
+
+  it('thinking: bounded by budget_tokens; the behaviour reasoningTokens sets the length', () => {
+    expect(answer({ thinking: { type: 'enabled', budget_tokens: 5 } }).message.reasoning_content).toBe(mockReasoningText(5));
+    expect(answer({ thinking: { type: 'enabled', budget_tokens: 1024 } }, { reasoningTokens: 7 }).usage.completion_tokens_details).toEqual({ reasoning_tokens: 7 });
+    expect(answer({ reasoning_effort: 'high' }, { reasoningTokens: 7 }).message.reasoning_content).toBe(mockReasoningText(7));
+  });
+
+  it('within max_tokens: the reasoning goes first, the answer gets what is left', () => {
+    const { message, finish, usage } = answer({ reasoning_effort: 'low', max_tokens: 20 });
+    expect(message.reasoning_content).toBe(mockReasoningText(16));
+    expect(message.content).toBe(mockCompletionText(4));
+    expect(finish).toBe('length');
+    expect(usage.completion_tokens).toBe(20);
+  });
+
+  it('is not shown when not asked (thinking disabled, reasoning_effort none), nor with reasoningText never: the same bytes as before', () => {
+    const plain = completionJson(describeCompletion({ messages }, behaviour({ reasoningTokens: 3 }), 'chatcmpl-t', 1));
+    for (const [body, over] of [
+      [{ thinking: { type: 'disabled' } }, {}],
+      [{ reasoning_effort: 'none' }, {}],
+      [{ reasoning_effort: 'low' }, { reasoningText: 'never' }],
+      [{ thinking: { type: 'enabled', budget_tokens: 2 } }, { reasoningText: 'never' }],
+    ] as const) {
+      expect(completionJson(describeCompletion({ messages, ...body }, behaviour({ reasoningTokens: 3, ...over }), 'chatcmpl-t', 1))).toBe(plain);
+      const streamed = (b: MockRequest) => streamFrames(describeCompletion({ messages, stream: true, ...b }, behaviour({ reasoningTokens: 3, ...over }), 'chatcmpl-t', 1)).join('');
+      expect(streamed(body)).toBe(streamed({}));
+    }
+    expect(plain).not.toContain('reasoning_content');
+  });
+
+  it('reasoningText always: every answer reasons', () => {
+    expect(answer({}, { reasoningText: 'always', reasoningTokens: 4 }).message.reasoning_content).toBe(mockReasoningText(4));
+  });
+
+  it('streams reasoning_content chunks first, then the content, which reassemble through the OpenAI translator', () => {
+    const f = frames({ reasoning_effort: 'medium', stream_options: { include_usage: true } }, { completionTokens: 3, reasoningTokens: 4 });
+    const d = deltas(f);
+    expect(d[0]).toEqual({ role: 'assistant', content: '' });
+    expect(d.slice(1, 5)).toEqual(['first ', 'i ', 'read ', 'the '].map((reasoning_content) => ({ reasoning_content })));
+    expect(d.slice(5, 8)).toEqual(['the ', 'quick ', 'brown '].map((content) => ({ content })));
+    const translator = new OpenAiStreamTranslator({ requestId: 'r', publicModel: 'm', created: 0, clientWantsUsage: true });
+    const out: string[] = [];
+    const parser = new SseParser((event) => translator.onEvent(event, { push: (frame) => out.push(String(frame)) }));
+    parser.push(Buffer.from(f.join('')));
+    expect(translator.usage).toEqual({ prompt_tokens: 5, completion_tokens: 7, total_tokens: 12, completion_tokens_details: { reasoning_tokens: 4 } });
+    const passed = out.filter((frame) => frame.startsWith('data: {')).map((frame) => JSON.parse(frame.slice(6)) as { choices: Array<{ delta: { reasoning_content?: string; content?: string } }> });
+    expect(passed.map((c) => c.choices[0]?.delta.reasoning_content ?? '').join('')).toBe(mockReasoningText(4));
+    expect(passed.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(mockCompletionText(3));
+  });
+
+  it('a tool call after reasoning: its id and name ride with the first argument fragment, never before the reasoning', () => {
+    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'] } } }];
+    const f = frames({ tools, reasoning_effort: 'low' }, { reasoningTokens: 2 });
+    const d = deltas(f);
+    expect(d[0]).toEqual({ role: 'assistant', content: null });
+    expect(d.slice(1, 3)).toEqual([{ reasoning_content: 'first ' }, { reasoning_content: 'i ' }]);
+    expect(d[3]).toMatchObject({ tool_calls: [{ index: 0, id: 'call_t', type: 'function', function: { name: 'lookup' } }] });
+    const args = d.flatMap((x) => (x?.tool_calls as Array<{ function: { arguments: string } }> | undefined) ?? []).map((c) => c.function.arguments).join('');
+    const complete = answer({ tools, reasoning_effort: 'low' }, { reasoningTokens: 2 });
+    expect(args).toBe(complete.message.tool_calls![0]!.function.arguments);
+    expect(complete.message.reasoning_content).toBe(mockReasoningText(2));
+    expect(parseFrames(f).chunks.at(-1)!.choices[0]!.finish_reason).toBe('tool_calls');
+  });
+
+  it('paced: shown reasoning streams one token a piece from the first byte; hidden reasoning delays the first token', () => {
+    const body: MockRequest = { messages, stream: true, reasoning_effort: 'low' };
+    const shown = planMockResponse(body, behaviour({ completionTokens: 4, reasoningTokens: 3, tokensPerSecond: 100, ttftMs: 5 }), 'x');
+    expect(shown.firstDelayMs).toBe(5);
+    expect(shown.pieces).toHaveLength(7);
+    const hidden = planMockResponse({ ...body, reasoning_effort: undefined }, behaviour({ completionTokens: 4, reasoningTokens: 3, tokensPerSecond: 100, ttftMs: 5 }), 'x');
+    expect(hidden.firstDelayMs).toBe(35);
+    expect(hidden.pieces).toHaveLength(4);
+    const complete = planMockResponse({ messages, reasoning_effort: 'low' }, behaviour({ completionTokens: 4, reasoningTokens: 3, tokensPerSecond: 100, ttftMs: 5 }), 'x');
+    expect(complete.firstDelayMs).toBe(75);
   });
 });
