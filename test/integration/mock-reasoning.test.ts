@@ -28,7 +28,7 @@ describe('the mock reasons when asked (through the gateway, official SDKs)', () 
       models: [
         // Default behaviour: reasoning text only when the request asks for it.
         { name: 'mock-think', deployments: [{ provider: 'mock', model: 'mock-think', ...PRICES, mock: { completionTokens: ANSWER_TOKENS } }] },
-        // Responses' `reasoning` option does not reach a chat upstream: this mock reasons on every request.
+        // Reasons on every request, whatever it asks.
         { name: 'mock-reasoner', deployments: [{ provider: 'mock', model: 'mock-reasoner', ...PRICES, mock: { completionTokens: ANSWER_TOKENS, reasoningTokens: REASONING, reasoningText: 'always' } }] },
       ],
     });
@@ -96,6 +96,16 @@ describe('the mock reasons when asked (through the gateway, official SDKs)', () 
 
     const [charge] = await books.expectSettledBooks(org.orgId, { served: 1 });
     expect(charge!.charged).toBe(priced(response.usage!.input_tokens, response.usage!.output_tokens, REASONING));
+  });
+
+  it('responses.create passes reasoning.effort on as reasoning_effort: a mock that reasons only when asked answers with a reasoning item', async () => {
+    const org = await fundedOrg(gw.gateway, 10_000_000, 'responses effort org');
+    const asked = await openai(org).responses.create({ model: 'mock-think', input: 'Think first.', reasoning: { effort: 'low' } });
+    expect(asked.output.map((item) => item.type)).toEqual(['reasoning', 'message']);
+    const plain = await openai(org).responses.create({ model: 'mock-think', input: 'Do not think.' });
+    expect(plain.output.map((item) => item.type)).toEqual(['message']);
+    await expect(openai(org).responses.create({ model: 'mock-think', input: 'x', reasoning: { effort: 'extreme' as 'low' } })).rejects.toMatchObject({ status: 400, param: 'reasoning.effort' });
+    await books.expectSettledBooks(org.orgId, { served: 2 });
   });
 
   it('responses.create streamed with reasoning: reasoning_text deltas before the output text, the completed response has the reasoning item', async () => {

@@ -34,10 +34,9 @@ export interface ResponsesRequestInfo {
 }
 
 /** Fields read below; any other field is refused by name unless HARMLESS accepts its value. */
-const HANDLED = new Set(['model', 'input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'text', 'stream', 'store', 'previous_response_id', 'metadata', 'user']);
+const HANDLED = new Set(['model', 'input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'text', 'stream', 'store', 'previous_response_id', 'metadata', 'user', 'reasoning']);
 /** No chat equivalent, and nothing lost by leaving them out with these values. */
 const HARMLESS: Readonly<Record<string, (value: unknown) => boolean>> = {
-  reasoning: (v) => isRecord(v),
   truncation: (v) => v === 'disabled',
   background: (v) => v === false,
   include: (v) => Array.isArray(v) && v.length === 0,
@@ -51,6 +50,17 @@ const MAX_METADATA_KEY_CHARS = 64;
 const MAX_METADATA_VALUE_CHARS = 512;
 
 const INFO = new WeakMap<ChatRequest, ResponsesRequestInfo>();
+const EFFORTS = new Set(['none', 'minimal', 'low', 'medium', 'high']);
+
+/** `reasoning.effort`, when set; `summary` and `generate_summary` have no chat equivalent and are left out. */
+function reasoningEffortOf(value: unknown): string | undefined {
+  if (value == null) return undefined;
+  if (!isRecord(value)) throw invalidRequest('`reasoning` must be an object.', 'reasoning');
+  const effort = value.effort;
+  if (effort == null) return undefined;
+  if (typeof effort !== 'string' || !EFFORTS.has(effort)) throw invalidRequest('`reasoning.effort` must be one of none, minimal, low, medium, high.', 'reasoning.effort');
+  return effort;
+}
 
 export function responsesToChatRequest(text: string): ChatRequest {
   const body = parseJsonObject(text);
@@ -86,6 +96,9 @@ export function responsesToChatRequest(text: string): ChatRequest {
     if (typeof body.parallel_tool_calls !== 'boolean') throw invalidRequest('`parallel_tool_calls` must be a boolean.', 'parallel_tool_calls');
     request.parallel_tool_calls = body.parallel_tool_calls;
   }
+  const effort = reasoningEffortOf(body.reasoning);
+  // Chat's name for it: OpenAI-compatible reasoning models (and the mock) read reasoning_effort.
+  if (effort !== undefined) (request as ChatRequest & { reasoning_effort?: string }).reasoning_effort = effort;
   const textOption = textOf(body.text, request);
   const user = optionalString(body.user, 'user');
   if (user !== null) request.user = user;

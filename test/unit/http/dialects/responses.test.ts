@@ -51,7 +51,7 @@ function eventsOf(frames: Frame[]): Event[] {
 }
 
 describe('Responses request translation', () => {
-  it('maps instructions, input items, tools, tool_choice, text.format, max_output_tokens and user', () => {
+  it('maps instructions, input items, tools, tool_choice, text.format, max_output_tokens, reasoning.effort and user', () => {
     const request = parse({
       model: 'm',
       instructions: 'Be brief.',
@@ -100,6 +100,8 @@ describe('Responses request translation', () => {
       tool_choice: { type: 'function', function: { name: 'lookup' } },
       parallel_tool_calls: false,
       response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object' }, strict: true } },
+      // Chat's name for reasoning.effort.
+      reasoning_effort: 'low',
       user: 'u-1',
     });
   });
