@@ -1,4 +1,4 @@
-// The text a stream generated (content and tool-call arguments), kept as UTF-8 bytes in one
+// The text a stream generated (content, reasoning text and tool-call arguments), kept as UTF-8 bytes in one
 // growable buffer so that a stream whose usage never arrives (a client disconnect, a provider
 // without usage) can be charged for an exact token count. Pieces are copied, so no frame string
 // stays alive because of them; the OpenAI translator keeps the JSON-escaped form (no parse per
@@ -11,6 +11,8 @@ const MAX_BYTES = 8 * 1024 * 1024;
 // common character, is several times slower to find. The first three are checked where it matched.
 const CONTENT_HEAD = '"co';
 const CONTENT_TAIL = 'ntent":"';
+// `reasoning_content` (DeepSeek, vLLM, OpenRouter, the mock): generated tokens too, charged like content.
+const REASONING_HEAD = '"reasoning_co';
 const ARGUMENTS_HEAD = '"ar';
 const ARGUMENTS_TAIL = 'guments":"';
 
@@ -42,12 +44,12 @@ export class CompletionText {
   }
 
   /**
-   * Appends the string values of every `"content"` and `"arguments"` key of one OpenAI chunk's
-   * JSON, without parsing it. Inside JSON strings quotes are escaped, so an unescaped `"content":"`
-   * can only be a key.
+   * Appends the string values of every `"content"`, `"reasoning_content"` and `"arguments"` key of
+   * one OpenAI chunk's JSON, without parsing it. Inside JSON strings quotes are escaped, so an
+   * unescaped `"content":"` can only be a key.
    */
   appendFromChunk(json: string): void {
-    this.appendValuesOf(json, CONTENT_HEAD, CONTENT_TAIL);
+    this.appendValuesOf(json, CONTENT_HEAD, CONTENT_TAIL, REASONING_HEAD);
     this.appendValuesOf(json, ARGUMENTS_HEAD, ARGUMENTS_TAIL);
   }
 
@@ -63,13 +65,13 @@ export class CompletionText {
     }
   }
 
-  /** The values of the key `head + tail`. */
-  private appendValuesOf(json: string, head: string, tail: string): void {
+  /** The values of the key `head + tail` (and of `otherHead + tail`, which shares the tail). */
+  private appendValuesOf(json: string, head: string, tail: string, otherHead?: string): void {
     // Past the end of the last value (its closing quote cannot open the next key).
     let from = 0;
     let at = json.indexOf(tail);
     while (at !== -1) {
-      if (at - head.length >= from && json.startsWith(head, at - head.length)) {
+      if (isKeyAt(json, head, at, from) || (otherHead !== undefined && isKeyAt(json, otherHead, at, from))) {
         const start = at + tail.length;
         const end = closingQuote(json, start);
         if (end === -1) return;
@@ -81,6 +83,11 @@ export class CompletionText {
       }
     }
   }
+}
+
+/** Whether `head` ends at `at`, after the last value read (`from`). */
+function isKeyAt(json: string, head: string, at: number, from: number): boolean {
+  return at - head.length >= from && json.startsWith(head, at - head.length);
 }
 
 /** Index of the quote that ends the JSON string starting at `from`, or -1. */

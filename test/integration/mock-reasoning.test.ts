@@ -28,6 +28,8 @@ describe('the mock reasons when asked (through the gateway, official SDKs)', () 
       models: [
         // Default behaviour: reasoning text only when the request asks for it.
         { name: 'mock-think', deployments: [{ provider: 'mock', model: 'mock-think', ...PRICES, mock: { completionTokens: ANSWER_TOKENS } }] },
+        // Cut halfway through its reasoning: no usage ever arrives, the gateway counts what came.
+        { name: 'mock-cut-reasoner', deployments: [{ provider: 'mock', model: 'mock-cut-reasoner', ...PRICES, mock: { completionTokens: 4, reasoningTokens: 40, reasoningText: 'always', fault: 'cut-mid-stream' } }] },
         // Reasons on every request, whatever it asks.
         { name: 'mock-reasoner', deployments: [{ provider: 'mock', model: 'mock-reasoner', ...PRICES, mock: { completionTokens: ANSWER_TOKENS, reasoningTokens: REASONING, reasoningText: 'always' } }] },
       ],
@@ -96,6 +98,24 @@ describe('the mock reasons when asked (through the gateway, official SDKs)', () 
 
     const [charge] = await books.expectSettledBooks(org.orgId, { served: 1 });
     expect(charge!.charged).toBe(priced(response.usage!.input_tokens, response.usage!.output_tokens, REASONING));
+  });
+
+  // Regression: reasoning_content was not kept as generated text, so a stream cut while the model
+  // reasoned was charged for its prompt only.
+  it('a stream cut while the mock reasons is charged for the reasoning text it sent', async () => {
+    const org = await fundedOrg(gw.gateway, 10_000_000, 'cut reasoning org');
+    const stream = await openai(org).chat.completions.create({ model: 'mock-cut-reasoner', messages: [{ role: 'user', content: 'Reason, then get cut.' }], stream: true });
+    let reasoningChunks = 0;
+    await expect(
+      (async () => {
+        for await (const chunk of stream) if ((chunk.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content) reasoningChunks++;
+      })(),
+    ).rejects.toThrow();
+    expect(reasoningChunks).toBeGreaterThan(5);
+    await books.expectSettledBooks(org.orgId, { served: 1 });
+    const { rows } = await books.pool.query<{ completion_tokens: number }>("SELECT completion_tokens::float8 AS completion_tokens FROM nemo.ledger_entries WHERE org_id = $1 AND kind = 'settle'", [org.orgId]);
+    // One token per reasoning word the client saw, at least (the gateway may have read a little more).
+    expect(rows[0]!.completion_tokens).toBeGreaterThanOrEqual(reasoningChunks);
   });
 
   it('responses.create passes reasoning.effort on as reasoning_effort: a mock that reasons only when asked answers with a reasoning item', async () => {

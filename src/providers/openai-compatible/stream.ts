@@ -9,8 +9,8 @@ import { readUsage } from '../usage.js';
 
 const DONE_FRAME = Buffer.from('data: [DONE]\n\n');
 const USAGE_KEY = /"usage"\s*:\s*\{/;
-/** A delta carrying generated text or tool-call arguments (not the role or finish chunks). */
-const CONTENT_DELTA = /"(?:content|arguments)"\s*:\s*"[^"]/;
+/** A delta carrying generated text, reasoning text or tool-call arguments (not the role or finish chunks). */
+const CONTENT_DELTA = /"(?:content|reasoning_content|arguments)"\s*:\s*"[^"]/;
 // Inside JSON string values quotes are escaped, so an unescaped `"error":` can only be a key.
 const ERROR_KEY = /"error"\s*:/;
 
