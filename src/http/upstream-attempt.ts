@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import type { Config, Deployment } from '../config/load.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { UpstreamRequest, ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
+import type { UpstreamRequest, ChatCompletion, ChatRequest, FrameSink, ProviderAdapter, TranslateContext, Usage } from '../providers/types.js';
 import { failureFromStatus, failureFromTransport, type AttemptFailure } from '../providers/upstream-errors.js';
 import { log } from '../log.js';
 import { readUsage } from '../providers/usage.js';
@@ -30,7 +30,8 @@ export interface AttemptSpec {
 /** What an attempt reports to; every call carries the attempt so a stale one is ignored. */
 export interface AttemptOwner {
   onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void;
-  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void;
+  /** `completion`: the answer as parsed from `body` (its own object: the owner may change it). */
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined, completion: unknown): void;
   /** The frames of one upstream chunk are in the sink. */
   flushFrames(attempt: UpstreamAttempt): void;
   onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined): void;
@@ -181,6 +182,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     this.chunks = []; // `bytes` stays: it is the output estimate when usage is missing
     let usage: Usage | undefined;
     let body: string | Uint8Array;
+    let completion: ChatCompletion;
     try {
       let json: unknown;
       try {
@@ -188,14 +190,14 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
       } catch {
         throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE');
       }
-      const completion = this.adapter.parseResponse(json, this.spec.ctx);
+      completion = this.adapter.parseResponse(json, this.spec.ctx);
       usage = this.withinBound(readUsage(completion.usage));
       body = this.adapter.passthroughResponse ? raw : JSON.stringify(completion);
     } catch (err) {
       const failure = failureFromTransport(err);
       return this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
     }
-    this.owner.onCompletion(this, body, usage);
+    this.owner.onCompletion(this, body, usage, completion);
   }
 
   /**

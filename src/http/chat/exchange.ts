@@ -202,14 +202,15 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver, GateOw
   }
 
   /** A complete non-stream answer: its output guardrails first, when the key has them. */
-  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void {
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined, parsed?: unknown): void {
     this.served = attempt;
     this.usage = usage;
     const guard = this.principal!.guardrails;
     if (!guard?.scansOutput) return this.sendCompletion(body);
-    let completion: unknown;
+    // The attempt parsed the answer already: no second JSON.parse of the body.
+    let completion = parsed;
     try {
-      completion = parseAnswer(body);
+      completion ??= parseAnswer(body);
     } catch (err) {
       return this.fail(toGatewayError(err));
     }

@@ -17,7 +17,7 @@ export type Frame = string | Uint8Array;
 export interface UpstreamListener {
   /** The translated frames of one upstream chunk (the array is reused: read it during the call). */
   onFrames(attempt: UpstreamAttempt, frames: Frame[]): void;
-  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void;
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined, completion?: unknown): void;
   /** The stream completed; `lastFrames` were translated at its very end. */
   onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined, lastFrames: Frame[]): void;
   /** No deployment can answer: the last failure, or why none was tried. */
@@ -117,11 +117,11 @@ export class UpstreamCall implements AttemptOwner {
     this.listener.onFailed(failure.error);
   }
 
-  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined): void {
+  onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined, completion?: unknown): void {
     if (attempt !== this.attempt || this.stopped) return;
     this.commit(attempt);
     this.succeeded(attempt);
-    this.listener.onCompletion(attempt, body, usage);
+    this.listener.onCompletion(attempt, body, usage, completion);
   }
 
   flushFrames(attempt: UpstreamAttempt): void {
