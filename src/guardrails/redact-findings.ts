@@ -19,3 +19,17 @@ export function redactFindings(text: string, findings: readonly Finding[]): stri
   return out === undefined ? undefined : out + text.slice(at);
 }
 
+
+/**
+ * An upper bound of what these findings' redactions add to their text's UTF-8 bytes, from the
+ * findings alone (no pass over the text): each placeholder's bytes less its span's UTF-16 units,
+ * since a removed unit took at least one byte. Exact for spans of ASCII, as PII mostly is.
+ */
+export function redactionGrowthBytes(findings: readonly Finding[]): number {
+  let growth = 0;
+  for (const finding of findings) {
+    if (finding.action !== 'redact') continue;
+    growth += placeholderFor(finding.rule.slice(PII_PREFIX.length) as PiiDetector).length - (finding.end - finding.start);
+  }
+  return growth;
+}

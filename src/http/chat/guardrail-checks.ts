@@ -4,6 +4,7 @@
 // client sees it. A stream's output is guarded as it flows (guardrails/stream-output.ts).
 import { GatewayError } from '../../errors/gateway-error.js';
 import { generatedTexts } from '../../guardrails/completion-texts.js';
+import { redactionGrowthBytes } from '../../guardrails/redact-findings.js';
 import type { Finding, ScanResult } from '../../guardrails/types.js';
 import type { ChatRequest } from '../../providers/types.js';
 import type { KeyGuardrails } from '../../tenancy/principal.js';
@@ -18,9 +19,8 @@ export interface PromptVerdict {
   /** Some text was replaced: the request's bound changes by bodyBytesDelta. */
   readonly redacted: boolean;
   /**
-   * The redactions' change in the texts' UTF-8 bytes. It bounds the change in the body's JSON from
-   * above: kept text is unchanged, a placeholder needs no escaping, and removed text took at
-   * least its UTF-8 bytes in the JSON.
+   * A bound from above of the redactions' change in the body's JSON bytes: kept text is unchanged,
+   * a placeholder needs no escaping, and removed text took at least one byte per UTF-16 unit.
    */
   readonly bodyBytesDelta: number;
 }
@@ -63,7 +63,7 @@ export async function checkPrompt(
       findings.push(...result.findings);
       if (result.blocked !== undefined) return { blocked: result.blocked, findings, redacted, bodyBytesDelta };
       if (result.redacted !== undefined) {
-        bodyBytesDelta += Buffer.byteLength(result.redacted) - Buffer.byteLength(pieces[i]!.text);
+        bodyBytesDelta += redactionGrowthBytes(result.findings);
         pieces[i]!.write(result.redacted);
         redacted = true;
       }

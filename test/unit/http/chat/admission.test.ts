@@ -326,12 +326,12 @@ describe('admit: prompt guardrails', () => {
   it('holds for the redacted request, not the one received', async () => {
     const { deps, ledger, workers } = harness();
     const email = 'someone.with.a.rather.long.address@example.com';
-    workers.scanAnswer = redacting(email, '[EMAIL]');
+    workers.scanAnswer = redacting(email, '[REDACTED:EMAIL]');
     const body = bodyOf({ ...hello, max_tokens: 10, messages: [{ role: 'user', content: `mail ${email} now` }] });
     const result = admitted(await admit(deps, principal({ guardrails: guardrails() }), body, 'req-1', ALIVE));
     expect(result.redacted).toBe(true);
     expect(result.request).toBe(body.request);
-    expect(body.request.messages[0]!.content).toBe('mail [EMAIL] now');
+    expect(body.request.messages[0]!.content).toBe('mail [REDACTED:EMAIL] now');
     const redactedBytes = Buffer.byteLength(JSON.stringify(body.request));
     expect(redactedBytes).toBeLessThan(body.bodyBytes);
     expect(result.promptBoundTokens).toBe(redactedBytes);
