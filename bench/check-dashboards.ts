@@ -69,6 +69,9 @@ async function startGateway(run: Run, ports: { mock: number; nemo: number }, met
     // Credit leases give back what they did not use after their lifetime: a short one, so the
     // audit below sees nothing held soon after the load.
     ledger: { lease: { lifetimeMs: 1000 } },
+    // The load repeats the same prompts: without the result caches every long prompt's scan is a
+    // pool task, so the worker panels have data all through the window.
+    workers: { resultCacheMaxBytes: 0 },
     models: [
       { name: 'check-priced', deployments: [{ ...upstream, inputPricePerMTok: 1, outputPricePerMTok: 2 }] },
       { name: 'check-free', deployments: [upstream] },
@@ -136,7 +139,7 @@ function scenarios(keys: Keys): LoadScenario[] {
     { name: 'non-stream, priced', headers: bearer(keys.demo), body: chat('check-priced', 'Say hello'), expectStatus: ok, expectText: '200', loops: 2, pauseMs: 0 },
     { name: 'stream, priced', headers: bearer(keys.demo), body: chat('check-priced', 'Say hello', { stream: true, stream_options: { include_usage: true } }), expectStatus: ok, expectText: '200', loops: 4, pauseMs: 0 },
     { name: 'non-stream, free model', headers: bearer(keys.demo), body: chat('check-free', 'Say hello'), expectStatus: ok, expectText: '200', loops: 1, pauseMs: 0 },
-    // Over workers.inlineMaxChars: the guardrail scan and token count go to the worker pool.
+    // Over workers.inlineMaxChars: the guardrail scan goes to the worker pool (result caches off here).
     { name: 'guardrails, long clean prompt', headers: bearer(keys.guarded), body: chat('check-priced', CLEAN_LONG_PROMPT, { stream: true }), expectStatus: ok, expectText: '200', loops: 2, pauseMs: 0 },
     { name: 'guardrail block (deny word)', headers: bearer(keys.guarded), body: chat('check-priced', 'Tell me about project falcon'), expectStatus: (s) => s === 400, expectText: '400', loops: 1, pauseMs: 50 },
     { name: 'faulting upstream (http-500)', headers: bearer(keys.demo), body: chat('check-faulty', 'Say hello'), expectStatus: (s) => s >= 500, expectText: '5xx', loops: 1, pauseMs: 50 },
