@@ -320,8 +320,8 @@ describe('keyboard only', () => {
       expect(await focusVisible(kb)).toBe(true);
       await kb.keyboard.press('Enter');
       await kb.waitForURL(`${gw.url}/ui/teams`);
-      // The new page's heading takes the focus, so the next Tab starts at the page.
-      expect(await focused(kb)).toBe('h1 Teams');
+      // The new page's heading takes the focus (once it has rendered, after the URL changed), so the next Tab starts at the page.
+      await expect.poll(() => focused(kb)).toBe('h1 Teams');
 
       await tabTo(kb, /^input Name/);
       await kb.keyboard.type('keyboard team');
