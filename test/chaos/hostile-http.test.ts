@@ -278,8 +278,10 @@ async function startGatewayProcess() {
   };
 }
 
+// Concurrent tests take `expect` from their own context: the global one follows whichever test
+// ran last, and `expect.soft` fails outright once the other test has ended.
 describe('slow and idle clients', { concurrent: true }, () => {
-  it(`holds ${IDLE_CONNECTIONS} idle connections cheaply, keeps serving, then closes them at the idle timeout`, async () => {
+  it(`holds ${IDLE_CONNECTIONS} idle connections cheaply, keeps serving, then closes them at the idle timeout`, async ({ expect }) => {
     const gateway = await startGatewayProcess();
     await new Promise((r) => setTimeout(r, 300));
     const before = { rss: gateway.rssBytes(), fds: gateway.openFds() };
@@ -304,7 +306,7 @@ describe('slow and idle clients', { concurrent: true }, () => {
     }
   }, 40_000);
 
-  it('slowloris: trickled headers, trickled bodies, a body never sent and folded headers are all closed within the idle bound, holding nothing', async () => {
+  it('slowloris: trickled headers, trickled bodies, a body never sent and folded headers are all closed within the idle bound, holding nothing', async ({ expect }) => {
     const chatHead = head('POST', CHAT, { ...gw.auth, 'content-type': 'application/json', 'content-length': '1000' });
     const adminHead = head('POST', `/admin/v1/orgs/${gw.orgId}/teams`, { ...gw.auth, 'content-type': 'application/json', 'content-length': '1000' });
     const trickle = (text: string, count: number) => Array.from({ length: count }, (_, i) => text[i % text.length]!);
