@@ -18,6 +18,7 @@ import { rateLimitHeaders, type RateLimiter } from '../../tenancy/rate-limiter.j
 import type { Encoding } from '../../config/model-encodings.js';
 import type { WorkerPool } from '../../workers/pool.js';
 import { requestedMaxTokens, validateChatRequest } from '../validate-chat-request.js';
+import { parseJsonBody } from '../dialects/parse.js';
 import { checkPrompt } from './guardrail-checks.js';
 import { guardrailError, refusalToError } from './refusal-errors.js';
 import { releaseHold } from './settlement.js';
@@ -86,14 +87,9 @@ export function decodeBody(body: Buffer): string {
   return body.toString('utf8');
 }
 
-export function parseChatRequest(text: string): ChatRequest {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new GatewayError('NR_INVALID_JSON');
-  }
-  return validateChatRequest(parsed);
+/** The body as received (or its text) as a validated chat request. */
+export function parseChatRequest(body: string | Uint8Array): ChatRequest {
+  return validateChatRequest(parseJsonBody(body));
 }
 
 /** The request's route, when it names a model the key may use. */

@@ -133,9 +133,9 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver, GateOw
     const dialect = this.dialect;
     let request: ChatRequest;
     try {
-      const text = decodeBody(body);
-      if (principal.loggingLevel === 'full') this.receivedText = text;
-      request = dialect.parseRequest(text);
+      // Only an org logging bodies needs the text: a large one is parsed piece by piece, never decoded whole.
+      if (principal.loggingLevel === 'full') this.receivedText = decodeBody(body);
+      request = dialect.parseRequest(body);
     } catch (err) {
       return this.fail(toGatewayError(err));
     }

@@ -14,8 +14,8 @@ import { ANTHROPIC_THINKING, GATEWAY_CACHE_MARKS, THINKING_BLOCKS, type CacheCon
 import { validateChatRequest } from '../validate-chat-request.js';
 import { isRecord, parseJsonObject } from './parse.js';
 
-export function anthropicToChatRequest(text: string): ChatRequest {
-  return translate(parseJsonObject(text));
+export function anthropicToChatRequest(received: string | Uint8Array): ChatRequest {
+  return translate(parseJsonObject(received));
 }
 
 /** POST /v1/messages/count_tokens takes a Messages body without max_tokens. */

@@ -39,11 +39,12 @@ export interface ClientDialect {
   /** True for OpenAI chat completions: nothing is re-encoded. */
   readonly identity: boolean;
   /**
-   * The client's body (JSON text) as a validated OpenAI chat request; throws a GatewayError naming
-   * the offending field. A translated request must be read upstream with usage reported
-   * (stream_options.include_usage) when the dialect needs it at the end of a stream.
+   * The client's body (its bytes, valid only during the call, or its text) as a validated OpenAI
+   * chat request; throws a GatewayError naming the offending field. A translated request must be
+   * read upstream with usage reported (stream_options.include_usage) when the dialect needs it at
+   * the end of a stream.
    */
-  parseRequest(text: string): ChatRequest;
+  parseRequest(body: string | Uint8Array): ChatRequest;
   /** An error as the client's format words it, before the first byte. */
   errorBody(err: GatewayError): string;
   /** An error after a stream started: a final event. */

@@ -25,8 +25,8 @@ export const openAiCompletionsDialect: ClientDialect = {
   open: (ctx) => ({ completion: (body) => completion(body, ctx), streamEncoder: () => new CompletionsStreamEncoder(ctx) }),
 };
 
-function parseRequest(text: string): ChatRequest {
-  const body = parseJsonObject(text);
+function parseRequest(received: string | Uint8Array): ChatRequest {
+  const body = parseJsonObject(received);
   const prompt = promptOf(body.prompt);
   for (const field of ['suffix', 'best_of'] as const) if (body[field] != null) throw invalidRequest(`\`${field}\` is not supported.`, field);
   if (body.echo != null && body.echo !== false) throw invalidRequest('`echo` is not supported.', 'echo');

@@ -1,13 +1,20 @@
-// Reading a client's body as a JSON object, with the catalog's errors.
+// Reading a client's body as JSON, with the catalog's errors.
+import { isUtf8 } from 'node:buffer';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
+import { parseJsonBytes } from '../../json/parse-bytes.js';
 
-export function parseJsonObject(text: string): Record<string, unknown> {
-  let parsed: unknown;
+/** The body as received (its bytes: checked as UTF-8, a large one parsed piece by piece) or as text. */
+export function parseJsonBody(body: string | Uint8Array): unknown {
+  if (typeof body !== 'string' && !isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
   try {
-    parsed = JSON.parse(text);
+    return typeof body === 'string' ? JSON.parse(body) : parseJsonBytes(body);
   } catch {
     throw new GatewayError('NR_INVALID_JSON');
   }
+}
+
+export function parseJsonObject(body: string | Uint8Array): Record<string, unknown> {
+  const parsed = parseJsonBody(body);
   if (!isRecord(parsed)) throw invalidRequest('The request body must be a JSON object.');
   return parsed;
 }

@@ -62,8 +62,8 @@ function reasoningEffortOf(value: unknown): string | undefined {
   return effort;
 }
 
-export function responsesToChatRequest(text: string): ChatRequest {
-  const body = parseJsonObject(text);
+export function responsesToChatRequest(received: string | Uint8Array): ChatRequest {
+  const body = parseJsonObject(received);
   for (const field of Object.keys(body)) {
     const value = body[field];
     if (HANDLED.has(field) || value === null) continue;

@@ -98,9 +98,8 @@ export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver
   onCallerBody(principal: KeyPrincipal, body: Buffer): void {
     this.principal = principal;
     try {
-      const text = decodeBody(body);
-      if (principal.loggingLevel === 'full') this.receivedText = text;
-      this.request = parseEmbeddingsRequest(text);
+      if (principal.loggingLevel === 'full') this.receivedText = decodeBody(body);
+      this.request = parseEmbeddingsRequest(body);
       this.body = routeEmbeddingsRequest(this.request, body.byteLength, principal, this.deps.config.models);
     } catch (err) {
       return this.fail(toGatewayError(err));

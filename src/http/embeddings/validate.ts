@@ -3,6 +3,7 @@
 // dimensions). Unknown fields pass through to the upstream untouched.
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
 import type { EmbeddingsRequest } from '../../providers/types.js';
+import { parseJsonBody } from '../dialects/parse.js';
 
 /** OpenAI's limit of inputs per request. */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -10,14 +11,8 @@ export const MAX_EMBEDDING_INPUTS = 2048;
 /** One input as the gateway reads it: a text, or one text's token ids. */
 export type EmbeddingInput = string | readonly number[];
 
-export function parseEmbeddingsRequest(text: string): EmbeddingsRequest {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new GatewayError('NR_INVALID_JSON');
-  }
-  return validateEmbeddingsRequest(parsed);
+export function parseEmbeddingsRequest(body: string | Uint8Array): EmbeddingsRequest {
+  return validateEmbeddingsRequest(parseJsonBody(body));
 }
 
 export function validateEmbeddingsRequest(body: unknown): EmbeddingsRequest {
