@@ -70,7 +70,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     this.startedAt = performance.now();
     try {
       dispatcher.dispatch(
-        { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
+        { method: 'POST', path: built.path, headers: built.headers, body: dispatchBody(built.body), headersTimeout: upstream.headersTimeoutMs, bodyTimeout: upstream.bodyTimeoutMs },
         this,
       );
     } catch (err) {
@@ -242,4 +242,9 @@ export function outcomeOf(failure: AttemptFailure): string {
     default:
       return 'error';
   }
+}
+
+/** A built body as undici takes it: it sends any iterable of chunks (its types list streams only). */
+export function dispatchBody(body: UpstreamRequest['body']): Dispatcher.DispatchOptions['body'] {
+  return body as Dispatcher.DispatchOptions['body'];
 }

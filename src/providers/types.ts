@@ -113,7 +113,8 @@ export interface UpstreamRequest {
   origin: string;
   path: string;
   headers: Readonly<Record<string, string>>;
-  body: string;
+  /** JSON: a string, or UTF-8 chunks of a large body (src/json/chunked-body.ts), its content-length in headers. */
+  body: string | readonly Buffer[];
 }
 
 /** Per-request facts the transforms need. */

@@ -11,7 +11,7 @@ import type { DeploymentRouter } from '../../providers/router.js';
 import type { EmbeddingsApi, EmbeddingsRequest, UpstreamRequest } from '../../providers/types.js';
 import { failureFromStatus, failureFromTransport, type AttemptFailure } from '../../providers/upstream-errors.js';
 import type { UpstreamPools } from '../../providers/upstream-pools.js';
-import { ClientGoneError, outcomeOf } from '../upstream-attempt.js';
+import { ClientGoneError, dispatchBody, outcomeOf } from '../upstream-attempt.js';
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
@@ -136,7 +136,7 @@ class EmbeddingsAttempt implements Dispatcher.DispatchHandler {
     this.startedAt = performance.now();
     try {
       dispatcher.dispatch(
-        { method: 'POST', path: built.path, headers: built.headers, body: built.body, headersTimeout: this.upstream.headersTimeoutMs, bodyTimeout: this.upstream.bodyTimeoutMs },
+        { method: 'POST', path: built.path, headers: built.headers, body: dispatchBody(built.body), headersTimeout: this.upstream.headersTimeoutMs, bodyTimeout: this.upstream.bodyTimeoutMs },
         this,
       );
     } catch (err) {

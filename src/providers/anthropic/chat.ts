@@ -7,6 +7,7 @@ import type { Deployment } from '../../config/load.js';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
 import { ANTHROPIC_THINKING, THINKING_BLOCKS, type CacheControl, type ChatCompletion, type ChatMessage, type ChatRequest, type ContentPart, type ThinkingBlock, type ToolCall, type TranslateContext, type UpstreamRequest } from '../types.js';
 import { cachedEndpointOf, finishReasonOf, isRecord, usageOfAnthropic } from './api.js';
+import { upstreamJson } from '../upstream-json.js';
 
 type ImageSource = { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
 // cache_control marks (prompt-caching breakpoints) ride on the blocks the client marked.
@@ -72,8 +73,7 @@ export function buildRequest(request: ChatRequest, deployment: Deployment, maxTo
   if (thinking !== undefined) body.thinking = thinking;
   body.stream = request.stream === true;
 
-  const { origin, path, headers } = cachedEndpointOf(deployment);
-  return { origin, path, headers, body: JSON.stringify(body) };
+  return upstreamJson(cachedEndpointOf(deployment), body);
 }
 
 function blocksOf(message: ChatMessage, i: number): ContentBlock[] {

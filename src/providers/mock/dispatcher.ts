@@ -7,6 +7,7 @@ import type { MockBehaviour } from '../../config/schema.js';
 import type { UpstreamDispatcher } from '../types.js';
 import { TIMER_SLACK_MS, jsonResponse, mockErrorBody, type MockResponse } from './generate.js';
 import { mockPlannerFor } from './routes.js';
+import { jsonBodyText } from '../../json/chunked-body.js';
 
 export interface MockStats {
   requests: number;
@@ -123,6 +124,7 @@ class MockExchange implements Dispatcher.DispatchController {
     let text: string | undefined;
     if (typeof body === 'string') text = body;
     else if (body instanceof Uint8Array) text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+    else if (Array.isArray(body)) text = jsonBodyText(body as Uint8Array[]); // a large body, in chunks
     let parsed: unknown;
     try {
       parsed = text === undefined ? undefined : JSON.parse(text);

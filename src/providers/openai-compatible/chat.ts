@@ -4,6 +4,7 @@
 import type { Deployment } from '../../config/load.js';
 import { GatewayError } from '../../errors/gateway-error.js';
 import { GATEWAY_CACHE_MARKS, type ChatCompletion, type ChatRequest, type TranslateContext, type UpstreamRequest } from '../types.js';
+import { upstreamJson } from '../upstream-json.js';
 import { cachedEndpointOf } from './api.js';
 
 export function buildRequest(request: ChatRequest, deployment: Deployment, maxTokens: number): UpstreamRequest {
@@ -18,13 +19,8 @@ export function buildRequest(request: ChatRequest, deployment: Deployment, maxTo
   }
   // Always ask for usage: settlement needs it; the chunk is stripped if the client did not ask.
   if (request.stream === true) body.stream_options = { ...request.stream_options, include_usage: true };
-  const { origin, path, headers } = cachedEndpointOf(deployment);
-  return { origin, path, headers, body: request[GATEWAY_CACHE_MARKS] === true ? JSON.stringify(body, withoutCacheControl) : JSON.stringify(body) };
-}
-
-/** A JSON.stringify replacer: the gateway's own prompt-caching marks stay out of an OpenAI body. */
-function withoutCacheControl(key: string, value: unknown): unknown {
-  return key === 'cache_control' ? undefined : value;
+  // The gateway's own prompt-caching marks stay out of an OpenAI body.
+  return upstreamJson(cachedEndpointOf(deployment), body as unknown as Record<string, unknown>, request[GATEWAY_CACHE_MARKS] === true ? 'cache_control' : undefined);
 }
 
 export function parseResponse(json: unknown, _ctx: TranslateContext): ChatCompletion {

@@ -5,6 +5,7 @@ import type { Deployment } from '../../config/load.js';
 import { GatewayError } from '../../errors/gateway-error.js';
 import { perDeployment } from '../per-deployment.js';
 import type { EmbeddingsApi, EmbeddingsRequest, UpstreamRequest } from '../types.js';
+import { upstreamJson } from '../upstream-json.js';
 import { cachedEndpointOf } from './api.js';
 
 export const EMBEDDINGS_PATH_SUFFIX = '/embeddings';
@@ -16,8 +17,7 @@ const embeddingsEndpointOf = perDeployment((deployment) => {
 });
 
 export function buildEmbeddingsRequest(request: EmbeddingsRequest, deployment: Deployment): UpstreamRequest {
-  const { origin, path, headers } = embeddingsEndpointOf(deployment);
-  return { origin, path, headers, body: JSON.stringify({ ...request, model: deployment.model }) };
+  return upstreamJson(embeddingsEndpointOf(deployment), { ...request, model: deployment.model });
 }
 
 /** Where the usage object is looked for, counted back from its key: OpenAI's has two or three counts. */

@@ -3,6 +3,7 @@ import { buildConfig } from '../../../src/config/load.js';
 import { planMockEmbeddings } from '../../../src/providers/mock/embeddings.js';
 import { buildEmbeddingsRequest, readEmbeddingsPromptTokens } from '../../../src/providers/openai-compatible/embeddings.js';
 import { adapterFor } from '../../../src/providers/registry.js';
+import { jsonBodyText } from '../../../src/json/chunked-body.js';
 
 const config = buildConfig(
   {
@@ -23,7 +24,7 @@ describe('buildEmbeddingsRequest', () => {
     expect(built.origin).toBe('https://api.example.com');
     expect(built.path).toBe('/v1/embeddings');
     expect(built.headers).toMatchObject({ authorization: 'Bearer sk-upstream-key', 'x-extra': '1', 'content-type': 'application/json' });
-    expect(JSON.parse(built.body)).toEqual({ model: 'text-embedding-3-small', input: ['a'], dimensions: 8, extra_field: true });
+    expect(JSON.parse(jsonBodyText(built.body))).toEqual({ model: 'text-embedding-3-small', input: ['a'], dimensions: 8, extra_field: true });
   });
 
   it('is the hook of openai-compatible and mock deployments; anthropic has none', () => {

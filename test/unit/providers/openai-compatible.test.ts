@@ -7,6 +7,7 @@ import { openAiCompatibleAdapter } from '../../../src/providers/openai-compatibl
 import { OpenAiStreamTranslator } from '../../../src/providers/openai-compatible/stream.js';
 import { GATEWAY_CACHE_MARKS, type ChatRequest, type FrameSink, type TranslateContext } from '../../../src/providers/types.js';
 import { SseParser, type SseEvent } from '../../../src/streaming/sse-parser.js';
+import { jsonBodyText } from '../../../src/json/chunked-body.js';
 
 /** Deployments built the way the gateway builds them, so the api key is the non-enumerable one. */
 function deployments(): { keyed: Deployment; keyless: Deployment } {
@@ -34,7 +35,7 @@ function withBaseUrl(baseUrl: string | undefined): Deployment {
 }
 
 const request = (patch: Partial<ChatRequest> = {}): ChatRequest => ({ model: 'gpt', messages: [{ role: 'user', content: 'hi' }], ...patch });
-const bodyOf = (req: ChatRequest, deployment: Deployment, maxTokens = 256) => JSON.parse(buildRequest(req, deployment, maxTokens).body) as Record<string, unknown>;
+const bodyOf = (req: ChatRequest, deployment: Deployment, maxTokens = 256) => JSON.parse(jsonBodyText(buildRequest(req, deployment, maxTokens).body)) as Record<string, unknown>;
 
 describe('buildRequest', () => {
   const { keyed, keyless } = deployments();

@@ -4,6 +4,7 @@ import type { Deployment } from '../../../../src/config/load.js';
 import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { buildRequest, parseResponse } from '../../../../src/providers/anthropic/chat.js';
 import { ANTHROPIC_THINKING, THINKING_BLOCKS, type ChatMessage, type ChatRequest, type TranslateContext } from '../../../../src/providers/types.js';
+import { jsonBodyText } from '../../../../src/json/chunked-body.js';
 
 function deployment(overrides: Partial<Deployment> = {}): Deployment {
   return {
@@ -25,7 +26,7 @@ function deployment(overrides: Partial<Deployment> = {}): Deployment {
 }
 
 function body(request: Partial<ChatRequest> & { messages: ChatMessage[] }, maxTokens = 256): Record<string, any> {
-  return JSON.parse(buildRequest({ model: 'claude', ...request }, deployment(), maxTokens).body);
+  return JSON.parse(jsonBodyText(buildRequest({ model: 'claude', ...request }, deployment(), maxTokens).body));
 }
 
 function thrown(fn: () => unknown): GatewayError {
