@@ -9,6 +9,41 @@ import type { HttpResponse } from './server-api.js';
 /** The first buffer of a body that arrives in pieces; it doubles from there, up to the declared length. */
 const FIRST_BUFFER_BYTES = 16 * 1024;
 /**
+ * Buffers of bodies that arrived in pieces are reused (a body is only valid during its callback, so
+ * its buffer is free again when the callback returns): a fresh one past malloc's mmap threshold
+ * (128 KiB) is new pages every time, ~70 page faults for an agent's 280 KB prompt, about 1 ms here.
+ * Kept up to SPARE_MAX_BYTES in all, none larger than SPARE_MAX_BUFFER_BYTES.
+ */
+const SPARE_MAX_BYTES = 8 * 1024 * 1024;
+const SPARE_MAX_BUFFER_BYTES = 2 * 1024 * 1024;
+const SPARE_MIN_BUFFER_BYTES = 64 * 1024;
+const spares: Buffer[] = [];
+let spareBytes = 0;
+
+/** The smallest spare buffer of at least `minBytes`, else a new one of `bytes`. */
+function takeBuffer(minBytes: number, bytes: number): Buffer {
+  let best = -1;
+  for (let i = 0; i < spares.length; i++) if (spares[i]!.length >= minBytes && (best < 0 || spares[i]!.length < spares[best]!.length)) best = i;
+  if (best < 0) return Buffer.allocUnsafe(bytes);
+  const spare = spares[best]!;
+  spares[best] = spares[spares.length - 1]!;
+  spares.pop();
+  spareBytes -= spare.length;
+  return spare;
+}
+
+function giveBack(buffer: Buffer): void {
+  const size = buffer.length;
+  if (size < SPARE_MIN_BUFFER_BYTES || size > SPARE_MAX_BUFFER_BYTES || spareBytes + size > SPARE_MAX_BYTES) return;
+  spares.push(buffer);
+  spareBytes += size;
+}
+
+/** What the spare buffers hold (for tests and memory reports). */
+export function spareBodyBufferBytes(): number {
+  return spareBytes;
+}
+/**
  * A declared body at most this far over the limit is read to its end and thrown away around the
  * 413 (fetch and the openai SDK write the whole body before they read an answer); a larger one is cut.
  */
@@ -62,6 +97,7 @@ export function readBody(res: HttpResponse, headers: BodyHeaders, maxBytes: numb
     // length): nothing bounds what is still to come, so the connection is cut.
     if (length + size > maxBytes || (declared >= 0 && length + size > declared)) {
       failed = true;
+      if (buffer !== undefined) giveBack(buffer);
       onError(new GatewayError('NR_BODY_TOO_LARGE', `The request body exceeds ${declared >= 0 ? declared : maxBytes} bytes.`), true);
       return;
     }
@@ -70,14 +106,25 @@ export function readBody(res: HttpResponse, headers: BodyHeaders, maxBytes: numb
       return;
     }
     const ceiling = declared >= 0 ? declared : maxBytes;
-    if (buffer === undefined) buffer = Buffer.allocUnsafe(Math.min(ceiling, Math.max(size * 4, FIRST_BUFFER_BYTES)));
+    // A spare buffer that holds the declared body is taken at once (no allocation, so a false
+    // declaration costs nothing); a new one grows with what arrives.
+    if (buffer === undefined) buffer = takeBuffer(declared >= 0 ? declared : maxBytes, Math.min(ceiling, Math.max(size * 4, FIRST_BUFFER_BYTES)));
     else if (length + size > buffer.length) {
-      const grown = Buffer.allocUnsafe(Math.min(ceiling, Math.max(buffer.length * 2, length + size)));
+      const needed = length + size;
+      const grown = takeBuffer(needed, Math.min(ceiling, Math.max(buffer.length * 2, needed)));
       buffer.copy(grown, 0, 0, length);
+      giveBack(buffer);
       buffer = grown;
     }
     buffer.set(new Uint8Array(chunk), length);
     length += size;
-    if (isLast) onBody(buffer.subarray(0, length));
+    if (isLast) {
+      try {
+        onBody(buffer.subarray(0, length));
+      } finally {
+        giveBack(buffer);
+        buffer = undefined;
+      }
+    }
   });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../../src/errors/gateway-error.js';
-import { MAX_DISCARDED_BYTES, readBody } from '../../../src/http/body-reader.js';
+import { MAX_DISCARDED_BYTES, readBody, spareBodyBufferBytes } from '../../../src/http/body-reader.js';
 import type { HttpResponse } from '../../../src/http/server-api.js';
 
 const LIMIT = 1024;
@@ -89,5 +89,29 @@ describe('readBody', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]!.err.code).toBe('NR_BODY_TOO_LARGE');
     expect(errors[0]!.cutConnection).toBe(true);
+  });
+
+  it('reuses the buffers of large bodies, and interleaved bodies never see each other\'s bytes', () => {
+    const limit = 4 * 1024 * 1024;
+    const chunk = (fill: number, bytes: number) => new Uint8Array(bytes).fill(fill).buffer;
+    let spare = -1;
+    for (let round = 0; round < 3; round++) {
+      // Two bodies arriving at once, in pieces, with different bytes; the second is shorter.
+      const got: Array<Buffer> = [];
+      const handlers: Array<(chunk: ArrayBuffer, isLast: boolean) => void> = [];
+      for (const size of [300_000, 200_000]) {
+        const res = { onData: (h: (chunk: ArrayBuffer, isLast: boolean) => void) => handlers.push(h) };
+        readBody(res as unknown as HttpResponse, { contentLength: String(size), connection: '' }, limit, (body) => got.push(Buffer.from(body)), () => expect.fail('no error'));
+      }
+      handlers[0]!(chunk(0x61, 100_000), false);
+      handlers[1]!(chunk(0x62, 100_000), false);
+      handlers[0]!(chunk(0x61, 200_000), true);
+      handlers[1]!(chunk(0x62, 100_000), true);
+      expect(got.map((b) => [b.length, b.every((x) => x === b[0]), String.fromCharCode(b[0]!)])).toEqual([[300_000, true, 'a'], [200_000, true, 'b']]);
+      // Both buffers are kept for the next bodies, and only those: the spare bytes do not grow.
+      if (round === 0) spare = spareBodyBufferBytes();
+      expect(spareBodyBufferBytes()).toBe(spare);
+      expect(spare).toBeGreaterThanOrEqual(500_000);
+    }
   });
 });
