@@ -1,0 +1,113 @@
+// Large bodies (an agent's whole conversation, hundreds of KB) are read piece by piece, never as
+// one string, and sent upstream in chunks with their length: what arrives upstream must be the
+// request JSON.stringify would have written, redactions included, and each request charged for
+// its usage. Real gateway, real Postgres, the official openai SDK, an upstream that keeps the
+// bytes it was sent.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PIECEWISE_MIN_BYTES } from '../../src/json/parse-bytes.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { Books, fundedOrg, type FundedOrg } from './ledger/money-helpers.js';
+
+const PRICES = { inputPricePerMTok: 2, outputPricePerMTok: 7 };
+const USAGE = { prompt_tokens: 70_000, completion_tokens: 5, total_tokens: 70_005 };
+
+/** A long agent conversation: quotes, backslashes, JSON logs, non-ASCII text and an email in each turn. */
+function conversation(turns: number): OpenAI.ChatCompletionMessageParam[] {
+  const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'system', content: 'You are a careful coding agent. Answer in "plain" text.' }];
+  for (let i = 0; i < turns; i++) {
+    const log = JSON.stringify({ level: 'warn', msg: `retry ${i} of "fetch"`, path: 'C:\\repo\\src', note: 'naïve café – ☕ 😀' });
+    messages.push({ role: 'user', content: `Turn ${i}: mail dev${i}@example.com about this.\n${log}\n${'The build failed again; see the trace. '.repeat(80)}` });
+    messages.push({ role: 'assistant', content: null, tool_calls: [{ id: `call_${i}`, type: 'function', function: { name: 'read_file', arguments: JSON.stringify({ path: `src/a${i}.ts`, quote: '"\\' }) } }] });
+    messages.push({ role: 'tool', tool_call_id: `call_${i}`, content: `export const x${i} = "${'\\'.repeat(i % 3)}";\n`.repeat(20) });
+  }
+  return messages;
+}
+
+describe('large request bodies', () => {
+  let upstream: Server;
+  let gw: TestGateway;
+  let books: Books;
+  let plain: FundedOrg;
+  let guarded: FundedOrg;
+  const received: Array<{ headers: IncomingHttpHeaders; bytes: Buffer }> = [];
+
+  beforeAll(async () => {
+    upstream = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        const bytes = Buffer.concat(parts);
+        received.push({ headers: req.headers, bytes });
+        const body = JSON.parse(bytes.toString('utf8')) as { model: string };
+        const answer = { id: 'chatcmpl-big', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'Read it.' }, finish_reason: 'stop', logprobs: null }], usage: USAGE };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const baseUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    gw = await startTestGateway({ models: [{ name: 'agent', deployments: [{ provider: 'openai-compatible', model: 'upstream-agent', baseUrl, ...PRICES }] }] });
+    books = new Books(gw.database);
+    plain = await fundedOrg(gw.gateway, 10_000_000, 'large bodies, plain');
+    guarded = await fundedOrg(gw.gateway, 10_000_000, 'large bodies, guarded', { guardrail_policy: { pii: { email: 'redact' } } });
+  });
+
+  afterAll(async () => {
+    await books?.close();
+    await gw?.close();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  const client = (org: FundedOrg) => new OpenAI({ apiKey: org.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+
+  it('sends upstream exactly the request, in chunks with its content-length, and charges its usage', async () => {
+    const messages = conversation(60);
+    const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'read_file', description: 'Read a file.', parameters: { type: 'object', properties: { path: { type: 'string' } } } } }];
+    const sentBytes = Buffer.byteLength(JSON.stringify({ model: 'agent', messages, tools }));
+    expect(sentBytes).toBeGreaterThan(3 * PIECEWISE_MIN_BYTES);
+    received.length = 0;
+    const answer = await client(plain).chat.completions.create({ model: 'agent', messages, tools, max_tokens: 64, temperature: 0.5 });
+    expect(answer.choices[0]!.message.content).toBe('Read it.');
+    expect(received).toHaveLength(1);
+    const { headers, bytes } = received[0]!;
+    expect(Number(headers['content-length'])).toBe(bytes.length);
+    expect(headers['transfer-encoding']).toBeUndefined();
+    // Byte for byte what one JSON.stringify of the request the gateway means to send would be.
+    expect(bytes.toString('utf8')).toBe(JSON.stringify({ model: 'upstream-agent', messages, tools, max_tokens: 64, temperature: 0.5 }));
+    const [charge] = await books.expectSettledBooks(plain.orgId, { served: 1 });
+    expect(charge!.charged).toBe(Math.ceil((USAGE.prompt_tokens * PRICES.inputPricePerMTok + USAGE.completion_tokens * PRICES.outputPricePerMTok)));
+  });
+
+  it('redacts a large prompt before it goes upstream', async () => {
+    const messages = conversation(40);
+    received.length = 0;
+    await client(guarded).chat.completions.create({ model: 'agent', messages, max_tokens: 16 });
+    const sent = JSON.parse(received[0]!.bytes.toString('utf8')) as { messages: Array<{ content: string | null }> };
+    expect(sent.messages).toHaveLength(messages.length);
+    const text = JSON.stringify(sent.messages);
+    expect(text).not.toMatch(/dev\d+@example\.com/);
+    expect(text).toContain('Turn 39: mail ');
+    expect(Number(received[0]!.headers['content-length'])).toBe(received[0]!.bytes.length);
+    await books.expectSettledBooks(guarded.orgId, { served: 1 });
+  });
+
+  it('refuses a large body that is not JSON, or not UTF-8, with the error JSON, holding nothing', async () => {
+    const good = JSON.stringify({ model: 'agent', messages: conversation(30) });
+    const cases: Array<[Buffer, string]> = [
+      [Buffer.from(`${good.slice(0, -1)},}`), 'invalid_json'],
+      [Buffer.from(`${good}x`), 'invalid_json'],
+      [Buffer.from(good.replace('"role":"user"', '"role":"user",,')), 'invalid_json'],
+      [Buffer.concat([Buffer.from(good.slice(0, 5000)), Buffer.from([0xff, 0xfe]), Buffer.from(good.slice(5000))]), 'invalid_encoding'],
+    ];
+    received.length = 0;
+    for (const [body, code] of cases) {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...plain.auth, 'content-type': 'application/json' }, body });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+    }
+    expect(received).toHaveLength(0);
+    await books.expectSettledBooks(plain.orgId, { served: 1 });
+  });
+});
