@@ -16,7 +16,7 @@ import { workerCacheState, workerJobsTotal, workerPoolState, workerTaskSeconds }
 import { countChatFormat } from '../tokens/chat-format.js';
 import { upperBoundChatTokens, upperBoundTokens } from '../tokens/upper-bound.js';
 import type { JobOutcome, ScanJob, TokenJob } from './messages.js';
-import { contentKey, ResultCache } from './result-cache.js';
+import { contentKey, ResultCache, type ContentKeys } from './result-cache.js';
 import { scanJob } from './tasks/scan-text.js';
 
 export interface WorkerPoolOptions {
@@ -115,8 +115,11 @@ export class WorkerPool {
     workerCacheState.caches = { token_counts: this.textCounts, scan_verdicts: this.verdicts };
   }
 
-  /** Exact tokens where the encoding is known (in a worker), else the UTF-8 byte bound. */
-  countTokens(job: TokenJob): number | Promise<number> {
+  /**
+   * Exact tokens where the encoding is known (in a worker), else the UTF-8 byte bound. `keys`: the
+   * request's content keys, when its texts were hashed already (by its scans).
+   */
+  countTokens(job: TokenJob, keys?: ContentKeys): number | Promise<number> {
     if (job.encoding === undefined) {
       // The bound needs no vocabulary: inline unless a big prompt's JSON would hold the loop.
       if (tokenJobChars(job) <= this.options.inlineMaxChars) {
@@ -126,16 +129,16 @@ export class WorkerPool {
       COUNTED_IN_POOL.inc();
       return this.counts.add(job);
     }
-    if (job.kind === 'text') return this.countText(job.text, job.encoding);
-    return this.countChat(job, job.encoding);
+    if (job.kind === 'text') return this.countText(job.text, job.encoding, keys);
+    return this.countChat(job, job.encoding, keys);
   }
 
   /** A chat prompt text by text: the format's overheads here, each text from the cache or a worker. */
-  private countChat(job: Extract<TokenJob, { kind: 'chat' }>, encoding: Encoding): number | Promise<number> {
+  private countChat(job: Extract<TokenJob, { kind: 'chat' }>, encoding: Encoding, keys: ContentKeys | undefined): number | Promise<number> {
     let total = 0;
     let pending: Array<Promise<number>> | undefined;
     total += countChatFormat(job.messages, { tools: job.tools, toolChoice: job.toolChoice }, (text) => {
-      const count = this.countText(text, encoding);
+      const count = this.countText(text, encoding, keys);
       if (typeof count === 'number') return count;
       (pending ??= []).push(count);
       return 0;
@@ -144,22 +147,23 @@ export class WorkerPool {
     return Promise.all(pending).then((counts) => counts.reduce((sum, n) => sum + n, total));
   }
 
-  private countText(text: string, encoding: Encoding): number | Promise<number> {
+  private countText(text: string, encoding: Encoding, keys: ContentKeys | undefined): number | Promise<number> {
     if (text.length === 0) return 0;
     const count = () => {
       COUNTED_IN_POOL.inc();
       return this.counts.add({ kind: 'text', text, encoding });
     };
     if (!this.caching) return count();
-    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${contentKey(text)}`, count);
+    return this.textCounts.getOrCompute(`${encoding === 'o200k_base' ? 'o' : 'c'}${keys?.of(text) ?? contentKey(text)}`, count);
   }
 
-  scan(job: ScanJob): ScanResult | Promise<ScanResult> {
+  /** `keys`: the request's content keys, kept for its token count (which then hashes no text twice). */
+  scan(job: ScanJob, keys?: ContentKeys): ScanResult | Promise<ScanResult> {
     if (!this.caching || job.text.length < MIN_CACHED_SCAN_CHARS) return this.runScan(job);
     // The policy key is a hash of the merged policy: a changed policy never meets an old verdict.
     // A verdict is kept without its redacted text (conversations would be held twice over) and
     // the text is rebuilt from the findings each time.
-    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${contentKey(job.text)}`, () => then(this.runScan(job), withoutText));
+    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${keys?.of(job.text) ?? contentKey(job.text)}`, () => then(this.runScan(job), withoutText));
     return then(verdict, (v) => (v.findings.length === 0 ? v : { blocked: v.blocked, findings: v.findings, redacted: redactFindings(job.text, v.findings) }));
   }
 

@@ -9,11 +9,32 @@ export function contentKey(text: string): string {
   return hash('sha256', text, 'base64');
 }
 
+/**
+ * The content keys of one request's texts, so a text scanned and then counted is hashed once. By
+ * text: the count meets the very strings the scan hashed (V8 keeps a string's own hash, so a lookup
+ * costs no pass over it after the first). Lives as long as the request's checks.
+ */
+export class ContentKeys {
+  private keys: Map<string, string> | undefined;
+
+  of(text: string): string {
+    this.keys ??= new Map();
+    let key = this.keys.get(text);
+    if (key === undefined) {
+      key = contentKey(text);
+      this.keys.set(text, key);
+    }
+    return key;
+  }
+}
+
 /** What a Map entry with a short string key costs besides its value, roughly (V8, 64-bit). */
 const ENTRY_OVERHEAD_BYTES = 96;
 
 export class ResultCache<V> {
-  private readonly entries = new Map<string, { readonly value: V; readonly bytes: number }>();
+  private readonly entries = new Map<string, { readonly value: V; readonly bytes: number; used: number }>();
+  /** Counts moves to the newest end: an entry moved fewer than size/2 moves ago is in the newer half already. */
+  private moves = 0;
   /** Jobs under way, so concurrent requests with the same text wait for one job instead of each running it. */
   private readonly running = new Map<string, Promise<V>>();
   private heldBytes = 0;
@@ -39,9 +60,14 @@ export class ResultCache<V> {
     const entry = this.entries.get(key);
     if (entry !== undefined) {
       this.hits++;
-      // Most recently used last: Map keeps insertion order, so the first key is the one to evict.
-      this.entries.delete(key);
-      this.entries.set(key, entry);
+      // Most recently used last: Map keeps insertion order, so the first key is the one to evict. An
+      // entry still in the newer half stays where it is: a resent conversation hits ~100 entries a
+      // request, and re-inserting each costs two hash lookups.
+      if (this.moves - entry.used > this.entries.size >> 1) {
+        this.entries.delete(key);
+        this.entries.set(key, entry);
+        entry.used = ++this.moves;
+      }
       return entry.value;
     }
     const running = this.running.get(key);
@@ -85,7 +111,7 @@ export class ResultCache<V> {
       this.heldBytes -= old.bytes;
       this.entries.delete(key);
     }
-    this.entries.set(key, { value, bytes });
+    this.entries.set(key, { value, bytes, used: ++this.moves });
     this.heldBytes += bytes;
     for (const [oldest, evicted] of this.entries) {
       if (this.heldBytes <= this.maxBytes) break;

@@ -11,6 +11,7 @@ import type { KeyGuardrails } from '../../tenancy/principal.js';
 import type { Encoding } from '../../config/model-encodings.js';
 import { inputTokenLimitChecksTotal } from '../../metrics/registry.js';
 import type { WorkerPool } from '../../workers/pool.js';
+import { ContentKeys } from '../../workers/result-cache.js';
 
 export interface PromptVerdict {
   readonly blocked: Finding | undefined;
@@ -54,9 +55,11 @@ export async function checkPrompt(
   const findings: Finding[] = [];
   let redacted = false;
   let bodyBytesDelta = 0;
+  // A text the scans hash is not hashed again by the count (a resent conversation is mostly such texts).
+  const keys = new ContentKeys();
   if (guard.scansInput) {
     const pieces = piecesOf(request);
-    const scans = pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' }));
+    const scans = pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' }, keys));
     const results = await allOf(scans);
     for (let i = 0; i < pieces.length; i++) {
       const result: ScanResult = results[i]!;
@@ -73,7 +76,7 @@ export async function checkPrompt(
   if (limit !== null && boundTokens <= limit) DECIDED_BY_BOUND.inc();
   if (limit !== null && boundTokens > limit) {
     DECIDED_BY_COUNT.inc();
-    const tokens = encoding === undefined ? boundTokens : await pool.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding });
+    const tokens = encoding === undefined ? boundTokens : await pool.countTokens({ kind: 'chat', messages: request.messages, tools: request.tools, toolChoice: request.tool_choice, encoding }, keys);
     if (tokens > limit) {
       const finding: Finding = { rule: MAX_INPUT_TOKENS_RULE, action: 'block', start: 0, end: 0 };
       findings.push(finding);

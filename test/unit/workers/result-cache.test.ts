@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { contentKey, ResultCache } from '../../../src/workers/result-cache.js';
+import { ContentKeys, contentKey, ResultCache } from '../../../src/workers/result-cache.js';
 
 describe('ResultCache', () => {
   it('computes once per key and answers hits from the cache', () => {
@@ -65,5 +65,26 @@ describe('contentKey', () => {
     const base = 'a'.repeat(100_000);
     expect(contentKey(base)).not.toBe(contentKey(`${base.slice(0, -1)}b`));
     expect(contentKey(base)).toBe(contentKey('a'.repeat(100_000)));
+  });
+
+  it('keeps an entry hit lately, though it is not moved on every hit', () => {
+    // Room for 20 entries; the working set of 5 is hit between each of 200 new keys.
+    const cache = new ResultCache<string>(20 * 150, (v) => v.length); // 96 + 2 * 2 + 50 bytes each
+    let recomputed = 0;
+    for (let i = 0; i < 200; i++) {
+      cache.getOrCompute(`n${i}`.slice(-2), () => 'x'.repeat(50)); // cold keys: ~100 distinct names in turn
+      for (const hot of ['h1', 'h2', 'h3', 'h4', 'h5']) cache.getOrCompute(hot, () => (recomputed++, 'x'.repeat(50)));
+    }
+    expect(recomputed).toBe(5);
+  });
+});
+
+describe('ContentKeys', () => {
+  it('gives each text its content key, the same for equal texts', () => {
+    const keys = new ContentKeys();
+    const a = 'a'.repeat(20_000);
+    expect(keys.of(a)).toBe(contentKey(a));
+    expect(keys.of('a'.repeat(20_000))).toBe(contentKey(a));
+    expect(keys.of(`${a}b`)).not.toBe(contentKey(a));
   });
 });
