@@ -163,7 +163,7 @@ export class WorkerPool {
     // The policy key is a hash of the merged policy: a changed policy never meets an old verdict.
     // A verdict is kept without its redacted text (conversations would be held twice over) and
     // the text is rebuilt from the findings each time.
-    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${keys?.of(job.text) ?? contentKey(job.text)}`, () => then(this.runScan(job), withoutText));
+    const verdict = this.verdicts.getOrCompute(`${job.stage === 'input' ? '<' : '>'}${job.policyKey}${keys?.scanned(job.text) ?? contentKey(job.text)}`, () => then(this.runScan(job), withoutText));
     return then(verdict, (v) => (v.findings.length === 0 ? v : { blocked: v.blocked, findings: v.findings, redacted: redactFindings(job.text, v.findings) }));
   }
 

@@ -80,11 +80,22 @@ describe('contentKey', () => {
 });
 
 describe('ContentKeys', () => {
-  it('gives each text its content key, the same for equal texts', () => {
+  it('gives each text its content key: the scanned ones in order without hashing again, the rest hashed', () => {
     const keys = new ContentKeys();
-    const a = 'a'.repeat(20_000);
-    expect(keys.of(a)).toBe(contentKey(a));
-    expect(keys.of('a'.repeat(20_000))).toBe(contentKey(a));
-    expect(keys.of(`${a}b`)).not.toBe(contentKey(a));
+    const [a, b, c] = ['a'.repeat(20_000), 'b'.repeat(300), 'c'.repeat(50)];
+    for (const text of [a, b, c]) expect(keys.scanned(text)).toBe(contentKey(text));
+    keys.redacted(b, 'b[REDACTED]');
+    // The count's order: other texts (roles, ids) in between, the redacted text in place of b.
+    const counted = ['user', a, 'call_1', 'b[REDACTED]', 'tool', c, 'unseen'];
+    expect(counted.map((t) => keys.of(t))).toEqual(counted.map((t) => contentKey(t)));
+  });
+
+  it('hashes a text met out of order rather than take another text\'s key', () => {
+    const keys = new ContentKeys();
+    keys.scanned('first text');
+    keys.scanned('second text');
+    expect(keys.of('second text')).toBe(contentKey('second text'));
+    expect(keys.of('first text')).toBe(contentKey('first text'));
+    expect(keys.of('first text')).toBe(contentKey('first text'));
   });
 });
