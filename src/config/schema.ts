@@ -223,7 +223,7 @@ export const configFileSchema = z.strictObject({
     .strictObject({
       /** Guardrail hits are recorded in batches, at most this long after they happen. */
       eventFlushMs: positiveInt.default(1_000),
-      /** Hits waiting to be recorded beyond this are dropped (and counted) while the database is away. */
+      /** Event rows (a request's hits of one rule) waiting beyond this are dropped (and counted) while the database is away. */
       maxQueuedEvents: positiveInt.default(10_000),
     })
     .prefault({}),

@@ -1,6 +1,7 @@
 // Guardrail hits, recorded off the request path: counted in metrics at once, written to
-// nemo.guardrail_events in batches (one statement for many orgs) every eventFlushMs. Never the
-// matched text. While the database is away hits wait, up to maxQueuedEvents; past that they are
+// nemo.guardrail_events in batches (one statement for many orgs) every eventFlushMs, one row per
+// rule, action and stage of a request with its number of hits (a resent conversation repeats its
+// history's hits every turn: hundreds a request). Never the matched text. While the database is away hits wait, up to maxQueuedEvents; past that they are
 // dropped and counted, since a request must never wait on its audit trail.
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
@@ -21,9 +22,10 @@ interface Row {
   readonly action: string;
   readonly stage: string;
   readonly at: Date;
+  readonly hits: number;
 }
 
-const INSERT_SQL = 'SELECT nemo.record_guardrail_events($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])';
+const INSERT_SQL = 'SELECT nemo.record_guardrail_events_v2($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::integer[])';
 
 export class GuardrailEventLog {
   private queue: Row[] = [];
@@ -37,13 +39,21 @@ export class GuardrailEventLog {
 
   record(ctx: GuardrailEventContext, stage: 'input' | 'output', findings: readonly Finding[]): void {
     const at = new Date();
+    // Hits by rule and action, in first-seen order.
+    const hits = new Map<string, { rule: string; action: string; n: number }>();
     for (const finding of findings) {
-      guardrailHitsTotal.inc({ rule: ruleKind(finding.rule), action: finding.action, stage });
+      const id = `${finding.action}\u0000${finding.rule}`;
+      const seen = hits.get(id);
+      if (seen === undefined) hits.set(id, { rule: finding.rule, action: finding.action, n: 1 });
+      else seen.n++;
+    }
+    for (const { rule, action, n } of hits.values()) {
+      guardrailHitsTotal.inc({ rule: ruleKind(rule), action, stage }, n);
       if (this.queue.length >= this.options.maxQueuedEvents) {
         guardrailEventsDroppedTotal.inc();
         continue;
       }
-      this.queue.push({ org: ctx.orgId, request: ctx.requestId, key: ctx.keyId, rule: finding.rule, action: finding.action, stage, at });
+      this.queue.push({ org: ctx.orgId, request: ctx.requestId, key: ctx.keyId, rule, action, stage, at, hits: n });
     }
     this.schedule();
   }
@@ -81,7 +91,7 @@ export class GuardrailEventLog {
     try {
       await this.db.query(INSERT_SQL, [
         rows.map((r) => r.org), rows.map((r) => r.request), rows.map((r) => r.key), rows.map((r) => r.rule),
-        rows.map((r) => r.action), rows.map((r) => r.stage), rows.map((r) => r.at),
+        rows.map((r) => r.action), rows.map((r) => r.stage), rows.map((r) => r.at), rows.map((r) => r.hits),
       ]);
     } catch (err) {
       log.warn('guardrails: recording events failed; will retry', { error: (err as Error).message, events: rows.length });

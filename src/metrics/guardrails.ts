@@ -11,7 +11,7 @@ export const guardrailHitsTotal = new Counter({
 
 export const guardrailEventsDroppedTotal = new Counter({
   name: 'nemo_guardrail_events_dropped_total',
-  help: 'Guardrail hits not recorded in nemo.guardrail_events because the queue was full (the database was away).',
+  help: 'Guardrail event rows (a request\'s hits of one rule) not recorded in nemo.guardrail_events because the queue was full (the database was away).',
   registers: [registry],
 });
 

@@ -254,7 +254,7 @@ export class AdminService {
     const input = parse(ledgerQuery, query);
     return this.inOrg(caller, orgId, async (client) => {
       const { rows } = await client.query(
-        `SELECT event_id::float8 AS id, org_id, request_id, key_id, rule, action, stage, created_at
+        `SELECT event_id::float8 AS id, org_id, request_id, key_id, rule, action, stage, hits, created_at
          FROM nemo.guardrail_events WHERE ($1::bigint IS NULL OR event_id < $1) ORDER BY event_id DESC LIMIT $2`,
         [input.before ?? null, input.limit],
       );

@@ -322,11 +322,15 @@ describe('guardrails', () => {
     stage: string;
   }
 
-  /** guardrail_events of one request as the owner sees them, once `n` are written (batched every eventFlushMs). */
+  /**
+   * The hits of one request as the owner sees them in guardrail_events, once `n` are written (batched
+   * every eventFlushMs): each row repeated `hits` times (a row is a request's hits of one rule).
+   */
   async function eventsOf(requestId: string, n: number): Promise<EventRow[]> {
     let rows: EventRow[] = [];
     await waitFor(async () => {
-      rows = (await books.pool.query<EventRow>('SELECT org_id, request_id, key_id, rule, action, stage FROM nemo.guardrail_events WHERE request_id = $1 ORDER BY event_id', [requestId])).rows;
+      const stored = (await books.pool.query<EventRow & { hits: number }>('SELECT org_id, request_id, key_id, rule, action, stage, hits FROM nemo.guardrail_events WHERE request_id = $1 ORDER BY event_id', [requestId])).rows;
+      rows = stored.flatMap(({ hits, ...row }) => Array.from({ length: hits }, () => row));
       return rows.length >= n;
     }, 5_000, 25);
     // The whole row, every column: never the matched text.
@@ -692,6 +696,30 @@ describe('guardrails', () => {
       expect(events.map((e) => [e.rule, e.action, e.stage, e.key_id])).toEqual([['pii:email', 'redact', 'output', redactKey.id]]);
     });
 
+    it('records a request\'s hits of one rule as one event with its count: a resent history is not written again hit by hit', async () => {
+      const history = Array.from({ length: 5 }, (_, i) => `Earlier turn ${i}: write to person${i}@example.com or cc team${i}@example.org.`).join('\n');
+      const hitsCounted = async () => Number(/nemo_guardrail_hits_total\{rule="pii:email",action="redact",stage="input"\} (\d+)/.exec(await (await fetch(`${gw.url}/metrics`)).text())?.[1] ?? 0);
+      const counted = await hitsCounted();
+      const o = await chat(redactKey.key, history, { label: 'many-emails' });
+      expect(o.status, JSON.stringify(o.error)).toBe(200);
+      const rows = await waitForRows(o.requestId);
+      expect(rows).toEqual([{ rule: 'pii:email', action: 'redact', stage: 'input', hits: 10 }]);
+      // The same history again: one more row, not ten.
+      const again = await chat(redactKey.key, history, { label: 'many-emails' });
+      expect((await waitForRows(again.requestId)).map((r) => r.hits)).toEqual([10]);
+      // The metric still counts every hit.
+      expect((await hitsCounted()) - counted).toBe(20);
+
+      async function waitForRows(requestId: string) {
+        let rows: Array<{ rule: string; action: string; stage: string; hits: number }> = [];
+        await waitFor(async () => {
+          rows = (await books.pool.query('SELECT rule, action, stage, hits FROM nemo.guardrail_events WHERE request_id = $1', [requestId])).rows;
+          return rows.length > 0;
+        }, 5_000, 25);
+        return rows;
+      }
+    });
+
     it('non-stream: a secret in the answer blocks it (400 guardrail_violation) and the upstream\'s tokens are charged', async () => {
       const usage = { prompt_tokens: 9, completion_tokens: 40 };
       const mark = upstream.define('out-secret', { chunks: [`Your key is ${SECRET}, keep it safe.`], usage });
@@ -876,7 +904,7 @@ describe('guardrails', () => {
       expect(await books.check()).toEqual([]);
     });
 
-    it('GET /admin/v1/orgs/:org/guardrail-events lists the hits newest first (rule, action, stage, request_id, key_id; never the text) and only this org\'s', async () => {
+    it('GET /admin/v1/orgs/:org/guardrail-events lists the hits newest first (rule, action, stage, hits, request_id, key_id; never the text) and only this org\'s', async () => {
       const { status, body } = await admin(org).call('GET', '/guardrail-events?limit=200');
       expect(status).toBe(200);
       expect(body.object).toBe('list');
@@ -884,7 +912,7 @@ describe('guardrails', () => {
       expect(rows.length).toBeGreaterThanOrEqual(4);
       for (const row of rows) {
         expect(row.org_id).toBe(org.orgId);
-        expect(Object.keys(row).sort()).toEqual(['action', 'created_at', 'id', 'key_id', 'org_id', 'request_id', 'rule', 'stage']);
+        expect(Object.keys(row).sort()).toEqual(['action', 'created_at', 'hits', 'id', 'key_id', 'org_id', 'request_id', 'rule', 'stage']);
       }
       const ids = rows.map((r) => r.id);
       expect(ids).toEqual([...ids].sort((a, b) => b - a));

@@ -39,6 +39,7 @@ const APP_DEFINER_FUNCTIONS = [
   'list_orgs()',
   'litellm_sync_v1()',
   'record_guardrail_events(p_org uuid[], p_request text[], p_key uuid[], p_rule text[], p_action text[], p_stage text[], p_at timestamp with time zone[])',
+  'record_guardrail_events_v2(p_org uuid[], p_request text[], p_key uuid[], p_rule text[], p_action text[], p_stage text[], p_at timestamp with time zone[], p_hits integer[])',
   'record_request_log_entries(p_rows json, p_default_retention_days integer)',
   'record_request_log_entries_v2(p_rows json, p_default_retention_days integer)',
   'record_request_logs(p_rows json)',
