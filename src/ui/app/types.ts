@@ -88,6 +88,8 @@ export interface GuardrailEvent {
   rule: string;
   action: string;
   stage: string;
+  /** How many times the request hit this rule. */
+  hits: number;
   created_at: string;
 }
 

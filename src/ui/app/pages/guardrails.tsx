@@ -166,13 +166,14 @@ function Events({ api, orgId, keyName }: { api: Api; orgId: string; keyName(id: 
       <LoadState loaded={loaded}>
         {(events) => (
           <>
-            <Table label="Guardrail events" head={['Time', 'Rule', 'Action', 'Stage', 'Key', 'Request id']} empty={events.length === 0 && 'No guardrail has fired.'}>
+            <Table label="Guardrail events" head={['Time', 'Rule', 'Action', 'Stage', 'Hits', 'Key', 'Request id']} empty={events.length === 0 && 'No guardrail has fired.'}>
               {events.map((e) => (
                 <tr key={e.id}>
                   <td>{time(e.created_at)}</td>
                   <td>{e.rule}</td>
                   <td>{e.action}</td>
                   <td>{e.stage}</td>
+                  <td class="num">{e.hits}</td>
                   <td>{keyName(e.key_id)}</td>
                   <td class="wrap">{e.request_id}</td>
                 </tr>
