@@ -1,12 +1,15 @@
 // A request body for upstream as JSON. Most are short and go as one string. A large one (an agent's
 // whole conversation) is never one string: JSON.stringify's result would land in V8's large-object
 // space on freshly mapped pages, and its UTF-8 copy in freshly mapped memory too (together ~2 ms of
-// page faults for a 280 KB body here). Its top-level members, and each element of a top-level
-// array, are stringified one by one and written into chunks of CHUNK_BYTES, sent with their length.
+// page faults for a 280 KB body here). Objects and arrays with much text are written member by
+// member, small values with one JSON.stringify each, a long string in slices, all into chunks of
+// CHUNK_BYTES, sent with their length.
 
-/** Below this many characters (a rough count of the strings) the body is one JSON.stringify. */
+/** Below this many characters (a rough count of the strings) a value is one JSON.stringify. */
 export const CHUNKED_MIN_CHARS = 32 * 1024;
 const CHUNK_BYTES = 64 * 1024;
+/** A longer string is escaped in slices of this many UTF-16 units (at most 48 KiB of UTF-8 each). */
+const STRING_SLICE_CHARS = 16 * 1024;
 /** How deep the size estimate looks: request, messages, message, content parts, part. */
 const ESTIMATE_DEPTH = 5;
 
@@ -16,6 +19,8 @@ export interface JsonBody {
   readonly bytes: number | undefined;
 }
 
+type Replacer = (key: string, value: unknown) => unknown;
+
 /**
  * `value` (plain JSON data, as parsed) as JSON, byte for byte what JSON.stringify gives; `omitKey`:
  * members of that name are left out at every depth.
@@ -24,31 +29,59 @@ export function jsonBody(value: Record<string, unknown>, omitKey?: string): Json
   const replacer = omitKey === undefined ? undefined : (key: string, member: unknown) => (key === omitKey ? undefined : member);
   if (roughChars(value, ESTIMATE_DEPTH) < CHUNKED_MIN_CHARS) return { body: JSON.stringify(value, replacer), bytes: undefined };
   const out = new ChunkWriter();
+  writeValue(out, value, omitKey, replacer);
+  return out.finish();
+}
+
+/** Writes `value`'s JSON; false (nothing written) when it has none (undefined, a function). */
+function writeValue(out: ChunkWriter, value: unknown, omitKey: string | undefined, replacer: Replacer | undefined): boolean {
+  if (typeof value === 'string' && value.length > STRING_SLICE_CHARS) {
+    writeLongString(out, value);
+    return true;
+  }
+  if (value === null || typeof value !== 'object' || roughChars(value, ESTIMATE_DEPTH) < CHUNKED_MIN_CHARS) {
+    const text: string | undefined = JSON.stringify(value, replacer);
+    if (text === undefined) return false;
+    out.write(text);
+    return true;
+  }
+  if (Array.isArray(value)) {
+    out.write('[');
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out.write(',');
+      // JSON.stringify writes null for an element without a JSON form.
+      if (!writeValue(out, value[i], omitKey, replacer)) out.write('null');
+    }
+    out.write(']');
+    return true;
+  }
   let separator = '{';
   for (const key of Object.keys(value)) {
-    const member = value[key];
-    if (key === omitKey) continue;
-    if (Array.isArray(member)) {
-      out.write(separator);
-      out.write(`${JSON.stringify(key)}:[`);
-      for (let i = 0; i < member.length; i++) {
-        if (i > 0) out.write(',');
-        // JSON.stringify writes null for an element without a JSON form (undefined, a function).
-        out.write(JSON.stringify(member[i], replacer) ?? 'null');
-      }
-      out.write(']');
-    } else {
-      const text: string | undefined = JSON.stringify(member, replacer);
-      // A member without a JSON form is left out, as JSON.stringify does.
-      if (text === undefined) continue;
-      out.write(separator);
-      out.write(`${JSON.stringify(key)}:`);
-      out.write(text);
-    }
+    const member = (value as Record<string, unknown>)[key];
+    // A member without a JSON form is left out, as JSON.stringify does.
+    if (key === omitKey || member === undefined || typeof member === 'function' || typeof member === 'symbol') continue;
+    out.write(separator);
+    out.write(JSON.stringify(key));
+    out.write(':');
+    writeValue(out, member, omitKey, replacer);
     separator = ',';
   }
   out.write(separator === '{' ? '{}' : '}');
-  return out.finish();
+  return true;
+}
+
+/** A string's JSON in slices: JSON escapes each code point alone, so only a surrogate pair must not be cut. */
+function writeLongString(out: ChunkWriter, text: string): void {
+  out.write('"');
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + STRING_SLICE_CHARS, text.length);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    const escaped = JSON.stringify(text.slice(start, end));
+    out.write(escaped.slice(1, -1));
+    start = end;
+  }
+  out.write('"');
 }
 
 /** The characters of the strings in `value`, down to `depth` levels: an estimate of its JSON's size. */
