@@ -1,8 +1,9 @@
 // Guardrail hits, recorded off the request path: counted in metrics at once, written to
 // nemo.guardrail_events in batches (one statement for many orgs) every eventFlushMs, one row per
 // rule, action and stage of a request with its number of hits (a resent conversation repeats its
-// history's hits every turn: hundreds a request). Never the matched text. While the database is away hits wait, up to maxQueuedEvents; past that they are
-// dropped and counted, since a request must never wait on its audit trail.
+// history's hits every turn: hundreds a request). Never the matched text. While the database is
+// away rows wait, up to maxQueuedEvents; past that they are dropped and counted, since a request
+// must never wait on its audit trail.
 import type { Database } from '../db/database.js';
 import { log } from '../log.js';
 import { guardrailEventsDroppedTotal, guardrailHitsTotal } from '../metrics/registry.js';
