@@ -29,7 +29,7 @@ export function jsonBody(value: Record<string, unknown>, omitKey?: string): Json
   const replacer = omitKey === undefined ? undefined : (key: string, member: unknown) => (key === omitKey ? undefined : member);
   if (roughChars(value, ESTIMATE_DEPTH) < CHUNKED_MIN_CHARS) return { body: JSON.stringify(value, replacer), bytes: undefined };
   const out = new ChunkWriter();
-  writeValue(out, value, omitKey, replacer);
+  writeComposite(out, value, omitKey, replacer);
   return out.finish();
 }
 
@@ -45,6 +45,12 @@ function writeValue(out: ChunkWriter, value: unknown, omitKey: string | undefine
     out.write(text);
     return true;
   }
+  writeComposite(out, value, omitKey, replacer);
+  return true;
+}
+
+/** An object or array with much text, member by member. */
+function writeComposite(out: ChunkWriter, value: object, omitKey: string | undefined, replacer: Replacer | undefined): void {
   if (Array.isArray(value)) {
     out.write('[');
     for (let i = 0; i < value.length; i++) {
@@ -53,7 +59,7 @@ function writeValue(out: ChunkWriter, value: unknown, omitKey: string | undefine
       if (!writeValue(out, value[i], omitKey, replacer)) out.write('null');
     }
     out.write(']');
-    return true;
+    return;
   }
   let separator = '{';
   for (const key of Object.keys(value)) {
@@ -67,7 +73,6 @@ function writeValue(out: ChunkWriter, value: unknown, omitKey: string | undefine
     separator = ',';
   }
   out.write(separator === '{' ? '{}' : '}');
-  return true;
 }
 
 /** A string's JSON in slices: JSON escapes each code point alone, so only a surrogate pair must not be cut. */
