@@ -12,7 +12,7 @@ import { findPhones, PHONE_MAX_LENGTH } from './detectors/phone.js';
 import { findInjections, INJECTION_MAX_LENGTH } from './detectors/prompt-injection.js';
 import { findSecrets, secretOpenTail, SECRET_MAX_LENGTH } from './detectors/secret.js';
 import { findUsSsns, US_SSN_MAX_LENGTH } from './detectors/us-ssn.js';
-import { foldText, type FoldedText } from './fold-text.js';
+import { foldCount, foldTextTransient, type FoldedText } from './fold-text.js';
 import { PII_DETECTORS, type GuardrailAction, type GuardrailPolicy, type PiiDetector, type RuleId } from './types.js';
 import { compileUserPattern } from './user-pattern.js';
 
@@ -26,13 +26,22 @@ export interface Hit {
   readonly placeholder: string | undefined;
 }
 
-/** The text being scanned, folded at most once however many rules need the folded form. */
+/**
+ * The text being scanned, folded once however many rules need the folded form. The fold's maps
+ * are the thread's scratch arrays: should another text have been folded since, this one is
+ * folded again rather than read through stale maps.
+ */
 export class ScanInput {
   #folded: FoldedText | undefined;
+  #foldedAt = -1;
   #hasDigit: boolean | undefined;
   constructor(readonly text: string) {}
   get folded(): FoldedText {
-    return (this.#folded ??= foldText(this.text));
+    if (this.#folded === undefined || this.#foldedAt !== foldCount()) {
+      this.#folded = foldTextTransient(this.text);
+      this.#foldedAt = foldCount();
+    }
+    return this.#folded;
   }
   /** Most short prompts have no ASCII digit: then no number-shaped detector needs to run. */
   get hasDigit(): boolean {

@@ -1,7 +1,8 @@
 // Folding for phrase matching keeps a map back to the original: every folded unit knows which
 // original characters it came from, so findings can point at what the user actually sent.
 import { describe, expect, it } from 'vitest';
-import { foldPhrase, foldText } from '../../../src/guardrails/fold-text.js';
+import { foldPhrase, foldText, foldTextTransient } from '../../../src/guardrails/fold-text.js';
+import { ScanInput } from '../../../src/guardrails/rules.js';
 
 function sources(original: string): string[] {
   const folded = foldText(original);
@@ -47,5 +48,28 @@ describe('foldText', () => {
 
   it('foldPhrase trims what foldText keeps', () => {
     expect(foldPhrase('  Bad\u200b  WORD ')).toBe('bad word');
+  });
+
+  it('a transient fold gives the same text and maps as a kept one', () => {
+    for (const original of ['Hello  World', 'Ｘe\u0301ﬁ😀 \t ok', `${'ﬃ'.repeat(3_000)} A`]) {
+      const kept = foldText(original);
+      const transient = foldTextTransient(original);
+      expect(transient.text).toBe(kept.text);
+      expect([...transient.sourceStart]).toEqual([...kept.sourceStart]);
+      expect([...transient.sourceEnd]).toEqual([...kept.sourceEnd]);
+    }
+  });
+
+  it('a scan input folded before another text was folds again instead of reading stale maps', () => {
+    const input = new ScanInput('Project  Falcon');
+    const first = input.folded;
+    expect(first.sourceStart[8]).toBe(9);
+    // Another fold on this thread reuses the scratch arrays behind `first`.
+    foldTextTransient('x'.repeat(64));
+    const again = input.folded;
+    expect(again).not.toBe(first);
+    expect(again.text).toBe('project falcon');
+    expect([again.sourceStart[8], again.sourceEnd[13]]).toEqual([9, 15]);
+    expect(input.folded).toBe(again);
   });
 });
