@@ -14,11 +14,11 @@ export function contentKey(text: string): string {
  * strings in the same order (content, then tool call arguments, message by message), so each is
  * matched against the next scanned text, not looked up by content (a Map keyed by 200 KB of text
  * costs V8 a hash of every character, more than the second SHA-256 it saves). A text not met in
- * order, or redacted since, is hashed again.
+ * order is hashed again.
  */
 export class ContentKeys {
   private readonly texts: string[] = [];
-  private readonly keys: Array<string | undefined> = [];
+  private readonly keys: string[] = [];
   private next = 0;
 
   /** The key of a text being scanned, remembered for the count. */
@@ -29,19 +29,24 @@ export class ContentKeys {
     return key;
   }
 
-  /** A scanned text was replaced by its redacted form: the count will meet that instead. */
-  redacted(original: string, replacement: string): void {
+  /**
+   * A scanned text was replaced by its redacted form: the count will meet that instead. The
+   * redacted form is a function of the original and the policy (`policyKey`, a hash of it), so its
+   * key is derived from theirs rather than hashed: an agent's history redacted anew each turn
+   * would otherwise be hashed twice. `~` is not base64: no derived key equals a content key.
+   */
+  redacted(original: string, replacement: string, policyKey: string): void {
     const i = this.texts.indexOf(original);
     if (i < 0) return;
     this.texts[i] = replacement;
-    this.keys[i] = undefined;
+    this.keys[i] = `${this.keys[i]}~${policyKey}`;
   }
 
   of(text: string): string {
     const i = this.next;
     if (i < this.texts.length && this.texts[i] === text) {
       this.next = i + 1;
-      return this.keys[i] ?? contentKey(text);
+      return this.keys[i]!;
     }
     return contentKey(text);
   }

@@ -67,7 +67,7 @@ export async function checkPrompt(
       if (result.blocked !== undefined) return { blocked: result.blocked, findings, redacted, bodyBytesDelta };
       if (result.redacted !== undefined) {
         bodyBytesDelta += redactionGrowthBytes(result.findings);
-        keys.redacted(pieces[i]!.text, result.redacted);
+        keys.redacted(pieces[i]!.text, result.redacted, guard.policyKey);
         pieces[i]!.write(result.redacted);
         redacted = true;
       }

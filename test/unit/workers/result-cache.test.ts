@@ -84,10 +84,28 @@ describe('ContentKeys', () => {
     const keys = new ContentKeys();
     const [a, b, c] = ['a'.repeat(20_000), 'b'.repeat(300), 'c'.repeat(50)];
     for (const text of [a, b, c]) expect(keys.scanned(text)).toBe(contentKey(text));
-    keys.redacted(b, 'b[REDACTED]');
+    const redacted = 'b[REDACTED]';
+    keys.redacted(b, redacted, 'policy-1');
     // The count's order: other texts (roles, ids) in between, the redacted text in place of b.
-    const counted = ['user', a, 'call_1', 'b[REDACTED]', 'tool', c, 'unseen'];
-    expect(counted.map((t) => keys.of(t))).toEqual(counted.map((t) => contentKey(t)));
+    const counted = ['user', a, 'call_1', redacted, 'tool', c, 'unseen'];
+    const expected = counted.map((t) => contentKey(t));
+    expected[3] = `${contentKey(b)}~policy-1`;
+    expect(counted.map((t) => keys.of(t))).toEqual(expected);
+  });
+
+  it('derives a redacted text\'s key from the original\'s and the policy\'s, never equal to a content key', () => {
+    const keys = new ContentKeys();
+    const original = 'mail me at a@b.example';
+    keys.scanned(original);
+    keys.redacted(original, 'mail me at [EMAIL]', 'p2');
+    const derived = keys.of('mail me at [EMAIL]');
+    expect(derived).toBe(`${contentKey(original)}~p2`);
+    expect(derived).not.toMatch(/^[A-Za-z0-9+/]+=*$/);
+    // Another request with the same text and policy gets the same key, so its count is cached.
+    const next = new ContentKeys();
+    next.scanned(original);
+    next.redacted(original, 'mail me at [EMAIL]', 'p2');
+    expect(next.of('mail me at [EMAIL]')).toBe(derived);
   });
 
   it('hashes a text met out of order rather than take another text\'s key', () => {
