@@ -134,6 +134,8 @@ export class StreamOutputGuard {
       return this.block(step.blocked, chunk, choice);
     }
     if (step.release === text) return frame;
+    // `data: ` and the blank line around the JSON, as rewrite() checked: the template's framing.
+    if (step.release === '' && shape.templateMatched) return shape.emptyContentFrame(DATA_PREFIX, '\n\n');
     return `${frame.slice(0, contentStart)}${JSON.stringify(step.release)}${frame.slice(contentEnd)}`;
   }
 

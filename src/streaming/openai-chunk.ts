@@ -39,6 +39,8 @@ export class OpenAiChunkScan {
   contentEnd = -1;
   /** The content string has escapes: JSON.parse its quoted slice; otherwise the text between the quotes is the value. */
   contentEscaped = false;
+  /** After SIMPLE: the chunk is the last template's, but for its content string. */
+  templateMatched = false;
 
   private s = '';
   private i = 0;
@@ -51,6 +53,8 @@ export class OpenAiChunkScan {
   private head = '';
   private tail = '';
   private templateIndex = 0;
+  /** The template with an empty content string, framed: built at most once per template. */
+  private emptyFrame: string | undefined;
   /** SEEN_* flags of the keys read so far (there is at most one choice and one delta). */
   private seen = 0;
   private choiceCount = 0;
@@ -67,6 +71,7 @@ export class OpenAiChunkScan {
     this.contentStart = -1;
     this.contentEnd = -1;
     this.contentEscaped = false;
+    this.templateMatched = false;
     if (this.sameTemplate(text, from, to)) return SIMPLE;
     this.i = from;
     this.ws();
@@ -78,6 +83,7 @@ export class OpenAiChunkScan {
     if (this.contentStart !== -1) {
       this.head = text.slice(from, this.contentStart + 1);
       this.tail = text.slice(this.contentEnd - 1, to);
+      this.emptyFrame = undefined;
       this.templateIndex = this.index;
     }
     return SIMPLE;
@@ -100,7 +106,17 @@ export class OpenAiChunkScan {
     this.contentStart = quote;
     this.contentEnd = closing + 1;
     this.contentEscaped = this.escaped;
+    this.templateMatched = true;
     return true;
+  }
+
+  /**
+   * After a template match: the chunk as `prefix` + its JSON with `""` for content + `suffix`, the
+   * same string each time. A stream guard holding text back sends most chunks this way, and
+   * building each anew would cost three strings and a flattening in the write.
+   */
+  emptyContentFrame(prefix: string, suffix: string): string {
+    return (this.emptyFrame ??= `${prefix}${this.head}${this.tail}${suffix}`);
   }
 
   /** One member's value (the scan sits at it), by the object it is in. */

@@ -95,4 +95,17 @@ describe('StreamOutputGuard', () => {
     const { out } = run([usage]);
     expect(out).toEqual([usage]);
   });
+
+  it('sends a held chunk as the chunk with empty content, the same string for each of the stream\'s chunks', () => {
+    const words = Array.from({ length: 40 }, (_, i) => `word${i} `);
+    const { out, ok } = run([...words.map((w) => frame({ content: w })), frame({}, 'stop'), 'data: [DONE]\n\n']);
+    expect(ok).toBe(true);
+    const held = out.filter((f) => f.includes('"content":""'));
+    // Text is held back while a match could still cross the chunk boundary (the email rule's 254
+    // characters here): most chunks go out empty, each exactly as the chunk with "" for its text.
+    expect(held.length).toBeGreaterThan(20);
+    expect(held.every((f) => f === frame({ content: '' }))).toBe(true);
+    expect(new Set(held).size).toBe(1);
+    expect(field(out, (d) => d.content)).toBe(words.join(''));
+  });
 });
