@@ -46,11 +46,10 @@ export class CompletionText {
   /**
    * Appends the string values of every `"content"`, `"reasoning_content"` and `"arguments"` key of
    * one OpenAI chunk's JSON, without parsing it. Inside JSON strings quotes are escaped, so an
-   * unescaped `"content":"` can only be a key.
+   * unescaped `"content":"` can only be a key. Returns how many non-empty values it found.
    */
-  appendFromChunk(json: string): void {
-    this.appendValuesOf(json, CONTENT_HEAD, CONTENT_TAIL, REASONING_HEAD);
-    this.appendValuesOf(json, ARGUMENTS_HEAD, ARGUMENTS_TAIL);
+  appendFromChunk(json: string): number {
+    return this.appendValuesOf(json, CONTENT_HEAD, CONTENT_TAIL, REASONING_HEAD) + this.appendValuesOf(json, ARGUMENTS_HEAD, ARGUMENTS_TAIL);
   }
 
   /** The text, or undefined when it grew past the limit (the caller estimates instead). */
@@ -65,8 +64,9 @@ export class CompletionText {
     }
   }
 
-  /** The values of the key `head + tail` (and of `otherHead + tail`, which shares the tail). */
-  private appendValuesOf(json: string, head: string, tail: string, otherHead?: string): void {
+  /** The values of the key `head + tail` (and of `otherHead + tail`, which shares the tail); returns how many were not empty. */
+  private appendValuesOf(json: string, head: string, tail: string, otherHead?: string): number {
+    let found = 0;
     // Past the end of the last value (its closing quote cannot open the next key).
     let from = 0;
     let at = json.indexOf(tail);
@@ -74,14 +74,18 @@ export class CompletionText {
       if (isKeyAt(json, head, at, from) || (otherHead !== undefined && isKeyAt(json, otherHead, at, from))) {
         const start = at + tail.length;
         const end = closingQuote(json, start);
-        if (end === -1) return;
-        this.append(json.slice(start, end));
+        if (end === -1) return found;
+        if (end > start) {
+          found++;
+          this.append(json.slice(start, end));
+        }
         from = end + 1;
         at = json.indexOf(tail, from);
       } else {
         at = json.indexOf(tail, at + 1);
       }
     }
+    return found;
   }
 }
 

@@ -30,17 +30,18 @@ export class OpenAiStreamTranslator implements StreamTranslator {
       sink.push(DONE_FRAME);
       return;
     }
-    if (event.event === 'error' || (ERROR_KEY.test(data) && isErrorPayload(data))) throw upstreamStreamError(data);
+    // `includes` first: a search for a pattern that starts with a quote, JSON's most common
+    // character, costs V8 several times more, and almost no chunk has the key.
+    if (event.event === 'error' || (data.includes('rror"') && ERROR_KEY.test(data) && isErrorPayload(data))) throw upstreamStreamError(data);
     // A cheap shape check instead of parsing every chunk: a chunk is one JSON object.
     if (data.charCodeAt(0) !== 0x7b || data.charCodeAt(data.length - 1) !== 0x7d) {
       throw new GatewayError('NR_UPSTREAM_BAD_RESPONSE', 'The upstream provider sent an unreadable stream chunk.');
     }
     // Counted from the raw frame: an upper bound of the generated text until exact counting.
     this.completionChars += data.length;
-    if (CONTENT_DELTA.test(data)) {
-      this.contentChunks++;
-      this.completionText.appendFromChunk(data);
-    }
+    // The text's keys are found once, for the text and the count; the pattern is only asked about
+    // chunks without such a key in the plain form (`"content": "x"`, with spaces).
+    if (this.completionText.appendFromChunk(data) > 0 || CONTENT_DELTA.test(data)) this.contentChunks++;
     if (USAGE_KEY.test(data)) {
       const chunk = parseChunk(data);
       const usage = readUsage(chunk.usage);

@@ -274,6 +274,14 @@ describe('OpenAiStreamTranslator', () => {
     expect(frames).toEqual([]);
   });
 
+  it('counts content chunks and keeps their text, with or without spaces around the key\'s colon', () => {
+    const spaced = '{"choices":[{"index":0,"delta":{"content": "spaced"},"finish_reason":null}]}';
+    const role = JSON.stringify({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+    const { translator } = translate([data(role), data(chunk('one ')), data(spaced), data(chunk('two'))]);
+    expect(translator.contentChunks).toBe(3);
+    expect(translator.completionText.text()).toBe('one two');
+  });
+
   it('names the upstream message in the mid-stream error', () => {
     expect(() => translate([data('{"error":{"message":"overloaded"}}')])).toThrow('Upstream error: overloaded');
   });
