@@ -7,6 +7,12 @@ export interface SseEvent {
   /** The `event:` field, or undefined for the default "message" type. */
   event: string | undefined;
   data: string;
+  /**
+   * The event exactly as `data: ${data}\n\n` when it came that way (one data line, LF endings,
+   * nothing else): decoded once with its framing, so a translator passing it on builds no string
+   * (`data` is a slice of it).
+   */
+  frame?: string | undefined;
 }
 
 export class SseEventTooLargeError extends Error {
@@ -26,6 +32,7 @@ export class SseParser {
   private pendingLength = 0;
   private eventType: string | undefined = undefined;
   private data: string | undefined = undefined;
+  private frame: string | undefined = undefined;
   private eventBytes = 0;
   /** A CR ended the previous chunk: a LF starting the next one belongs to it. */
   private skipLeadingLf = false;
@@ -68,7 +75,7 @@ export class SseParser {
         lineEnd = lf < nextCr ? lf : nextCr;
       }
       if (lineEnd >= length) break;
-      this.line(input, offset, lineEnd);
+      this.line(input, offset, lineEnd, length);
       if (input[lineEnd] === CR) {
         if (lineEnd + 1 < length) offset = input[lineEnd + 1] === LF ? lineEnd + 2 : lineEnd + 1;
         else {
@@ -112,7 +119,8 @@ export class SseParser {
     if (rest > 0) this.append(input.subarray(offset, length));
   }
 
-  private line(buf: Buffer, start: number, end: number): void {
+  /** One line, `buf[start, end)`; the buffer holds bytes up to `limit`. */
+  private line(buf: Buffer, start: number, end: number, limit: number): void {
     if (this.firstLine) {
       this.firstLine = false;
       if (end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3;
@@ -135,9 +143,19 @@ export class SseParser {
     }
     const fieldLength = fieldEnd - start;
     if (fieldLength === 4 && asciiEquals(buf, start, 'data')) {
+      // The event's first line, `data: ` and LF, and the blank line right behind: the whole frame
+      // is here, decoded with its framing (all ASCII around the value: the same text).
+      if (this.eventBytes === end - start + 1 && valueStart === start + 6 && buf[end] === LF && end + 1 < limit && buf[end + 1] === LF) {
+        const frame = buf.toString('utf8', start, end + 2);
+        this.frame = frame;
+        this.data = frame.slice(6, frame.length - 2);
+        return;
+      }
       const value = buf.toString('utf8', valueStart, end);
+      this.frame = undefined;
       this.data = this.data === undefined ? value : `${this.data}\n${value}`;
     } else if (fieldLength === 5 && asciiEquals(buf, start, 'event')) {
+      this.frame = undefined;
       this.eventType = buf.toString('utf8', valueStart, end);
     }
     // `id` and `retry` carry nothing a chat stream needs.
@@ -145,7 +163,7 @@ export class SseParser {
 
   private dispatch(): void {
     if (this.data !== undefined) {
-      const event: SseEvent = { event: this.eventType, data: this.data };
+      const event: SseEvent = { event: this.eventType, data: this.data, frame: this.frame };
       this.resetEvent();
       this.onEvent(event);
       return;
@@ -156,6 +174,7 @@ export class SseParser {
   private resetEvent(): void {
     this.eventType = undefined;
     this.data = undefined;
+    this.frame = undefined;
     this.eventBytes = 0;
   }
 }

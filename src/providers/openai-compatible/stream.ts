@@ -49,7 +49,7 @@ export class OpenAiStreamTranslator implements StreamTranslator {
       const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0;
       if (usageOnly && !this.ctx.clientWantsUsage) return;
     }
-    sink.push(`data: ${data}\n\n`);
+    sink.push(event.frame ?? `data: ${data}\n\n`);
   }
 }
 

@@ -2,13 +2,30 @@ import { describe, it, expect } from 'vitest';
 import { SseEventTooLargeError, SseParser, type SseEvent } from '../../../src/streaming/sse-parser.js';
 import { seededRandom as seeded } from '../../support/seeded-random.js';
 
-/** Feeds `chunks` (each copied, so no chunk is a view of another) and returns the events seen. */
-function parse(chunks: Array<string | Uint8Array>, maxEventBytes?: number): SseEvent[] {
-  const events: SseEvent[] = [];
-  const parser = new SseParser((event) => events.push(event), maxEventBytes);
+type Event = Omit<SseEvent, 'frame'>;
+
+/**
+ * Feeds `chunks` (each copied, so no chunk is a view of another) and returns the events seen,
+ * without `frame`: whether an event carries its frame depends on where the chunks were cut, and
+ * when it does, the frame must be exactly `data: ${data}\n\n` (checked here for every event).
+ */
+function parse(chunks: Array<string | Uint8Array>, maxEventBytes?: number): Event[] {
+  const events: Event[] = [];
+  const parser = new SseParser(({ frame, ...event }) => {
+    if (frame !== undefined) expect(frame).toBe(`data: ${event.data}\n\n`);
+    events.push(event);
+  }, maxEventBytes);
   for (const chunk of chunks) parser.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Uint8Array.from(chunk));
   parser.end();
   return events;
+}
+
+/** The frames of the events `chunks` parse to (undefined where an event has none). */
+function frames(chunks: Array<string | Uint8Array>): Array<string | undefined> {
+  const out: Array<string | undefined> = [];
+  const parser = new SseParser((event) => out.push(event.frame));
+  for (const chunk of chunks) parser.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Uint8Array.from(chunk));
+  return out;
 }
 
 /** Cuts `bytes` at the sorted offsets `cuts`. */
@@ -22,7 +39,7 @@ function split(bytes: Buffer, cuts: number[]): Uint8Array[] {
   return out;
 }
 
-const message = (data: string): SseEvent => ({ event: undefined, data });
+const message = (data: string): Event => ({ event: undefined, data });
 
 describe('SseParser line endings', () => {
   it('splits events on LF', () => {
@@ -115,7 +132,7 @@ describe('SseParser fields', () => {
     parser.push(chunk);
     chunk.fill(0x78); // the caller reuses its buffer
     parser.push(Buffer.from(' world\n\n'));
-    expect(events).toEqual([message('hello world')]);
+    expect(events).toEqual([{ ...message('hello world'), frame: 'data: hello world\n\n' }]);
   });
 
   it('reads a Uint8Array view with a non-zero byteOffset', () => {
@@ -123,7 +140,7 @@ describe('SseParser fields', () => {
     const events: SseEvent[] = [];
     const parser = new SseParser((event) => events.push(event));
     parser.push(new Uint8Array(backing.buffer, backing.byteOffset + 4, backing.length - 8));
-    expect(events).toEqual([message('view')]);
+    expect(events).toEqual([{ ...message('view'), frame: 'data: view\n\n' }]);
   });
 });
 
@@ -138,7 +155,7 @@ describe('SseParser UTF-8 at every byte boundary', () => {
     ].join(''),
     'utf8',
   );
-  const expected: SseEvent[] = [
+  const expected: Event[] = [
     { event: 'message', data: '{"content":"héllo"}' },
     message('日本\n語 🎉'),
     message('🎉🎉é'),
@@ -251,5 +268,16 @@ describe('SseParser over a long stream', () => {
     expect(received).toHaveLength(10_000);
     expect(received.every((v, i) => v === i)).toBe(true);
     expect(largestPending).toBeLessThanOrEqual(64 * 1024);
+  });
+});
+
+describe('SseParser frames', () => {
+  it('hands over an event that came as `data: <one line>\\n\\n` in one piece as that frame, and no other', () => {
+    expect(frames(['data: {"a":1}\n\ndata: é\n\n'])).toEqual(['data: {"a":1}\n\n', 'data: é\n\n']);
+    // Cut before the blank line, CRLF, no space after the colon, two data lines, other fields, a comment first.
+    expect(frames(['data: a\n', '\n'])).toEqual([undefined]);
+    expect(frames(['data: a\r\n\r\n', 'data:a\n\n', 'data: a\ndata: b\n\n', 'event: x\ndata: a\n\n', 'data: a\nid: 1\n\n', ': hi\ndata: a\n\n'])).toEqual([
+      undefined, undefined, undefined, undefined, undefined, undefined,
+    ]);
   });
 });
