@@ -3,15 +3,10 @@
 // a 2,000-character text and one-line prompts, for the bench's guarded policy with and without ten
 // deny patterns. The baseline is src/guardrails as committed at REF (default HEAD), bundled from git
 // into dist/ and measured in the same rounds (interleaved), so a change reads against its own tree.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 import * as current from '../src/guardrails/policy.js';
 import type { GuardrailPolicy } from '../src/guardrails/types.js';
+import { bundleAtRef, emitReport, pad, progress, round } from './lib/baseline.js';
 import { bigPrompts } from './lib/big-prompts.js';
 import { BENCH_GUARDRAILS } from './lib/nemo-config.js';
 import { textOfChars } from './lib/prompt-text.js';
@@ -50,22 +45,10 @@ interface Size {
   readonly chars: number;
 }
 
-/** Bundles src/guardrails/policy.ts as committed at `ref` into dist/ and imports it. */
+/** src/guardrails at `ref`, bundled (see lib/baseline.ts). */
 async function baselineAt(ref: string): Promise<{ scanner: Scanner; commit: string }> {
-  const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-  const commit = execFileSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: repo, encoding: 'utf8' }).trim();
-  const dir = join(repo, 'dist', 'bench-baseline', commit);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(join(dir, 'src'), { recursive: true });
-  // git show per file: no worktree and no index touched (others may be working in this checkout).
-  const files = execFileSync('git', ['ls-tree', '-r', '--name-only', commit, 'src/guardrails'], { cwd: repo, encoding: 'utf8' }).split('\n').filter(Boolean);
-  for (const file of files) {
-    mkdirSync(dirname(join(dir, file)), { recursive: true });
-    writeFileSync(join(dir, file), execFileSync('git', ['show', `${commit}:${file}`], { cwd: repo, maxBuffer: 64 * 2 ** 20 }));
-  }
-  const outfile = join(dir, 'policy.mjs');
-  await build({ entryPoints: [join(dir, 'src/guardrails/policy.ts')], bundle: true, format: 'esm', platform: 'node', outfile, nodePaths: [join(repo, 'node_modules')], logLevel: 'error' });
-  return { scanner: (await import(pathToFileURL(outfile).href)) as Scanner, commit };
+  const { module, commit } = await bundleAtRef<Scanner>(ref, 'guardrails', "export { compilePolicy, scanText } from './src/guardrails/policy.ts';\n");
+  return { scanner: module, commit };
 }
 
 async function main(): Promise<void> {
@@ -144,11 +127,7 @@ async function main(): Promise<void> {
     rows,
     elapsedS: round((performance.now() - startedAt) / 1000),
   };
-  process.stdout.write(`\n${render(report)}\n`);
-  if (values.json !== undefined) {
-    await writeFile(values.json, `${JSON.stringify(report, null, 2)}\n`);
-    progress(`wrote ${values.json}`);
-  }
+  await emitReport(render(report), report, values.json);
 }
 
 function sized(label: string, texts: string[]): Size {
@@ -170,9 +149,6 @@ function render(report: { baseline: { ref: string; commit: string }; settings: {
   return lines.join('\n');
 }
 
-const pad = (value: unknown, width: number) => String(value).padStart(width);
-const round = (n: number, digits = 1) => Number(n.toFixed(digits));
-const progress = (line: string) => process.stderr.write(`${line}\n`);
 
 function quantile(values: readonly number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -5,13 +5,7 @@
 // and for a key with the bench's guardrail policy. The baseline is src/ as committed at REF
 // (default HEAD), bundled from git into dist/ and measured in the same rounds (interleaved), so a
 // change reads against its own tree on the same machine minute; the frames of both must be equal.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 import { compilePolicy } from '../src/guardrails/policy.js';
 import { StreamOutputGuard } from '../src/guardrails/stream-output.js';
 import type { GuardrailPolicy } from '../src/guardrails/types.js';
@@ -19,6 +13,7 @@ import { planMockResponse } from '../src/providers/mock/generate.js';
 import { OpenAiStreamTranslator } from '../src/providers/openai-compatible/stream.js';
 import type { FrameSink } from '../src/providers/types.js';
 import { SseParser } from '../src/streaming/sse-parser.js';
+import { bundleAtRef, emitReport, pad, progress, round } from './lib/baseline.js';
 import { BENCH_GUARDRAILS } from './lib/nemo-config.js';
 
 /** What the measured path is made of, from either tree. */
@@ -37,22 +32,6 @@ export { OpenAiStreamTranslator } from './src/providers/openai-compatible/stream
 export { StreamOutputGuard } from './src/guardrails/stream-output.ts';
 export { compilePolicy } from './src/guardrails/policy.ts';
 `;
-
-/** Bundles the stream path of src/ as committed at `ref` into dist/ and imports it. */
-async function baselineAt(ref: string): Promise<{ path: StreamPath; commit: string }> {
-  const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-  const commit = execFileSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: repo, encoding: 'utf8' }).trim();
-  const dir = join(repo, 'dist', 'bench-baseline', `stream-${commit}`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  // git archive: no worktree and no index touched (others may be working in this checkout).
-  const archive = execFileSync('git', ['archive', '--format=tar', commit, 'src'], { cwd: repo, maxBuffer: 256 * 2 ** 20 });
-  execFileSync('tar', ['-x', '-C', dir], { input: archive });
-  writeFileSync(join(dir, 'entry.ts'), ENTRY);
-  const outfile = join(dir, 'stream-path.mjs');
-  await build({ entryPoints: [join(dir, 'entry.ts')], bundle: true, format: 'esm', platform: 'node', outfile, nodePaths: [join(repo, 'node_modules')], logLevel: 'error' });
-  return { path: (await import(pathToFileURL(outfile).href)) as StreamPath, commit };
-}
 
 /** The stream scenario's upstream answer: the mock's SSE pieces for 64 tokens with usage. */
 function upstreamPieces(): Buffer[] {
@@ -92,10 +71,10 @@ async function main(): Promise<void> {
   const startedAt = performance.now();
 
   progress(`bundling src/ at ${values.baseline}`);
-  const baseline = await baselineAt(values.baseline);
+  const baseline = await bundleAtRef<StreamPath>(values.baseline, 'stream', ENTRY);
   const current: StreamPath = { SseParser, OpenAiStreamTranslator, StreamOutputGuard, compilePolicy };
   const impls: Array<[string, StreamPath]> = [
-    ['baseline', baseline.path],
+    ['baseline', baseline.module],
     ['current', current],
   ];
   const pieces = upstreamPieces();
@@ -151,11 +130,7 @@ async function main(): Promise<void> {
     rows,
     elapsedS: round((performance.now() - startedAt) / 1000),
   };
-  process.stdout.write(`\n${render(report)}\n`);
-  if (values.json !== undefined) {
-    await writeFile(values.json, `${JSON.stringify(report, null, 2)}\n`);
-    progress(`wrote ${values.json}`);
-  }
+  await emitReport(render(report), report, values.json);
   if (mismatches.length > 0) process.exitCode = 1;
 }
 
@@ -173,9 +148,6 @@ function render(report: { baseline: { ref: string; commit: string }; settings: {
   return lines.join('\n');
 }
 
-const pad = (value: unknown, width: number) => String(value).padStart(width);
-const round = (n: number, digits = 1) => Number(n.toFixed(digits));
-const progress = (line: string) => process.stderr.write(`${line}\n`);
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
