@@ -112,7 +112,7 @@ export class OpenAiChunkScan {
 
   /**
    * After a template match: the chunk as `prefix` + its JSON with `""` for content + `suffix`, the
-   * same string each time. A stream guard holding text back sends most chunks this way, and
+   * same string each time (a caller passes the same prefix and suffix every time). A stream guard holding text back sends most chunks this way, and
    * building each anew would cost three strings and a flattening in the write.
    */
   emptyContentFrame(prefix: string, suffix: string): string {
