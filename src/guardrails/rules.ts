@@ -4,13 +4,13 @@
 import { compileDenyWords } from './detectors/deny-words.js';
 import { denyPattern, findDenyPatterns } from './detectors/deny-patterns.js';
 import { findCreditCards, CREDIT_CARD_MAX_LENGTH } from './detectors/credit-card.js';
-import { findEmails, EMAIL_MAX_LENGTH } from './detectors/email.js';
+import { emailOpenStart, findEmails, EMAIL_MAX_LENGTH } from './detectors/email.js';
 import { findIbans, IBAN_MAX_LENGTH } from './detectors/iban.js';
 import { findIpAddresses, IP_ADDRESS_MAX_LENGTH } from './detectors/ip-address.js';
 import type { Match } from './detectors/match.js';
 import { findPhones, PHONE_MAX_LENGTH } from './detectors/phone.js';
 import { findInjections, INJECTION_MAX_LENGTH } from './detectors/prompt-injection.js';
-import { findSecrets, secretOpenTail, SECRET_MAX_LENGTH } from './detectors/secret.js';
+import { findSecrets, secretOpenStart, secretOpenTail, SECRET_MAX_LENGTH } from './detectors/secret.js';
 import { findUsSsns, US_SSN_MAX_LENGTH } from './detectors/us-ssn.js';
 import { foldCount, foldTextTransient, type FoldedText } from './fold-text.js';
 import { PII_DETECTORS, type GuardrailAction, type GuardrailPolicy, type PiiDetector, type RuleId } from './types.js';
@@ -60,6 +60,12 @@ export interface CompiledRule {
   readonly maxLength: number;
   /** Where a match that may still grow starts at the end of a text, or -1 (secrets only). */
   readonly openTail: ((text: string) => number) | undefined;
+  /**
+   * Where a match that later text could still make, grow or undo may start at the end of a text,
+   * for rules whose matches (and the characters that decide them) are runs of one character class:
+   * the start of the trailing run. Undefined: only maxLength bounds it.
+   */
+  readonly openStart: ((text: string) => number) | undefined;
   find(input: ScanInput, rank: number): readonly Hit[];
 }
 
@@ -67,6 +73,7 @@ interface PiiSpec {
   readonly find: (text: string) => Match[];
   readonly maxLength: number;
   readonly openTail?: (text: string) => number;
+  readonly openStart?: (text: string) => number;
   /** False when the detector cannot match: its pattern needs what the text does not have. */
   readonly mayMatch?: (input: ScanInput) => boolean;
 }
@@ -76,13 +83,13 @@ const needsDigit = (input: ScanInput): boolean => input.hasDigit;
 const needsDigitOrColon = (input: ScanInput): boolean => input.hasDigit || input.text.includes(':');
 
 const PII: Readonly<Record<PiiDetector, PiiSpec>> = {
-  email: { find: findEmails, maxLength: EMAIL_MAX_LENGTH },
+  email: { find: findEmails, maxLength: EMAIL_MAX_LENGTH, openStart: emailOpenStart },
   phone: { find: findPhones, maxLength: PHONE_MAX_LENGTH, mayMatch: needsDigit },
   credit_card: { find: findCreditCards, maxLength: CREDIT_CARD_MAX_LENGTH, mayMatch: needsDigit },
   iban: { find: findIbans, maxLength: IBAN_MAX_LENGTH, mayMatch: needsDigit },
   us_ssn: { find: findUsSsns, maxLength: US_SSN_MAX_LENGTH, mayMatch: needsDigit },
   ip_address: { find: findIpAddresses, maxLength: IP_ADDRESS_MAX_LENGTH, mayMatch: needsDigitOrColon },
-  secret: { find: findSecrets, maxLength: SECRET_MAX_LENGTH, openTail: secretOpenTail },
+  secret: { find: findSecrets, maxLength: SECRET_MAX_LENGTH, openTail: secretOpenTail, openStart: secretOpenStart },
 };
 
 /** `[REDACTED:CREDIT_CARD]`: typed, so a reader (or the model) knows what was there. */
@@ -103,6 +110,7 @@ function piiRule(detector: PiiDetector, action: GuardrailAction): CompiledRule {
     inputOnly: false,
     maxLength: spec.maxLength,
     openTail: spec.openTail,
+    openStart: spec.openStart,
     find: (input, rank) => {
       if (spec.mayMatch !== undefined && !spec.mayMatch(input)) return NO_HITS;
       const matches = spec.find(input.text);
@@ -118,6 +126,7 @@ function denyWordRule(words: readonly string[], action: GuardrailAction): Compil
     inputOnly: false,
     maxLength: matcher.maxLength,
     openTail: undefined,
+    openStart: undefined,
     find: (input, rank) => matcher.find(input.text, input.folded).map((m) => hit(`deny_word:${m.index}`, action, m, rank)),
   };
 }
@@ -129,6 +138,7 @@ function denyPatternRule(sources: readonly string[], action: GuardrailAction): C
     inputOnly: false,
     maxLength: Infinity,
     openTail: undefined,
+    openStart: undefined,
     find: (input, rank) => findDenyPatterns(patterns, input.text).map((m) => hit(`deny_pattern:${m.index}`, action, m, rank)),
   };
 }
@@ -139,6 +149,7 @@ function injectionRule(action: GuardrailAction): CompiledRule {
     inputOnly: true,
     maxLength: INJECTION_MAX_LENGTH,
     openTail: undefined,
+    openStart: undefined,
     find: (input, rank) => findInjections(input.text, input.folded).map((m) => hit(`injection:${m.id}`, action, m, rank)),
   };
 }

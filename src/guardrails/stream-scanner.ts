@@ -1,9 +1,12 @@
 // Scans streamed output as it arrives. Text is released only once no active rule could still
-// match across the boundary: the scanner holds back a tail of `maxHold` characters (the longest
-// match of the active rules plus a little lookahead, capped at HOLD_CAP_CHARS) and never cuts
-// through a match. Each scan covers the held text plus up to `maxHold` released characters of
-// left context, so a match straddling chunk boundaries is found whole, and the concatenated
-// releases equal scanText's redacted output for matches no longer than the hold.
+// match across the boundary: the scanner holds back, rule by rule, from where a match that later
+// text could still make, grow or undo may start. For an email or a credential that is the run of
+// their characters at the end (no space inside: in prose, the last word); for the other rules, as
+// many characters as their longest match plus a little lookahead (capped at HOLD_CAP_CHARS). It
+// never cuts through a match. Each scan covers the held text plus a little released left context
+// (the rules look at most a few characters back), or, with admin regexes, up to `maxHold`
+// released characters, so a match straddling chunk boundaries is found whole, and the
+// concatenated releases equal scanText's redacted output for matches no longer than the hold.
 // Longer matches: JWTs and PEM blocks are held until complete (secretOpenTail), up to
 // MAX_PENDING_CHARS; any other redaction is held whole until settled; an admin regex matching
 // more than `maxHold` characters may be reported in pieces (it blocks or flags from the first).
@@ -22,7 +25,7 @@ export interface StreamStep {
 }
 
 export interface StreamScannerOptions {
-  /** Rescan after this many new characters at least (default 32): fewer scans, a little more latency. */
+  /** Rescan after this many new characters at least (default 64): fewer scans, a little more latency. */
   readonly scanStepChars?: number;
 }
 
@@ -30,6 +33,8 @@ export interface StreamScannerOptions {
 export const HOLD_CAP_CHARS = 256;
 /** How far past a match's end the built-in rules look ("not followed by a digit"): a match ending earlier is settled. */
 const LOOKAHEAD_CHARS = 8;
+/** Released text a scan sees before the held text, at least: the built-in rules look at most 3 characters back. */
+const LOOKBEHIND_CHARS = 16;
 /** A secret that is still growing (JWT, PEM block) is held at most this long; past it, text is released regardless. */
 export const MAX_PENDING_CHARS = 16_384;
 
@@ -40,8 +45,19 @@ const isHighSurrogate = (code: number): boolean => code >= 0xd800 && code <= 0xd
 
 export function holdFor(rules: readonly CompiledRule[]): number {
   let longest = 0;
-  for (const rule of rules) longest = Math.max(longest, rule.maxLength);
-  return rules.length === 0 ? 0 : Math.min(HOLD_CAP_CHARS, longest + LOOKAHEAD_CHARS);
+  for (const rule of rules) longest = Math.max(longest, ruleHold(rule));
+  return longest;
+}
+
+/** The most a rule's open match can reach back from the end of the text. */
+function ruleHold(rule: CompiledRule): number {
+  return Math.min(HOLD_CAP_CHARS, rule.maxLength + LOOKAHEAD_CHARS);
+}
+
+/** What the scanner holds back for one rule: its length bound, and where its open run starts. */
+interface RuleHold {
+  readonly hold: number;
+  readonly openStart: ((text: string) => number) | undefined;
 }
 
 export class StreamScanner {
@@ -49,6 +65,10 @@ export class StreamScanner {
   readonly maxHold: number;
   readonly #rules: readonly CompiledRule[];
   readonly #openTails: ReadonlyArray<(text: string) => number>;
+  readonly #holds: readonly RuleHold[];
+  /** Released characters each scan sees again, at least (see #contextStart). */
+  readonly #contextChars: number;
+  readonly #runStarts: ReadonlyArray<(text: string) => number>;
   readonly #scanStep: number;
   /** The last released characters (original text): left context for the next scan. */
   #context = '';
@@ -62,9 +82,16 @@ export class StreamScanner {
   constructor(compiled: CompiledPolicy, options: StreamScannerOptions = {}) {
     this.#rules = compiled.outputRules;
     this.#openTails = this.#rules.flatMap((rule) => (rule.openTail === undefined ? [] : [rule.openTail]));
-    this.#scanStep = Math.max(1, options.scanStepChars ?? 32);
+    this.#scanStep = Math.max(1, options.scanStepChars ?? 64);
     this.maxHold = holdFor(this.#rules);
-    this.#nextScanAt = this.maxHold + this.#scanStep;
+    this.#holds = this.#rules.map((rule) => ({ hold: ruleHold(rule), openStart: rule.openStart }));
+    this.#runStarts = this.#rules.flatMap((rule) => (rule.openStart === undefined ? [] : [rule.openStart]));
+    // What the rules without an open run always hold; the first scan comes once the text passes it.
+    let fixedHold = 0;
+    for (const { hold, openStart } of this.#holds) if (openStart === undefined) fixedHold = Math.max(fixedHold, hold);
+    // An admin regex's reach is unknown: it keeps the whole hold as context.
+    this.#contextChars = this.#rules.some((rule) => rule.maxLength === Infinity) ? this.maxHold : Math.min(this.maxHold, Math.max(LOOKBEHIND_CHARS, fixedHold));
+    this.#nextScanAt = fixedHold + this.#scanStep;
   }
 
   /** Every finding so far, in output order. */
@@ -96,7 +123,7 @@ export class StreamScanner {
     const release = applyRedactions(window, ctx, cut, redactions);
     const findings = this.#record(kept, cut, offset);
     this.#releasedChars += cut - ctx;
-    this.#context = window.slice(Math.max(0, cut - this.maxHold), cut);
+    this.#context = window.slice(this.#contextStart(window, cut), cut);
     this.#pending = window.slice(cut);
     // While a long secret is held, rescan less often (each scan covers all of it).
     this.#nextScanAt = this.#pending.length + Math.max(this.#scanStep, (this.#pending.length - this.maxHold) >> 2);
@@ -104,16 +131,18 @@ export class StreamScanner {
   }
 
   /**
-   * Where to stop releasing. Start `maxHold` before the end; move forward past a settled match
-   * that straddles that point, back to the start of a secret still growing, then back until no
-   * match is cut in two (except a block/flag match longer than the hold: it is reported from its
-   * first piece; a redaction is never split, or part of it would leak).
+   * Where to stop releasing. Start where the hold begins (#holdStart), back to the start of a
+   * secret still growing, then back until no match is cut in two (except a block/flag match longer
+   * than the hold: it is reported from its first piece; a redaction is never split, or part of it
+   * would leak). Never forward past the hold's start to release a finished match whole: the text
+   * after it may begin a match that is still open (a hit the resolution drops, such as an email
+   * overlapping a redacted key, can end inside the next key), and that one would be cut in two.
+   * Past MAX_PENDING_CHARS only, the cut goes forward through whatever straddles it.
    */
   #cutPoint(window: string, ctx: number, hits: readonly Hit[]): number {
     const forced = window.length - ctx > MAX_PENDING_CHARS;
-    const settled = window.length - LOOKAHEAD_CHARS;
-    let cut = Math.max(ctx, window.length - this.maxHold);
-    for (const h of hits) if (h.start < cut && h.end > cut && (forced || h.end <= settled)) cut = h.end;
+    let cut = Math.max(ctx, this.#holdStart(window));
+    if (forced) for (const h of hits) if (h.start < cut && h.end > cut) cut = h.end;
     if (!forced) {
       for (const openTail of this.#openTails) {
         const tail = openTail(window);
@@ -132,6 +161,42 @@ export class StreamScanner {
     // Never end a release between the two halves of a surrogate pair: it would not encode.
     if (cut > ctx && isHighSurrogate(window.charCodeAt(cut - 1))) cut--;
     return Math.max(cut, ctx);
+  }
+
+  /**
+   * Where the next scan's window begins. A detector sees nothing before it, so a window beginning
+   * inside a run of an email's or a token's characters would show it a match there that the whole
+   * text does not have, and that match, though dropped as context, would hide a real one after it
+   * (a global search goes on from a match's end). Hence: far enough back that a match of a bounded
+   * rule beginning there ends inside the context, then back to the start of any such run, at most
+   * `maxHold` before the cut.
+   */
+  #contextStart(window: string, cut: number): number {
+    const floor = Math.max(0, cut - this.maxHold);
+    let start = Math.max(floor, cut - this.#contextChars);
+    for (let moved = this.#runStarts.length > 0; moved && start > floor; ) {
+      moved = false;
+      const before = window.slice(0, start);
+      for (const runStart of this.#runStarts) {
+        const at = Math.max(floor, runStart(before));
+        if (at < start) {
+          start = at;
+          moved = true;
+        }
+      }
+    }
+    return start;
+  }
+
+  /** The earliest place a match that later text could still make, grow or undo may start. */
+  #holdStart(window: string): number {
+    let start = window.length;
+    for (const { hold, openStart } of this.#holds) {
+      const bound = window.length - hold;
+      const at = openStart === undefined ? bound : Math.max(bound, openStart(window));
+      if (at < start) start = at;
+    }
+    return start;
   }
 
   /** Releases what precedes the block (not cutting a redaction in two), then nothing more. */

@@ -35,3 +35,17 @@ export function findEmails(text: string): Match[] {
   }
   return out;
 }
+
+/**
+ * Where an address that later text could still make, grow or undo may start at the end of
+ * `text`: every address, and the characters either side that decide one, is a run of local, `@`
+ * and domain characters, so only the trailing run of those can still change. For the stream
+ * scanner's hold-back: text before it is settled.
+ */
+export function emailOpenStart(text: string): number {
+  let start = text.length;
+  const floor = Math.max(0, text.length - EMAIL_MAX_LENGTH - 1);
+  while (start > floor && (isLocal(text.charCodeAt(start - 1)) || text.charCodeAt(start - 1) === 64)) start--;
+  return start;
+}
+

@@ -63,3 +63,22 @@ export function secretOpenTail(text: string): number {
   if (jwt >= 0 && (tail < 0 || jwt < tail)) tail = jwt;
   return tail;
 }
+
+/** The longest PEM header line: `-----BEGIN `, a 40-character label, `PRIVATE KEY BLOCK-----`. */
+const PEM_HEADER_MAX_LENGTH = 11 + 40 + 22;
+
+/**
+ * Where a credential that later text could still make, grow or undo may start at the end of
+ * `text`: a token is a run of token characters (so only the trailing run can still change), and a
+ * PEM block starts with a `-----BEGIN` line, held while that line is incomplete (a complete one is
+ * secretOpenTail's). For the stream scanner's hold-back: text before it is settled.
+ */
+export function secretOpenStart(text: string): number {
+  let start = text.length;
+  const floor = Math.max(0, text.length - SECRET_MAX_LENGTH - 1);
+  while (start > floor && isTokenChar(text.charCodeAt(start - 1))) start--;
+  const begin = text.lastIndexOf('-----BEGIN', text.length - 1);
+  if (begin >= 0 && begin < start && begin >= text.length - PEM_HEADER_MAX_LENGTH && !PEM_HEADER.test(text.slice(begin, begin + PEM_HEADER_MAX_LENGTH + 1))) start = begin;
+  return start;
+}
+

@@ -101,8 +101,8 @@ describe('StreamOutputGuard', () => {
     const { out, ok } = run([...words.map((w) => frame({ content: w })), frame({}, 'stop'), 'data: [DONE]\n\n']);
     expect(ok).toBe(true);
     const held = out.filter((f) => f.includes('"content":""'));
-    // Text is held back while a match could still cross the chunk boundary (the email rule's 254
-    // characters here): most chunks go out empty, each exactly as the chunk with "" for its text.
+    // Text is held back while a match could still cross the chunk boundary and released at each
+    // scan (every 64 characters): most chunks go out empty, each exactly as the chunk with "" for its text.
     expect(held.length).toBeGreaterThan(20);
     expect(held.every((f) => f === frame({ content: '' }))).toBe(true);
     expect(new Set(held).size).toBe(1);

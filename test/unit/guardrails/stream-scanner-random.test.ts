@@ -1,6 +1,7 @@
 // Random documents assembled from PII, secrets, deny words, look-alikes and noise that sits next
 // to them (digits, dashes, colons, emoji), streamed in random chunks: the scanner must agree with
-// scanText on every one. Seeded, so a failure replays.
+// scanText on every one. Seeded, so a failure replays. NEMO_STREAM_SCAN_SEEDS=N runs N documents
+// per policy instead of 150 (a soak, on demand).
 import { describe, expect, it } from 'vitest';
 import { compilePolicy, scanText } from '../../../src/guardrails/policy.js';
 import { StreamScanner } from '../../../src/guardrails/stream-scanner.js';
@@ -26,10 +27,12 @@ function randomDocument(random: () => number): string {
   return text;
 }
 
+const SEEDS = Number(process.env.NEMO_STREAM_SCAN_SEEDS ?? 150);
+
 describe('StreamScanner on random documents', () => {
-  it.each([0, 1, 2])('policy %i agrees with scanText on 150 seeded documents', (policyIndex) => {
+  it.each([0, 1, 2])(`policy %i agrees with scanText on ${SEEDS} seeded documents`, (policyIndex) => {
     const compiled = POLICIES[policyIndex] as (typeof POLICIES)[number];
-    for (let seed = 1; seed <= 150; seed++) {
+    for (let seed = 1; seed <= SEEDS; seed++) {
       const random = seededRandom(seed * 31 + policyIndex);
       const text = randomDocument(random);
       const whole = scanText(compiled, text, 'output');

@@ -107,9 +107,32 @@ describe('StreamScanner hold-back', () => {
     const text = filler(3000);
     for (let i = 0; i < text.length; i += 7) {
       released += scanner.push(text.slice(i, i + 7)).release.length;
-      expect(Math.min(i + 7, text.length) - released).toBeLessThanOrEqual(scanner.maxHold + 32 + 7);
+      expect(Math.min(i + 7, text.length) - released).toBeLessThanOrEqual(scanner.maxHold + 64 + 7);
     }
     expect(released + scanner.end().release.length).toBe(text.length);
+  });
+
+  it('holds back an email\'s or a key\'s length only while one could still be open: in prose, the other rules\' few dozen characters', () => {
+    // Every rule: the longest fixed hold is an IPv6 address's (45 + 8 lookahead); emails and keys
+    // hold only their trailing run of characters (a word, in prose).
+    const cases: Array<[CompiledPolicy, number]> = [
+      [ALL_REDACT, 53],
+      [compilePolicy(piiPolicy('redact', 'email', 'secret')), 16],
+    ];
+    for (const [compiled, hold] of cases) {
+      const scanner = new StreamScanner(compiled);
+      const text = filler(3000);
+      let released = 0;
+      let mostHeld = 0;
+      for (let i = 0; i < text.length; i += 5) {
+        released += scanner.push(text.slice(i, i + 5)).release.length;
+        mostHeld = Math.max(mostHeld, Math.min(i + 5, text.length) - released);
+      }
+      // The hold, one scan step (64) and a chunk, where it was maxHold (256) plus a step before.
+      expect(mostHeld).toBeLessThanOrEqual(hold + 64 + 5);
+      expect(mostHeld).toBeLessThan(scanner.maxHold);
+      expect(released + scanner.end().release.length).toBe(text.length);
+    }
   });
 
   it('bounds what it holds: a PEM header followed by endless base64 is released past MAX_PENDING_CHARS', () => {
