@@ -193,6 +193,24 @@ describe('StreamScanner equals scanText under random multi-splits (seeded)', () 
   });
 });
 
+describe('StreamScanner never releases part of a key behind a match the resolution drops', () => {
+  // "KEY-----.jane@example.com.ghp" reads as an email that starts inside the PEM block (and is
+  // dropped there: the block's redaction came first) and ends inside the GitHub token after it. A
+  // cut moved forward to that email's end released the token's first letters, and the rest no
+  // longer matched: the token went out.
+  const text = `${filler(40)}${pemBlock(4)}.jane@example.com.${SECRETS.github}\uff22\uff21\uff24 ${filler(120)}`;
+  const compiled = compilePolicy({ ...piiPolicy('redact'), deny_words: ['forbidden'] });
+
+  it('at every split point and under seeded random splits', () => {
+    expect(scanText(compiled, text, 'output').redacted).not.toContain('ghp_');
+    for (let cut = 0; cut <= text.length; cut++) expectSameAsScanText(compiled, text, [text.slice(0, cut), text.slice(cut)]);
+    for (let seed = 1; seed <= 300; seed++) {
+      const random = seededRandom(seed * 104729);
+      expectSameAsScanText(compiled, text, splitAt(text, randomCuts(text.length, random, 1 + Math.floor(random() * 30))));
+    }
+  });
+});
+
 describe('StreamScanner blocks', () => {
   const blockWord = compilePolicy({ deny_words: ['forbidden'], pii: { email: 'redact', us_ssn: 'redact' } });
   const blockSecret = compilePolicy({ pii: { secret: 'block', email: 'redact' } });
