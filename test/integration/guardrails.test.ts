@@ -828,11 +828,13 @@ describe('guardrails', () => {
       expect(await settledCharge(requestId)).toBe(usageCharge(DEFAULT_USAGE));
     });
 
-    // The secret arrives in pieces; the scanner first scans when the padding arrives, so the whole
-    // text reaches the gateway before the block, whatever the socket reads look like.
+    // The secret arrives in pieces and runs on into the next piece without a space (a key's
+    // characters), so the scanner holds it as a key that may still grow until the padding's first
+    // space arrives: it blocks only then, and the whole text reaches the gateway before the block,
+    // whatever the socket reads look like.
     const PREFIX = 'Sure. Your key is ';
     const PADDING = ' It was created for the staging project and rotates every ninety days, so keep it out of tickets and chat rooms.'.repeat(4);
-    const SECRET_CHUNKS = [PREFIX, ...SECRET_PIECES, ' and keep it safe.', PADDING];
+    const SECRET_CHUNKS = [PREFIX, ...SECRET_PIECES, '-and-keep-it-safe.', PADDING];
 
     it('stream: a secret mid-stream ends it with a final SSE error event, aborts the upstream, leaks nothing, and charges exactly what was produced', async () => {
       expect(SECRET_PIECES.join('')).toBe(SECRET);
@@ -851,7 +853,7 @@ describe('guardrails', () => {
       expect(got.done).toBe(false);
       // What the client got is (at most) the text before the secret, and nothing of it.
       expect(PREFIX.startsWith(got.content), JSON.stringify(got.content)).toBe(true);
-      for (const piece of [...SECRET_PIECES, 'sk-', 'A1b2', 'keep it safe']) expect(got.raw).not.toContain(piece);
+      for (const piece of [...SECRET_PIECES, 'sk-', 'A1b2', 'keep-it-safe', 'staging project']) expect(got.raw).not.toContain(piece);
 
       // The upstream was hung up on (it never finished by itself).
       const seen = upstream.seen.at(-1)!;
