@@ -68,7 +68,6 @@ export class StreamScanner {
   readonly #holds: readonly RuleHold[];
   /** Released characters each scan sees again, at least (see #contextStart). */
   readonly #contextChars: number;
-  readonly #runStarts: ReadonlyArray<(text: string) => number>;
   readonly #scanStep: number;
   /** The last released characters (original text): left context for the next scan. */
   #context = '';
@@ -85,7 +84,6 @@ export class StreamScanner {
     this.#scanStep = Math.max(1, options.scanStepChars ?? 64);
     this.maxHold = holdFor(this.#rules);
     this.#holds = this.#rules.map((rule) => ({ hold: ruleHold(rule), openStart: rule.openStart }));
-    this.#runStarts = this.#rules.flatMap((rule) => (rule.openStart === undefined ? [] : [rule.openStart]));
     // What the rules without an open run always hold; the first scan comes once the text passes it.
     let fixedHold = 0;
     for (const { hold, openStart } of this.#holds) if (openStart === undefined) fixedHold = Math.max(fixedHold, hold);
@@ -142,8 +140,9 @@ export class StreamScanner {
   #cutPoint(window: string, ctx: number, hits: readonly Hit[]): number {
     const forced = window.length - ctx > MAX_PENDING_CHARS;
     let cut = Math.max(ctx, this.#holdStart(window));
-    if (forced) for (const h of hits) if (h.start < cut && h.end > cut) cut = h.end;
-    if (!forced) {
+    if (forced) {
+      for (const h of hits) if (h.start < cut && h.end > cut) cut = h.end;
+    } else {
       for (const openTail of this.#openTails) {
         const tail = openTail(window);
         if (tail >= ctx && tail < cut) cut = tail;
@@ -174,11 +173,12 @@ export class StreamScanner {
   #contextStart(window: string, cut: number): number {
     const floor = Math.max(0, cut - this.maxHold);
     let start = Math.max(floor, cut - this.#contextChars);
-    for (let moved = this.#runStarts.length > 0; moved && start > floor; ) {
+    for (let moved = true; moved && start > floor; ) {
       moved = false;
       const before = window.slice(0, start);
-      for (const runStart of this.#runStarts) {
-        const at = Math.max(floor, runStart(before));
+      for (const { openStart } of this.#holds) {
+        if (openStart === undefined) continue;
+        const at = Math.max(floor, openStart(before));
         if (at < start) {
           start = at;
           moved = true;

@@ -77,8 +77,11 @@ export function secretOpenStart(text: string): number {
   let start = text.length;
   const floor = Math.max(0, text.length - SECRET_MAX_LENGTH - 1);
   while (start > floor && isTokenChar(text.charCodeAt(start - 1))) start--;
-  const begin = text.lastIndexOf('-----BEGIN', text.length - 1);
-  if (begin >= 0 && begin < start && begin >= text.length - PEM_HEADER_MAX_LENGTH && !PEM_HEADER.test(text.slice(begin, begin + PEM_HEADER_MAX_LENGTH + 1))) start = begin;
+  // Only a header that began within its own length of the end can still be incomplete; searched
+  // forward from there (a held PEM block makes the text long, and V8 searches backward slowly).
+  for (let begin = text.indexOf('-----BEGIN', Math.max(0, text.length - PEM_HEADER_MAX_LENGTH)); begin !== -1 && begin < start; begin = text.indexOf('-----BEGIN', begin + 1)) {
+    if (!PEM_HEADER.test(text.slice(begin, begin + PEM_HEADER_MAX_LENGTH + 1))) return begin;
+  }
   return start;
 }
 
