@@ -3,7 +3,9 @@
 // space on freshly mapped pages, and its UTF-8 copy in freshly mapped memory too (together ~2 ms of
 // page faults for a 280 KB body here). Objects and arrays with much text are written member by
 // member, small values with one JSON.stringify each, a long string in slices, all into chunks of
-// CHUNK_BYTES, sent with their length.
+// CHUNK_BYTES, sent with their length. An element received as safe bytes and unchanged since goes
+// as those bytes (verbatim.ts).
+import { verbatimOf } from './verbatim.js';
 
 /** Below this many characters (a rough count of the strings) a value is one JSON.stringify. */
 export const CHUNKED_MIN_CHARS = 32 * 1024;
@@ -22,8 +24,9 @@ export interface JsonBody {
 type Replacer = (key: string, value: unknown) => unknown;
 
 /**
- * `value` (plain JSON data, as parsed) as JSON, byte for byte what JSON.stringify gives; `omitKey`:
- * members of that name are left out at every depth.
+ * `value` (plain JSON data, as parsed) as JSON: byte for byte what JSON.stringify gives, except
+ * that an element kept as received goes as its received bytes (the same value); `omitKey`: members
+ * of that name are left out at every depth (and no element goes as received).
  */
 export function jsonBody(value: Record<string, unknown>, omitKey?: string): JsonBody {
   const replacer = omitKey === undefined ? undefined : (key: string, member: unknown) => (key === omitKey ? undefined : member);
@@ -38,6 +41,13 @@ function writeValue(out: ChunkWriter, value: unknown, omitKey: string | undefine
   if (typeof value === 'string' && value.length > STRING_SLICE_CHARS) {
     writeLongString(out, value);
     return true;
+  }
+  if (value !== null && typeof value === 'object' && omitKey === undefined) {
+    const bytes = verbatimOf(value);
+    if (bytes !== undefined) {
+      out.writeBytes(bytes);
+      return true;
+    }
   }
   if (value === null || typeof value !== 'object' || roughChars(value, ESTIMATE_DEPTH) < CHUNKED_MIN_CHARS) {
     const text: string | undefined = JSON.stringify(value, replacer);
@@ -124,6 +134,18 @@ class ChunkWriter {
     const written = this.current.write(text, this.used);
     this.used += written;
     this.total += written;
+  }
+
+  writeBytes(bytes: Uint8Array): void {
+    let from = 0;
+    while (from < bytes.length) {
+      if (this.used === this.current.length) this.flush();
+      const n = Math.min(bytes.length - from, this.current.length - this.used);
+      this.current.set(from === 0 && n === bytes.length ? bytes : bytes.subarray(from, from + n), this.used);
+      this.used += n;
+      from += n;
+    }
+    this.total += bytes.length;
   }
 
   finish(): JsonBody {

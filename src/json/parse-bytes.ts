@@ -4,6 +4,8 @@
 // members, and the elements of its top-level arrays (messages, tools, input), are found by a scan
 // of the bytes and decoded and parsed one by one, each a small string. Whatever the scan does not
 // expect falls back to JSON.parse of the whole text: the value and the error are always JSON.parse's.
+// The bytes of array elements that are objects are kept for the upstream body where safe (verbatim.ts).
+import { keepVerbatim } from './verbatim.js';
 
 /** Smaller bodies are decoded whole: a two-byte string of this many characters stays under 128 KiB. */
 export const PIECEWISE_MIN_BYTES = 64 * 1024;
@@ -16,6 +18,9 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
+const MINUS = 0x2d;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
 
 /** JSON.parse of the bytes as UTF-8 (the caller checked they are); throws JSON.parse's SyntaxError. */
 export function parseJsonBytes(bytes: Uint8Array): unknown {
@@ -50,10 +55,13 @@ function parsePiecewise(b: Buffer): Record<string, unknown> | undefined {
       if (b[i] === CLOSE_BRACKET) i++;
       else {
         for (;;) {
+          rawKeys = 0;
+          plainNumbers = true;
           const end = valueEnd(b, i);
           if (end < 0) return undefined;
           const element = parsePiece(b, i, end);
           if (element === FAILED) return undefined;
+          if (element !== null && typeof element === 'object' && !Array.isArray(element)) keepVerbatim(element, b, i, end, rawKeys, plainNumbers);
           elements.push(element);
           i = skipSpace(b, end);
           if (b[i] === COMMA) i = skipSpace(b, i + 1);
@@ -114,6 +122,10 @@ function stringEnd(b: Buffer, start: number): number {
   }
 }
 
+/** What valueEnd saw of a composite value, for keepVerbatim: strings followed by a colon, and whether every number was a short integer. */
+let rawKeys = 0;
+let plainNumbers = true;
+
 /**
  * The index after the value starting at `start`, or -1. Brackets are matched outside strings but
  * not checked for kind or content: JSON.parse of the piece does that.
@@ -128,6 +140,11 @@ function valueEnd(b: Buffer, start: number): number {
       if (c === QUOTE) {
         const end = stringEnd(b, j);
         if (end < 0) return -1;
+        if (b[skipSpace(b, end)] === COLON) rawKeys++;
+        j = end - 1;
+      } else if ((c! >= DIGIT_0 && c! <= DIGIT_9) || c === MINUS) {
+        const end = numberEnd(b, j);
+        if (plainNumbers) plainNumbers = isShortInteger(b, j, end);
         j = end - 1;
       } else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
       else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
@@ -137,11 +154,27 @@ function valueEnd(b: Buffer, start: number): number {
     return -1;
   }
   // A number, true, false or null: up to the next delimiter.
+  const j = numberEnd(b, start);
+  return j > start ? j : -1;
+}
+
+/** The index of the delimiter after a number (or literal) starting at `start`. */
+function numberEnd(b: Buffer, start: number): number {
   let j = start;
   while (j < b.length) {
     const c = b[j];
     if (c === COMMA || c === CLOSE_BRACE || c === CLOSE_BRACKET || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) break;
     j++;
   }
-  return j > start ? j : -1;
+  return j;
+}
+
+/** `-?(0|[1-9][0-9]{0,14})`: an integer every double-based parser reads exactly, written as JSON.stringify writes it. */
+function isShortInteger(b: Buffer, start: number, end: number): boolean {
+  const digits = b[start] === MINUS ? start + 1 : start;
+  const count = end - digits;
+  // `-0` is left out too: JSON.stringify writes it as 0.
+  if (count < 1 || count > 15 || (b[digits] === DIGIT_0 && (count > 1 || digits > start))) return false;
+  for (let k = digits; k < end; k++) if (b[k]! < DIGIT_0 || b[k]! > DIGIT_9) return false;
+  return true;
 }

@@ -93,6 +93,28 @@ describe('large request bodies', () => {
     await books.expectSettledBooks(guarded.orgId, { served: 1 });
   });
 
+  it('passes unchanged messages on as received, and never a message the guardrails changed or another parser could read otherwise', async () => {
+    // As Python's json.dumps writes by default: spaces after separators, non-ASCII escaped.
+    const history = conversation(30).map((m) => JSON.stringify(m).replace(/","/g, '", "').replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    // A repeated key: JSON.parse keeps the last value, a parser keeping the first would read the email.
+    const twoContents = '{"role": "user", "content": "mail jane@example.com now", "content": "hello"}';
+    const raw = `{"model": "agent", "max_tokens": 16, "messages": [${history.join(', ')}, ${twoContents}]}`;
+    received.length = 0;
+    const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...guarded.auth, 'content-type': 'application/json' }, body: raw });
+    expect(res.status).toBe(200);
+    const sentText = received[0]!.bytes.toString('utf8');
+    const sent = JSON.parse(sentText) as { messages: unknown[] };
+    const asParsed = (JSON.parse(raw) as { messages: Array<{ content: unknown }> }).messages;
+    expect(sent.messages).toHaveLength(asParsed.length);
+    expect(sentText).not.toMatch(/@example\.com/);
+    // An unchanged tool result (no email in it) went as its received bytes, spacing and escapes included.
+    expect(sentText).toContain(history[3]);
+    // A redacted message was serialized again.
+    expect(sentText).not.toContain(history[1]);
+    expect(sent.messages.at(-1)).toEqual({ role: 'user', content: 'hello' });
+    await books.expectSettledBooks(guarded.orgId, { served: 2 });
+  });
+
   it('refuses a large body that is not JSON, or not UTF-8, with the error JSON, holding nothing', async () => {
     const good = JSON.stringify({ model: 'agent', messages: conversation(30) });
     const cases: Array<[Buffer, string]> = [

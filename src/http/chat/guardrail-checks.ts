@@ -3,6 +3,7 @@
 // checked: blocking costs the caller nothing, no hold exists yet), and a complete answer before the
 // client sees it. A stream's output is guarded as it flows (guardrails/stream-output.ts).
 import { GatewayError } from '../../errors/gateway-error.js';
+import { forgetVerbatim } from '../../json/verbatim.js';
 import { generatedTexts } from '../../guardrails/completion-texts.js';
 import { redactionGrowthBytes } from '../../guardrails/redact-findings.js';
 import type { Finding, ScanResult } from '../../guardrails/types.js';
@@ -40,6 +41,8 @@ function allOf<T>(values: Array<T | Promise<T>>): T[] | Promise<T[]> {
 /** A piece of prompt text and how to write its redacted form back. */
 interface Piece {
   readonly text: string;
+  /** The message or tool holding it: once redacted, no longer what was received (it is serialized again, not sent as its bytes). */
+  readonly owner: object;
   readonly write: (text: string) => void;
 }
 
@@ -68,6 +71,7 @@ export async function checkPrompt(
       if (result.redacted !== undefined) {
         bodyBytesDelta += redactionGrowthBytes(result.findings);
         keys.redacted(pieces[i]!.text, result.redacted, guard.policyKey);
+        forgetVerbatim(pieces[i]!.owner);
         pieces[i]!.write(result.redacted);
         redacted = true;
       }
@@ -93,18 +97,18 @@ export async function checkPrompt(
  */
 function piecesOf(request: ChatRequest): Piece[] {
   const pieces: Piece[] = [];
-  const add = (text: unknown, write: (text: string) => void) => {
-    if (typeof text === 'string' && text.length > 0) pieces.push({ text, write });
+  const add = (owner: object, text: unknown, write: (text: string) => void) => {
+    if (typeof text === 'string' && text.length > 0) pieces.push({ text, owner, write });
   };
   for (const message of request.messages) {
     const content = message.content;
-    if (typeof content === 'string') add(content, (text) => (message.content = text));
+    if (typeof content === 'string') add(message, content, (text) => (message.content = text));
     else if (Array.isArray(content)) {
-      for (const part of content) if (part.type === 'text') add(part.text, (text) => (part.text = text));
+      for (const part of content) if (part.type === 'text') add(message, part.text, (text) => (part.text = text));
     }
-    for (const call of message.tool_calls ?? []) add(call.function.arguments, (text) => (call.function.arguments = text));
+    for (const call of message.tool_calls ?? []) add(message, call.function.arguments, (text) => (call.function.arguments = text));
   }
-  for (const tool of request.tools ?? []) add(tool.function.description, (text) => (tool.function.description = text));
+  for (const tool of request.tools ?? []) add(tool, tool.function.description, (text) => (tool.function.description = text));
   return pieces;
 }
 
