@@ -3,6 +3,9 @@ import { GatewayError } from '../../../../src/errors/gateway-error.js';
 import { checkAnswer, checkPrompt, MAX_INPUT_TOKENS_RULE, parseAnswer } from '../../../../src/http/chat/guardrail-checks.js';
 import type { Finding, ScanResult } from '../../../../src/guardrails/types.js';
 import type { ChatRequest } from '../../../../src/providers/types.js';
+import { validateChatRequest } from '../../../../src/http/validate-chat-request.js';
+import { PIECEWISE_MIN_BYTES, parseJsonBytes } from '../../../../src/json/parse-bytes.js';
+import { verbatimOf } from '../../../../src/json/verbatim.js';
 import { CLEAN, chatRequest, FakeWorkers, guardrails, redacting } from './fakes.js';
 
 const EMAIL = 'jane@example.com';
@@ -50,6 +53,21 @@ describe('checkPrompt', () => {
     expect(parts[1]!.image_url!.url).toBe(`https://x.test/${EMAIL}.png`);
     expect(request.messages[2]!.tool_calls![0]!.function.arguments).toBe(`{"to":"${PLACEHOLDER}"}`);
     expect(request.tools![0]!.function.description).toBe(`sends as ${PLACEHOLDER}`);
+  });
+
+  it('lets a large body\'s unchanged messages go as received, and no message it redacted', async () => {
+    const workers = new FakeWorkers();
+    workers.scanAnswer = redacting(EMAIL, PLACEHOLDER);
+    const raw = [
+      `{ "role": "user", "content": "${'p'.repeat(PIECEWISE_MIN_BYTES)}" }`,
+      `{ "role": "user", "content": [{ "type": "text", "text": "me: ${EMAIL}" }] }`,
+      `{ "role": "assistant", "content": null, "tool_calls": [{ "id": "c1", "type": "function", "function": { "name": "send", "arguments": "{\\"to\\":\\"${EMAIL}\\"}" } }] }`,
+    ];
+    const request = validateChatRequest(parseJsonBytes(Buffer.from(`{"model": "m", "messages": [${raw.join(', ')}]}`)));
+    expect(request.messages.map((m) => verbatimOf(m) !== undefined)).toEqual([true, true, true]);
+    await checkPrompt(workers.asPool(), guardrails(), request, 10, 'o200k_base');
+    expect(Buffer.from(verbatimOf(request.messages[0]!)!).toString('utf8')).toBe(raw[0]);
+    expect(request.messages.slice(1).map((m) => verbatimOf(m))).toEqual([undefined, undefined]);
   });
 
   it('leaves a clean request untouched', async () => {
