@@ -26,7 +26,7 @@ export function forgetVerbatim(value: object): void {
  * integer. The bytes are copied: the body's buffer is reused once its callback returns.
  */
 export function keepVerbatim(value: object, bytes: Uint8Array, start: number, end: number, rawKeys: number, plainNumbers: boolean): void {
-  if (!plainNumbers || countKeys(value) !== rawKeys) return;
+  if (end - start > MAX_KEPT_BYTES || !plainNumbers || countKeys(value) !== rawKeys) return;
   received.set(value, copyOut(bytes, start, end));
 }
 
@@ -43,8 +43,10 @@ function countKeys(value: unknown): number {
 }
 
 // Copies go into shared slabs below malloc's mmap threshold (reused memory, no page faults); a
-// slab is freed once no kept element in it is alive.
+// slab is freed once no kept element in it is alive. A larger element would need fresh pages for
+// its copy: it is serialized again instead (in slices, chunked-body.ts).
 const SLAB_BYTES = 64 * 1024;
+const MAX_KEPT_BYTES = 96 * 1024;
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
 let slabUsed = 0;
 

@@ -106,11 +106,16 @@ describe('verbatim message bytes', () => {
     expect(sentWith(message!)).toBe(expectedWith('{"role":"user","content":"mail [EMAIL]","cache_control":{"type":"ephemeral"}}'));
   });
 
-  it('keeps nothing for a small body (one JSON.parse) or for elements that are not objects', () => {
+  it('keeps nothing for a small body (one JSON.parse), for elements that are not objects, or for one past 96 KiB', () => {
     const small = parseJsonBytes(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}')) as { messages: object[] };
     expect(verbatimOf(small.messages[0]!)).toBeUndefined();
     const large = parseJsonBytes(Buffer.from(`{"input":[${JSON.stringify('q'.repeat(PIECEWISE_MIN_BYTES))},[1,2]]}`)) as { input: unknown[] };
     expect(verbatimOf(large.input[1] as object)).toBeUndefined();
+    // Its copy would need fresh pages: serialized again, in slices, instead.
+    const huge = { role: 'user', content: 'h'.repeat(100 * 1024) };
+    const [, message] = parsedMessages(bodyWith(JSON.stringify(huge)));
+    expect(verbatimOf(message!)).toBeUndefined();
+    expect(sentWith(message!)).toBe(expectedWith(JSON.stringify(huge)));
   });
 
   it('copies the bytes: a body buffer reused afterwards does not change what is sent', () => {
