@@ -57,11 +57,12 @@ function parsePiecewise(b: Buffer): Record<string, unknown> | undefined {
         for (;;) {
           rawKeys = 0;
           plainNumbers = true;
+          deepest = 0;
           const end = valueEnd(b, i);
           if (end < 0) return undefined;
           const element = parsePiece(b, i, end);
           if (element === FAILED) return undefined;
-          if (element !== null && typeof element === 'object' && !Array.isArray(element)) keepVerbatim(element, b, i, end, rawKeys, plainNumbers);
+          if (element !== null && typeof element === 'object' && !Array.isArray(element)) keepVerbatim(element, b, i, end, { rawKeys, plainNumbers, depth: deepest });
           elements.push(element);
           i = skipSpace(b, end);
           if (b[i] === COMMA) i = skipSpace(b, i + 1);
@@ -122,9 +123,10 @@ function stringEnd(b: Buffer, start: number): number {
   }
 }
 
-/** What valueEnd saw of a composite value, for keepVerbatim: strings followed by a colon, and whether every number was a short integer. */
+/** What valueEnd saw of a composite value, for keepVerbatim: strings followed by a colon, whether every number was a short integer, how deep it nests. */
 let rawKeys = 0;
 let plainNumbers = true;
+let deepest = 0;
 
 /**
  * The index after the value starting at `start`, or -1. Brackets are matched outside strings but
@@ -146,7 +148,9 @@ function valueEnd(b: Buffer, start: number): number {
         const end = numberEnd(b, j);
         if (plainNumbers) plainNumbers = isShortInteger(b, j, end);
         j = end - 1;
-      } else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
+      } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+        if (++depth > deepest) deepest = depth;
+      }
       else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
         if (--depth === 0) return j + 1;
       }

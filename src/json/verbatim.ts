@@ -19,14 +19,26 @@ export function forgetVerbatim(value: object): void {
   received.delete(value);
 }
 
+/** What the byte scan saw of an element. */
+export interface ScannedElement {
+  /** The object keys the bytes hold at every depth: a repeated key parses to fewer. */
+  readonly rawKeys: number;
+  /** Every number in them is a short integer. */
+  readonly plainNumbers: boolean;
+  /** How deep its objects and arrays nest. */
+  readonly depth: number;
+}
+
+/** Deeper elements are serialized again: counting their keys would recurse that deep (a message nests ~4). */
+const MAX_KEPT_DEPTH = 32;
+
 /**
  * Keeps `bytes[start, end)` as the JSON of `value`, parsed from exactly those bytes, when they
- * are safe to send as it (see the module comment). `rawKeys`: the object keys the bytes hold at
- * every depth (a repeated key parses to fewer); `plainNumbers`: every number in them is a short
- * integer. The bytes are copied: the body's buffer is reused once its callback returns.
+ * are safe to send as it (see the module comment). The bytes are copied: the body's buffer is
+ * reused once its callback returns.
  */
-export function keepVerbatim(value: object, bytes: Uint8Array, start: number, end: number, rawKeys: number, plainNumbers: boolean): void {
-  if (end - start > MAX_KEPT_BYTES || !plainNumbers || countKeys(value) !== rawKeys) return;
+export function keepVerbatim(value: object, bytes: Uint8Array, start: number, end: number, seen: ScannedElement): void {
+  if (end - start > MAX_KEPT_BYTES || seen.depth > MAX_KEPT_DEPTH || !seen.plainNumbers || countKeys(value) !== seen.rawKeys) return;
   received.set(value, copyOut(bytes, start, end));
 }
 

@@ -118,6 +118,18 @@ describe('verbatim message bytes', () => {
     expect(sentWith(message!)).toBe(expectedWith(JSON.stringify(huge)));
   });
 
+  it('keeps nothing for a deeply nested element, and parses one nested past any recursion limit', () => {
+    const nested = (depth: number) => `{"role":"user","content":"x","extra":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+    const [, shallow] = parsedMessages(bodyWith(nested(20)));
+    expect(verbatimOf(shallow!)).toBeDefined();
+    const [, deep] = parsedMessages(bodyWith(nested(40)));
+    expect(verbatimOf(deep!)).toBeUndefined();
+    expect(sentWith(deep!)).toBe(expectedWith(nested(40)));
+    // JSON.parse takes any depth; keeping bytes must not turn such a body into an error.
+    const [, deepest] = parsedMessages(bodyWith(nested(20_000)));
+    expect(verbatimOf(deepest!)).toBeUndefined();
+  });
+
   it('copies the bytes: a body buffer reused afterwards does not change what is sent', () => {
     const bytes = bodyWith('{"role":"user","content":"original"}');
     const [, message] = parsedMessages(bytes);
