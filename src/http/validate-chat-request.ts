@@ -2,6 +2,7 @@
 // object once, allocates nothing on success and names the offending `param` on failure.
 import { invalidRequest } from '../errors/gateway-error.js';
 import type { ChatRequest } from '../providers/types.js';
+import { refuseCaseVariantKeys } from './case-variant-keys.js';
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
 const MAX_MESSAGES = 100_000;
@@ -9,6 +10,7 @@ const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function validateChatRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw invalidRequest('The request body must be a JSON object.');
+  refuseCaseVariantKeys(body, null);
   const model = body.model;
   if (typeof model !== 'string' || model.length === 0) throw invalidRequest('`model` must be a non-empty string.', 'model');
   validateMessages(body.messages);
@@ -16,6 +18,7 @@ export function validateChatRequest(body: unknown): ChatRequest {
   const streamOptions = body.stream_options;
   if (streamOptions != null) {
     if (!isObject(streamOptions)) throw invalidRequest('`stream_options` must be an object.', 'stream_options');
+    refuseCaseVariantKeys(streamOptions, 'stream_options');
     if (body.stream !== true) throw invalidRequest('`stream_options` is only allowed when `stream` is true.', 'stream_options');
     optionalBoolean(streamOptions, 'include_usage', 'stream_options.include_usage');
   }
@@ -45,6 +48,7 @@ function validateMessages(messages: unknown): void {
     const message: unknown = messages[i];
     const at = `messages[${i}]`;
     if (!isObject(message)) throw invalidRequest(`${at} must be an object.`, at);
+    refuseCaseVariantKeys(message, at);
     const role = message.role;
     if (typeof role !== 'string' || !ROLES.has(role)) {
       throw invalidRequest(`${at}.role must be one of system, developer, user, assistant, tool.`, `${at}.role`);
@@ -70,6 +74,7 @@ function validateContent(content: unknown, at: string, mayBeNull: boolean): void
     const part: unknown = content[j];
     const partAt = `${at}[${j}]`;
     if (!isObject(part)) throw invalidRequest(`${partAt} must be an object.`, partAt);
+    refuseCaseVariantKeys(part, partAt);
     if (part.type === 'text') {
       if (typeof part.text !== 'string') throw invalidRequest(`${partAt}.text must be a string.`, `${partAt}.text`);
     } else if (part.type === 'image_url') {
@@ -77,6 +82,7 @@ function validateContent(content: unknown, at: string, mayBeNull: boolean): void
       if (!isObject(image) || typeof image.url !== 'string' || image.url.length === 0) {
         throw invalidRequest(`${partAt}.image_url.url must be a non-empty string.`, `${partAt}.image_url`);
       }
+      refuseCaseVariantKeys(image, `${partAt}.image_url`);
     } else {
       throw invalidRequest(`${partAt}.type ${JSON.stringify(part.type)} is not supported; use "text" or "image_url".`, `${partAt}.type`);
     }
@@ -91,6 +97,8 @@ function validateToolCalls(calls: unknown, at: string): void {
     if (!isObject(call) || typeof call.id !== 'string' || call.type !== 'function' || !isObject(fn) || typeof fn.name !== 'string' || typeof fn.arguments !== 'string') {
       throw invalidRequest(`${at}[${k}] must be {id, type: "function", function: {name, arguments}} with string fields.`, `${at}[${k}]`);
     }
+    refuseCaseVariantKeys(call, `${at}[${k}]`);
+    refuseCaseVariantKeys(fn, `${at}[${k}].function`);
   }
 }
 
@@ -104,6 +112,9 @@ function validateTools(tools: unknown): void {
       throw invalidRequest(`tools[${k}] must be {type: "function", function: {name}} with a name of 1-64 letters, digits, _ or -.`, `tools[${k}]`);
     }
     if (fn.parameters != null && !isObject(fn.parameters)) throw invalidRequest(`tools[${k}].function.parameters must be an object.`, `tools[${k}].function.parameters`);
+    // Not inside `parameters`: a JSON schema may name properties `Name` and `name`.
+    refuseCaseVariantKeys(tool, `tools[${k}]`);
+    refuseCaseVariantKeys(fn, `tools[${k}].function`);
   }
 }
 

@@ -191,6 +191,9 @@ const CASES: BadCase[] = [
   invalid('a tool without a function name', valid({ tools: [{ type: 'function', function: {} }] }), 'tools[0]'),
   invalid('a tool name with spaces', valid({ tools: [{ type: 'function', function: { name: 'web search' } }] }), 'tools[0]'),
   invalid('tool parameters that are not an object', valid({ tools: [{ type: 'function', function: { name: 'f', parameters: 'x' } }] }), 'tools[0].function.parameters'),
+  // Keys a case-blind upstream parser would read instead of the checked ones.
+  invalid('a message with content and Content', valid({ messages: [{ role: 'user', content: 'hi', Content: 'unchecked' }] }), 'messages[0]'),
+  invalid('max_tokens and MAX_TOKENS', valid({ max_tokens: 8, MAX_TOKENS: 100000 }), null),
   // Model lookup.
   invalid('an unknown model', { model: 'no-such-model', messages: message() }, 'model', 404, 'NR_MODEL_NOT_FOUND'),
   // Encoding.

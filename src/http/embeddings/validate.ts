@@ -3,6 +3,7 @@
 // dimensions). Unknown fields pass through to the upstream untouched.
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
 import type { EmbeddingsRequest } from '../../providers/types.js';
+import { refuseCaseVariantKeys } from '../case-variant-keys.js';
 import { parseJsonBody } from '../dialects/parse.js';
 
 /** OpenAI's limit of inputs per request. */
@@ -18,6 +19,7 @@ export function parseEmbeddingsRequest(body: string | Uint8Array): EmbeddingsReq
 export function validateEmbeddingsRequest(body: unknown): EmbeddingsRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('The request body must be a JSON object.');
   const b = body as Record<string, unknown>;
+  refuseCaseVariantKeys(b, null);
   if (typeof b.model !== 'string' || b.model.length === 0) throw invalidRequest('`model` must be a non-empty string.', 'model');
   validateInput(b.input);
   // null is absent, as in chat; an upstream may refuse an explicit null, so it is not sent on.

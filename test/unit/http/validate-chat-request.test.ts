@@ -76,6 +76,17 @@ const INVALID: Array<[name: string, input: unknown, param: string | null]> = [
   ['tool parameters not an object', body({ tools: [tool({ name: 'f', parameters: 'schema' })] }), 'tools[0].function.parameters'],
   ['tool parameters an array', body({ tools: [tool({ name: 'f', parameters: [] })] }), 'tools[0].function.parameters'],
   ['user a number', body({ user: 7 }), 'user'],
+  // Keys differing only in case: a parser matching names without case (Go's) may read the one never checked or paid for.
+  ['message content twice, in two cases', withMessage({ role: 'user', content: 'checked', Content: 'never checked' }), 'messages[0]'],
+  ['text part text twice, in two cases', withContent([{ type: 'text', text: 'checked', TEXT: 'never checked' }]), 'messages[0].content[0]'],
+  ['image part type twice, in two cases', withContent([{ type: 'image_url', image_url: { url: 'https://x/y.png' }, Type: 'text', text: 'never checked' }]), 'messages[0].content[0]'],
+  ['image_url url twice, in two cases', withContent([{ type: 'image_url', image_url: { url: 'https://x/y.png', URL: 'https://z' } }]), 'messages[0].content[0].image_url'],
+  ['tool call arguments twice, in two cases', withMessage({ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}', Arguments: '{"x":1}' } }] }), 'messages[0].tool_calls[0].function'],
+  ['tool description twice, in two cases', body({ tools: [tool({ name: 'f', description: 'checked', Description: 'never checked' })] }), 'tools[0].function'],
+  ['max_tokens twice, in two cases', body({ max_tokens: 16, MAX_TOKENS: 100_000 }), null],
+  ['messages twice, in two cases', body({ Messages: [{ role: 'user', content: 'never checked' }] }), null],
+  ['include_usage twice, in two cases', body({ stream: true, stream_options: { include_usage: true, Include_Usage: false } }), 'stream_options'],
+  ['a long s standing for s', withMessage({ role: 'user', content: 'checked', '\u017ftream': 'x', stream: 'y' }), 'messages[0]'],
 ];
 
 describe('validateChatRequest rejects', () => {
@@ -124,6 +135,8 @@ describe('validateChatRequest accepts', () => {
     ['bounds at their limits', body({ max_tokens: 1, max_completion_tokens: Number.MAX_SAFE_INTEGER, temperature: 2, top_p: 0, presence_penalty: -2, frequency_penalty: 2, n: 1 })],
     ['stop as a string and as 4 strings', body({ stop: ['a', 'b', 'c', 'd'] })],
     ['unknown extra fields', body({ response_format: { type: 'json_object' }, seed: 7, logit_bias: { 1: 2 }, metadata: { a: 'b' }, user: 'u-1' })],
+    ['keys in upper case that collide with none', body({ metadata: { Team: 'a', team_id: 'b' }, messages: [{ role: 'user', content: 'x', Name_Tag: 'n' }] })],
+    ['a tool schema naming properties in two cases', body({ tools: [tool({ name: 'f', parameters: { type: 'object', properties: { Name: { type: 'string' }, name: { type: 'string' } } } })] })],
   ];
 
   it.each(VALID)('%s', (_name, input) => {

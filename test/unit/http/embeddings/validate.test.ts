@@ -39,6 +39,8 @@ describe('validateEmbeddingsRequest', () => {
     expect(refusal({ model: 'm', input: 'x', encoding_format: 'int8' })).toMatchObject({ param: 'encoding_format' });
     for (const dimensions of [0, -1, 1.5, '64']) expect(refusal({ model: 'm', input: 'x', dimensions })).toMatchObject({ param: 'dimensions' });
     expect(refusal({ model: 'm', input: 'x', user: 7 })).toMatchObject({ param: 'user' });
+    // A case-blind upstream parser would embed the input the guardrails never checked.
+    expect(refusal({ model: 'm', input: 'checked', Input: 'never checked' })).toMatchObject({ param: null, message: expect.stringContaining('differ only in case') });
   });
 
   it('takes null encoding_format and dimensions as absent and does not send them on', () => {
