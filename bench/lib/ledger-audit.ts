@@ -49,6 +49,25 @@ export async function quiescentCounts(client: pg.Client, timeoutMs: number): Pro
   }
 }
 
+/**
+ * The counts once a window's settles are in: no hold open, at least `expected` requests (the load
+ * generator's priced 2xx) settled since `before`, and nothing more arriving. On a loaded machine a
+ * settle can commit well after a quiet 100 ms (tests run beside the bench in CI); one that never
+ * comes still shows as a mismatch, at the timeout.
+ */
+export async function windowCounts(client: pg.Client, before: LedgerCounts, expected: number, timeoutMs: number): Promise<LedgerCounts> {
+  const deadline = Date.now() + timeoutMs;
+  let previous: LedgerCounts | undefined;
+  for (;;) {
+    const counts = await ledgerCounts(client);
+    const arrived = counts.settled - before.settled >= expected;
+    const still = previous !== undefined && counts.settleEntries === previous.settleEntries && counts.settled === previous.settled;
+    if ((counts.open === 0 && arrived && still) || Date.now() >= deadline) return counts;
+    previous = counts;
+    await sleep(100);
+  }
+}
+
 /** The difference between two snapshots: what one window did. */
 export function countsDelta(after: LedgerCounts, before: LedgerCounts): LedgerCounts {
   return {

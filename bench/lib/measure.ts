@@ -6,7 +6,7 @@ import type { GroupResult, LoadGroup } from './closed-loop.js';
 import type { Environment } from './environment.js';
 import { OwnLag, readBareLag, readNemoLag } from './event-loop-lag.js';
 import type { EventLoopLag } from './event-loop-lag.js';
-import { countsDelta, quiescentCounts } from './ledger-audit.js';
+import { countsDelta, quiescentCounts, windowCounts } from './ledger-audit.js';
 import type { LedgerCounts } from './ledger-audit.js';
 import { PeakRss, cpuSeconds, treeCpuSeconds } from './process-stats.js';
 import type { Progress } from './progress.js';
@@ -102,8 +102,8 @@ export async function measureWindow(options: WindowOptions): Promise<WindowResul
 
   let ledger: WindowLedger | undefined;
   if (ledgerBefore !== undefined) {
-    const after = await quiescentCounts(env.database.client, SETTLE_WAIT_MS);
     const priced2xx = groups.filter((group) => group.priced).reduce((sum, group) => sum + group.ok, 0);
+    const after = await windowCounts(env.database.client, ledgerBefore, priced2xx, SETTLE_WAIT_MS);
     ledger = { priced2xx, delta: countsDelta(after, ledgerBefore) };
   }
   return {
