@@ -4,17 +4,35 @@
 // them exactly the value the gateway parsed, checked and routes on: no repeated key (parsers differ
 // on which one wins) and no number other than an integer of at most 15 digits (exact in every
 // double-based parser). Whitespace and escapes may differ from JSON.stringify's: they denote the
-// same value. An element changed after parsing (a guardrail's redaction) must be forgotten.
+// same value. They are used only while the element is exactly as parsed: its keys and values are
+// recorded with the bytes and compared on use, so an element changed since (a redaction, or any
+// code that edits a request in place) is serialized again.
 
-/** Received JSON, by the parsed object it became. A WeakMap: the bytes live as long as the request's objects. */
-const received = new WeakMap<object, Uint8Array>();
-
-/** The bytes an unchanged element may be sent as, if they were kept. */
-export function verbatimOf(value: object): Uint8Array | undefined {
-  return received.get(value);
+/** Kept bytes, and the element's shape as parsed: markers, keys and values in order. */
+interface Kept {
+  readonly bytes: Uint8Array;
+  readonly shape: unknown[];
 }
 
-/** `value` changed after parsing: its received bytes no longer describe it. */
+/** Received JSON, by the parsed object it became. A WeakMap: the bytes live as long as the request's objects. */
+const received = new WeakMap<object, Kept>();
+
+const OBJECT = Symbol('object');
+const ARRAY = Symbol('array');
+const END = Symbol('end');
+
+/** The bytes `value` may be sent as: those it was parsed from, if kept and it has not changed since. */
+export function verbatimOf(value: object): Uint8Array | undefined {
+  const kept = received.get(value);
+  if (kept === undefined) return undefined;
+  if (matchShape(value, kept.shape, 0) !== kept.shape.length) {
+    received.delete(value);
+    return undefined;
+  }
+  return kept.bytes;
+}
+
+/** `value` is about to change: its received bytes will no longer describe it (saves the check on use). */
 export function forgetVerbatim(value: object): void {
   received.delete(value);
 }
@@ -29,7 +47,7 @@ export interface ScannedElement {
   readonly depth: number;
 }
 
-/** Deeper elements are serialized again: counting their keys would recurse that deep (a message nests ~4). */
+/** Deeper elements are serialized again: recording their shape would recurse that deep (a message nests ~4). */
 const MAX_KEPT_DEPTH = 32;
 
 /**
@@ -38,20 +56,51 @@ const MAX_KEPT_DEPTH = 32;
  * reused once its callback returns.
  */
 export function keepVerbatim(value: object, bytes: Uint8Array, start: number, end: number, seen: ScannedElement): void {
-  if (end - start > MAX_KEPT_BYTES || seen.depth > MAX_KEPT_DEPTH || !seen.plainNumbers || countKeys(value) !== seen.rawKeys) return;
-  received.set(value, copyOut(bytes, start, end));
+  if (end - start > MAX_KEPT_BYTES || seen.depth > MAX_KEPT_DEPTH || !seen.plainNumbers) return;
+  const shape: unknown[] = [];
+  // The keys the parse kept against those in the bytes: a repeated key parses to fewer.
+  if (recordShape(value, shape) !== seen.rawKeys) return;
+  received.set(value, { bytes: copyOut(bytes, start, end), shape });
 }
 
-/** The keys of every object in a parsed value. */
-function countKeys(value: unknown): number {
-  if (value === null || typeof value !== 'object') return 0;
+/** Appends `value`'s shape (markers, keys and values in order); returns the keys of its objects. */
+function recordShape(value: unknown, shape: unknown[]): number {
+  if (value === null || typeof value !== 'object') {
+    shape.push(value);
+    return 0;
+  }
   let keys = 0;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) keys += countKeys(value[i]);
+    shape.push(ARRAY, value.length);
+    for (let i = 0; i < value.length; i++) keys += recordShape(value[i], shape);
     return keys;
   }
-  for (const key in value) keys += 1 + countKeys((value as Record<string, unknown>)[key]);
+  shape.push(OBJECT);
+  for (const key in value) {
+    shape.push(key);
+    keys += 1 + recordShape((value as Record<string, unknown>)[key], shape);
+  }
+  shape.push(END);
   return keys;
+}
+
+/** The index after `value`'s shape if it matches the shape recorded from `i` on, else -1 (values compared by identity first). */
+function matchShape(value: unknown, shape: readonly unknown[], i: number): number {
+  if (value === null || typeof value !== 'object') return shape[i] === value ? i + 1 : -1;
+  if (Array.isArray(value)) {
+    if (shape[i] !== ARRAY || shape[i + 1] !== value.length) return -1;
+    let at = i + 2;
+    for (let k = 0; k < value.length && at >= 0; k++) at = matchShape(value[k], shape, at);
+    return at;
+  }
+  if (shape[i] !== OBJECT) return -1;
+  let at = i + 1;
+  for (const key in value) {
+    if (shape[at] !== key) return -1;
+    at = matchShape((value as Record<string, unknown>)[key], shape, at + 1);
+    if (at < 0) return -1;
+  }
+  return shape[at] === END ? at + 1 : -1;
 }
 
 // Copies go into shared slabs below malloc's mmap threshold (reused memory, no page faults); a

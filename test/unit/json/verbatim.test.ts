@@ -1,7 +1,7 @@
 // A large body's messages may go upstream as the bytes they arrived as, instead of serialized
 // again: only where those bytes denote exactly the value the gateway parsed and checked (no
 // repeated key, no number a parser could read differently), and only while the message is as
-// parsed. What goes upstream must always parse to what JSON.stringify of the request would.
+// parsed, however it was changed. What goes upstream must always parse to what JSON.stringify of the request would.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { jsonBody, jsonBodyText } from '../../../src/json/chunked-body.js';
@@ -104,6 +104,29 @@ describe('verbatim message bytes', () => {
     forgetVerbatim(message!);
     message!.content = 'mail [EMAIL]';
     expect(sentWith(message!)).toBe(expectedWith('{"role":"user","content":"mail [EMAIL]","cache_control":{"type":"ephemeral"}}'));
+  });
+
+  it('serializes again a message changed in place without being forgotten, however it changed', () => {
+    const raw = '{"role":"user","content":[{"type":"text","text":"mail jane@example.com"}],"name":"ann"}';
+    const changes: Array<[string, (m: Record<string, unknown>) => void]> = [
+      ['a nested text replaced', (m) => ((m.content as Array<Record<string, unknown>>)[0]!.text = 'mail [EMAIL]')],
+      ['a top-level value replaced', (m) => (m.name = 'bob')],
+      ['a key added', (m) => (m.extra = 1)],
+      ['a key removed', (m) => delete m.name],
+      ['a part replaced by one with the same values under another key', (m) => ((m.content as unknown[])[0] = { type: 'text', txt: 'mail jane@example.com' })],
+      ['a part appended', (m) => (m.content as unknown[]).push({ type: 'text', text: 'more' })],
+    ];
+    for (const [name, change] of changes) {
+      const [, message] = parsedMessages(bodyWith(raw));
+      expect(verbatimOf(message!), name).toBeDefined();
+      change(message!);
+      expect(verbatimOf(message!), name).toBeUndefined();
+      expect(sentWith(message!), name).toBe(JSON.stringify({ messages: [PAD, message] }));
+    }
+    // The same string written back is the same value: the bytes still describe it.
+    const [, same] = parsedMessages(bodyWith(raw));
+    same!.name = ['a', 'nn'].join('');
+    expect(verbatimOf(same!)).toBeDefined();
   });
 
   it('keeps nothing for a small body (one JSON.parse), for elements that are not objects, or for one past 96 KiB', () => {
