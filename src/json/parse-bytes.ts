@@ -4,7 +4,7 @@
 // members, and the elements of its top-level arrays (messages, tools, input), are found by a scan
 // of the bytes and decoded and parsed one by one, each a small string. Whatever the scan does not
 // expect falls back to JSON.parse of the whole text: the value and the error are always JSON.parse's.
-// The bytes of array elements that are objects are kept for the upstream body where safe (verbatim.ts).
+// On request, the bytes of array elements that are objects are kept for the upstream body where safe (verbatim.ts).
 import { keepVerbatim } from './verbatim.js';
 
 /** Smaller bodies are decoded whole: a two-byte string of this many characters stays under 128 KiB. */
@@ -22,18 +22,21 @@ const MINUS = 0x2d;
 const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
 
-/** JSON.parse of the bytes as UTF-8 (the caller checked they are); throws JSON.parse's SyntaxError. */
-export function parseJsonBytes(bytes: Uint8Array): unknown {
+/**
+ * JSON.parse of the bytes as UTF-8 (the caller checked they are); throws JSON.parse's SyntaxError.
+ * `keepReceived`: array elements that are objects keep the bytes they were parsed from, where safe.
+ */
+export function parseJsonBytes(bytes: Uint8Array, keepReceived = false): unknown {
   const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buffer.length >= PIECEWISE_MIN_BYTES) {
-    const value = parsePiecewise(buffer);
+    const value = parsePiecewise(buffer, keepReceived);
     if (value !== undefined) return value;
   }
   return JSON.parse(buffer.toString('utf8'));
 }
 
 /** A top-level object parsed member by member; undefined when the bytes are not what the scan expects. */
-function parsePiecewise(b: Buffer): Record<string, unknown> | undefined {
+function parsePiecewise(b: Buffer, keepReceived: boolean): Record<string, unknown> | undefined {
   let i = skipSpace(b, 0);
   if (b[i] !== OPEN_BRACE) return undefined;
   const out: Record<string, unknown> = {};
@@ -62,7 +65,7 @@ function parsePiecewise(b: Buffer): Record<string, unknown> | undefined {
           if (end < 0) return undefined;
           const element = parsePiece(b, i, end);
           if (element === FAILED) return undefined;
-          if (element !== null && typeof element === 'object' && !Array.isArray(element)) keepVerbatim(element, b, i, end, { rawKeys, plainNumbers, depth: deepest });
+          if (keepReceived && element !== null && typeof element === 'object' && !Array.isArray(element)) keepVerbatim(element, b, i, end, { rawKeys, plainNumbers, depth: deepest });
           elements.push(element);
           i = skipSpace(b, end);
           if (b[i] === COMMA) i = skipSpace(b, i + 1);

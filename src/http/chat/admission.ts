@@ -89,7 +89,7 @@ export function decodeBody(body: Buffer): string {
 
 /** The body as received (or its text) as a validated chat request. */
 export function parseChatRequest(body: string | Uint8Array): ChatRequest {
-  return validateChatRequest(parseJsonBody(body));
+  return validateChatRequest(parseJsonBody(body, true));
 }
 
 /** The request's route, when it names a model the key may use. */

@@ -3,11 +3,15 @@ import { isUtf8 } from 'node:buffer';
 import { GatewayError, invalidRequest } from '../../errors/gateway-error.js';
 import { parseJsonBytes } from '../../json/parse-bytes.js';
 
-/** The body as received (its bytes: checked as UTF-8, a large one parsed piece by piece) or as text. */
-export function parseJsonBody(body: string | Uint8Array): unknown {
+/**
+ * The body as received (its bytes: checked as UTF-8, a large one parsed piece by piece) or as text.
+ * `keepReceived`: the body goes upstream as it is (OpenAI chat), so its elements keep their bytes
+ * (json/verbatim.ts); a dialect that translates would only copy them for nothing.
+ */
+export function parseJsonBody(body: string | Uint8Array, keepReceived = false): unknown {
   if (typeof body !== 'string' && !isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
   try {
-    return typeof body === 'string' ? JSON.parse(body) : parseJsonBytes(body);
+    return typeof body === 'string' ? JSON.parse(body) : parseJsonBytes(body, keepReceived);
   } catch {
     throw new GatewayError('NR_INVALID_JSON');
   }

@@ -63,7 +63,7 @@ describe('checkPrompt', () => {
       `{ "role": "user", "content": [{ "type": "text", "text": "me: ${EMAIL}" }] }`,
       `{ "role": "assistant", "content": null, "tool_calls": [{ "id": "c1", "type": "function", "function": { "name": "send", "arguments": "{\\"to\\":\\"${EMAIL}\\"}" } }] }`,
     ];
-    const request = validateChatRequest(parseJsonBytes(Buffer.from(`{"model": "m", "messages": [${raw.join(', ')}]}`)));
+    const request = validateChatRequest(parseJsonBytes(Buffer.from(`{"model": "m", "messages": [${raw.join(", ")}]}`), true));
     expect(request.messages.map((m) => verbatimOf(m) !== undefined)).toEqual([true, true, true]);
     await checkPrompt(workers.asPool(), guardrails(), request, 10, 'o200k_base');
     expect(Buffer.from(verbatimOf(request.messages[0]!)!).toString('utf8')).toBe(raw[0]);
