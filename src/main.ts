@@ -19,7 +19,8 @@ import { exportStats } from './http/routes/exports.js';
 import { RequestLogPartitions } from './logs/partitions.js';
 import { RequestLogWriter } from './logs/request-log.js';
 import { StoredResponseRetention } from './logs/stored-response-retention.js';
-import { exportState, requestLogBatchRows, requestLogFlushSeconds, requestLogState } from './metrics/registry.js';
+import { exportState, requestLogBatchRows, requestLogFlushSeconds, requestLogState, workerCacheState } from './metrics/registry.js';
+import { parsedElements } from './json/parsed-elements.js';
 import { WorkerPool } from './workers/pool.js';
 
 export interface Gateway {
@@ -66,6 +67,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const pools = new UpstreamPools(config.upstream);
   const router = new DeploymentRouter(config.upstream.cooldownMs);
   const workers = new WorkerPool(config.workers);
+  parsedElements.resize(config.server.bodyElementCacheMaxBytes);
+  workerCacheState.caches = { ...workerCacheState.caches, body_elements: parsedElements };
   const guardrailEvents = new GuardrailEventLog(db, config.guardrails);
   const { logs } = config;
   enableOrgTopN(config.metrics.orgTopN);
@@ -113,6 +116,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
         // Settlements of the requests just finished commit before the database goes away.
         await Promise.allSettled([ledger.close(), guardrailEvents.close(), requestLog.close(), partitions.close(), storedResponses.close()]);
         await Promise.allSettled([pools.close(), keys.close(), workers.close()]);
+        parsedElements.clear();
         if (ownsDb) await db.close();
       });
       return closing;

@@ -92,6 +92,13 @@ export const configFileSchema = z.strictObject({
       host: z.string().default('0.0.0.0'),
       port: z.number().int().min(0).max(65535).default(8080),
       maxBodyBytes: positiveInt.default(4 * 1024 * 1024),
+      /**
+       * Bytes (an estimate) of large chat bodies' parsed messages and tools kept, per org, by their
+       * received bytes: a conversation resent with one more turn is parsed, scanned, counted and
+       * serialized only for what is new. An agent session of 100k tokens holds ~1.6 MB of it;
+       * sessions beyond the budget are served, with fewer hits. 0: off.
+       */
+      bodyElementCacheMaxBytes: nonNegativeInt.default(128 * 1024 * 1024),
       /** How long in-flight requests may run after SIGTERM before they are cut. */
       shutdownGraceMs: nonNegativeInt.default(30_000),
       /**

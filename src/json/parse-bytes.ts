@@ -4,8 +4,11 @@
 // members, and the elements of its top-level arrays (messages, tools, input), are found by a scan
 // of the bytes and decoded and parsed one by one, each a small string. Whatever the scan does not
 // expect falls back to JSON.parse of the whole text: the value and the error are always JSON.parse's.
-// On request, the bytes of array elements that are objects are kept for the upstream body where safe (verbatim.ts).
-import { keepVerbatim } from './verbatim.js';
+// On request, the bytes of array elements that are objects are kept for the upstream body where safe
+// (verbatim.ts), and their parse is cached by those bytes for the next body that carries them
+// (parsed-elements.ts).
+import { parsedElements } from './parsed-elements.js';
+import { copyReceived, keepVerbatim, mayKeepVerbatim } from './verbatim.js';
 
 /** Smaller bodies are decoded whole: a two-byte string of this many characters stays under 128 KiB. */
 export const PIECEWISE_MIN_BYTES = 64 * 1024;
@@ -24,19 +27,21 @@ const DIGIT_9 = 0x39;
 
 /**
  * JSON.parse of the bytes as UTF-8 (the caller checked they are); throws JSON.parse's SyntaxError.
- * `keepReceived`: array elements that are objects keep the bytes they were parsed from, where safe.
+ * `receivedBy`: the body goes upstream as received, for this org: array elements that are objects
+ * keep the bytes they were parsed from where safe, and may be the (frozen, shared) objects an
+ * earlier body of the same org parsed from the same bytes.
  */
-export function parseJsonBytes(bytes: Uint8Array, keepReceived = false): unknown {
+export function parseJsonBytes(bytes: Uint8Array, receivedBy?: string): unknown {
   const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buffer.length >= PIECEWISE_MIN_BYTES) {
-    const value = parsePiecewise(buffer, keepReceived);
+    const value = parsePiecewise(buffer, receivedBy);
     if (value !== undefined) return value;
   }
   return JSON.parse(buffer.toString('utf8'));
 }
 
 /** A top-level object parsed member by member; undefined when the bytes are not what the scan expects. */
-function parsePiecewise(b: Buffer, keepReceived: boolean): Record<string, unknown> | undefined {
+function parsePiecewise(b: Buffer, receivedBy: string | undefined): Record<string, unknown> | undefined {
   let i = skipSpace(b, 0);
   if (b[i] !== OPEN_BRACE) return undefined;
   const out: Record<string, unknown> = {};
@@ -63,9 +68,8 @@ function parsePiecewise(b: Buffer, keepReceived: boolean): Record<string, unknow
           deepest = 0;
           const end = valueEnd(b, i);
           if (end < 0) return undefined;
-          const element = parsePiece(b, i, end);
+          const element = receivedBy !== undefined && b[i] === OPEN_BRACE ? receivedObject(b, i, end, receivedBy) : parsePiece(b, i, end);
           if (element === FAILED) return undefined;
-          if (keepReceived && element !== null && typeof element === 'object' && !Array.isArray(element)) keepVerbatim(element, b, i, end, { rawKeys, plainNumbers, depth: deepest });
           elements.push(element);
           i = skipSpace(b, end);
           if (b[i] === COMMA) i = skipSpace(b, i + 1);
@@ -94,6 +98,26 @@ function parsePiecewise(b: Buffer, keepReceived: boolean): Record<string, unknow
 }
 
 const FAILED = Symbol('not JSON');
+
+/**
+ * An object element of a body that goes upstream as received: the cached parse of the same bytes,
+ * or a fresh parse that keeps its bytes (where safe) and is cached. Call right after valueEnd.
+ */
+function receivedObject(b: Buffer, start: number, end: number, org: string): unknown {
+  const key = parsedElements.keyOf(org, b, start, end);
+  const cached = key === undefined ? undefined : parsedElements.find(key, b, start, end);
+  if (cached !== undefined) return cached;
+  const seen = { rawKeys, plainNumbers, depth: deepest };
+  const element = parsePiece(b, start, end);
+  // Bytes that start with `{` and parse are an object.
+  if (element === FAILED) return element;
+  const verbatim = mayKeepVerbatim(seen, end - start);
+  if (!verbatim && key === undefined) return element;
+  const copy = copyReceived(b, start, end);
+  if (verbatim) keepVerbatim(element as object, copy, seen);
+  if (key !== undefined) parsedElements.remember(key, copy, element as object);
+  return element;
+}
 
 /** One value's bytes parsed; FAILED when they are not one JSON value (the whole text then decides). */
 function parsePiece(b: Buffer, start: number, end: number): unknown {

@@ -50,17 +50,32 @@ export interface ScannedElement {
 /** Deeper elements are serialized again: recording their shape would recurse that deep (a message nests ~4). */
 const MAX_KEPT_DEPTH = 32;
 
+/** Whether the bytes the scan saw may stand for the value parsed from them (see the module comment), before the keys are counted. */
+export function mayKeepVerbatim(seen: ScannedElement, length: number): boolean {
+  return length <= MAX_KEPT_BYTES && seen.depth <= MAX_KEPT_DEPTH && seen.plainNumbers;
+}
+
 /**
- * Keeps `bytes[start, end)` as the JSON of `value`, parsed from exactly those bytes, when they
- * are safe to send as it (see the module comment). The bytes are copied: the body's buffer is
- * reused once its callback returns.
+ * Keeps `copy` (a copy of the bytes `value` was parsed from: the body's buffer is reused once its
+ * callback returns, see copyReceived) as the JSON of `value`, when mayKeepVerbatim said so and no
+ * key repeats.
  */
-export function keepVerbatim(value: object, bytes: Uint8Array, start: number, end: number, seen: ScannedElement): void {
-  if (end - start > MAX_KEPT_BYTES || seen.depth > MAX_KEPT_DEPTH || !seen.plainNumbers) return;
+export function keepVerbatim(value: object, copy: Uint8Array, seen: ScannedElement): void {
   const shape: unknown[] = [];
   // The keys the parse kept against those in the bytes: a repeated key parses to fewer.
   if (recordShape(value, shape) !== seen.rawKeys) return;
-  received.set(value, { bytes: copyOut(bytes, start, end), shape });
+  received.set(value, { bytes: copy, shape });
+}
+
+/**
+ * Keeps `value`'s JSON.stringify as its bytes: for a value that will be sent many times unchanged
+ * (a redacted message of a conversation that is resent). JSON.stringify's own output is what
+ * serializing it again would send.
+ */
+export function keepSerialized(value: object): void {
+  const shape: unknown[] = [];
+  recordShape(value, shape);
+  received.set(value, { bytes: Buffer.from(JSON.stringify(value)), shape });
 }
 
 /** Appends `value`'s shape (markers, keys and values in order); returns the keys of its objects. */
@@ -107,11 +122,12 @@ function matchShape(value: unknown, shape: readonly unknown[], i: number): numbe
 // slab is freed once no kept element in it is alive. A larger element would need fresh pages for
 // its copy: it is serialized again instead (in slices, chunked-body.ts).
 const SLAB_BYTES = 64 * 1024;
-const MAX_KEPT_BYTES = 96 * 1024;
+export const MAX_KEPT_BYTES = 96 * 1024;
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
 let slabUsed = 0;
 
-function copyOut(bytes: Uint8Array, start: number, end: number): Uint8Array {
+/** A copy of `bytes[start, end)` that outlives the body's buffer (at most MAX_KEPT_BYTES long). */
+export function copyReceived(bytes: Uint8Array, start: number, end: number): Buffer {
   const length = end - start;
   if (length > SLAB_BYTES / 4) {
     const own = Buffer.allocUnsafeSlow(length);

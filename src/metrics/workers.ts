@@ -47,7 +47,7 @@ export const workerCacheState: { caches: Readonly<Record<string, CacheReading>> 
 const exported = new Map<string, number>();
 new Counter({
   name: 'nemo_worker_cache_lookups_total',
-  help: 'Lookups in the worker pool\'s result caches by cache (token_counts, scan_verdicts) and result (hit: not counted or scanned again; miss).',
+  help: 'Lookups in the caches of derived results by cache (token_counts, scan_verdicts: the worker pool\'s; body_elements: large chat bodies\' parsed messages and tools) and result (hit: not parsed, counted or scanned again; miss).',
   labelNames: ['cache', 'result'] as const,
   registers: [registry],
   collect() {
@@ -65,7 +65,7 @@ new Counter({
 
 new Gauge({
   name: 'nemo_worker_cache',
-  help: 'The worker pool\'s result caches by cache: entries, and bytes held (an estimate, bounded by workers.resultCacheMaxBytes).',
+  help: 'The caches of derived results by cache: entries, and bytes held (an estimate, bounded by workers.resultCacheMaxBytes, and server.bodyElementCacheMaxBytes for body_elements).',
   labelNames: ['cache', 'measure'] as const,
   registers: [registry],
   collect() {

@@ -88,13 +88,21 @@ export function countMessageFormat(message: ChatMessage, countText: TextCounter)
  * rendering OpenAI is believed to use, so this errs high. Once per request: the stringify is fine.
  */
 export function countToolDefinitionFormat(tools: readonly ChatTool[], countText: TextCounter): number {
-  let total = TOOL_DEFINITIONS_OVERHEAD_TOKENS + FIXED_TOKENS.toolsWrapper;
-  for (let i = 0; i < tools.length; i++) total += FIXED_TOKENS.toolFraming + countText(JSON.stringify(tools[i]!.function));
+  let total = TOOL_DEFINITIONS_HEADER_TOKENS;
+  for (let i = 0; i < tools.length; i++) total += countToolFormat(tools[i]!, countText);
   return total;
 }
 
+/** What countToolDefinitionFormat adds once for a non-empty `tools`, besides each tool's share. */
+export const TOOL_DEFINITIONS_HEADER_TOKENS = TOOL_DEFINITIONS_OVERHEAD_TOKENS + FIXED_TOKENS.toolsWrapper;
+
+/** One tool's share of countToolDefinitionFormat. */
+export function countToolFormat(tool: ChatTool, countText: TextCounter): number {
+  return FIXED_TOKENS.toolFraming + countText(JSON.stringify(tool.function));
+}
+
 // `auto` and `required` are counted as nothing: neither is known to add to the prompt.
-function countToolChoiceFormat(toolChoice: unknown, countText: TextCounter): number {
+export function countToolChoiceFormat(toolChoice: unknown, countText: TextCounter): number {
   if (toolChoice === 'none') return 1;
   if (typeof toolChoice === 'object' && toolChoice !== null) {
     const fn = (toolChoice as { function?: { name?: unknown } }).function;

@@ -13,7 +13,7 @@ import { redactFindings } from '../guardrails/redact-findings.js';
 import type { ScanResult } from '../guardrails/types.js';
 import type { Encoding } from '../config/model-encodings.js';
 import { workerCacheState, workerJobsTotal, workerPoolState, workerTaskSeconds } from '../metrics/registry.js';
-import { countChatFormat } from '../tokens/chat-format.js';
+import { countMessageFormat, countToolChoiceFormat, countToolFormat, REPLY_PRIMING_TOKENS, TOOL_DEFINITIONS_HEADER_TOKENS, type TextCounter } from '../tokens/chat-format.js';
 import { upperBoundChatTokens, upperBoundTokens } from '../tokens/upper-bound.js';
 import type { JobOutcome, ScanJob, TokenJob } from './messages.js';
 import { contentKey, ResultCache, type ContentKeys } from './result-cache.js';
@@ -98,6 +98,8 @@ export class WorkerPool {
   private readonly textCounts: ResultCache<number>;
   private readonly verdicts: ResultCache<ScanResult>;
   private readonly caching: boolean;
+  /** Token totals of shared (frozen) messages and tools by encoding: see countChat. */
+  private readonly ownerCounts = new WeakMap<object, Partial<Record<Encoding, number>>>();
 
   constructor(private readonly options: WorkerPoolOptions) {
     // Threads start on first use (most requests never need one) and leave after a minute idle.
@@ -133,18 +135,54 @@ export class WorkerPool {
     return this.countChat(job, job.encoding, keys);
   }
 
-  /** A chat prompt text by text: the format's overheads here, each text from the cache or a worker. */
+  /**
+   * A chat prompt text by text, as countChatFormat sums it: the format's overheads here, each text
+   * from the cache or a worker. A shared (frozen) message or tool, a cached parse that every
+   * request of a conversation carries (json/parsed-elements.ts), keeps its total by identity.
+   */
   private countChat(job: Extract<TokenJob, { kind: 'chat' }>, encoding: Encoding, keys: ContentKeys | undefined): number | Promise<number> {
-    let total = 0;
+    let total = REPLY_PRIMING_TOKENS;
     let pending: Array<Promise<number>> | undefined;
-    total += countChatFormat(job.messages, { tools: job.tools, toolChoice: job.toolChoice }, (text) => {
-      const count = this.countText(text, encoding, keys);
-      if (typeof count === 'number') return count;
-      (pending ??= []).push(count);
-      return 0;
-    });
+    const add = (count: number | Promise<number>) => {
+      if (typeof count === 'number') total += count;
+      else (pending ??= []).push(count);
+    };
+    for (const message of job.messages) add(this.countOwner(message, encoding, keys, (countText) => countMessageFormat(message, countText)));
+    const tools = job.tools;
+    if (tools !== undefined && tools.length > 0) {
+      total += TOOL_DEFINITIONS_HEADER_TOKENS;
+      for (const tool of tools) add(this.countOwner(tool, encoding, keys, (countText) => countToolFormat(tool, countText)));
+    }
+    add(countToolChoiceFormat(job.toolChoice, (text) => this.countTextNow(text, encoding, keys, (count) => add(count))));
     if (pending === undefined) return total;
     return Promise.all(pending).then((counts) => counts.reduce((sum, n) => sum + n, total));
+  }
+
+  /** One message's or tool's share (`share`, given a text counter), remembered for a shared one. */
+  private countOwner(owner: object, encoding: Encoding, keys: ContentKeys | undefined, share: (countText: TextCounter) => number): number | Promise<number> {
+    const shared = this.caching && Object.isFrozen(owner);
+    if (shared) {
+      const known = this.ownerCounts.get(owner)?.[encoding];
+      if (known !== undefined) return known;
+    }
+    let pending: Array<Promise<number>> | undefined;
+    const sum = share((text) => this.countTextNow(text, encoding, keys, (count) => (pending ??= []).push(count)));
+    const count = pending === undefined ? sum : Promise.all(pending).then((counts) => counts.reduce((total, n) => total + n, sum));
+    if (shared) {
+      const remember = (n: number) => void this.ownerCounts.set(owner, { ...this.ownerCounts.get(owner), [encoding]: n });
+      // A failed count (a worker timeout) is not remembered; the caller sees the failure.
+      if (typeof count === 'number') remember(count);
+      else count.then(remember, () => {});
+    }
+    return count;
+  }
+
+  /** A text's count if known now, else 0 with the pending count handed to `later`. */
+  private countTextNow(text: string, encoding: Encoding, keys: ContentKeys | undefined, later: (count: Promise<number>) => void): number {
+    const count = this.countText(text, encoding, keys);
+    if (typeof count === 'number') return count;
+    later(count);
+    return 0;
   }
 
   private countText(text: string, encoding: Encoding, keys: ContentKeys | undefined): number | Promise<number> {

@@ -115,6 +115,32 @@ describe('large request bodies', () => {
     await books.expectSettledBooks(guarded.orgId, { served: 2 });
   });
 
+  it('a conversation resent with one more turn: earlier turns come from the cache of parsed elements, and upstream still gets the whole request, redacted', async () => {
+    const bodyElementHits = async () => Number(/nemo_worker_cache_lookups_total\{cache="body_elements",result="hit"\} (\d+)/.exec(await (await fetch(`${gw.url}/metrics`)).text())?.[1] ?? 0);
+    const history = conversation(25);
+    const next: OpenAI.ChatCompletionMessageParam = { role: 'user', content: 'Now mail ops@example.com the summary.' };
+    received.length = 0;
+    await client(guarded).chat.completions.create({ model: 'agent', messages: history, max_tokens: 16 });
+    const hitsBefore = await bodyElementHits();
+    await client(guarded).chat.completions.create({ model: 'agent', messages: [...history, next], max_tokens: 16 });
+    // Every earlier message was a hit (the system prompt too: a small element, but one like the others).
+    expect((await bodyElementHits()) - hitsBefore).toBe(history.length);
+    const [first, second] = received.map((r) => JSON.parse(r.bytes.toString('utf8')) as { messages: Array<{ content: unknown }> });
+    expect(second!.messages).toEqual([...first!.messages, { role: 'user', content: 'Now mail [REDACTED:EMAIL] the summary.' }]);
+    expect(received[1]!.bytes.toString('utf8')).not.toMatch(/@example\.com/);
+    expect(first!.messages.map((m) => m.content)).toEqual(history.map((m) => (typeof m.content === 'string' ? m.content.replace(/dev\d+@example\.com/g, '[REDACTED:EMAIL]') : m.content)));
+
+    // Another org sending the same turns parses them itself: no entry is shared between tenants.
+    const other = await fundedOrg(gw.gateway, 10_000_000, 'large bodies, another org');
+    const hitsBeforeOther = await bodyElementHits();
+    await client(other).chat.completions.create({ model: 'agent', messages: history, max_tokens: 16 });
+    expect(await bodyElementHits()).toBe(hitsBeforeOther);
+    // Unguarded, the same turns go as the client wrote them.
+    expect(JSON.parse(received[2]!.bytes.toString('utf8'))).toEqual({ model: 'upstream-agent', messages: history, max_tokens: 16 });
+    await books.expectSettledBooks(guarded.orgId, { served: 4 });
+    await books.expectSettledBooks(other.orgId, { served: 1 });
+  });
+
   it('refuses a large body that is not JSON, or not UTF-8, with the error JSON, holding nothing', async () => {
     const good = JSON.stringify({ model: 'agent', messages: conversation(30) });
     const cases: Array<[Buffer, string]> = [

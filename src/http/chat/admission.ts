@@ -87,9 +87,12 @@ export function decodeBody(body: Buffer): string {
   return body.toString('utf8');
 }
 
-/** The body as received (or its text) as a validated chat request. */
-export function parseChatRequest(body: string | Uint8Array): ChatRequest {
-  return validateChatRequest(parseJsonBody(body, true));
+/**
+ * The body as received (or its text) as a validated chat request. `orgId`: the sender's org, whose
+ * earlier bodies' parsed elements a large body may reuse (shared, frozen objects).
+ */
+export function parseChatRequest(body: string | Uint8Array, orgId?: string): ChatRequest {
+  return validateChatRequest(parseJsonBody(body, orgId));
 }
 
 /** The request's route, when it names a model the key may use. */

@@ -135,7 +135,7 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver, GateOw
     try {
       // Only an org logging bodies needs the text: a large one is parsed piece by piece, never decoded whole.
       if (principal.loggingLevel === 'full') this.receivedText = decodeBody(body);
-      request = dialect.parseRequest(body);
+      request = dialect.parseRequest(body, principal.orgId);
     } catch (err) {
       return this.fail(toGatewayError(err));
     }

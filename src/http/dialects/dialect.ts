@@ -44,7 +44,8 @@ export interface ClientDialect {
    * read upstream with usage reported (stream_options.include_usage) when the dialect needs it at
    * the end of a stream.
    */
-  parseRequest(body: string | Uint8Array): ChatRequest;
+  /** `orgId`: the sender's org, for a parse that reuses its earlier bodies' elements (openai-chat.ts). */
+  parseRequest(body: string | Uint8Array, orgId?: string): ChatRequest;
   /** An error as the client's format words it, before the first byte. */
   errorBody(err: GatewayError): string;
   /** An error after a stream started: a final event. */

@@ -5,13 +5,14 @@ import { parseJsonBytes } from '../../json/parse-bytes.js';
 
 /**
  * The body as received (its bytes: checked as UTF-8, a large one parsed piece by piece) or as text.
- * `keepReceived`: the body goes upstream as it is (OpenAI chat), so its elements keep their bytes
- * (json/verbatim.ts); a dialect that translates would only copy them for nothing.
+ * `receivedBy`: the body goes upstream as it is (OpenAI chat), for this org: its elements keep their
+ * bytes (json/verbatim.ts) and their parse is cached (json/parsed-elements.ts); a dialect that
+ * translates would only copy them for nothing.
  */
-export function parseJsonBody(body: string | Uint8Array, keepReceived = false): unknown {
+export function parseJsonBody(body: string | Uint8Array, receivedBy?: string): unknown {
   if (typeof body !== 'string' && !isUtf8(body)) throw new GatewayError('NR_INVALID_UTF8');
   try {
-    return typeof body === 'string' ? JSON.parse(body) : parseJsonBytes(body, keepReceived);
+    return typeof body === 'string' ? JSON.parse(body) : parseJsonBytes(body, receivedBy);
   } catch {
     throw new GatewayError('NR_INVALID_JSON');
   }

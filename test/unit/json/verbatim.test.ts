@@ -16,7 +16,7 @@ function bodyWith(message: string): Buffer {
 }
 
 function parsedMessages(bytes: Buffer): Array<Record<string, unknown>> {
-  return (parseJsonBytes(bytes, true) as { messages: Array<Record<string, unknown>> }).messages;
+  return (parseJsonBytes(bytes, 'org') as { messages: Array<Record<string, unknown>> }).messages;
 }
 
 /** The upstream body of a request holding the large padding message and `message` (large: written in chunks). */
@@ -53,7 +53,7 @@ describe('verbatim message bytes', () => {
     fc.assert(
       fc.property(fc.array(message, { minLength: 1, maxLength: 6 }), fc.constantFrom('', ' ', '\t'), fc.boolean(), (messages, space, escapeAll) => {
         const raw = `{"model":"m","messages":[${JSON.stringify(PAD)},${messages.map((m) => looselyWritten(m, space, escapeAll)).join(',')}]}`;
-        const request = parseJsonBytes(Buffer.from(raw), true) as { messages: object[] };
+        const request = parseJsonBytes(Buffer.from(raw), 'org') as { messages: object[] };
         for (const parsed of request.messages) {
           const kept = verbatimOf(parsed);
           if (kept === undefined) continue;
@@ -130,12 +130,12 @@ describe('verbatim message bytes', () => {
   });
 
   it('keeps nothing unless asked, for a small body (one JSON.parse), for elements that are not objects, or for one past 96 KiB', () => {
-    const small = parseJsonBytes(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}'), true) as { messages: object[] };
+    const small = parseJsonBytes(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}'), 'org') as { messages: object[] };
     expect(verbatimOf(small.messages[0]!)).toBeUndefined();
     // A dialect that translates the body does not ask: nothing is copied for nothing.
     const notAsked = parseJsonBytes(bodyWith('{"role":"user","content":"x"}')) as { messages: object[] };
     expect(notAsked.messages.map((m) => verbatimOf(m))).toEqual([undefined, undefined]);
-    const large = parseJsonBytes(Buffer.from(`{"input":[${JSON.stringify('q'.repeat(PIECEWISE_MIN_BYTES))},[1,2]]}`), true) as { input: unknown[] };
+    const large = parseJsonBytes(Buffer.from(`{"input":[${JSON.stringify('q'.repeat(PIECEWISE_MIN_BYTES))},[1,2]]}`), 'org') as { input: unknown[] };
     expect(verbatimOf(large.input[1] as object)).toBeUndefined();
     // Its copy would need fresh pages: serialized again, in slices, instead.
     const huge = { role: 'user', content: 'h'.repeat(100 * 1024) };

@@ -4,6 +4,7 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ENCODINGS } from '../../../src/config/model-encodings.js';
+import { deepFreeze } from '../../../src/json/parsed-elements.js';
 import { compiledPolicy } from '../../../src/guardrails/compiled-policy.js';
 import { scanText } from '../../../src/guardrails/policy.js';
 import type { GuardrailPolicy } from '../../../src/guardrails/types.js';
@@ -39,6 +40,25 @@ describe.each(ENCODINGS)('cached prompt counts on %s', (encoding) => {
         }
       }),
       { seed: 7_301, numRuns: 40 },
+    );
+  });
+
+  it('equal an uncached count when the messages and tools are shared (frozen) objects, each total remembered by identity', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 12 }), fc.boolean(), fc.constantFrom(undefined, 'none', { type: 'function', function: { name: 'read_file' } }), async (conversation, withTools, toolChoice) => {
+        // As a cached parse hands them out (json/parsed-elements.ts): the same frozen objects each request.
+        const shared = deepFreeze(structuredClone(conversation));
+        const tools = withTools ? deepFreeze(structuredClone(TOOLS)) : undefined;
+        for (let turns = 1; turns <= shared.length; turns++) {
+          const messages = shared.slice(0, turns);
+          const counted = await pool.countTokens({ kind: 'chat', messages, tools, toolChoice, encoding });
+          expect(counted).toBe(countChatPromptTokens(messages, encoding, { tools, toolChoice }));
+        }
+        // Resent whole, every share is known: answered at once, no job queued.
+        const again = pool.countTokens({ kind: 'chat', messages: shared, tools, toolChoice, encoding });
+        expect(again).toBe(countChatPromptTokens(shared, encoding, { tools, toolChoice }));
+      }),
+      { seed: 7_302, numRuns: 40 },
     );
   });
 });

@@ -5,6 +5,7 @@ import type { Finding, ScanResult } from '../../../../src/guardrails/types.js';
 import type { ChatRequest } from '../../../../src/providers/types.js';
 import { validateChatRequest } from '../../../../src/http/validate-chat-request.js';
 import { PIECEWISE_MIN_BYTES, parseJsonBytes } from '../../../../src/json/parse-bytes.js';
+import { parsedElements } from '../../../../src/json/parsed-elements.js';
 import { verbatimOf } from '../../../../src/json/verbatim.js';
 import { CLEAN, chatRequest, FakeWorkers, guardrails, redacting } from './fakes.js';
 
@@ -63,11 +64,54 @@ describe('checkPrompt', () => {
       `{ "role": "user", "content": [{ "type": "text", "text": "me: ${EMAIL}" }] }`,
       `{ "role": "assistant", "content": null, "tool_calls": [{ "id": "c1", "type": "function", "function": { "name": "send", "arguments": "{\\"to\\":\\"${EMAIL}\\"}" } }] }`,
     ];
-    const request = validateChatRequest(parseJsonBytes(Buffer.from(`{"model": "m", "messages": [${raw.join(", ")}]}`), true));
+    const request = validateChatRequest(parseJsonBytes(Buffer.from(`{"model": "m", "messages": [${raw.join(", ")}]}`), 'org'));
     expect(request.messages.map((m) => verbatimOf(m) !== undefined)).toEqual([true, true, true]);
     await checkPrompt(workers.asPool(), guardrails(), request, 10, 'o200k_base');
     expect(Buffer.from(verbatimOf(request.messages[0]!)!).toString('utf8')).toBe(raw[0]);
     expect(request.messages.slice(1).map((m) => verbatimOf(m))).toEqual([undefined, undefined]);
+  });
+
+  it('a conversation resent as shared (cached) messages: earlier turns neither scanned nor redacted again, and their copies never change the shared objects', async () => {
+    parsedElements.resize(8 * 1024 * 1024);
+    try {
+      const workers = new FakeWorkers();
+      workers.scanAnswer = redacting(EMAIL, PLACEHOLDER);
+      const guard = guardrails();
+      const turns = [
+        `{"role":"system","content":"${'p'.repeat(PIECEWISE_MIN_BYTES)}"}`,
+        `{"role":"user","content":"mail ${EMAIL}"}`,
+        `{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"send","arguments":"{\\"to\\":\\"${EMAIL}\\"}"}}]}`,
+      ];
+      const receive = (messages: string[]) => validateChatRequest(parseJsonBytes(Buffer.from(`{"model":"m","messages":[${messages.join(',')}]}`), 'org'));
+      const first = receive(turns);
+      const shared = [...first.messages];
+      const firstVerdict = await checkPrompt(workers.asPool(), guard, first, 10, 'o200k_base');
+      expect(firstVerdict.redacted).toBe(true);
+      expect(workers.scans).toHaveLength(3);
+
+      const second = receive([...turns, `{"role":"user","content":"and ${EMAIL} again"}`]);
+      for (let i = 0; i < 3; i++) expect(second.messages[i]).toBe(shared[i]);
+      const secondVerdict = await checkPrompt(workers.asPool(), guard, second, 10, 'o200k_base');
+      // Only the new turn was scanned; the verdict covers the whole conversation.
+      expect(workers.scans.slice(3).map((j) => j.text)).toEqual([`and ${EMAIL} again`]);
+      expect(secondVerdict.findings).toHaveLength(firstVerdict.findings.length + 1);
+      expect(secondVerdict.bodyBytesDelta).toBe(firstVerdict.bodyBytesDelta + PLACEHOLDER.length - EMAIL.length);
+      // Both requests carry the same redacted copies, sent as serialized once; the shared originals are as received.
+      expect(second.messages[1]).toBe(first.messages[1]);
+      expect(second.messages[1]).toEqual({ role: 'user', content: `mail ${PLACEHOLDER}` });
+      expect(Buffer.from(verbatimOf(second.messages[1]!)!).toString('utf8')).toBe(JSON.stringify(second.messages[1]));
+      expect(second.messages[2]!.tool_calls![0]!.function.arguments).toBe(`{"to":"${PLACEHOLDER}"}`);
+      expect(shared[1]).toEqual({ role: 'user', content: `mail ${EMAIL}` });
+      expect(JSON.stringify(second)).not.toContain(EMAIL);
+      expect(Buffer.from(verbatimOf(second.messages[0]!)!).toString('utf8')).toBe(turns[0]);
+
+      // Another policy is not answered by this one's verdicts.
+      const third = receive(turns);
+      await checkPrompt(workers.asPool(), guardrails({ policyKey: 'policy-2' }), third, 10, 'o200k_base');
+      expect(workers.scans).toHaveLength(4 + 3);
+    } finally {
+      parsedElements.resize(0);
+    }
   });
 
   it('leaves a clean request untouched', async () => {
