@@ -32,11 +32,14 @@ export function evaluateGoals(reports: Partial<Record<string, ScenarioReport>>):
   const streamNote = stream !== undefined && stream.streams!.concurrent !== STREAM_GOAL_AT ? `measured at ${stream.streams!.concurrent} streams; the target is stated at ${STREAM_GOAL_AT}` : undefined;
   add('stream-no-stall', 'stream', 'nemo stalled streams', '= 0', stream?.streams?.stalled, (v) => v === 0, streamNote);
   add('stream-gap', 'stream', 'nemo gap p99 - bare gap p99 (ms)', '<= 10', stream?.streams?.addedGapP99Ms, (v) => v <= 10, streamNote);
-  add('stream-rss', 'stream', 'nemo peak RSS (MB) with the streams open', '<= 250', stream?.targets.nemo?.peakRssMb, (v) => v <= 250, streamNote);
+  add('stream-rss', 'stream', 'nemo peak RSS (MB) with the streams open', '<= 200', stream?.targets.nemo?.peakRssMb, (v) => v <= 200, streamNote);
+  add('stream-cpu', 'stream', 'nemo CPU per stream / bare CPU per stream', '<= 1.15', stream?.ratios.nemoOverBareCpuPer1k, (v) => v <= 1.15, streamNote);
   add('chat-event-loop-lag', 'chat', 'nemo event-loop lag p99 (ms) under chat load', '<= 10', chat?.targets.nemo?.eventLoopLagP99Ms, (v) => v <= 10);
   const hotRatio = hot !== undefined && chat !== undefined && chat.targets.nemo!.rps > 0 ? Number((hot.targets.nemo!.rps / chat.targets.nemo!.rps).toFixed(3)) : undefined;
   add('chat-hot-rps', 'chat-hot', 'nemo chat-hot RPS / nemo chat RPS', '>= 0.8', hotRatio, (v) => v >= 0.8, hot !== undefined && chat === undefined ? 'needs chat in the same run (--scenario all)' : undefined);
   add('agent-rps', 'agent', 'nemo RPS / bare RPS, agent sessions (up to ~100k-token histories, streamed)', '>= 0.5', agent?.ratios.nemoOverBareRps, (v) => v >= 0.5);
+  add('big-prompt-rps', 'big-prompt', 'nemo RPS / bare RPS, ~20k-token prompts', '>= 0.3', reports['big-prompt']?.ratios.nemoOverBareRps, (v) => v >= 0.3);
+  add('chat-guardrails-rps', 'chat', 'nemo RPS / nemo-plain RPS: what guardrails on a short prompt cost (--ablation)', '>= 0.95', chat?.ratios.nemoOverNemoPlainRps, (v) => v >= 0.95, chat !== undefined && chat.ratios.nemoOverNemoPlainRps === undefined ? 'needs --ablation' : undefined);
 
   const knee = stream?.streams?.knee;
   if (knee !== undefined) {

@@ -1,5 +1,6 @@
 // What NemoRouter's derived work did during one scenario, from the counters of its own /metrics
 // read before and after: how many texts the result caches answered (not counted or scanned again),
+// how many elements of large bodies were reused from an earlier body,
 // how often a max_input_tokens check was decided by the byte bound alone, and the jobs that ran
 // inline or in the pool. Counted over every target the nemo process served in the scenario
 // (nemo, and with --ablation nemo-free and nemo-plain).
@@ -7,6 +8,8 @@
 export interface NemoWork {
   tokenCounts: CacheWork;
   scanVerdicts: CacheWork;
+  /** Messages and tools of large chat bodies reused from an earlier body of the org (not parsed, scanned or counted again). */
+  bodyElements: CacheWork;
   /** max_input_tokens checks: decided by the UTF-8 byte bound (nothing counted) or an exact count. */
   inputLimitChecks: { byteBound: number; exactCount: number };
   /** Jobs run, by task and where (`count_tokens/pool`, `scan/inline`, ...); cache hits run none. */
@@ -51,6 +54,7 @@ export function workBetween(before: Counters, after: Counters): NemoWork {
   return {
     tokenCounts: cache('token_counts'),
     scanVerdicts: cache('scan_verdicts'),
+    bodyElements: cache('body_elements'),
     inputLimitChecks: {
       byteBound: delta('nemo_input_token_limit_checks_total{decided_by="byte_bound"}'),
       exactCount: delta('nemo_input_token_limit_checks_total{decided_by="exact_count"}'),
@@ -64,5 +68,5 @@ export function nemoWorkLine(work: NemoWork): string {
   const cache = (c: CacheWork): string => `${pct(c.hits, c.hits + c.misses)} of ${c.hits + c.misses}`;
   const checks = work.inputLimitChecks.byteBound + work.inputLimitChecks.exactCount;
   const jobs = Object.entries(work.jobs).map(([job, n]) => `${job} ${n}`).join(', ');
-  return `nemo work: texts answered from cache: token counts ${cache(work.tokenCounts)}, scan verdicts ${cache(work.scanVerdicts)}; max_input_tokens decided by the byte bound in ${pct(work.inputLimitChecks.byteBound, checks)} of ${checks} checks; jobs run: ${jobs || 'none'}`;
+  return `nemo work: large bodies' elements reused ${cache(work.bodyElements)}; texts answered from cache: token counts ${cache(work.tokenCounts)}, scan verdicts ${cache(work.scanVerdicts)}; max_input_tokens decided by the byte bound in ${pct(work.inputLimitChecks.byteBound, checks)} of ${checks} checks; jobs run: ${jobs || 'none'}`;
 }

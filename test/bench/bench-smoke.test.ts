@@ -158,7 +158,7 @@ describe('npm run bench -- --scenario all (smoke)', () => {
 
   it('reports every target as met, missed or not evaluated, and prints the verdicts', () => {
     const ids = (run.json!.targetsMet as Json[]).map((goal) => goal.id);
-    expect(ids).toEqual(['chat-rps', 'latency-added-p99', 'stream-no-stall', 'stream-gap', 'stream-rss', 'chat-event-loop-lag', 'chat-hot-rps', 'agent-rps', 'stream-knee']);
+    expect(ids).toEqual(['chat-rps', 'latency-added-p99', 'stream-no-stall', 'stream-gap', 'stream-rss', 'stream-cpu', 'chat-event-loop-lag', 'chat-hot-rps', 'agent-rps', 'big-prompt-rps', 'chat-guardrails-rps', 'stream-knee']);
     for (const goal of run.json!.targetsMet as Json[]) {
       expect(goal).toMatchObject({ scenario: expect.any(String), text: expect.any(String), limit: expect.any(String) });
       expect([true, false, null]).toContain(goal.met);
