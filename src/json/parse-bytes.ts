@@ -59,6 +59,9 @@ function parsePiecewise(b: Buffer, receivedBy: string | undefined): Record<strin
     let value: unknown;
     if (b[i] === OPEN_BRACKET) {
       const elements: unknown[] = [];
+      // Cached elements are per org and per array: a message is never handed out as a tool (what
+      // was checked and counted of it depends on which it is).
+      const scope = receivedBy === undefined ? undefined : `${receivedBy}\u0000${key}`;
       i = skipSpace(b, i + 1);
       if (b[i] === CLOSE_BRACKET) i++;
       else {
@@ -68,7 +71,7 @@ function parsePiecewise(b: Buffer, receivedBy: string | undefined): Record<strin
           deepest = 0;
           const end = valueEnd(b, i);
           if (end < 0) return undefined;
-          const element = receivedBy !== undefined && b[i] === OPEN_BRACE ? receivedObject(b, i, end, receivedBy) : parsePiece(b, i, end);
+          const element = scope !== undefined && b[i] === OPEN_BRACE ? receivedObject(b, i, end, scope) : parsePiece(b, i, end);
           if (element === FAILED) return undefined;
           elements.push(element);
           i = skipSpace(b, end);
@@ -100,11 +103,12 @@ function parsePiecewise(b: Buffer, receivedBy: string | undefined): Record<strin
 const FAILED = Symbol('not JSON');
 
 /**
- * An object element of a body that goes upstream as received: the cached parse of the same bytes,
- * or a fresh parse that keeps its bytes (where safe) and is cached. Call right after valueEnd.
+ * An object element of a body that goes upstream as received: the cached parse of the same bytes
+ * in the same `scope` (org and array), or a fresh parse that keeps its bytes (where safe) and is
+ * cached. Call right after valueEnd.
  */
-function receivedObject(b: Buffer, start: number, end: number, org: string): unknown {
-  const key = parsedElements.keyOf(org, b, start, end);
+function receivedObject(b: Buffer, start: number, end: number, scope: string): unknown {
+  const key = parsedElements.keyOf(scope, b, start, end);
   const cached = key === undefined ? undefined : parsedElements.find(key, b, start, end);
   if (cached !== undefined) return cached;
   const seen = { rawKeys, plainNumbers, depth: deepest };
@@ -113,10 +117,17 @@ function receivedObject(b: Buffer, start: number, end: number, org: string): unk
   if (element === FAILED) return element;
   const verbatim = mayKeepVerbatim(seen, end - start);
   if (!verbatim && key === undefined) return element;
-  const copy = copyReceived(b, start, end);
+  // A cached element gets a copy of its own: in a shared slab it would keep the whole slab alive.
+  const copy = key === undefined ? copyReceived(b, start, end) : ownCopy(b, start, end);
   if (verbatim) keepVerbatim(element as object, copy, seen);
   if (key !== undefined) parsedElements.remember(key, copy, element as object);
   return element;
+}
+
+function ownCopy(b: Buffer, start: number, end: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(end - start);
+  b.copy(copy, 0, start, end);
+  return copy;
 }
 
 /** One value's bytes parsed; FAILED when they are not one JSON value (the whole text then decides). */

@@ -4,8 +4,9 @@
 // parsing (and the garbage both leave behind), and hands back the same object, so what was derived
 // from it (its guardrail verdict, its token count, its bytes for upstream) is found again by
 // identity. Cached objects are shared by requests, so they are frozen: code that would change one
-// (a redaction) works on a copy. Entries are per org: whether a text was sent before must not show
-// in another tenant's latency. Derived data, in this process only: losing an entry costs a parse.
+// (a redaction) works on a copy. Entries are per org (whether a text was sent before must not show
+// in another tenant's latency) and per array (a message is never a tool). Derived data, in this
+// process only: losing an entry costs a parse.
 
 import { MAX_KEPT_BYTES } from './verbatim.js';
 
@@ -76,11 +77,11 @@ export class ParsedElementCache {
     return entry.value;
   }
 
-  /** Keeps `value`, parsed from `bytes` (the caller's copy), frozen: from now on requests share it. */
+  /** Keeps `value`, parsed from `bytes` (the caller's copy, in a buffer of its own), frozen: from now on requests share it. */
   remember(key: string, bytes: Buffer, value: object): void {
-    // The copy, the parsed strings (one or two bytes a character) and, for a message a policy
-    // redacts, its redacted copy and that copy's JSON (guardrail-checks.ts), roughly.
-    const cost = 4 * bytes.length + key.length * 2 + 256;
+    // The copy (its own buffer), the parsed strings (one or two bytes a character) and, for a
+    // message a policy redacts, its redacted copy and that copy's JSON (guardrail-checks.ts), roughly.
+    const cost = 4 * bytes.length + key.length * 2 + 384;
     if (cost > this.maxBytes) return;
     // Full, a cache evicting its least recently used entry for every miss keeps nothing that
     // conversations visited in turn come back for: when they hold more than the budget, each would

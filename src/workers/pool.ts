@@ -98,8 +98,8 @@ export class WorkerPool {
   private readonly textCounts: ResultCache<number>;
   private readonly verdicts: ResultCache<ScanResult>;
   private readonly caching: boolean;
-  /** Token totals of shared (frozen) messages and tools by encoding: see countChat. */
-  private readonly ownerCounts = new WeakMap<object, Partial<Record<Encoding, number>>>();
+  /** Token totals of shared (frozen) messages and tools, by what they were counted as and the encoding (`message:o200k_base`): see countChat. */
+  private readonly ownerCounts = new WeakMap<object, Partial<Record<string, number>>>();
 
   constructor(private readonly options: WorkerPoolOptions) {
     // Threads start on first use (most requests never need one) and leave after a minute idle.
@@ -147,29 +147,29 @@ export class WorkerPool {
       if (typeof count === 'number') total += count;
       else (pending ??= []).push(count);
     };
-    for (const message of job.messages) add(this.countOwner(message, encoding, keys, (countText) => countMessageFormat(message, countText)));
+    for (const message of job.messages) add(this.countOwner(message, `message:${encoding}`, encoding, keys, (countText) => countMessageFormat(message, countText)));
     const tools = job.tools;
     if (tools !== undefined && tools.length > 0) {
       total += TOOL_DEFINITIONS_HEADER_TOKENS;
-      for (const tool of tools) add(this.countOwner(tool, encoding, keys, (countText) => countToolFormat(tool, countText)));
+      for (const tool of tools) add(this.countOwner(tool, `tool:${encoding}`, encoding, keys, (countText) => countToolFormat(tool, countText)));
     }
     add(countToolChoiceFormat(job.toolChoice, (text) => this.countTextNow(text, encoding, keys, (count) => add(count))));
     if (pending === undefined) return total;
     return Promise.all(pending).then((counts) => counts.reduce((sum, n) => sum + n, total));
   }
 
-  /** One message's or tool's share (`share`, given a text counter), remembered for a shared one. */
-  private countOwner(owner: object, encoding: Encoding, keys: ContentKeys | undefined, share: (countText: TextCounter) => number): number | Promise<number> {
+  /** One message's or tool's share (`share`, given a text counter), remembered for a shared one under `as`. */
+  private countOwner(owner: object, as: string, encoding: Encoding, keys: ContentKeys | undefined, share: (countText: TextCounter) => number): number | Promise<number> {
     const shared = this.caching && Object.isFrozen(owner);
     if (shared) {
-      const known = this.ownerCounts.get(owner)?.[encoding];
+      const known = this.ownerCounts.get(owner)?.[as];
       if (known !== undefined) return known;
     }
     let pending: Array<Promise<number>> | undefined;
     const sum = share((text) => this.countTextNow(text, encoding, keys, (count) => (pending ??= []).push(count)));
     const count = pending === undefined ? sum : Promise.all(pending).then((counts) => counts.reduce((total, n) => total + n, sum));
     if (shared) {
-      const remember = (n: number) => void this.ownerCounts.set(owner, { ...this.ownerCounts.get(owner), [encoding]: n });
+      const remember = (n: number) => void this.ownerCounts.set(owner, { ...this.ownerCounts.get(owner), [as]: n });
       // A failed count (a worker timeout) is not remembered; the caller sees the failure.
       if (typeof count === 'number') remember(count);
       else count.then(remember, () => {});

@@ -141,6 +141,24 @@ describe('large request bodies', () => {
     await books.expectSettledBooks(other.orgId, { served: 1 });
   });
 
+  it('an element sent first as a message and then as a tool is checked as a tool: its description is redacted', async () => {
+    // Chat validation ignores keys it does not know, so these bytes are a valid message and a valid tool.
+    const both = JSON.stringify({ role: 'user', content: 'hello', type: 'function', function: { name: 'notify', description: 'mail carol@example.com' } });
+    const history = conversation(25).map((m) => JSON.stringify(m));
+    const send = async (body: string) => {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...guarded.auth, 'content-type': 'application/json' }, body });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    };
+    received.length = 0;
+    await send(`{"model":"agent","max_tokens":16,"messages":[${[...history, both].join(',')}]}`);
+    await send(`{"model":"agent","max_tokens":16,"messages":[${history.join(',')}],"tools":[${both}]}`);
+    const sent = received.map((r) => r.bytes.toString('utf8'));
+    expect(sent[1]).not.toContain('carol@example.com');
+    expect((JSON.parse(sent[1]!) as { tools: Array<{ function: { description: string } }> }).tools[0]!.function.description).toBe('mail [REDACTED:EMAIL]');
+    await books.expectSettledBooks(guarded.orgId, { served: 6 });
+  });
+
   it('refuses a large body that is not JSON, or not UTF-8, with the error JSON, holding nothing', async () => {
     const good = JSON.stringify({ model: 'agent', messages: conversation(30) });
     const cases: Array<[Buffer, string]> = [

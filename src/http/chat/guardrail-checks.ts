@@ -69,6 +69,8 @@ const DESCRIPTION: PiecePath = { kind: 'description' };
  */
 interface OwnerVerdict {
   readonly policyKey: string;
+  /** What the object was checked as: a message's content and a tool's description are different texts. */
+  readonly list: Owner['list'];
   readonly findings: readonly Finding[];
   /** Some text of it was replaced (the request's own object in place, or a shared one by `replacement`). */
   readonly redacted: boolean;
@@ -94,7 +96,7 @@ export async function checkPrompt(
   const keys = new ContentKeys();
   if (guard.scansInput) {
     const owners = ownersOf(request);
-    const known: Array<OwnerVerdict | undefined> = owners.map((owner) => knownVerdict(owner.value, guard.policyKey));
+    const known: Array<OwnerVerdict | undefined> = owners.map((owner) => knownVerdict(owner, guard.policyKey));
     const pieces = piecesOf(owners, known);
     const scans = pieces.map((piece) => pool.scan({ policyKey: guard.policyKey, policy: guard.policy, text: piece.text, stage: 'input' }, keys));
     const results = await allOf(scans);
@@ -132,11 +134,11 @@ export async function checkPrompt(
   return { blocked: undefined, findings, redacted, bodyBytesDelta };
 }
 
-/** A shared owner's verdict under this policy, when one was reached before. */
-function knownVerdict(value: object, policyKey: string): OwnerVerdict | undefined {
-  if (!Object.isFrozen(value)) return undefined;
-  const verdict = ownerVerdicts.get(value);
-  return verdict?.policyKey === policyKey ? verdict : undefined;
+/** A shared owner's verdict under this policy, as the same kind of owner, when one was reached before. */
+function knownVerdict(owner: Owner, policyKey: string): OwnerVerdict | undefined {
+  if (!Object.isFrozen(owner.value)) return undefined;
+  const verdict = ownerVerdicts.get(owner.value);
+  return verdict?.policyKey === policyKey && verdict.list === owner.list ? verdict : undefined;
 }
 
 /**
@@ -164,7 +166,7 @@ function ownerOutcome(owner: Owner, pieces: readonly Piece[], results: readonly 
     writePiece(target, pieces[i]!.path, result.redacted);
   }
   const replacement = shared && target !== undefined ? target : undefined;
-  const verdict: OwnerVerdict = { policyKey, findings, redacted: target !== undefined, replacement, bodyBytesDelta };
+  const verdict: OwnerVerdict = { policyKey, list: owner.list, findings, redacted: target !== undefined, replacement, bodyBytesDelta };
   if (shared) {
     if (replacement !== undefined) {
       deepFreeze(replacement);

@@ -45,6 +45,15 @@ describe('parsed elements of large bodies', () => {
     expect(b.messages[1]).not.toBe(a.messages[1]);
   });
 
+  it('never hands out a message as a tool: the same bytes in another array are another object', () => {
+    // Valid as both: chat validation ignores keys it does not know.
+    const both = { role: 'user', content: 'hello', type: 'function', function: { name: 'f', description: 'mail alice@example.com' } };
+    const asMessage = parse(body([both]));
+    const asTool = parseJsonBytes(Buffer.from(`{"model":"m","messages":[${JSON.stringify(FILLER)}],"tools":[${JSON.stringify(both)}]}`), 'org-a') as { tools: object[] };
+    expect(asTool.tools[0]).toEqual(asMessage.messages[1]);
+    expect(asTool.tools[0]).not.toBe(asMessage.messages[1]);
+  });
+
   it('gives a message whose bytes differ only where the fingerprint does not look its own parse', () => {
     // Same length, same first and last 40 bytes and the same middle: only a full comparison tells them apart.
     const pad = 'x'.repeat(200);

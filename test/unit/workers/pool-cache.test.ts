@@ -61,6 +61,14 @@ describe.each(ENCODINGS)('cached prompt counts on %s', (encoding) => {
       { seed: 7_302, numRuns: 40 },
     );
   });
+
+  it('count a shared object as what it is sent as: a tool\'s total is not a message\'s', async () => {
+    const both = deepFreeze({ role: 'user', content: 'Long message text. '.repeat(200), type: 'function', function: { name: 'f', description: 'A tool.' } }) as unknown as ChatMessage & ChatTool;
+    const asTool = await pool.countTokens({ kind: 'chat', messages: [{ role: 'user', content: 'hi' }], tools: [both], toolChoice: undefined, encoding });
+    expect(asTool).toBe(countChatPromptTokens([{ role: 'user', content: 'hi' }], encoding, { tools: [both] }));
+    const asMessage = await pool.countTokens({ kind: 'chat', messages: [both], tools: undefined, toolChoice: undefined, encoding });
+    expect(asMessage).toBe(countChatPromptTokens([both], encoding));
+  });
 });
 
 describe('cached verdicts', () => {

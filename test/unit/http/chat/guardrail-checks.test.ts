@@ -5,7 +5,7 @@ import type { Finding, ScanResult } from '../../../../src/guardrails/types.js';
 import type { ChatRequest } from '../../../../src/providers/types.js';
 import { validateChatRequest } from '../../../../src/http/validate-chat-request.js';
 import { PIECEWISE_MIN_BYTES, parseJsonBytes } from '../../../../src/json/parse-bytes.js';
-import { parsedElements } from '../../../../src/json/parsed-elements.js';
+import { deepFreeze, parsedElements } from '../../../../src/json/parsed-elements.js';
 import { verbatimOf } from '../../../../src/json/verbatim.js';
 import { CLEAN, chatRequest, FakeWorkers, guardrails, redacting } from './fakes.js';
 
@@ -112,6 +112,25 @@ describe('checkPrompt', () => {
     } finally {
       parsedElements.resize(0);
     }
+  });
+
+  it('a shared object checked as a message is checked again as a tool (its description was never scanned), and the other way round', async () => {
+    const workers = new FakeWorkers();
+    workers.scanAnswer = redacting(EMAIL, PLACEHOLDER);
+    const both = deepFreeze({ role: 'user' as const, content: 'hello', type: 'function' as const, function: { name: 'f', description: `mail ${EMAIL}` } });
+    const asMessage = chatRequest({ messages: [both] });
+    expect((await checkPrompt(workers.asPool(), guardrails(), asMessage, 10, 'o200k_base')).findings).toEqual([]);
+    const asTool = chatRequest({ tools: [both] });
+    const verdict = await checkPrompt(workers.asPool(), guardrails(), asTool, 10, 'o200k_base');
+    expect(verdict.findings).toHaveLength(1);
+    expect(asTool.tools![0]!.function.description).toBe(`mail ${PLACEHOLDER}`);
+    expect(both.function.description).toBe(`mail ${EMAIL}`);
+
+    const other = deepFreeze({ role: 'user' as const, content: `write ${EMAIL}`, type: 'function' as const, function: { name: 'g', description: 'clean' } });
+    expect((await checkPrompt(workers.asPool(), guardrails(), chatRequest({ tools: [other] }), 10, 'o200k_base')).findings).toEqual([]);
+    const request = chatRequest({ messages: [other] });
+    expect((await checkPrompt(workers.asPool(), guardrails(), request, 10, 'o200k_base')).findings).toHaveLength(1);
+    expect(JSON.stringify(request)).not.toContain(EMAIL);
   });
 
   it('leaves a clean request untouched', async () => {
