@@ -9,6 +9,15 @@ import { LOG_STATUS_CLASSES } from '../logs/log-list.js';
 const noNul = (value: string) => !value.includes('\u0000');
 const name = z.string().trim().min(1).max(200).refine(noNul, 'must not contain NUL characters');
 const uuid = z.uuid();
+/**
+ * Times a client sends must lie in years 1 to 9999 (UTC). PostgreSQL reads no year 0 in ISO text
+ * (1 BC is written with a `BC` suffix) and no 5-digit year as JavaScript prints it, so a time outside
+ * would fail in the database: it is refused here as bad input.
+ */
+export const TIME_RANGE_MS = { min: Date.parse('0001-01-01T00:00:00Z'), max: Date.parse('9999-12-31T23:59:59.999Z') };
+export const TIME_RANGE_PROBLEM = 'must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z';
+export const inTimeRange = (ms: number) => ms >= TIME_RANGE_MS.min && ms <= TIME_RANGE_MS.max;
+const isoTime = z.iso.datetime({ offset: true }).refine((v) => inTimeRange(Date.parse(v)), TIME_RANGE_PROBLEM);
 const modelList = z.array(z.string().min(1).max(256).refine(noNul, 'must not contain NUL characters')).max(1000);
 
 export const createOrgInput = z.strictObject({ name });
@@ -39,7 +48,7 @@ export const createKeyInput = z.strictObject({
   team_id: uuid.nullable().optional(),
   /** null or absent: every model the org allows. */
   allowed_models: modelList.nullable().optional(),
-  expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
+  expires_at: isoTime.nullable().optional(),
   /** Requests / tokens per minute and spend caps for this key; null or absent: unlimited. */
   ...limitFields,
   guardrail_policy: guardrailPolicy,
@@ -71,8 +80,8 @@ export const creditInput = z.strictObject({
 });
 export const usageQuery = z.strictObject({
   /** ISO times; default: the start of the current UTC month, and now. */
-  from: z.iso.datetime({ offset: true }).optional(),
-  to: z.iso.datetime({ offset: true }).optional(),
+  from: isoTime.optional(),
+  to: isoTime.optional(),
   /** Comma-separated, any of day, key, team, model; default day. */
   group_by: z
     .string()
@@ -88,7 +97,7 @@ export const ledgerQuery = z.strictObject({
 export const logsQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   /** The `created_at` and `log_id` of the last row of the previous page. */
-  before: z.iso.datetime({ offset: true }).optional(),
+  before: isoTime.optional(),
   before_log_id: uuid.optional(),
   status_class: z.enum(LOG_STATUS_CLASSES).optional(),
   key_id: uuid.optional(),

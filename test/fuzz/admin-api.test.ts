@@ -57,7 +57,7 @@ const policy = fc.oneof(
   ),
   weird,
 );
-const iso = fc.oneof(fc.date({ min: new Date('1970-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((d) => d.toISOString()), fc.constantFrom('2024-13-45T25:61:00Z', '0000-01-01T00:00:00Z', '9999-12-31T23:59:59+14:00', 'yesterday', ''), fc.string({ maxLength: 30 }));
+const iso = fc.oneof(fc.date({ min: new Date('1970-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((d) => d.toISOString()), fc.constantFrom('2024-13-45T25:61:00Z', '0000-01-01T00:00:00Z', '0001-01-01T00:30:00+01:00', '9999-12-31T23:59:59+14:00', '9999-12-31T23:59:59-14:00', 'yesterday', ''), fc.string({ maxLength: 30 }));
 /** Fields of every admin body, each sometimes right, sometimes any type; plus unknown fields. */
 const body = fc.oneof(
   fc.record(

@@ -131,5 +131,9 @@ describe('credits on /metrics and in the ledger', () => {
     const bad = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?group_by=key,colour`, { headers: org.auth });
     expect(bad.statusCode).toBe(400);
     expect(((await bad.body.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+    // Year 0 is valid ISO 8601 but not PostgreSQL input: a 400 naming the parameter, not a 500.
+    const yearZero = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?from=0000-01-01T00:00:00Z`, { headers: org.auth });
+    expect(yearZero.statusCode).toBe(400);
+    expect(((await yearZero.body.json()) as { error: { param: string } }).error.param).toBe('from');
   });
 });

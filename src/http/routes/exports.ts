@@ -8,6 +8,7 @@ import { asDatabaseError, type Database } from '../../db/database.js';
 import { GatewayError, invalidRequest, toGatewayError } from '../../errors/gateway-error.js';
 import { log } from '../../log.js';
 import { streamExport, type ExportFormat, type ExportKind, type ExportRange, type ExportSink } from '../../logs/exports.js';
+import { inTimeRange, TIME_RANGE_PROBLEM } from '../../tenancy/admin-schemas.js';
 import type { AdminService } from '../../tenancy/admin-service.js';
 import type { RequestAuthenticator } from '../authenticate.js';
 import { sendError } from '../respond.js';
@@ -95,6 +96,7 @@ function isoTime(value: string | null, param: string): Date {
   if (value === null || value === '') throw invalidRequest(`\`${param}\` is required (an ISO 8601 time).`, param);
   const at = ISO_8601.test(value) ? new Date(value) : undefined;
   if (at === undefined || Number.isNaN(at.getTime())) throw invalidRequest(`\`${param}\` must be an ISO 8601 time.`, param);
+  if (!inTimeRange(at.getTime())) throw invalidRequest(`\`${param}\` ${TIME_RANGE_PROBLEM}.`, param);
   return at;
 }
 

@@ -58,4 +58,11 @@ describe('parseExportQuery', () => {
     expect(() => parse('from=2026-01-01&to=2026-01-02&format=xml')).toThrow(/format/);
     expect(() => parse('from=2026-13-45&to=2026-01-02')).toThrow(/ISO 8601/);
   });
+
+  it('refuses times outside years 1 to 9999, which PostgreSQL cannot read as ISO text (a fuzzing find)', () => {
+    expect(() => parse('from=0000-01-01T00:00:00Z&to=1970-01-01')).toThrow(/0001-01-01/);
+    expect(() => parse('from=0001-01-01T00:30:00%2B01:00&to=1970-01-01')).toThrow(/0001-01-01/);
+    expect(() => parse('from=2026-01-01&to=9999-12-31T23:59:59-14:00')).toThrow(/9999-12-31/);
+    expect(parse('from=0001-01-01T00:00:00Z&to=1970-01-01').range.from.toISOString()).toBe('0001-01-01T00:00:00.000Z');
+  });
 });
