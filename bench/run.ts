@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   });
   process.on('SIGTERM', () => void run.cleanup().finally(() => process.exit(143)));
 
-  const budget = budgetS(settings, 3 + (settings.ablation ? 2 : 0) + (settings.fallback ? 1 : 0));
+  const budget = budgetS(settings, 3 + (settings.ablation ? 2 : 0) + (settings.fallback ? 1 : 0) + (settings.baselineCli !== undefined ? 1 : 0));
   const watchdog = setTimeout(() => {
     progress.note(`bench exceeded its ${Math.round(budget)} s budget; stopping children`);
     void run.cleanup().finally(() => process.exit(1));
@@ -92,11 +92,12 @@ async function main(): Promise<void> {
       databaseUrl: settings.databaseUrl,
       nodeBinary: settings.nodeBinary,
       fallback: settings.fallback,
+      baselineCli: settings.baselineCli,
       log: (line) => progress.note(line),
     });
     machineInfo.database = env.database.kind;
     machineInfo.gatewayNodeBinary = settings.nodeBinary;
-    const targets = targetsOf(env, { ablation: settings.ablation, fallback: settings.fallback });
+    const targets = targetsOf(env, { ablation: settings.ablation, fallback: settings.fallback, baseline: settings.baselineCli !== undefined });
     let prompts: string[] = [];
     if (settings.scenarios.includes('big-prompt')) {
       progress.note('making the big prompts');

@@ -34,6 +34,8 @@ export interface EnvironmentOptions {
   nodeBinary: string;
   /** Also start nemo-node: the same gateway with NEMO_HTTP_SERVER=node. */
   fallback: boolean;
+  /** Also start nemo-base from this CLI: another checkout's build, on the same database and tenants. */
+  baselineCli: string | undefined;
   log: (line: string) => void;
 }
 
@@ -43,9 +45,11 @@ export interface Environment {
   nemo: Child;
   /** With --fallback: the gateway on Node's http module, on the same database and tenants. */
   nemoNode: Child | undefined;
-  origins: { mock: string; bare: string; nemo: string; nemoNode: string | undefined };
-  /** What each server process runs, as it reports it: bare, nemo, nemo-node. */
-  runtimes: { bare: ServerRuntime; nemo: ServerRuntime; nemoNode: ServerRuntime | undefined };
+  /** With --baseline: the other checkout's gateway, on the same database and tenants. */
+  nemoBase: Child | undefined;
+  origins: { mock: string; bare: string; nemo: string; nemoNode: string | undefined; nemoBase: string | undefined };
+  /** What each server process runs, as it reports it: bare, nemo, nemo-node, nemo-base. */
+  runtimes: { bare: ServerRuntime; nemo: ServerRuntime; nemoNode: ServerRuntime | undefined; nemoBase: ServerRuntime | undefined };
   database: BenchDatabase;
   tenants: Tenants;
   /** dist/src/cli.js, for `nemo ledger check`. */
@@ -63,12 +67,13 @@ export async function startEnvironment(run: Run, options: EnvironmentOptions): P
   // Traversable, so the embedded PostgreSQL's OS user reaches its cluster inside (removed with the dir).
   await chmod(run.tmpDir, 0o755);
 
-  const [mockPort, barePort, nemoPort, nemoNodePort] = (await freePorts(4, HOST)) as [number, number, number, number];
+  const [mockPort, barePort, nemoPort, nemoNodePort, nemoBasePort] = (await freePorts(5, HOST)) as [number, number, number, number, number];
   const origins = {
     mock: `http://${HOST}:${mockPort}`,
     bare: `http://${HOST}:${barePort}`,
     nemo: `http://${HOST}:${nemoPort}`,
     nemoNode: options.fallback ? `http://${HOST}:${nemoNodePort}` : undefined,
+    nemoBase: options.baselineCli !== undefined ? `http://${HOST}:${nemoBasePort}` : undefined,
   };
   // The mock's defaults are the fastest answer; scenarios slow it down per request (x-mock-* headers).
   const mock = spawnChild('mock upstream', [cli, 'mock-upstream', '--port', String(mockPort), '--host', HOST, '--ttft-ms', '0', '--tokens-per-second', '0']);
@@ -94,8 +99,8 @@ export async function startEnvironment(run: Run, options: EnvironmentOptions): P
   const nemoEnv: NodeJS.ProcessEnv = { ...process.env, NEMO_CONFIG: configPath, DATABASE_URL: database.url, NEMO_DB_APP_PASSWORD: database.appPassword };
   delete nemoEnv.NEMO_DATA_DIR;
   delete nemoEnv.NEMO_MASTER_KEY;
-  const startGateway = async (name: string, port: number, extraEnv: NodeJS.ProcessEnv): Promise<Child> => {
-    const child = spawnProcess(name, options.nodeBinary, [cli, 'start'], { ...nemoEnv, PORT: String(port), HOST, NEMO_MASTER_KEY: masterKey, ...extraEnv });
+  const startGateway = async (name: string, port: number, extraEnv: NodeJS.ProcessEnv, gatewayCli = cli): Promise<Child> => {
+    const child = spawnProcess(name, options.nodeBinary, [gatewayCli, 'start'], { ...nemoEnv, PORT: String(port), HOST, NEMO_MASTER_KEY: masterKey, ...extraEnv });
     run.children.push(child);
     options.log(`starting ${name} on http://${HOST}:${port}${options.nodeBinary === process.execPath ? '' : ` with ${options.nodeBinary}`}`);
     await waitForLine(child, /NemoRouter listening on (http:\/\/\S+)/, STARTUP_TIMEOUT_MS);
@@ -105,16 +110,19 @@ export async function startEnvironment(run: Run, options: EnvironmentOptions): P
   const [, nemo] = await Promise.all([proxiesReady, startGateway('nemo', nemoPort, {})]);
   // After nemo, which has applied the migrations: the two never race for them.
   const nemoNode = options.fallback ? await startGateway('nemo-node', nemoNodePort, { NEMO_HTTP_SERVER: 'node' }) : undefined;
+  // The baseline applies none of its own: its migrations are this checkout's, or fewer (migrations only add).
+  const nemoBase = options.baselineCli !== undefined ? await startGateway('nemo-base', nemoBasePort, {}, options.baselineCli) : undefined;
 
   const runtimes = {
     bare: await readBareRuntime(origins.bare),
     nemo: await readNemoRuntime(origins.nemo),
     nemoNode: origins.nemoNode === undefined ? undefined : await readNemoRuntime(origins.nemoNode),
+    nemoBase: origins.nemoBase === undefined ? undefined : await readNemoRuntime(origins.nemoBase),
   };
   const describe = (r: ServerRuntime): string => `Node ${r.node}, ${r.implementation} (${r.build})`;
-  options.log(`bare: ${describe(runtimes.bare)}; nemo: ${describe(runtimes.nemo)}${runtimes.nemoNode ? `; nemo-node: ${describe(runtimes.nemoNode)}` : ''}`);
+  options.log(`bare: ${describe(runtimes.bare)}; nemo: ${describe(runtimes.nemo)}${runtimes.nemoNode ? `; nemo-node: ${describe(runtimes.nemoNode)}` : ''}${runtimes.nemoBase ? `; nemo-base: ${describe(runtimes.nemoBase)} from ${options.baselineCli}` : ''}`);
 
   options.log(`creating ${options.orgs} orgs with credits and keys, and one org without credits`);
   const tenants = await createTenants(origins.nemo, masterKey, options.orgs);
-  return { mock, bare, nemo, nemoNode, origins, runtimes, database, tenants, cli, nemoEnv };
+  return { mock, bare, nemo, nemoNode, nemoBase, origins, runtimes, database, tenants, cli, nemoEnv };
 }

@@ -79,6 +79,10 @@ export interface Ratios {
   nemoNodeOverNemoP50?: number;
   nemoNodeOverNemoCpuPer1k?: number;
   nemoNodeOverBareRps?: number;
+  /** --baseline only: this checkout's nemo against the baseline checkout's (nemo-base), rounds interleaved. */
+  nemoOverBaseRps?: number;
+  nemoOverBaseP99?: number;
+  nemoOverBaseCpuPer1k?: number;
 }
 
 export interface StreamSection {
@@ -96,6 +100,9 @@ export interface StreamSection {
   /** --fallback only: nemo-node's gap p99 and stalled streams. */
   nemoNodeGapP99Ms?: number;
   nemoNodeStalled?: number;
+  /** --baseline only: nemo-base's gap p99 and stalled streams. */
+  nemoBaseGapP99Ms?: number;
+  nemoBaseStalled?: number;
   knee?: KneeResult;
 }
 
@@ -302,6 +309,12 @@ export function ratiosOf(targets: Record<string, TargetResult>): Ratios {
     if (fallback.cpuSPer1k !== undefined && nemo.cpuSPer1k !== undefined) ratios.nemoNodeOverNemoCpuPer1k = ratio(fallback.cpuSPer1k, nemo.cpuSPer1k);
     ratios.nemoNodeOverBareRps = ratio(fallback.rps, bare.rps);
   }
+  const base = targets['nemo-base'];
+  if (base !== undefined) {
+    ratios.nemoOverBaseRps = ratio(nemo.rps, base.rps);
+    ratios.nemoOverBaseP99 = ratio(nemo.p99Ms, base.p99Ms);
+    if (nemo.cpuSPer1k !== undefined && base.cpuSPer1k !== undefined) ratios.nemoOverBaseCpuPer1k = ratio(nemo.cpuSPer1k, base.cpuSPer1k);
+  }
   return ratios;
 }
 
@@ -326,6 +339,11 @@ export function streamSection(targets: Record<string, TargetResult>, concurrent:
   if (fallback !== undefined) {
     section.nemoNodeGapP99Ms = fallback.gapP99Ms;
     section.nemoNodeStalled = fallback.stalled;
+  }
+  const base = s('nemo-base');
+  if (base !== undefined) {
+    section.nemoBaseGapP99Ms = base.gapP99Ms;
+    section.nemoBaseStalled = base.stalled;
   }
   if (knee !== undefined) section.knee = knee;
   return section;

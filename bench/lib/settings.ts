@@ -1,5 +1,6 @@
 // The bench's command line, validated once: every problem is reported, defaults live here.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AGENT_HISTORY_TOKENS } from './agent-sessions.js';
 import { SCENARIOS } from './scenarios.js';
@@ -21,6 +22,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --ablation           also load nemo-free and nemo-plain (what the ledger and the guardrails cost)
   --fallback           also load nemo-node: a second gateway process forced onto Node's http module
                        (NEMO_HTTP_SERVER=node), to read the fallback against the native build
+  --baseline DIR       also load nemo-base: the gateway built in another checkout (DIR/dist/src/cli.js,
+                       e.g. a git worktree of the commit before a change), as nemo, on the same database
+                       and tenants, interleaved with it in every round: an A/B in one run
   --node PATH          the Node binary the gateway processes run on (default: $NEMO_BENCH_NODE,
                        else the bench's own); the mock and the bare proxy stay on the bench's
   --database-url URL   create the bench database on this server (needs NEMO_DB_APP_PASSWORD)
@@ -44,6 +48,8 @@ export interface Settings {
   ablation: boolean;
   /** Adds the nemo-node target (the gateway on Node's http module). */
   fallback: boolean;
+  /** Adds the nemo-base target: the CLI of another checkout's build (an A/B in one run). */
+  baselineCli: string | undefined;
   /** The Node binary of the gateway processes. */
   nodeBinary: string;
   databaseUrl: string | undefined;
@@ -69,6 +75,7 @@ export function parseSettings(argv: string[]): Settings | 'help' {
       orgs: { type: 'string', default: '50' },
       ablation: { type: 'boolean', default: false },
       fallback: { type: 'boolean', default: false },
+      baseline: { type: 'string' },
       node: { type: 'string' },
       'database-url': { type: 'string' },
       json: { type: 'string' },
@@ -97,6 +104,8 @@ export function parseSettings(argv: string[]): Settings | 'help' {
   } catch {
     problems.push(`${values.node !== undefined ? '--node' : 'NEMO_BENCH_NODE'} must be an executable Node binary, got ${JSON.stringify(nodeBinary)}`);
   }
+  const baselineCli = values.baseline === undefined ? undefined : join(resolve(values.baseline), 'dist', 'src', 'cli.js');
+  if (baselineCli !== undefined && !existsSync(baselineCli)) problems.push(`--baseline must be a built checkout (${baselineCli} not found; run \`npm run build\` there)`);
   const settings: Settings = {
     scenarios,
     durationS: number('duration', values.duration, 0.5, 3600, false),
@@ -110,6 +119,7 @@ export function parseSettings(argv: string[]): Settings | 'help' {
     orgs: number('orgs', values.orgs, 1, 1000, true),
     ablation: values.ablation,
     fallback: values.fallback,
+    baselineCli,
     nodeBinary,
     databaseUrl: values['database-url'],
     jsonPath: values.json,

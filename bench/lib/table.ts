@@ -55,13 +55,24 @@ function ratioLines(report: ScenarioReport): string[] {
         `   nemo-node/bare RPS ${r.nemoNodeOverBareRps!.toFixed(3)}   (nemo-node: ${fallback}; nemo: ${nemo})`,
     );
   }
+  if (r.nemoOverBaseRps !== undefined) {
+    const t = report.targets;
+    const pair = (pick: (x: TargetResult) => number | undefined, digits: number): string => `${num(pick(t.nemo!), digits)} vs ${num(pick(t['nemo-base']!), digits)}`;
+    lines.push(
+      `baseline: nemo/nemo-base RPS ${r.nemoOverBaseRps.toFixed(3)}, p99 ${r.nemoOverBaseP99!.toFixed(3)}x` +
+        (r.nemoOverBaseCpuPer1k === undefined ? '' : `, CPU per request ${r.nemoOverBaseCpuPer1k.toFixed(3)}x`) +
+        `   lag p99 ${pair((x) => x.eventLoopLagP99Ms, 2)} ms, peak RSS ${pair((x) => x.peakRssMb, 1)} MB`,
+    );
+  }
   return lines;
 }
 
 function streamLines(report: ScenarioReport): string[] {
   const s = report.streams;
   if (s === undefined) return [];
-  const fallback = s.nemoNodeGapP99Ms === undefined ? '' : `; nemo-node gap p99 ${s.nemoNodeGapP99Ms.toFixed(1)} ms, ${s.nemoNodeStalled ?? 0} stalled`;
+  const fallback =
+    (s.nemoNodeGapP99Ms === undefined ? '' : `; nemo-node gap p99 ${s.nemoNodeGapP99Ms.toFixed(1)} ms, ${s.nemoNodeStalled ?? 0} stalled`) +
+    (s.nemoBaseGapP99Ms === undefined ? '' : `; nemo-base gap p99 ${s.nemoBaseGapP99Ms.toFixed(1)} ms, ${s.nemoBaseStalled ?? 0} stalled`);
   const lines = [`streams: ${s.concurrent} concurrent; gap p99 nemo ${s.gapP99Ms.toFixed(1)} ms vs bare ${s.bareGapP99Ms.toFixed(1)} ms (${signed(s.addedGapP99Ms)} ms); stalled nemo ${s.stalled}, bare ${s.bareStalled}, direct ${s.directStalled}${fallback}`];
   const knee = s.knee;
   if (knee !== undefined) {

@@ -26,8 +26,10 @@ interface BenchRun {
   json: Json | undefined;
 }
 
-async function runBench(jsonPath: string): Promise<BenchRun> {
-  const args = [RUNNER, '--scenario', 'all', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '8', '--orgs', '4', '--streams', '16', '--knee-steps', '8', '--knee-duration', '1', '--history-tokens', String(AGENT_HISTORY_TOKENS), '--json', jsonPath];
+const ALL_AT_TOY_SIZES = ['--scenario', 'all', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '8', '--orgs', '4', '--streams', '16', '--knee-steps', '8', '--knee-duration', '1', '--history-tokens', String(AGENT_HISTORY_TOKENS)];
+
+async function runBench(jsonPath: string, options: string[] = ALL_AT_TOY_SIZES): Promise<BenchRun> {
+  const args = [RUNNER, ...options, '--json', jsonPath];
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (inject('pgKind') === 'external') {
     args.push('--database-url', adminUrl());
@@ -165,5 +167,38 @@ describe('npm run bench -- --scenario all (smoke)', () => {
     }
     expect(run.output).toMatch(/targets \(reported, not asserted\)/);
     expect(run.output).toMatch(/^(PASS|FAIL) {2}chat /m);
+  });
+});
+
+describe('npm run bench -- --baseline DIR (smoke)', () => {
+  const checkout = fileURLToPath(new URL('../..', import.meta.url));
+  let dir: string;
+  let run: BenchRun;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bench-baseline-'));
+    // This checkout against itself: an A/A run, which only has to work and report.
+    run = await runBench(join(dir, 'bench.json'), ['--scenario', 'latency', '--duration', '1', '--rounds', '1', '--warmup', '0', '--orgs', '2', '--baseline', checkout]);
+  }, RUN_TIMEOUT_MS);
+
+  afterAll(async () => {
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads nemo-base as a fourth target, reconciles its ledger, and reports nemo against it', () => {
+    expect(run.code, run.output).toBe(0);
+    const report: Json = run.json!;
+    expect(report.settings.targets).toEqual([...TARGETS, 'nemo-base']);
+    expect(report.targets['nemo-base'].ok, run.output).toBeGreaterThan(0);
+    expect(report.targets['nemo-base'].non2xx).toBe(0);
+    expect(report.ratios).toMatchObject({ nemoOverBaseRps: expect.any(Number), nemoOverBaseP99: expect.any(Number), nemoOverBaseCpuPer1k: expect.any(Number) });
+    expect(run.output).toMatch(/baseline: nemo\/nemo-base RPS \d/);
+    expect(run.json!.failures).toEqual([]);
+  });
+
+  it('refuses a directory without a build', async () => {
+    const refused = await runBench(join(dir, 'none.json'), ['--baseline', dir]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.output).toMatch(/--baseline must be a built checkout/);
   });
 });
