@@ -113,7 +113,7 @@ export class Ledger {
 
   /** A hold carved from `lease` in process: no row of its own until its charge. */
   private carved(lease: Lease, keyId: string, requestId: string, amountMicros: number, model: string | null): Hold {
-    creditsMicrosTotal.inc({ operation: 'reserved' }, amountMicros);
+    creditsMicrosTotal.labels('reserved').inc(amountMicros);
     return { orgId: lease.orgId, reservationId: randomUUID(), requestId, keyId, amountMicros, lease, model };
   }
 
@@ -137,7 +137,7 @@ export class Ledger {
       if (answer.amountMicros === 0) return 'funds';
       const hold: Hold = { orgId, reservationId, requestId, keyId, amountMicros: answer.amountMicros };
       this.live.set(reservationId, hold);
-      creditsMicrosTotal.inc({ operation: 'reserved' }, hold.amountMicros);
+      creditsMicrosTotal.labels('reserved').inc(hold.amountMicros);
       return hold;
     }
   }
@@ -159,8 +159,8 @@ export class Ledger {
     const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, usage });
     // Counted once the database closed the hold (0: it was already closed, nothing moved).
     if (answer.amountMicros > 0) {
-      creditsMicrosTotal.inc({ operation: 'settled' }, chargedMicros);
-      creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros - chargedMicros);
+      creditsMicrosTotal.labels('settled').inc(chargedMicros);
+      creditsMicrosTotal.labels('released').inc(hold.amountMicros - chargedMicros);
       countOrgCharge(hold.orgId, chargedMicros);
     }
     return answer.amountMicros;
@@ -183,8 +183,8 @@ export class Ledger {
     } finally {
       this.unwrittenMicros -= chargedMicros;
     }
-    creditsMicrosTotal.inc({ operation: 'settled' }, answer.amountMicros);
-    creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros - chargedMicros);
+    creditsMicrosTotal.labels('settled').inc(answer.amountMicros);
+    creditsMicrosTotal.labels('released').inc(hold.amountMicros - chargedMicros);
     countOrgCharge(hold.orgId, answer.amountMicros);
     if (answer.amountMicros < chargedMicros) {
       leaseChargesLostMicrosTotal.inc(chargedMicros - answer.amountMicros);
@@ -215,12 +215,12 @@ export class Ledger {
     if (hold.lease !== undefined) {
       // The bound was never durable on its own: it goes back to the lease, nothing to write.
       this.leases!.release(hold.lease, hold.amountMicros);
-      creditsMicrosTotal.inc({ operation: 'released' }, hold.amountMicros);
+      creditsMicrosTotal.labels('released').inc(hold.amountMicros);
       return hold.amountMicros;
     }
     this.live.delete(hold.reservationId);
     const returnedMicros = (await this.closeHold(hold, { ...this.base(hold), kind: 'release', amountMicros: 0, minAmountMicros: 0, tokens: 0 })).amountMicros;
-    creditsMicrosTotal.inc({ operation: 'released' }, returnedMicros);
+    creditsMicrosTotal.labels('released').inc(returnedMicros);
     return returnedMicros;
   }
 

@@ -1,46 +1,123 @@
 // The one registry every gateway metric registers in, with prom-client's process and Node defaults
-// (prefixed nemo_), and the label-child cache the hot-path helpers share. The metrics themselves are
+// (prefixed nemo_), and the hot-path counter and histogram. The metrics themselves are
 // in the area files beside this one; other modules import them through registry.ts.
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'nemo_' });
 
-/**
- * The metric's child for these label values, resolved once and kept in `cache`: prom-client hashes
- * label objects per call, so hot-path helpers resolve each label combination once.
- */
-export function labelChild<T>(cache: Map<string, T>, metric: { labels(...values: string[]): T }, labels: string[]): T {
-  const key = labels.join('\u0000');
-  let child = cache.get(key);
-  if (child === undefined) {
-    child = metric.labels(...labels);
-    cache.set(key, child);
-  }
-  return child;
+type Labels = Record<string, string | number>;
+interface Sample {
+  labels: Labels;
+  sharedLabels?: Labels;
+  value: number;
+  metricName?: string;
+}
+interface MetricValues {
+  name: string;
+  help: string;
+  type: 'counter' | 'histogram';
+  aggregator: 'sum';
+  values: Sample[];
 }
 
 /**
- * A histogram without labels for per-chunk observations: observe is a bucket search and three
- * additions (prom-client's hashes labels and allocates per call). Exposed in prom-client's format,
- * registered like any metric.
+ * Children by label values, for the hot metrics below: each child is made once, with its labels
+ * object, so an increment or an observation is a few additions. prom-client hashes the label
+ * object on every call, even through `labels()`.
  */
-export class HotHistogram {
-  readonly type = 'histogram';
+class Children<C> {
+  private readonly byKey = new Map<string, C>();
+
+  constructor(
+    private readonly labelNames: readonly string[],
+    private readonly make: (labels: Labels) => C,
+  ) {}
+
+  of(values: readonly string[]): C {
+    if (values.length !== this.labelNames.length) throw new Error(`expected ${this.labelNames.length} label values, got ${values.length}`);
+    const key = values.length === 1 ? values[0]! : values.join('\u0000');
+    let child = this.byKey.get(key);
+    if (child === undefined) {
+      const labels: Labels = {};
+      for (let i = 0; i < values.length; i++) labels[this.labelNames[i]!] = values[i]!;
+      child = this.make(labels);
+      this.byKey.set(key, child);
+    }
+    return child;
+  }
+
+  all(): IterableIterator<C> {
+    return this.byKey.values();
+  }
+
+  clear(): void {
+    this.byKey.clear();
+  }
+}
+
+export class HotCounterChild {
+  value = 0;
+
+  constructor(readonly labels: Labels) {}
+
+  inc(by = 1): void {
+    this.value += by;
+  }
+}
+
+/**
+ * A counter for the request path, exposed exactly as prom-client's Counter (same text, same
+ * registry). Without labels it shows 0 from the start, as prom-client's does; with labels a child
+ * shows once it exists.
+ */
+export class HotCounter {
+  readonly type = 'counter';
   readonly aggregator = 'sum';
-  readonly labelNames: readonly string[] = [];
-  private readonly counts: Float64Array;
-  private sum = 0;
-  private count = 0;
+  private readonly children: Children<HotCounterChild>;
+  private readonly unlabelled: HotCounterChild | undefined;
 
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly upperBounds: readonly number[],
+    readonly labelNames: readonly string[] = [],
     target: Registry = registry,
   ) {
-    this.counts = new Float64Array(upperBounds.length);
+    this.children = new Children(labelNames, (labels) => new HotCounterChild(labels));
+    this.unlabelled = labelNames.length === 0 ? this.children.of([]) : undefined;
     target.registerMetric(this as never);
+  }
+
+  /** The child for these label values: resolve fixed ones once, at module load. */
+  labels(...values: string[]): HotCounterChild {
+    return this.children.of(values);
+  }
+
+  inc(by = 1): void {
+    this.unlabelled!.inc(by);
+  }
+
+  reset(): void {
+    for (const child of this.children.all()) child.value = 0;
+  }
+
+  get(): MetricValues {
+    const values: Sample[] = [];
+    for (const child of this.children.all()) values.push({ labels: child.labels, value: child.value });
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
+
+export class HotHistogramChild {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: Labels,
+    private readonly upperBounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(upperBounds.length);
   }
 
   observe(value: number): void {
@@ -60,18 +137,56 @@ export class HotHistogram {
     this.sum = 0;
     this.count = 0;
   }
+}
 
-  get(): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> } {
+/**
+ * A histogram for the request path and per-chunk observations: observe is a bucket search and
+ * three additions. Exposed exactly as prom-client's Histogram; without labels its buckets show
+ * from the start, as prom-client's do.
+ */
+export class HotHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly children: Children<HotHistogramChild>;
+  private readonly unlabelled: HotHistogramChild | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly upperBounds: readonly number[],
+    target: Registry = registry,
+    readonly labelNames: readonly string[] = [],
+  ) {
+    this.children = new Children(labelNames, (labels) => new HotHistogramChild(labels, upperBounds));
+    this.unlabelled = labelNames.length === 0 ? this.children.of([]) : undefined;
+    target.registerMetric(this as never);
+  }
+
+  labels(...values: string[]): HotHistogramChild {
+    return this.children.of(values);
+  }
+
+  observe(value: number): void {
+    this.unlabelled!.observe(value);
+  }
+
+  reset(): void {
+    for (const child of this.children.all()) child.reset();
+  }
+
+  get(): MetricValues {
     const bucket = `${this.name}_bucket`;
-    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
-    let cumulative = 0;
-    for (let i = 0; i < this.upperBounds.length; i++) {
-      cumulative += this.counts[i]!;
-      values.push({ labels: { le: this.upperBounds[i]! }, value: cumulative, metricName: bucket });
+    const values: Sample[] = [];
+    for (const child of this.children.all()) {
+      let cumulative = 0;
+      for (let i = 0; i < this.upperBounds.length; i++) {
+        cumulative += child.counts[i]!;
+        values.push({ labels: { le: this.upperBounds[i]! }, sharedLabels: child.labels, value: cumulative, metricName: bucket });
+      }
+      values.push({ labels: { le: '+Inf' }, sharedLabels: child.labels, value: child.count, metricName: bucket });
+      values.push({ labels: {}, sharedLabels: child.labels, value: child.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: {}, sharedLabels: child.labels, value: child.count, metricName: `${this.name}_count` });
     }
-    values.push({ labels: { le: '+Inf' }, value: this.count, metricName: bucket });
-    values.push({ labels: {}, value: this.sum, metricName: `${this.name}_sum` });
-    values.push({ labels: {}, value: this.count, metricName: `${this.name}_count` });
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }

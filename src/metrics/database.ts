@@ -1,14 +1,13 @@
 // Postgres outside the ledger: pool connections, the key cache's hits and reads, the request-log
 // writer and the streaming exports, most read from their owners at scrape time.
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { registry } from './core.js';
+import { registry, HotCounter } from './core.js';
 
-export const keyCacheLookupsTotal = new Counter({
-  name: 'nemo_key_cache_lookups_total',
-  help: 'API key lookups: hit (cached answer) or miss (read from Postgres).',
-  labelNames: ['result'] as const,
-  registers: [registry],
-});
+export const keyCacheLookupsTotal = new HotCounter(
+  'nemo_key_cache_lookups_total',
+  'API key lookups: hit (cached answer) or miss (read from Postgres).',
+  ['result'],
+);
 
 /** Pools whose connections are reported at scrape time (a pg.Pool fits: its options carry max). */
 interface ReportedPool {

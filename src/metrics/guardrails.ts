@@ -1,6 +1,6 @@
 // Guardrail findings by rule, action and stage, and the hits the event log could not keep.
 import { Counter } from 'prom-client';
-import { registry } from './core.js';
+import { registry, HotCounter } from './core.js';
 
 export const guardrailHitsTotal = new Counter({
   name: 'nemo_guardrail_hits_total',
@@ -15,9 +15,8 @@ export const guardrailEventsDroppedTotal = new Counter({
   registers: [registry],
 });
 
-export const inputTokenLimitChecksTotal = new Counter({
-  name: 'nemo_input_token_limit_checks_total',
-  help: 'Prompts checked against a max_input_tokens guardrail, by what decided: byte_bound (the UTF-8 bytes already fit, nothing counted) or exact_count.',
-  labelNames: ['decided_by'] as const,
-  registers: [registry],
-});
+export const inputTokenLimitChecksTotal = new HotCounter(
+  'nemo_input_token_limit_checks_total',
+  'Prompts checked against a max_input_tokens guardrail, by what decided: byte_bound (the UTF-8 bytes already fit, nothing counted) or exact_count.',
+  ['decided_by'],
+);

@@ -1,7 +1,7 @@
 // The request path: the HTTP server in use, requests by route and status class, streams open and
 // their timing, upstream attempts and fallbacks, and the 429s of local rate limits.
-import { Counter, Gauge, Histogram } from 'prom-client';
-import { HotHistogram, labelChild, registry } from './core.js';
+import { Counter, Gauge } from 'prom-client';
+import { registry, HotCounter, HotHistogram } from './core.js';
 
 export const httpServerInfo = new Gauge({
   name: 'nemo_http_server_info',
@@ -16,34 +16,31 @@ export const uwsNativeGauge = new Gauge({
   registers: [registry],
 });
 
-export const requestsTotal = new Counter({
-  name: 'nemo_requests_total',
-  help: 'HTTP requests answered, by route, model and status class.',
-  labelNames: ['route', 'model', 'status_class'] as const,
-  registers: [registry],
-});
+export const requestsTotal = new HotCounter(
+  'nemo_requests_total',
+  'HTTP requests answered, by route, model and status class.',
+  ['route', 'model', 'status_class'],
+);
 
-export const requestDurationSeconds = new Histogram({
-  name: 'nemo_request_duration_seconds',
-  help: 'Time from request arrival to the last byte of the response, by route.',
-  labelNames: ['route'] as const,
-  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-  registers: [registry],
-});
+export const requestDurationSeconds = new HotHistogram(
+  'nemo_request_duration_seconds',
+  'Time from request arrival to the last byte of the response, by route.',
+  [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  registry,
+  ['route'],
+);
 
-export const gatewayOverheadSeconds = new Histogram({
-  name: 'nemo_gateway_overhead_seconds',
-  help: 'Time the gateway spent outside the upstream call before the response headers were sent.',
-  buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
-  registers: [registry],
-});
+export const gatewayOverheadSeconds = new HotHistogram(
+  'nemo_gateway_overhead_seconds',
+  'Time the gateway spent outside the upstream call before the response headers were sent.',
+  [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+);
 
-export const upstreamAttemptsTotal = new Counter({
-  name: 'nemo_upstream_attempts_total',
-  help: 'Upstream attempts by provider kind and outcome (ok, rate_limited, error, timeout, unavailable, bad_response, client_error).',
-  labelNames: ['provider', 'outcome'] as const,
-  registers: [registry],
-});
+export const upstreamAttemptsTotal = new HotCounter(
+  'nemo_upstream_attempts_total',
+  'Upstream attempts by provider kind and outcome (ok, rate_limited, error, timeout, unavailable, bad_response, client_error).',
+  ['provider', 'outcome'],
+);
 
 export const upstreamFallbacksTotal = new Counter({
   name: 'nemo_upstream_fallbacks_total',
@@ -52,13 +49,13 @@ export const upstreamFallbacksTotal = new Counter({
   registers: [registry],
 });
 
-export const upstreamDurationSeconds = new Histogram({
-  name: 'nemo_upstream_duration_seconds',
-  help: 'Upstream attempts from request to the end of the answer or stream, by provider kind and result (ok, error).',
-  labelNames: ['provider', 'result'] as const,
-  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-  registers: [registry],
-});
+export const upstreamDurationSeconds = new HotHistogram(
+  'nemo_upstream_duration_seconds',
+  'Upstream attempts from request to the end of the answer or stream, by provider kind and result (ok, error).',
+  [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  registry,
+  ['provider', 'result'],
+);
 
 export const rateLimitedTotal = new Counter({
   name: 'nemo_rate_limited_total',
@@ -87,13 +84,13 @@ new Gauge({
   },
 });
 
-export const timeToFirstTokenSeconds = new Histogram({
-  name: 'nemo_time_to_first_token_seconds',
-  help: 'Streams: from the request arriving to the first bytes of the answer reaching the client.',
-  labelNames: ['model'] as const,
-  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-  registers: [registry],
-});
+export const timeToFirstTokenSeconds = new HotHistogram(
+  'nemo_time_to_first_token_seconds',
+  'Streams: from the request arriving to the first bytes of the answer reaching the client.',
+  [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registry,
+  ['model'],
+);
 
 // Observed for every chunk of every stream: the cheap histogram.
 export const streamChunkGapSeconds = new HotHistogram(
@@ -102,24 +99,19 @@ export const streamChunkGapSeconds = new HotHistogram(
   [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
 );
 
-// Label children resolved once per label combination (see labelChild).
-const requestCounters = new Map<string, { inc(): void }>();
-const durationHistograms = new Map<string, { observe(value: number): void }>();
-const attemptCounters = new Map<string, { inc(): void }>();
-const upstreamDurations = new Map<string, { observe(value: number): void }>();
 
 export function countRequest(route: string, model: string, statusClassLabel: string): void {
-  labelChild(requestCounters, requestsTotal, [route, model, statusClassLabel]).inc();
+  requestsTotal.labels(route, model, statusClassLabel).inc();
 }
 
 /** One finished upstream attempt: counted by outcome, timed by result. */
 export function countAttempt(provider: string, outcome: string, seconds: number): void {
-  labelChild(attemptCounters, upstreamAttemptsTotal, [provider, outcome]).inc();
-  labelChild(upstreamDurations, upstreamDurationSeconds, [provider, outcome === 'ok' ? 'ok' : 'error']).observe(seconds);
+  upstreamAttemptsTotal.labels(provider, outcome).inc();
+  upstreamDurationSeconds.labels(provider, outcome === 'ok' ? 'ok' : 'error').observe(seconds);
 }
 
 export function observeDuration(route: string, seconds: number): void {
-  labelChild(durationHistograms, requestDurationSeconds, [route]).observe(seconds);
+  requestDurationSeconds.labels(route).observe(seconds);
 }
 
 export function statusClass(status: number): string {

@@ -1,7 +1,7 @@
 // Money: ledger batches and settle misses, refusals (funds, caps, shared rate limits), tokens and
 // credits charged, the sweeper's expired holds, and credit leases with their scrape-time state.
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { registry } from './core.js';
+import { registry, HotCounter } from './core.js';
 
 export const ledgerBatchSize = new Histogram({
   name: 'nemo_ledger_batch_size_ops',
@@ -41,19 +41,17 @@ export const insufficientQuotaTotal = new Counter({
   registers: [registry],
 });
 
-export const tokensTotal = new Counter({
-  name: 'nemo_tokens_total',
-  help: 'Tokens charged, by model and direction (input: prompt, output: completion).',
-  labelNames: ['model', 'direction'] as const,
-  registers: [registry],
-});
+export const tokensTotal = new HotCounter(
+  'nemo_tokens_total',
+  'Tokens charged, by model and direction (input: prompt, output: completion).',
+  ['model', 'direction'],
+);
 
-export const creditsMicrosTotal = new Counter({
-  name: 'nemo_credits_micros_total',
-  help: 'Credits moved by the gateway, in micro-units: reserved (held), settled (charged), released (returned unused).',
-  labelNames: ['operation'] as const,
-  registers: [registry],
-});
+export const creditsMicrosTotal = new HotCounter(
+  'nemo_credits_micros_total',
+  'Credits moved by the gateway, in micro-units: reserved (held), settled (charged), released (returned unused).',
+  ['operation'],
+);
 
 export const expiredHoldsTotal = new Counter({
   name: 'nemo_ledger_expired_holds_total',

@@ -1,14 +1,13 @@
 // The worker pool: jobs by task and where they ran, batched task round trips, and the pool's
 // queue, threads and utilization read at scrape time.
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { registry } from './core.js';
+import { registry, HotCounter } from './core.js';
 
-export const workerJobsTotal = new Counter({
-  name: 'nemo_worker_jobs_total',
-  help: 'Token-count and guardrail-scan jobs, by task and where they ran (inline on the main thread, or pool).',
-  labelNames: ['task', 'where'] as const,
-  registers: [registry],
-});
+export const workerJobsTotal = new HotCounter(
+  'nemo_worker_jobs_total',
+  'Token-count and guardrail-scan jobs, by task and where they ran (inline on the main thread, or pool).',
+  ['task', 'where'],
+);
 
 export const workerTaskSeconds = new Histogram({
   name: 'nemo_worker_task_seconds',

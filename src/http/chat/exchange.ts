@@ -299,7 +299,7 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver, GateOw
     const now = performance.now();
     if (this.lastWriteAt === 0) {
       this.ttftMs = now - this.startedAt;
-      timeToFirstTokenSeconds.observe({ model: this.admitted!.route.name }, this.ttftMs / 1000);
+      timeToFirstTokenSeconds.labels(this.admitted!.route.name).observe(this.ttftMs / 1000);
     } else {
       streamChunkGapSeconds.observe((now - this.lastWriteAt) / 1000);
     }

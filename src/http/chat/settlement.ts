@@ -92,8 +92,8 @@ function logSettlementError(err: unknown): void {
 }
 
 function countTokens(model: string, prompt: number, completion: number): void {
-  tokensTotal.inc({ model, direction: 'input' }, prompt);
-  tokensTotal.inc({ model, direction: 'output' }, completion);
+  tokensTotal.labels(model, 'input').inc(prompt);
+  tokensTotal.labels(model, 'output').inc(completion);
 }
 
 async function countUsage(workers: WorkerPool, s: Settlement, encoding: Encoding | undefined, completionText: string): Promise<[number, number]> {

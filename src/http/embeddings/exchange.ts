@@ -194,7 +194,7 @@ export class EmbeddingsExchange implements EmbeddingsListener, AdmissionObserver
     const tokens = Math.min(this.promptTokens ?? bound, bound);
     const usage: Usage = { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens };
     if (hold === undefined) return { usage, chargedMicros: null };
-    tokensTotal.inc({ model: admitted.route.name, direction: 'input' }, tokens);
+    tokensTotal.labels(admitted.route.name, 'input').inc(tokens);
     const priced = plainUsage(tokens, 0, 0);
     const charged = Math.min(pricedCostMicros(pricesOf(served), priced), hold.amountMicros);
     void this.deps.ledger.settle(hold, charged, priced).catch((err: unknown) => log.error('ledger: settlement failed', { error: (err as Error).message }));

@@ -1,0 +1,63 @@
+// The request path's counters and histograms must expose exactly what prom-client's would for the
+// same operations: same text, label children in the order they were first used, resets included.
+import { Counter, Histogram, Registry } from 'prom-client';
+import { expect, it } from 'vitest';
+import { HotCounter, HotHistogram } from '../../../src/metrics/core.js';
+import { seededRandom } from '../../support/seeded-random.js';
+
+const ROUTES = ['/v1/chat/completions', '/v1/messages', 'route "quoted" \\ back\nslash'];
+const OUTCOMES = ['ok', 'error', 'timeout'];
+
+it('a labelled counter reads as a prom-client Counter given the same increments', async () => {
+  const ours = new Registry();
+  const theirs = new Registry();
+  const hot = new HotCounter('attempts_total', 'Attempts.', ['route', 'outcome'], ours);
+  const reference = new Counter({ name: 'attempts_total', help: 'Attempts.', labelNames: ['route', 'outcome'], registers: [theirs] });
+  const random = seededRandom(11);
+  expect(await ours.metrics()).toBe(await theirs.metrics());
+  for (let i = 0; i < 500; i++) {
+    const route = ROUTES[Math.floor(random() * ROUTES.length)]!;
+    const outcome = OUTCOMES[Math.floor(random() * OUTCOMES.length)]!;
+    const by = i % 5 === 0 ? 2.5 : 1;
+    hot.labels(route, outcome).inc(by);
+    reference.labels(route, outcome).inc(by);
+  }
+  expect(await ours.metrics()).toBe(await theirs.metrics());
+  ours.resetMetrics();
+  theirs.resetMetrics();
+  expect(await ours.metrics()).toMatch(/^attempts_total\{route="\/v1\/messages",outcome="error"\} 0$/m);
+});
+
+it('an unlabelled counter shows 0 before its first increment, as prom-client does', async () => {
+  const ours = new Registry();
+  const theirs = new Registry();
+  const hot = new HotCounter('things_total', 'Things.', [], ours);
+  const reference = new Counter({ name: 'things_total', help: 'Things.', registers: [theirs] });
+  expect(await ours.metrics()).toBe(await theirs.metrics());
+  hot.inc();
+  hot.inc(3);
+  reference.inc();
+  reference.inc(3);
+  expect(await ours.metrics()).toBe(await theirs.metrics());
+});
+
+it('a labelled histogram reads as a prom-client Histogram given the same observations', async () => {
+  const buckets = [0.001, 0.01, 0.1, 1, 10];
+  const ours = new Registry();
+  const theirs = new Registry();
+  const hot = new HotHistogram('duration_seconds', 'Durations.', buckets, ours, ['route']);
+  const reference = new Histogram({ name: 'duration_seconds', help: 'Durations.', buckets, labelNames: ['route'], registers: [theirs] });
+  const random = seededRandom(12);
+  for (let i = 0; i < 1_000; i++) {
+    const route = ROUTES[i % 7 === 0 ? 2 : Math.floor(random() * 2)]!;
+    const value = i % 9 === 0 ? buckets[i % buckets.length]! : random() * random() * 20;
+    hot.labels(route).observe(value);
+    reference.labels(route).observe(value);
+  }
+  expect(await ours.metrics()).toBe(await theirs.metrics());
+});
+
+it('refuses the wrong number of label values, as prom-client does', () => {
+  const hot = new HotCounter('checked_total', 'Checked.', ['a', 'b'], new Registry());
+  expect(() => hot.labels('only-one')).toThrow(/label values/);
+});
