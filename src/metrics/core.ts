@@ -61,7 +61,9 @@ export class HotCounterChild {
 
   constructor(readonly labels: Labels) {}
 
+  /** As prom-client's: a counter never goes down. */
   inc(by = 1): void {
+    if (by < 0) throw new Error('It is not possible to decrease a counter');
     this.value += by;
   }
 }

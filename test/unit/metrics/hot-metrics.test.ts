@@ -57,7 +57,9 @@ it('a labelled histogram reads as a prom-client Histogram given the same observa
   expect(await ours.metrics()).toBe(await theirs.metrics());
 });
 
-it('refuses the wrong number of label values, as prom-client does', () => {
+it('refuses the wrong number of label values and a decrease, as prom-client does', () => {
   const hot = new HotCounter('checked_total', 'Checked.', ['a', 'b'], new Registry());
   expect(() => hot.labels('only-one')).toThrow(/label values/);
+  expect(() => hot.labels('x', 'y').inc(-1)).toThrow(/decrease/);
+  expect(hot.labels('x', 'y').value).toBe(0);
 });
