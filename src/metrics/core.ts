@@ -50,28 +50,35 @@ class Children<C> {
   all(): IterableIterator<C> {
     return this.byKey.values();
   }
+}
 
-  clear(): void {
-    this.byKey.clear();
-  }
+function checkedValue(value: number): number {
+  if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+  return value;
 }
 
 export class HotCounterChild {
   value = 0;
 
-  constructor(readonly labels: Labels) {}
+  /** `shown`: in the exposition; a labelled child is from its first increment, as in prom-client. */
+  constructor(
+    readonly labels: Labels,
+    public shown: boolean,
+  ) {}
 
-  /** As prom-client's: a counter never goes down. */
+  /** As prom-client's: a finite amount, and a counter never goes down. */
   inc(by = 1): void {
-    if (by < 0) throw new Error('It is not possible to decrease a counter');
+    if (checkedValue(by) < 0) throw new Error('It is not possible to decrease a counter');
     this.value += by;
+    this.shown = true;
   }
 }
 
 /**
- * A counter for the request path, exposed exactly as prom-client's Counter (same text, same
- * registry). Without labels it shows 0 from the start, as prom-client's does; with labels a child
- * shows once it exists.
+ * A counter for the request path, exposed as prom-client's Counter is (same text, same JSON, same
+ * registry; only the order of its series may differ, which Prometheus ignores). Without labels it
+ * shows 0 from the start; a labelled series shows from its first increment, and a reset hides it
+ * again until the next. Resolve fixed label values once, at module load.
  */
 export class HotCounter {
   readonly type = 'counter';
@@ -85,12 +92,11 @@ export class HotCounter {
     readonly labelNames: readonly string[] = [],
     target: Registry = registry,
   ) {
-    this.children = new Children(labelNames, (labels) => new HotCounterChild(labels));
+    this.children = new Children(labelNames, (labels) => new HotCounterChild(labels, labelNames.length === 0));
     this.unlabelled = labelNames.length === 0 ? this.children.of([]) : undefined;
     target.registerMetric(this as never);
   }
 
-  /** The child for these label values: resolve fixed ones once, at module load. */
   labels(...values: string[]): HotCounterChild {
     return this.children.of(values);
   }
@@ -100,12 +106,15 @@ export class HotCounter {
   }
 
   reset(): void {
-    for (const child of this.children.all()) child.value = 0;
+    for (const child of this.children.all()) {
+      child.value = 0;
+      child.shown = child === this.unlabelled;
+    }
   }
 
   get(): MetricValues {
     const values: Sample[] = [];
-    for (const child of this.children.all()) values.push({ labels: child.labels, value: child.value });
+    for (const child of this.children.all()) if (child.shown) values.push({ labels: child.labels, value: child.value });
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }
@@ -118,11 +127,13 @@ export class HotHistogramChild {
   constructor(
     readonly labels: Labels,
     private readonly upperBounds: readonly number[],
+    public shown: boolean,
   ) {
     this.counts = new Float64Array(upperBounds.length);
   }
 
   observe(value: number): void {
+    checkedValue(value);
     const bounds = this.upperBounds;
     for (let i = 0; i < bounds.length; i++) {
       if (value <= bounds[i]!) {
@@ -132,19 +143,22 @@ export class HotHistogramChild {
     }
     this.sum += value;
     this.count++;
+    this.shown = true;
   }
 
   reset(): void {
     this.counts.fill(0);
     this.sum = 0;
     this.count = 0;
+    this.shown = false;
   }
 }
 
 /**
  * A histogram for the request path and per-chunk observations: observe is a bucket search and
- * three additions. Exposed exactly as prom-client's Histogram; without labels its buckets show
- * from the start, as prom-client's do.
+ * three additions. Exposed as prom-client's Histogram is (text and JSON); without labels its
+ * buckets show from the start, a labelled series from its first observation, and after a reset
+ * none until the next, as in prom-client.
  */
 export class HotHistogram {
   readonly type = 'histogram';
@@ -159,7 +173,7 @@ export class HotHistogram {
     target: Registry = registry,
     readonly labelNames: readonly string[] = [],
   ) {
-    this.children = new Children(labelNames, (labels) => new HotHistogramChild(labels, upperBounds));
+    this.children = new Children(labelNames, (labels) => new HotHistogramChild(labels, upperBounds, labelNames.length === 0));
     this.unlabelled = labelNames.length === 0 ? this.children.of([]) : undefined;
     target.registerMetric(this as never);
   }
@@ -176,10 +190,12 @@ export class HotHistogram {
     for (const child of this.children.all()) child.reset();
   }
 
-  get(): MetricValues {
+  /** For the text exposition: a series' labels shared by its buckets, sum and count. */
+  getForPromString(): MetricValues {
     const bucket = `${this.name}_bucket`;
     const values: Sample[] = [];
     for (const child of this.children.all()) {
+      if (!child.shown) continue;
       let cumulative = 0;
       for (let i = 0; i < this.upperBounds.length; i++) {
         cumulative += child.counts[i]!;
@@ -190,5 +206,12 @@ export class HotHistogram {
       values.push({ labels: {}, sharedLabels: child.labels, value: child.count, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  /** As prom-client's get(): each value's labels with its series' labels merged in (JSON, aggregation). */
+  get(): MetricValues {
+    const data = this.getForPromString();
+    data.values = data.values.map(({ labels, sharedLabels, value, metricName }) => ({ labels: { ...labels, ...sharedLabels }, value, metricName }));
+    return data;
   }
 }

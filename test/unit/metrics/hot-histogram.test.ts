@@ -18,8 +18,11 @@ it('exposes the same text as a prom-client Histogram fed the same observations',
     reference.observe(value);
   }
   expect(await ours.metrics()).toBe(await theirs.metrics());
+  // A reset hides the series until the next observation, in both.
   ours.resetMetrics();
   theirs.resetMetrics();
-  reference.zero({});
+  expect(await ours.metrics()).toBe(await theirs.metrics());
+  hot.observe(0.02);
+  reference.observe(0.02);
   expect(await ours.metrics()).toBe(await theirs.metrics());
 });
