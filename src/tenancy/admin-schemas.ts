@@ -15,9 +15,15 @@ const uuid = z.uuid();
  * would fail in the database: it is refused here as bad input.
  */
 export const TIME_RANGE_MS = { min: Date.parse('0001-01-01T00:00:00Z'), max: Date.parse('9999-12-31T23:59:59.999Z') };
-export const TIME_RANGE_PROBLEM = 'must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z';
+export const TIME_RANGE_PROBLEM = 'must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, and be written with a year from 0001';
 export const inTimeRange = (ms: number) => ms >= TIME_RANGE_MS.min && ms <= TIME_RANGE_MS.max;
-const isoTime = z.iso.datetime({ offset: true }).refine((v) => inTimeRange(Date.parse(v)), TIME_RANGE_PROBLEM);
+/**
+ * The text goes to PostgreSQL as it is (a log page's `before` keeps its microseconds), so the year
+ * as written must be in range too, not only the instant.
+ */
+const isoTime = z.iso
+  .datetime({ offset: true })
+  .refine((v) => !v.startsWith('0000') && inTimeRange(Date.parse(v)), TIME_RANGE_PROBLEM);
 const modelList = z.array(z.string().min(1).max(256).refine(noNul, 'must not contain NUL characters')).max(1000);
 
 export const createOrgInput = z.strictObject({ name });

@@ -135,5 +135,9 @@ describe('credits on /metrics and in the ledger', () => {
     const yearZero = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?from=0000-01-01T00:00:00Z`, { headers: org.auth });
     expect(yearZero.statusCode).toBe(400);
     expect(((await yearZero.body.json()) as { error: { param: string } }).error.param).toBe('from');
+    // In range as an instant but year 0 as written, which PostgreSQL cannot read: a 400 too.
+    const edge = await request(`${gw.url}/admin/v1/orgs/${org.orgId}/usage?from=${encodeURIComponent('0000-12-31T23:00:00-01:00')}`, { headers: org.auth });
+    expect(edge.statusCode).toBe(400);
+    expect(((await edge.body.json()) as { error: { param: string } }).error.param).toBe('from');
   });
 });

@@ -92,12 +92,19 @@ export function parseExportQuery(query: URLSearchParams): { range: ExportRange; 
 
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 
+/** A time without an offset is UTC, whatever the server's time zone. */
 function isoTime(value: string | null, param: string): Date {
   if (value === null || value === '') throw invalidRequest(`\`${param}\` is required (an ISO 8601 time).`, param);
-  const at = ISO_8601.test(value) ? new Date(value) : undefined;
+  const at = ISO_8601.test(value) ? new Date(asUtc(value)) : undefined;
   if (at === undefined || Number.isNaN(at.getTime())) throw invalidRequest(`\`${param}\` must be an ISO 8601 time.`, param);
   if (!inTimeRange(at.getTime())) throw invalidRequest(`\`${param}\` ${TIME_RANGE_PROBLEM}.`, param);
   return at;
+}
+
+function asUtc(iso: string): string {
+  if (iso.length <= 10) return iso; // a bare date: ECMAScript reads it as UTC already
+  const time = iso.slice(10).replace(' ', 'T');
+  return iso.slice(0, 10) + (/(?:Z|[+-]\d{2}:?\d{2})$/i.test(time) ? time : `${time}Z`);
 }
 
 /** One streamed response: headers on the first write, corked writes, a wait on backpressure. */

@@ -65,4 +65,11 @@ describe('parseExportQuery', () => {
     expect(() => parse('from=2026-01-01&to=9999-12-31T23:59:59-14:00')).toThrow(/9999-12-31/);
     expect(parse('from=0001-01-01T00:00:00Z&to=1970-01-01').range.from.toISOString()).toBe('0001-01-01T00:00:00.000Z');
   });
+
+  it('reads a time without an offset as UTC, with a T or a space', () => {
+    const { range } = parse('from=2026-01-01T10:30&to=2026-01-02 08:00:05.5');
+    expect(range.from.toISOString()).toBe('2026-01-01T10:30:00.000Z');
+    expect(range.to.toISOString()).toBe('2026-01-02T08:00:05.500Z');
+    expect(parse('from=2026-01-01T10:30%2B02:00&to=2026-01-02').range.from.toISOString()).toBe('2026-01-01T08:30:00.000Z');
+  });
 });
