@@ -110,7 +110,7 @@ export async function startEnvironment(run: Run, options: EnvironmentOptions): P
   const [, nemo] = await Promise.all([proxiesReady, startGateway('nemo', nemoPort, {})]);
   // After nemo, which has applied the migrations: the two never race for them.
   const nemoNode = options.fallback ? await startGateway('nemo-node', nemoNodePort, { NEMO_HTTP_SERVER: 'node' }) : undefined;
-  // The baseline applies none of its own: its migrations are this checkout's, or fewer (migrations only add).
+  // The baseline has exactly this checkout's migrations (settings checked): it finds them all applied.
   const nemoBase = options.baselineCli !== undefined ? await startGateway('nemo-base', nemoBasePort, {}, options.baselineCli) : undefined;
 
   const runtimes = {

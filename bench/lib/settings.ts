@@ -1,6 +1,7 @@
 // The bench's command line, validated once: every problem is reported, defaults live here.
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AGENT_HISTORY_TOKENS } from './agent-sessions.js';
 import { SCENARIOS } from './scenarios.js';
@@ -106,6 +107,10 @@ export function parseSettings(argv: string[]): Settings | 'help' {
   }
   const baselineCli = values.baseline === undefined ? undefined : join(resolve(values.baseline), 'dist', 'src', 'cli.js');
   if (baselineCli !== undefined && !existsSync(baselineCli)) problems.push(`--baseline must be a built checkout (${baselineCli} not found; run \`npm run build\` there)`);
+  else if (values.baseline !== undefined) {
+    const mismatch = migrationMismatch(resolve(values.baseline));
+    if (mismatch !== undefined) problems.push(`--baseline must have this checkout's migrations (both gateways share one database, and each checks them at start): ${mismatch}`);
+  }
   const settings: Settings = {
     scenarios,
     durationS: number('duration', values.duration, 0.5, 3600, false),
@@ -132,4 +137,24 @@ export function parseSettings(argv: string[]): Settings | 'help' {
 export function maxStreams(settings: Settings): number {
   if (!settings.scenarios.includes('stream')) return 0;
   return Math.max(settings.streams, ...settings.kneeSteps);
+}
+
+/** How the baseline's migrations differ from this checkout's (names and contents), or undefined. */
+function migrationMismatch(baselineRoot: string): string | undefined {
+  const read = (root: string): Map<string, string> => {
+    const dir = join(root, 'migrations');
+    if (!existsSync(dir)) return new Map();
+    return new Map(readdirSync(dir).filter((f) => f.endsWith('.sql')).map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
+  };
+  const ours = read(fileURLToPath(new URL('../../..', import.meta.url)));
+  const theirs = read(baselineRoot);
+  const onlyHere = [...ours.keys()].filter((f) => !theirs.has(f));
+  const onlyThere = [...theirs.keys()].filter((f) => !ours.has(f));
+  const edited = [...ours.keys()].filter((f) => theirs.has(f) && theirs.get(f) !== ours.get(f));
+  const parts = [
+    onlyHere.length > 0 ? `only here: ${onlyHere.join(', ')}` : '',
+    onlyThere.length > 0 ? `only in the baseline: ${onlyThere.join(', ')}` : '',
+    edited.length > 0 ? `different: ${edited.join(', ')}` : '',
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join('; ') : undefined;
 }

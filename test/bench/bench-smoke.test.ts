@@ -5,7 +5,7 @@
 // test run's PostgreSQL server when that is an external one, else on the bench's embedded cluster.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -196,9 +196,20 @@ describe('npm run bench -- --baseline DIR (smoke)', () => {
     expect(run.json!.failures).toEqual([]);
   });
 
-  it('refuses a directory without a build', async () => {
+  it('refuses a directory without a build, and a build whose migrations differ', async () => {
     const refused = await runBench(join(dir, 'none.json'), ['--baseline', dir]);
     expect(refused.code).not.toBe(0);
     expect(refused.output).toMatch(/--baseline must be a built checkout/);
+    // A fake checkout: a built CLI, and migrations that lack this checkout's newest.
+    const fake = join(dir, 'older');
+    await mkdir(join(fake, 'dist', 'src'), { recursive: true });
+    await writeFile(join(fake, 'dist', 'src', 'cli.js'), '');
+    await cp(join(checkout, 'migrations'), join(fake, 'migrations'), { recursive: true });
+    const newest = (await readdir(join(fake, 'migrations'))).filter((f) => f.endsWith('.sql')).sort().at(-1)!;
+    await rm(join(fake, 'migrations', newest));
+    const older = await runBench(join(dir, 'older.json'), ['--baseline', fake]);
+    expect(older.code).not.toBe(0);
+    expect(older.output).toContain(`--baseline must have this checkout's migrations`);
+    expect(older.output).toContain(`only here: ${newest}`);
   });
 });
