@@ -22,19 +22,29 @@ interface MetricValues {
 }
 
 /**
- * Children by label values, for the hot metrics below: each child is made once, with its labels
- * object, so an increment or an observation is a few additions. prom-client hashes the label
- * object on every call, even through `labels()`.
+ * What the hot metrics below share: a child per label combination, made once with its labels
+ * object, so an increment or an observation is a few additions (prom-client hashes the label
+ * object on every call, even through `labels()`); and registration in a prom-client registry.
  */
-class Children<C> {
+abstract class HotMetric<C> {
+  readonly aggregator = 'sum';
   private readonly byKey = new Map<string, C>();
+  /** The one child of a metric without labels. */
+  protected readonly unlabelled: C | undefined;
 
   constructor(
-    private readonly labelNames: readonly string[],
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    target: Registry,
     private readonly make: (labels: Labels) => C,
-  ) {}
+  ) {
+    this.unlabelled = labelNames.length === 0 ? this.labels() : undefined;
+    target.registerMetric(this as never);
+  }
 
-  of(values: readonly string[]): C {
+  /** The child for these label values: resolve fixed ones once, at module load. */
+  labels(...values: string[]): C {
     if (values.length !== this.labelNames.length) throw new Error(`expected ${this.labelNames.length} label values, got ${values.length}`);
     const key = values.length === 1 ? values[0]! : values.join('\u0000');
     let child = this.byKey.get(key);
@@ -47,7 +57,7 @@ class Children<C> {
     return child;
   }
 
-  all(): IterableIterator<C> {
+  protected children(): IterableIterator<C> {
     return this.byKey.values();
   }
 }
@@ -80,25 +90,11 @@ export class HotCounterChild {
  * shows 0 from the start; a labelled series shows from its first increment, and a reset hides it
  * again until the next. Resolve fixed label values once, at module load.
  */
-export class HotCounter {
+export class HotCounter extends HotMetric<HotCounterChild> {
   readonly type = 'counter';
-  readonly aggregator = 'sum';
-  private readonly children: Children<HotCounterChild>;
-  private readonly unlabelled: HotCounterChild | undefined;
 
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[] = [],
-    target: Registry = registry,
-  ) {
-    this.children = new Children(labelNames, (labels) => new HotCounterChild(labels, labelNames.length === 0));
-    this.unlabelled = labelNames.length === 0 ? this.children.of([]) : undefined;
-    target.registerMetric(this as never);
-  }
-
-  labels(...values: string[]): HotCounterChild {
-    return this.children.of(values);
+  constructor(name: string, help: string, labelNames: readonly string[] = [], target: Registry = registry) {
+    super(name, help, labelNames, target, (labels) => new HotCounterChild(labels, labelNames.length === 0));
   }
 
   inc(by = 1): void {
@@ -106,7 +102,7 @@ export class HotCounter {
   }
 
   reset(): void {
-    for (const child of this.children.all()) {
+    for (const child of this.children()) {
       child.value = 0;
       child.shown = child === this.unlabelled;
     }
@@ -114,7 +110,7 @@ export class HotCounter {
 
   get(): MetricValues {
     const values: Sample[] = [];
-    for (const child of this.children.all()) if (child.shown) values.push({ labels: child.labels, value: child.value });
+    for (const child of this.children()) if (child.shown) values.push({ labels: child.labels, value: child.value });
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }
@@ -160,26 +156,17 @@ export class HotHistogramChild {
  * buckets show from the start, a labelled series from its first observation, and after a reset
  * none until the next, as in prom-client.
  */
-export class HotHistogram {
+export class HotHistogram extends HotMetric<HotHistogramChild> {
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly children: Children<HotHistogramChild>;
-  private readonly unlabelled: HotHistogramChild | undefined;
 
   constructor(
-    readonly name: string,
-    readonly help: string,
+    name: string,
+    help: string,
     private readonly upperBounds: readonly number[],
     target: Registry = registry,
-    readonly labelNames: readonly string[] = [],
+    labelNames: readonly string[] = [],
   ) {
-    this.children = new Children(labelNames, (labels) => new HotHistogramChild(labels, upperBounds, labelNames.length === 0));
-    this.unlabelled = labelNames.length === 0 ? this.children.of([]) : undefined;
-    target.registerMetric(this as never);
-  }
-
-  labels(...values: string[]): HotHistogramChild {
-    return this.children.of(values);
+    super(name, help, labelNames, target, (labels) => new HotHistogramChild(labels, upperBounds, labelNames.length === 0));
   }
 
   observe(value: number): void {
@@ -187,14 +174,14 @@ export class HotHistogram {
   }
 
   reset(): void {
-    for (const child of this.children.all()) child.reset();
+    for (const child of this.children()) child.reset();
   }
 
   /** For the text exposition: a series' labels shared by its buckets, sum and count. */
   getForPromString(): MetricValues {
     const bucket = `${this.name}_bucket`;
     const values: Sample[] = [];
-    for (const child of this.children.all()) {
+    for (const child of this.children()) {
       if (!child.shown) continue;
       let cumulative = 0;
       for (let i = 0; i < this.upperBounds.length; i++) {
