@@ -14,7 +14,7 @@ const uuid = z.uuid();
  * (1 BC is written with a `BC` suffix) and no 5-digit year as JavaScript prints it, so a time outside
  * would fail in the database: it is refused here as bad input.
  */
-export const TIME_RANGE_MS = { min: Date.parse('0001-01-01T00:00:00Z'), max: Date.parse('9999-12-31T23:59:59.999Z') };
+const TIME_RANGE_MS = { min: Date.parse('0001-01-01T00:00:00Z'), max: Date.parse('9999-12-31T23:59:59.999Z') };
 export const TIME_RANGE_PROBLEM = 'must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, and be written with a year from 0001';
 export const inTimeRange = (ms: number) => ms >= TIME_RANGE_MS.min && ms <= TIME_RANGE_MS.max;
 /**
