@@ -1,8 +1,8 @@
 // The bench's command line, validated once: every problem is reported, defaults live here.
 import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { migrationsDirFromHere } from '../../src/db/migrate.js';
 import { AGENT_HISTORY_TOKENS } from './agent-sessions.js';
 import { SCENARIOS } from './scenarios.js';
 import type { ScenarioName } from './scenarios.js';
@@ -141,13 +141,12 @@ export function maxStreams(settings: Settings): number {
 
 /** How the baseline's migrations differ from this checkout's (names and contents), or undefined. */
 function migrationMismatch(baselineRoot: string): string | undefined {
-  const read = (root: string): Map<string, string> => {
-    const dir = join(root, 'migrations');
+  const read = (dir: string): Map<string, string> => {
     if (!existsSync(dir)) return new Map();
     return new Map(readdirSync(dir).filter((f) => f.endsWith('.sql')).map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
   };
-  const ours = read(fileURLToPath(new URL('../../..', import.meta.url)));
-  const theirs = read(baselineRoot);
+  const ours = read(migrationsDirFromHere());
+  const theirs = read(join(baselineRoot, 'migrations'));
   const onlyHere = [...ours.keys()].filter((f) => !theirs.has(f));
   const onlyThere = [...theirs.keys()].filter((f) => !ours.has(f));
   const edited = [...ours.keys()].filter((f) => theirs.has(f) && theirs.get(f) !== ours.get(f));
