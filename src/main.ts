@@ -5,6 +5,7 @@ import { RequestAuthenticator } from './http/authenticate.js';
 import type { ReadinessCheck } from './http/routes/health.js';
 import { selectHttpServer, startHttpServer, type HttpServer } from './http/server.js';
 import { LiteLLMSchemaWatch } from './litellm/doctor.js';
+import { applyHeapGrowth } from './heap-growth.js';
 import { log } from './log.js';
 import { enableLiteLLMMetrics, enableOrgTopN, httpServerInfo, litellmSchemaProblems, reportPool, uwsNativeGauge } from './metrics/registry.js';
 import { DeploymentRouter } from './providers/router.js';
@@ -145,6 +146,8 @@ function liteLLMReadiness(db: Database, intervalMs: number): ReadinessCheck {
 /** `nemo start`: runs until SIGTERM/SIGINT, then drains. */
 export async function runGateway(): Promise<void> {
   const config = loadConfig();
+  applyHeapGrowth(config.server.heapGrowingPercent);
+  log.info('heap growth', { heapGrowingPercent: config.server.heapGrowingPercent === 0 ? 'v8' : config.server.heapGrowingPercent });
   // Signals are taken from the start: one that arrives while the gateway starts (the embedded
   // PostgreSQL, migrations) stops it once it is up, so no child process outlives it.
   let signals = 0;

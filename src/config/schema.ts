@@ -109,6 +109,12 @@ export const configFileSchema = z.strictObject({
       /** A client that keeps a stream unread this long while the gateway holds data for it is cut off. */
       stalledClientTimeoutMs: positiveInt.default(60_000),
       /**
+       * How far the V8 old generation may grow past the live heap found by the last full
+       * collection, in percent (src/heap-growth.ts): lower keeps the RSS closer to what is live,
+       * for a few more (concurrent) collections. 0: V8's own factor (up to 300 %).
+       */
+      heapGrowingPercent: nonNegativeInt.max(1000).default(60),
+      /**
        * The HTTP server: `auto` takes the first native uWebSockets.js build that loads on this
        * platform and Node, else Node's own http module; `uws` refuses to start without a native
        * build; `node` always uses Node's http module.
