@@ -21,7 +21,7 @@ export const LAYERS: ReadonlyArray<readonly [rank: number, members: readonly str
   [4, ['tokens']],
   [3, ['providers']],
   [2, ['streaming', 'metrics', 'db']],
-  [1, ['config', 'errors', 'json', 'log.ts', 'free-port.ts']],
+  [1, ['config', 'errors', 'json', 'log.ts', 'free-port.ts', 'heap-growth.ts']],
   [0, ['ui']], // the admin console: browser code and its build script, isolated (ISOLATED below)
 ];
 
