@@ -56,6 +56,8 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private parser: SseParser | undefined;
   private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
   private done = false;
+  /** Frames are waiting in the sink for the end of this socket read (flushQueuedFrames is queued). */
+  private flushQueued = false;
 
   constructor(
     private readonly owner: AttemptOwner,
@@ -137,7 +139,13 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
         this.owner.flushFrames(this);
         return this.failWith(controller, err);
       }
-      this.owner.flushFrames(this);
+      // One socket read often holds several of the upstream's HTTP chunks (tokens queue up while
+      // the gateway is busy): their frames go to the client together, after the read, in one write
+      // and one pass of the output guard, instead of a send per chunk.
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(this.flushQueuedFrames);
+      }
       return;
     }
     const limit = this.statusCode >= 200 && this.statusCode < 300 ? this.spec.upstream.maxResponseBytes : MAX_ERROR_BODY_BYTES;
@@ -158,7 +166,9 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     }
     if (this.translator) {
       this.parser!.end();
+      // The frames still waiting go out as the stream's last ones.
       if (this.translator.finished) return this.owner.onStreamEnd(this, this.withinBound(this.translator.usage));
+      if (this.flushQueued) this.owner.flushFrames(this);
       const failure: AttemptFailure = {
         error: new GatewayError('NR_UPSTREAM_ERROR', 'The upstream stream ended before it was complete.'),
         retryable: true,
@@ -173,9 +183,17 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     if (this.done) return;
     this.done = true;
     if (err instanceof ClientGoneError) return;
+    // What arrived before the failure goes out first, as it would have without the wait.
+    if (this.flushQueued) this.owner.flushFrames(this);
     const failure = failureFromTransport(err);
     this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
   }
+
+  private readonly flushQueuedFrames = (): void => {
+    this.flushQueued = false;
+    // Ended meanwhile: onStreamEnd took the frames, or the failure path flushed them.
+    if (!this.done) this.owner.flushFrames(this);
+  };
 
   private completeNonStream(): void {
     const raw = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);

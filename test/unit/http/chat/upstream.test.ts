@@ -215,15 +215,24 @@ describe('UpstreamCall: the first attempt', () => {
     expect(router.healthy).toEqual([A.id]);
   });
 
-  it('reports the frames of each chunk, then the end of a complete stream', () => {
+  it('reports the frames of each socket read together, then the end of a complete stream', async () => {
     const { call, a, listener, router } = setup({ request: chatRequest({ model: 'mixed', stream: true }) });
     call.start();
     expect(a.last.body).toMatchObject({ stream_options: { include_usage: true } });
-    a.last.start().head(200, { 'content-type': 'text/event-stream' }).data(CHUNK).data(DONE).end();
+    // Chunks undici hands over in one go (one socket read) are reported once, after it.
+    a.last.start().head(200, { 'content-type': 'text/event-stream' }).data(CHUNK).data(CHUNK);
+    expect(listener.reported).toEqual([]);
+    await Promise.resolve();
+    expect(listener.reported).toEqual([{ kind: 'frames', deployment: A.id, frames: [CHUNK, CHUNK] }]);
+    a.last.data(CHUNK);
+    await Promise.resolve();
+    // The end takes the frames still waiting as the last ones.
+    a.last.data(DONE).end();
+    await Promise.resolve();
     expect(listener.reported).toEqual([
+      { kind: 'frames', deployment: A.id, frames: [CHUNK, CHUNK] },
       { kind: 'frames', deployment: A.id, frames: [CHUNK] },
-      { kind: 'frames', deployment: A.id, frames: [DONE] },
-      { kind: 'streamEnd', deployment: A.id, usage: undefined, lastFrames: [] },
+      { kind: 'streamEnd', deployment: A.id, usage: undefined, lastFrames: [DONE] },
     ]);
     expect(router.healthy).toEqual([A.id]);
   });
@@ -415,7 +424,7 @@ describe('UpstreamCall: stop and stale attempts', () => {
     expect(listener.reported).toEqual([]);
   });
 
-  it('ignores reports from an attempt that is no longer the current one', () => {
+  it('ignores reports from an attempt that is no longer the current one', async () => {
     const { call, a, b, listener, router } = setup({ request: chatRequest({ model: 'mixed', stream: true }) });
     call.start();
     const stale = a.last;
@@ -434,6 +443,7 @@ describe('UpstreamCall: stop and stale attempts', () => {
 
     // The current attempt still reports.
     b.last.start().head(200).data(CHUNK);
+    await Promise.resolve();
     expect(listener.reported).toEqual([{ kind: 'frames', deployment: B.id, frames: [CHUNK] }]);
   });
 });
