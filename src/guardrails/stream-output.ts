@@ -72,8 +72,9 @@ export class StreamOutputGuard {
   }
 
   /**
-   * Rewrites one upstream chunk's frames in place. Returns false once a block matched or a chunk
-   * could not be read: `frames` then holds only what may still go out, and nothing more is sent.
+   * Rewrites the frames of one upstream read (one or several chunks) in place. Returns false once
+   * a block matched or a chunk could not be read: `frames` then holds only what may still go out
+   * (nothing from the blocking frame on), and nothing more is sent.
    */
   transform(frames: Array<string | Uint8Array>): boolean {
     const only = frames.length === 1 ? frames[0] : undefined;

@@ -107,6 +107,8 @@ export class SseWriter {
   /** The request ended: no timer outlives it. */
   close(): void {
     this.closed = true;
+    // A source paused for the last frames is done: a late onWritable must not resume it.
+    this.paused = undefined;
     clearTimeout(this.stalledTimer);
     this.stalledTimer = undefined;
   }

@@ -13,6 +13,12 @@ import { SseEventTooLargeError, SseParser } from '../streaming/sse-parser.js';
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024;
+/**
+ * Upstream bytes whose frames may wait for the end of the read: past it they go out at once, so a
+ * producer that hands over a whole stream in one go (the in-process mock) still meets the client's
+ * backpressure within this much, as a socket read (at most 64 KiB) does.
+ */
+const MAX_BATCH_BYTES = 64 * 1024;
 
 /** What every attempt of one request sends and how it reads the answer; shared by its attempts. */
 export interface AttemptSpec {
@@ -22,7 +28,7 @@ export interface AttemptSpec {
   /** The prompt's bound the hold was computed with: no usage report counts more. */
   readonly promptBoundTokens: number;
   readonly ctx: TranslateContext;
-  /** Receives a stream's translated frames; the owner drains it after each upstream chunk. */
+  /** Receives a stream's translated frames; the owner drains it after each upstream read (flushFrames). */
   readonly sink: FrameSink;
   readonly upstream: Config['upstream'];
 }
@@ -32,7 +38,7 @@ export interface AttemptOwner {
   onAttemptFailed(attempt: UpstreamAttempt, failure: AttemptFailure, outcome: string): void;
   /** `completion`: the answer as parsed from `body` (its own object: the owner may change it). */
   onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined, completion: unknown): void;
-  /** The frames of one upstream chunk are in the sink. */
+  /** The frames of one upstream read (several HTTP chunks, at most MAX_BATCH_BYTES of them) are in the sink. */
   flushFrames(attempt: UpstreamAttempt): void;
   onStreamEnd(attempt: UpstreamAttempt, usage: Usage | undefined): void;
 }
@@ -56,8 +62,10 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private parser: SseParser | undefined;
   private translator: ReturnType<ProviderAdapter['createStreamTranslator']> | undefined;
   private done = false;
-  /** Frames are waiting in the sink for the end of this socket read (flushQueuedFrames is queued). */
+  /** flushQueuedFrames is queued: frames wait in the sink for the end of this socket read. */
   private flushQueued = false;
+  /** Upstream bytes pushed since the frames last went out. */
+  private batchBytes = 0;
 
   constructor(
     private readonly owner: AttemptOwner,
@@ -136,13 +144,16 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
         this.parser.push(chunk);
       } catch (err) {
         // Frames translated before the bad event still go out, then the typed error.
+        this.batchBytes = 0;
         this.owner.flushFrames(this);
         return this.failWith(controller, err);
       }
       // One socket read often holds several of the upstream's HTTP chunks (tokens queue up while
       // the gateway is busy): their frames go to the client together, after the read, in one write
       // and one pass of the output guard, instead of a send per chunk.
-      if (!this.flushQueued) {
+      this.batchBytes += chunk.length;
+      if (this.batchBytes >= MAX_BATCH_BYTES) this.flushBatch();
+      else if (!this.flushQueued) {
         this.flushQueued = true;
         queueMicrotask(this.flushQueuedFrames);
       }
@@ -168,7 +179,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
       this.parser!.end();
       // The frames still waiting go out as the stream's last ones.
       if (this.translator.finished) return this.owner.onStreamEnd(this, this.withinBound(this.translator.usage));
-      if (this.flushQueued) this.owner.flushFrames(this);
+      this.flushBatch();
       const failure: AttemptFailure = {
         error: new GatewayError('NR_UPSTREAM_ERROR', 'The upstream stream ended before it was complete.'),
         retryable: true,
@@ -184,7 +195,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
     this.done = true;
     if (err instanceof ClientGoneError) return;
     // What arrived before the failure goes out first, as it would have without the wait.
-    if (this.flushQueued) this.owner.flushFrames(this);
+    this.flushBatch();
     const failure = failureFromTransport(err);
     this.owner.onAttemptFailed(this, failure, outcomeOf(failure));
   }
@@ -192,8 +203,15 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private readonly flushQueuedFrames = (): void => {
     this.flushQueued = false;
     // Ended meanwhile: onStreamEnd took the frames, or the failure path flushed them.
-    if (!this.done) this.owner.flushFrames(this);
+    if (!this.done) this.flushBatch();
   };
+
+  /** The frames waiting in the sink go out now (the queued microtask then finds none). */
+  private flushBatch(): void {
+    if (this.batchBytes === 0) return;
+    this.batchBytes = 0;
+    this.owner.flushFrames(this);
+  }
 
   private completeNonStream(): void {
     const raw = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);

@@ -229,7 +229,7 @@ export class ChatExchange implements UpstreamListener, AdmissionObserver, GateOw
     );
   }
 
-  /** The frames of one upstream chunk: through the stream's output guardrails, then to the client. */
+  /** The frames of one upstream read: through the stream's output guardrails, then to the client in one write. */
   onFrames(attempt: UpstreamAttempt, frames: Frame[]): void {
     const guard = this.streamGuardFor(attempt);
     if (guard !== undefined && !guard.transform(frames)) {

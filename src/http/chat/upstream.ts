@@ -15,7 +15,7 @@ export type Frame = string | Uint8Array;
 
 /** Where the upstream call reports; never called for a stale attempt or after stop(). */
 export interface UpstreamListener {
-  /** The translated frames of one upstream chunk (the array is reused: read it during the call). */
+  /** The translated frames of one upstream read (the array is reused: read it during the call). */
   onFrames(attempt: UpstreamAttempt, frames: Frame[]): void;
   onCompletion(attempt: UpstreamAttempt, body: string | Uint8Array, usage: Usage | undefined, completion?: unknown): void;
   /** The stream completed; `lastFrames` were translated at its very end. */

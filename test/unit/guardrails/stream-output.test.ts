@@ -25,6 +25,19 @@ function run(frames: string[]): { out: string[]; ok: boolean; guard: StreamOutpu
   return { out, ok, guard };
 }
 
+/** Runs frames through a guard in batches of `size` (one upstream read of several chunks each). */
+function runBatched(frames: string[], size: number): { out: string[]; ok: boolean } {
+  const guard = new StreamOutputGuard(POLICY);
+  const out: string[] = [];
+  let ok = true;
+  for (let i = 0; i < frames.length && ok; i += size) {
+    const batch: Array<string | Uint8Array> = frames.slice(i, i + size);
+    ok = guard.transform(batch);
+    out.push(...batch.map((b) => (typeof b === 'string' ? b : Buffer.from(b).toString())));
+  }
+  return { out, ok };
+}
+
 /** Reassembles one field of choice 0 from the client's frames. */
 function field(out: string[], pick: (delta: Record<string, any>) => string | undefined): string {
   let text = '';
@@ -45,6 +58,30 @@ describe('StreamOutputGuard', () => {
       expect(field(out, (d) => d.content)).toBe('write to [REDACTED:EMAIL] today');
       expect(out.join('')).not.toContain('example.com');
     }
+  });
+
+  it('gives the client the same text when several chunks come in one read as one at a time', () => {
+    const text = `write to ${EMAIL} today, and to ${EMAIL} tomorrow, then stop writing long lines`;
+    const frames = [...text.match(/.{1,5}/gs)!.map((piece) => frame({ content: piece })), frame({}, 'stop'), 'data: [DONE]\n\n'];
+    const single = run(frames);
+    for (const size of [2, 3, 7, frames.length]) {
+      const { out, ok } = runBatched(frames, size);
+      expect(ok).toBe(true);
+      expect(field(out, (d) => d.content)).toBe(field(single.out, (d) => d.content));
+      expect(out.join('')).not.toContain('example.com');
+      expect(out.at(-1)).toBe('data: [DONE]\n\n');
+    }
+  });
+
+  it('sends nothing from the blocking chunk of a read on, though later chunks of the read were safe', () => {
+    const frames = [frame({ content: 'all fine ' }), frame({ content: 'then kaboom ' }), frame({ content: 'and more text after it' }), frame({}, 'stop'), 'data: [DONE]\n\n'];
+    const { out, ok } = runBatched(frames, frames.length);
+    expect(ok).toBe(false);
+    const sent = out.join('');
+    expect(sent).not.toContain('kaboom');
+    expect(sent).not.toContain('more text');
+    expect(sent).not.toContain('[DONE]');
+    expect(field(out, (d) => d.content)).toBe(field(run(frames).out, (d) => d.content));
   });
 
   it('scans tool-call arguments per tool, split across chunks, and releases them before the finish', () => {

@@ -237,6 +237,33 @@ describe('UpstreamCall: the first attempt', () => {
     expect(router.healthy).toEqual([A.id]);
   });
 
+  it('sends a read at once past 64 KiB of it, so a pause from the client is seen before the next chunk', () => {
+    const { call, a, listener } = setup({ request: chatRequest({ model: 'mixed', stream: true }) });
+    // As the exchange does when the client's buffer is full.
+    listener.onFramesHook = () => call.pause();
+    call.start();
+    const exchange = a.last.start().head(200);
+    let chunks = 0;
+    // A producer that hands everything over in one go (the in-process mock can) checks the pause between chunks.
+    while (!exchange.controller.paused && chunks < 10_000) {
+      exchange.data(CHUNK);
+      chunks++;
+    }
+    expect(exchange.controller.paused).toBe(true);
+    expect(chunks).toBe(Math.ceil((64 * 1024) / Buffer.byteLength(CHUNK)));
+    expect(listener.reported).toEqual([{ kind: 'frames', deployment: A.id, frames: Array<string>(chunks).fill(CHUNK) }]);
+  });
+
+  it('reports nothing waiting for the end of a read once stopped (the client left)', async () => {
+    const { call, a, listener } = setup({ request: chatRequest({ model: 'mixed', stream: true }) });
+    call.start();
+    a.last.start().head(200).data(CHUNK);
+    call.stop(new ClientGoneError());
+    await Promise.resolve();
+    expect(listener.reported).toEqual([]);
+    expect(a.last.controller.reason).toBeInstanceOf(ClientGoneError);
+  });
+
   it('asks for the output bound in the field the client used', () => {
     const { call, a } = setup({ request: chatRequest({ model: 'mixed', max_completion_tokens: 10 }) });
     call.start();
@@ -322,6 +349,13 @@ describe('UpstreamCall: fallback', () => {
     cut.a.last.start().head(200).data(CHUNK).end();
     expect(cut.b.exchanges).toHaveLength(1);
     expect(cut.listener.failures).toEqual([]);
+    // The next attempt's frames are its own: nothing of the cut one waits in the sink.
+    const other = CHUNK.replace('"hi"', '"ho"');
+    cut.b.last.start().head(200).data(other).data(DONE).end();
+    expect(cut.listener.reported).toEqual([
+      { kind: 'frames', deployment: A.id, frames: [CHUNK] },
+      { kind: 'streamEnd', deployment: B.id, usage: undefined, lastFrames: [other, DONE] },
+    ]);
   });
 
   it('reports the last failure once every deployment failed', async () => {
