@@ -15,8 +15,9 @@ export function heapGrowingFlag(percent: number): string | undefined {
 /**
  * Applies `server.heapGrowingPercent` to this process (its worker threads included: V8 flags are
  * per process). V8 reads the flag at every limit it computes, so setting it at start takes effect
- * from the first full collection on. 0 leaves V8's own choice, or a `--heap-growing-percent` given
- * to node on the command line.
+ * from the first full collection on, and it replaces the factor of every mode V8 picks (also the
+ * smaller ones it uses when idle or near the heap limit; the limit itself still holds). 0 leaves
+ * V8's own choice, or a `--heap-growing-percent` given to node on the command line.
  */
 export function applyHeapGrowth(percent: number): void {
   const flag = heapGrowingFlag(percent);

@@ -110,8 +110,10 @@ export const configFileSchema = z.strictObject({
       stalledClientTimeoutMs: positiveInt.default(60_000),
       /**
        * How far the V8 old generation may grow past the live heap found by the last full
-       * collection, in percent (src/heap-growth.ts): lower keeps the RSS closer to what is live,
-       * for a few more (concurrent) collections. 0: V8's own factor (up to 300 %).
+       * collection, in percent (src/heap-growth.ts), in every one of V8's modes: lower keeps the
+       * RSS closer to what is live, for a few more (concurrent) collections. 0: V8's own factor
+       * (10 % to 300 %, by its GC and allocation speeds; lower when idle or near the heap limit),
+       * and a `--heap-growing-percent` given to node is kept.
        */
       heapGrowingPercent: nonNegativeInt.max(1000).default(60),
       /**
