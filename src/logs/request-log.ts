@@ -116,8 +116,8 @@ export class RequestLogWriter {
     }
     // Cut now, so a queue of rows (a database away) holds at most maxBodyChars per body.
     const cut = this.options.maxBodyChars;
-    if ((entry.requestBody?.length ?? 0) > cut || (entry.responseBody?.length ?? 0) > cut) {
-      entry = { ...entry, requestBody: prefixCopy(entry.requestBody, cut), responseBody: prefixCopy(entry.responseBody, cut) };
+    if ((entry.requestBody?.length ?? 0) > cut || (entry.responseBody?.length ?? 0) > cut || !wellFormed(entry.requestBody) || !wellFormed(entry.responseBody)) {
+      entry = { ...entry, requestBody: loggableBody(entry.requestBody, cut), responseBody: loggableBody(entry.responseBody, cut) };
     }
     this.queue.push({ log: randomUUID(), at: entry.at ?? new Date(), entry });
     if (this.queue.length >= this.options.maxBatchRows && this.failures === 0) void this.flush();
@@ -264,10 +264,16 @@ export function guardrailOutcome(findings: Iterable<{ readonly rule: string; rea
 
 const STRENGTH: Record<GuardrailOutcome, number> = { none: 0, flag: 1, redact: 2, block: 3 };
 
-/** The first `chars` characters as a string of their own: a V8 slice would keep the whole body alive. */
-function prefixCopy(text: string | null | undefined, chars: number): string | null {
+const wellFormed = (text: string | null | undefined): boolean => text == null || text.isWellFormed();
+
+/**
+ * The first `chars` characters as a string of their own (a V8 slice would keep the whole body
+ * alive), with every lone surrogate (an upstream's broken escape, or a pair split by the cut) as
+ * U+FFFD: PostgreSQL's JSON functions refuse one, and that would fail the whole batch on every retry.
+ */
+function loggableBody(text: string | null | undefined, chars: number): string | null {
   if (text == null) return null;
-  return text.length <= chars ? text : Buffer.from(text.slice(0, chars), 'utf8').toString('utf8');
+  return text.length <= chars ? text.toWellFormed() : Buffer.from(text.slice(0, chars), 'utf8').toString('utf8');
 }
 const DAY_MS = 86_400_000;
 const MAX_RETENTION_DAYS = 731;
