@@ -1,0 +1,12 @@
+import pg from 'pg';
+import { randomUUID } from 'node:crypto';
+const c = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/perf_ledger' });
+await c.connect();
+const { rows } = await c.query("SELECT org_id, reservation_id FROM nemo.reservations WHERE kind = 'lease' AND state = 'reserved' LIMIT 20");
+console.log('open', (await c.query("SELECT count(*) FROM nemo.reservations WHERE state = 'reserved'")).rows[0]);
+for (let i = 0; i < 10; i++) await c.query('SELECT * FROM nemo.ledger_renew($1::uuid[], $2::uuid[], 60000)', [rows.map(r => r.org_id), rows.map(r => r.reservation_id)]);
+c.on('notice', (n) => console.log(n.message));
+await c.query("LOAD 'auto_explain'");
+await c.query("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on; SET auto_explain.log_level = notice; SET client_min_messages = notice");
+await c.query('SELECT * FROM nemo.ledger_renew($1::uuid[], $2::uuid[], 60000)', [rows.map(r => r.org_id), rows.map(r => r.reservation_id)]);
+await c.end();
