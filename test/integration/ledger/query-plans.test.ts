@@ -90,7 +90,7 @@ describe('ledger_apply_v4 query plans', () => {
     for (let i = 0; i < 8; i++) await apply(client, charges());
 
     const plans: string[] = [];
-    const onNotice = (notice: pg.NoticeMessage) => plans.push(notice.message ?? '');
+    const onNotice = (notice: { message?: string }) => plans.push(notice.message ?? '');
     client.on('notice', onNotice);
     await client.query("LOAD 'auto_explain'");
     await client.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
