@@ -9,13 +9,16 @@ function op(kind: LedgerOp['kind'], n: number): LedgerOp {
   return { kind, orgId: ORG, reservationId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, requestId: `req-${n}`, keyId: null, amountMicros: 10, minAmountMicros: 10, tokens: 1 };
 }
 
+/** An array literal of bare elements (what these ops send) as its elements; NULL as null. */
+const elements = (literal: unknown): Array<string | null> => (literal as string).slice(1, -1).split(',').map((e) => (e === 'NULL' ? null : e));
+
 /** A pool whose every query is one batch: records the kinds it carried and answers each op. */
 function fakePool() {
   const batches: string[][] = [];
   return {
     batches,
     async query(_sql: string, values: unknown[]) {
-      const kinds = values[0] as string[];
+      const kinds = elements(values[0]) as string[];
       batches.push(kinds);
       await Promise.resolve();
       return { rows: kinds.map((_, i) => ({ op: i + 1, amount: '10', refusal: null })) };
@@ -84,8 +87,8 @@ describe('LedgerBatchWriter: usage on settles and charges', () => {
     expect(values).toHaveLength(1);
     const sent = values[0]!;
     expect(sent).toHaveLength(18);
-    expect(sent[0]).toEqual(['settle', 'charge', 'reserve']);
-    expect(sent.slice(10, 16)).toEqual([[100, null, null], [50, null, null], [60, null, null], [10, 10, null], [30, 30, null], [2, null, null]]);
+    expect(sent[0]).toBe('{settle,charge,reserve}');
+    expect(sent.slice(10, 16)).toEqual(['{100,NULL,NULL}', '{50,NULL,NULL}', '{60,NULL,NULL}', '{10,10,NULL}', '{30,30,NULL}', '{2,NULL,NULL}']);
     expect(sent.slice(16)).toEqual([60_000, 30_000]);
   });
 });
