@@ -6,15 +6,15 @@
 
 /** One element per entry; null is SQL NULL. Numbers are written as JavaScript prints them. */
 export function arrayLiteral(values: ArrayLike<string | number | null | undefined>): string {
-  let literal = '{';
+  // Joined once: appending element by element builds a chain of partial strings to flatten later.
+  const parts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) {
-    if (i > 0) literal += ',';
     const value = values[i];
-    if (value == null) literal += 'NULL';
-    else if (typeof value === 'number') literal += String(value);
-    else literal += isBare(value) ? value : quoted(value);
+    if (value == null) parts[i] = 'NULL';
+    else if (typeof value === 'number') parts[i] = String(value);
+    else parts[i] = isBare(value) ? value : quoted(value);
   }
-  return `${literal}}`;
+  return `{${parts.join(',')}}`;
 }
 
 /**
