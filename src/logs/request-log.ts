@@ -2,10 +2,12 @@
 // record() only queues; rows are written in order, one statement per batch (many orgs at once)
 // through nemo.record_request_log_entries, every flushIntervalMs or as soon as maxBatchRows wait. A failed
 // batch stays at the head of the queue and is retried; the queue is bounded, and past
-// maxQueuedRows rows are dropped and counted, since a request never waits on its log.
+// maxQueuedRows rows are dropped and counted, since a request never waits on its log. A batch the
+// database refuses for its data (SQLSTATE class 22) is written in halves down to the row it
+// refuses, which is dropped, counted and logged: one bad row never holds back the others.
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/database.js';
-import { CHECK_VIOLATION } from '../db/sqlstate.js';
+import { CHECK_VIOLATION, DATA_EXCEPTION_CLASS } from '../db/sqlstate.js';
 import { log } from '../log.js';
 
 export type GuardrailOutcome = 'none' | 'flag' | 'redact' | 'block';
@@ -66,6 +68,8 @@ export interface RequestLogOptions {
 interface Row {
   /** The row as serialized when recorded: one element of its batch's JSON array. */
   readonly json: string;
+  /** For the log line of a row the database refused. */
+  readonly requestId: string;
   readonly at: Date;
   readonly retentionDays: number | null;
 }
@@ -119,7 +123,7 @@ export class RequestLogWriter {
     // for 3-6 ms, which showed in the lag p99 under load. A queue of rows (a database away) then
     // holds each body cut to maxBodyChars, not the whole one.
     const at = entry.at ?? new Date();
-    this.queue.push({ json: rowJson(randomUUID(), at, entry, this.options.maxBodyChars), at, retentionDays: entry.retentionDays ?? null });
+    this.queue.push({ json: rowJson(randomUUID(), at, entry, this.options.maxBodyChars), requestId: entry.requestId, at, retentionDays: entry.retentionDays ?? null });
     if (this.queue.length >= this.options.maxBatchRows && this.failures === 0) void this.flush();
     else this.schedule(this.options.flushIntervalMs);
     return true;
@@ -183,8 +187,9 @@ export class RequestLogWriter {
       // Rows leave the queue only once written: a failure keeps them, in order, at its head.
       const batch = this.queue.slice(0, this.options.maxBatchRows);
       const startedAt = performance.now();
+      let refused = 0;
       try {
-        await this.write(batch);
+        refused = await this.writeAround(batch);
       } catch (err) {
         this.failures++;
         log.warn('request logs: write failed; will retry', { error: (err as Error).message, rows: batch.length, queued: this.queue.length, failures: this.failures });
@@ -192,8 +197,29 @@ export class RequestLogWriter {
       }
       this.failures = 0;
       this.queue.splice(0, batch.length);
-      this.writtenRows += batch.length;
+      this.writtenRows += batch.length - refused;
+      this.droppedRows += refused;
       this.options.onFlush?.(batch.length, (performance.now() - startedAt) / 1000);
+    }
+  }
+
+  /**
+   * Writes the rows; those the database refuses for their data are dropped and logged, found by
+   * writing halves (a retry of rows already written inserts nothing: log ids conflict). Returns how
+   * many were dropped; throws on any other failure (the database away), for a retry of them all.
+   */
+  private async writeAround(rows: readonly Row[]): Promise<number> {
+    try {
+      await this.write(rows);
+      return 0;
+    } catch (err) {
+      if (!isDataException(err)) throw err;
+      if (rows.length === 1) {
+        log.error('request logs: the database refused a row; dropped', { requestId: rows[0]!.requestId, error: (err as Error).message });
+        return 1;
+      }
+      const half = rows.length >> 1;
+      return (await this.writeAround(rows.slice(0, half))) + (await this.writeAround(rows.slice(half)));
     }
   }
 
@@ -226,8 +252,10 @@ export function guardrailOutcome(findings: Iterable<{ readonly rule: string; rea
 
 const STRENGTH: Record<GuardrailOutcome, number> = { none: 0, flag: 1, redact: 2, block: 3 };
 
+const isDataException = (err: unknown): boolean => String((err as { code?: unknown }).code ?? '').startsWith(DATA_EXCEPTION_CLASS);
+
 /** One row as nemo.record_request_log_entries_v2 reads it (snake_case keys). */
-function rowJson(logId: string, at: Date, e: RequestLogEntry, cut: number): string {
+function rowJson(logId: string, at: Date, e: RequestLogEntry, maxBodyChars: number): string {
   return JSON.stringify({
     log_id: logId,
     created_at: at,
@@ -241,21 +269,27 @@ function rowJson(logId: string, at: Date, e: RequestLogEntry, cut: number): stri
     status_class: e.statusClass,
     error_code: e.errorCode,
     stream: e.stream,
-    prompt_tokens: e.promptTokens,
-    completion_tokens: e.completionTokens,
-    cached_tokens: e.cachedTokens ?? null,
-    cache_write_tokens: e.cacheWriteTokens ?? null,
-    reasoning_tokens: e.reasoningTokens ?? null,
+    prompt_tokens: storedCount(e.promptTokens),
+    completion_tokens: storedCount(e.completionTokens),
+    cached_tokens: storedCount(e.cachedTokens),
+    cache_write_tokens: storedCount(e.cacheWriteTokens),
+    reasoning_tokens: storedCount(e.reasoningTokens),
     cost_micros: e.costMicros,
     latency_ms: e.latencyMs,
     ttft_ms: e.ttftMs,
     guardrail_action: e.guardrailAction,
     guardrail_rules: e.guardrailRules,
-    request_body: loggableBody(e.requestBody, cut),
-    response_body: loggableBody(e.responseBody, cut),
+    request_body: loggableBody(e.requestBody, maxBodyChars),
+    response_body: loggableBody(e.responseBody, maxBodyChars),
     retention_days: e.retentionDays ?? null,
   });
 }
+
+/** A token count as its integer column takes it: an upstream's count past 2^31 - 1 is logged as unknown. */
+function storedCount(n: number | null | undefined): number | null {
+  return n != null && Number.isInteger(n) && n >= 0 && n <= MAX_INT4 ? n : null;
+}
+const MAX_INT4 = 2_147_483_647;
 
 /** The batch as one JSON array: its rows' strings joined, no per-value escaping of parameter arrays. */
 function batchJson(batch: readonly Row[]): string {
@@ -265,14 +299,14 @@ function batchJson(batch: readonly Row[]): string {
 }
 
 /**
- * The first `chars` characters, with every lone surrogate (an upstream's broken escape, or a pair
- * split by the cut) as U+FFFD: PostgreSQL's JSON functions refuse one, and that would fail the
- * whole batch on every retry.
+ * The first `chars` characters as PostgreSQL's JSON functions take text: every lone surrogate (an
+ * upstream's broken escape, or a pair split by the cut) and every NUL as U+FFFD.
  */
 function loggableBody(text: string | null | undefined, chars: number): string | null {
   if (text == null) return null;
-  const cut = text.length <= chars ? text : text.slice(0, chars);
-  return cut.isWellFormed() ? cut : cut.toWellFormed();
+  let body = text.length <= chars ? text : text.slice(0, chars);
+  if (!body.isWellFormed()) body = body.toWellFormed();
+  return body.includes('\0') ? body.replaceAll('\0', '\ufffd') : body;
 }
 const DAY_MS = 86_400_000;
 const MAX_RETENTION_DAYS = 731;

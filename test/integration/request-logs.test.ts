@@ -175,23 +175,28 @@ describe('the batched writer', () => {
     expect(byOrg.get(full.id)).toMatchObject({ request_body: '{"messages":[]}', response_body: 'hello, "world"' });
   });
 
-  it('writes a body with a lone surrogate (as U+FFFD) with the rest of its batch, instead of failing the batch on every retry', async () => {
+  it('writes a body with a lone surrogate or a NUL (as U+FFFD) with the rest of its batch, instead of failing the batch on every retry', async () => {
     const full = await newOrg('lone surrogates', 'full');
     const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 10, maxBatchRows: 100, maxQueuedRows: 1_000, maxBodyChars: 4 });
     writer.record(entry(full.id, 'surrogate-before', { requestBody: 'ok', responseBody: 'ok' }));
     // An upstream's broken escape ("\ud83d" alone), and a pair the 4-character cut splits.
     writer.record(entry(full.id, 'surrogate-lone', { requestBody: 'a\ud83db', responseBody: 'abc😀' }));
+    writer.record(entry(full.id, 'surrogate-nul', { requestBody: 'a\0b', responseBody: '\0' }));
     writer.record(entry(full.id, 'surrogate-after', { requestBody: 'ok', responseBody: 'ok' }));
+    // An upstream's usage past the integer columns: logged as unknown, not refused.
+    writer.record(entry(full.id, 'surrogate-tokens', { promptTokens: 3_000_000_000, completionTokens: 7 }));
     await writer.close(2_000);
     expect(writer.dropped).toBe(0);
-    const { rows } = await owner.query<{ request_id: string; request_body: string; response_body: string }>(
-      'SELECT request_id, request_body, response_body FROM nemo.request_log_entries WHERE org_id = $1 ORDER BY request_id',
+    const { rows } = await owner.query<{ request_id: string; request_body: string | null; response_body: string | null; prompt_tokens: number | null; completion_tokens: number }>(
+      'SELECT request_id, request_body, response_body, prompt_tokens, completion_tokens FROM nemo.request_log_entries WHERE org_id = $1 ORDER BY request_id',
       [full.id],
     );
     expect(rows).toEqual([
-      { request_id: 'surrogate-after', request_body: 'ok', response_body: 'ok' },
-      { request_id: 'surrogate-before', request_body: 'ok', response_body: 'ok' },
-      { request_id: 'surrogate-lone', request_body: 'a\ufffdb', response_body: 'abc\ufffd' },
+      { request_id: 'surrogate-after', request_body: 'ok', response_body: 'ok', prompt_tokens: 12, completion_tokens: 34 },
+      { request_id: 'surrogate-before', request_body: 'ok', response_body: 'ok', prompt_tokens: 12, completion_tokens: 34 },
+      { request_id: 'surrogate-lone', request_body: 'a\ufffdb', response_body: 'abc\ufffd', prompt_tokens: 12, completion_tokens: 34 },
+      { request_id: 'surrogate-nul', request_body: 'a\ufffdb', response_body: '\ufffd', prompt_tokens: 12, completion_tokens: 34 },
+      { request_id: 'surrogate-tokens', request_body: null, response_body: null, prompt_tokens: null, completion_tokens: 7 },
     ]);
   });
 

@@ -72,6 +72,24 @@ describe('RequestLogWriter', () => {
     await writer.close();
   });
 
+  it('drops only the rows the database refuses for their data, found by halves, and writes the rest in order', async () => {
+    const db = fakeDb();
+    // As PostgreSQL answers a batch holding a row it cannot read: the whole statement fails (22P05).
+    const query = db.query;
+    db.query = async (text: string, values?: unknown[]) => {
+      if ((values![0] as string).includes('"poison')) throw Object.assign(new Error('unsupported Unicode escape sequence'), { code: '22P05' });
+      return query(text, values);
+    };
+    const writer = new RequestLogWriter(db, { defaultRetentionDays: 30, flushIntervalMs: 5, maxBatchRows: 8, maxQueuedRows: 1_000 });
+    const poisoned = new Set([3, 4, 11]);
+    for (let i = 0; i < 20; i++) writer.record(entry(i, poisoned.has(i) ? { requestId: `poison-${i}` } : {}));
+    await writer.close();
+    expect(ids(db.batches)).toEqual(Array.from({ length: 20 }, (_, i) => i).filter((i) => !poisoned.has(i)).map((i) => `req-${i}`));
+    expect(writer.written).toBe(17);
+    expect(writer.dropped).toBe(3);
+    expect(writer.queued).toBe(0);
+  });
+
   it('drops and counts rows only when the queue is full', async () => {
     const db = fakeDb();
     db.state.failNext = 1_000;
