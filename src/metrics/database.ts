@@ -63,7 +63,7 @@ new Counter({
 
 new Counter({
   name: 'nemo_request_log_rows_dropped_total',
-  help: 'Request log rows dropped: the queue was full (the database away) or shutdown could not write them.',
+  help: 'Request log rows dropped: the queue was full (the database away), the database refused the row for its data, or shutdown could not write them.',
   registers: [registry],
   collect() {
     this.reset();
