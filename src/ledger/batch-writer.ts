@@ -115,6 +115,12 @@ export class LedgerBatchWriter {
   /** Resolves with the database's answer, or rejects when the batch could not commit. */
   submit(op: LedgerOp): Promise<LedgerAnswer> {
     if (this.ended || (this.closed && (op.kind === 'reserve' || op.kind === 'admit' || op.kind === 'lease'))) return Promise.reject(new GatewayError('NR_SHUTTING_DOWN'));
+    // A number the bigint columns refuse (NaN, a fraction) would fail its whole batch, and the
+    // settles in it would be retried forever: refused here, alone.
+    if (!Number.isSafeInteger(op.amountMicros) || !Number.isSafeInteger(op.minAmountMicros) || !Number.isSafeInteger(op.tokens)) {
+      log.error('ledger: an operation with an amount the database cannot take; refused', { kind: op.kind, amountMicros: op.amountMicros, minAmountMicros: op.minAmountMicros, tokens: op.tokens, requestId: op.requestId });
+      return Promise.reject(new GatewayError('NR_INTERNAL'));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       if (this.flushing) return;

@@ -153,7 +153,10 @@ export class Ledger {
    * it commits. `usage`, what the charge was priced from, is recorded on its ledger row.
    */
   async settle(hold: Hold, chargeMicros: number, usage: PricedUsage | null = null): Promise<number> {
-    const chargedMicros = Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
+    // A charge that is not a number (a pricing fault) takes the hold, the most the request may cost:
+    // a NaN would otherwise reach the lease's books here and the database's bigint column there.
+    if (Number.isNaN(chargeMicros)) log.error('ledger: a charge that is not a number; the hold is charged', { requestId: hold.requestId, amountMicros: hold.amountMicros });
+    const chargedMicros = Number.isNaN(chargeMicros) ? hold.amountMicros : Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
     if (hold.lease !== undefined) return this.chargeLease(hold, hold.lease, chargedMicros, usage);
     this.live.delete(hold.reservationId);
     const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, usage });

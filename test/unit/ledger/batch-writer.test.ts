@@ -73,6 +73,19 @@ describe('LedgerBatchWriter: settle linger', () => {
   });
 });
 
+describe('LedgerBatchWriter: amounts the database cannot take', () => {
+  it('refuses such an operation alone, and the batch goes on without it', async () => {
+    const pool = fakePool();
+    const writer = new LedgerBatchWriter(pool as never, { maxBatch: 512, reservationTtlMs: 60_000, retryDelayMs: 100 });
+    const bad = [Number.NaN, 1.5, Number.POSITIVE_INFINITY, 2 ** 60].map((amountMicros, i) => writer.submit({ ...op('settle', i), amountMicros }));
+    const good = writer.submit(op('reserve', 9));
+    for (const refused of bad) await expect(refused).rejects.toMatchObject({ code: 'NR_INTERNAL' });
+    await expect(good).resolves.toEqual({ amountMicros: 10, refusal: null });
+    expect(pool.batches).toEqual([['reserve']]);
+    await expect(writer.submit({ ...op('reserve', 10), tokens: Number.NaN })).rejects.toMatchObject({ code: 'NR_INTERNAL' });
+  });
+});
+
 describe('LedgerBatchWriter: usage on settles and charges', () => {
   it('sends each op\'s usage as six arrays, null where it has none or a count the column would refuse', async () => {
     const values: unknown[][] = [];
