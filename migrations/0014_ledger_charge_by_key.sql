@@ -1,13 +1,7 @@
--- ledger_apply_v4 as in 0012, with one join said differently. Each charge finds its lease by
--- the lease's key; the join said "open" in the very words of the partial index
--- reservations_open_leases (kind = 'lease' AND state = 'reserved'), so the generic plan of the
--- function (which guesses one charge per batch) scanned that whole index for every charge: a
--- batch cost grew with the number of open leases in the database (every org with traffic holds
--- one per instance): 64 charges took 1.8x as long with 500 open leases as with 50. Saying "open"
--- as the settles do (state <> ALL of the closed states; the CHECK on state makes the two the same)
--- leaves the planner only the primary key. And the plan no longer reads a table whole (a new
--- database's plan, made on its empty tables, read reservations for every charge). Same signature,
--- operations, answers and money: an instance of the release before calls it unchanged.
+-- ledger_apply_v4 as in 0012, but a charge finds its lease by the lease's key. The join said "open"
+-- in the words of the partial index reservations_open_leases, so the function's generic plan read
+-- that whole index for every charge: a batch cost more the more leases were open in the database.
+-- Same signature, operations, answers and money: an instance of the release before calls it as is.
 
 CREATE OR REPLACE FUNCTION nemo.ledger_apply_v4(
   p_kind text[], p_org uuid[], p_reservation uuid[], p_lease uuid[], p_request text[], p_key uuid[],
@@ -16,8 +10,9 @@ CREATE OR REPLACE FUNCTION nemo.ledger_apply_v4(
   p_reasoning_tokens bigint[], p_images bigint[], p_ttl_ms integer, p_lease_ttl_ms integer)
   RETURNS TABLE (op integer, amount bigint, refusal text)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = nemo, pg_catalog SET TimeZone = 'UTC'
-  -- As in v2 and v3: every join probes an index with at most one batch of rows; and no table is
-  -- read whole, also where the plan was made while the tables were small (a new database).
+  -- As in v2 and v3: every join probes an index with at most one batch of rows. And no table is read
+  -- whole, also where the plan was made on a new database's empty tables: for everything the call
+  -- runs (this body, ledger_apply_v3 and v2, limit_windows_give_back, the foreign-key checks).
   SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off
   AS $$
   #variable_conflict use_column
