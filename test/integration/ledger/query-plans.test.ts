@@ -37,11 +37,30 @@ function nodes(node: PlanNode): PlanNode[] {
 }
 
 interface Op {
-  readonly kind: 'lease' | 'charge';
+  readonly kind: 'lease' | 'charge' | 'reserve' | 'settle' | 'release' | 'lease_return';
   readonly org: string;
   readonly reservation: string;
   readonly lease: string | null;
   readonly amount: number;
+  /** A lease's holder (the instance); 'plan-test' unless said. */
+  readonly holder?: string;
+}
+
+/** Runs `batch` with auto_explain on and returns every statement's plan, nested ones included. */
+async function explained(client: pg.Client, batch: () => Promise<unknown>): Promise<LoggedPlan[]> {
+  const plans: string[] = [];
+  const onNotice = (notice: { message?: string }) => plans.push(notice.message ?? '');
+  client.on('notice', onNotice);
+  await client.query("LOAD 'auto_explain'");
+  await client.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
+    SET auto_explain.log_timing = off; SET auto_explain.log_format = json; SET auto_explain.log_level = notice; SET client_min_messages = notice`);
+  try {
+    await batch();
+  } finally {
+    await client.query('SET auto_explain.log_min_duration = -1');
+    client.off('notice', onNotice);
+  }
+  return plans.map(parsePlan);
 }
 
 function apply(client: pg.Client, ops: readonly Op[]): Promise<pg.QueryResult<{ op: number; amount: string; refusal: string | null }>> {
@@ -49,7 +68,7 @@ function apply(client: pg.Client, ops: readonly Op[]): Promise<pg.QueryResult<{ 
   const usage = (tokens: number) => column((op) => (op.kind === 'charge' ? tokens : null));
   const none = column(() => null);
   return client.query(APPLY_SQL, [
-    column((op) => op.kind), column((op) => op.org), column((op) => op.reservation), column((op) => op.lease), column(() => 'plan-test'), none,
+    column((op) => op.kind), column((op) => op.org), column((op) => op.reservation), column((op) => op.lease), column((op) => op.holder ?? 'plan-test'), none,
     column((op) => op.amount), column(() => 1), column(() => 0), column(() => 'm'),
     usage(10), usage(16), none, none, none, none, 120_000, 60_000,
   ]);
@@ -89,21 +108,37 @@ describe('ledger_apply_v4 query plans', () => {
     // Past PL/pgSQL's first five custom plans: the generic plan is the one every later batch runs.
     for (let i = 0; i < 8; i++) await apply(client, charges());
 
-    const plans: string[] = [];
-    const onNotice = (notice: { message?: string }) => plans.push(notice.message ?? '');
-    client.on('notice', onNotice);
-    await client.query("LOAD 'auto_explain'");
-    await client.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
-      SET auto_explain.log_timing = off; SET auto_explain.log_format = json; SET auto_explain.log_level = notice; SET client_min_messages = notice`);
-    const answered = await apply(client, charges());
-    await client.query('SET auto_explain.log_min_duration = -1');
-    client.off('notice', onNotice);
+    let answered!: Awaited<ReturnType<typeof apply>>;
+    const plans = await explained(client, async () => {
+      answered = await apply(client, charges());
+    });
 
     expect(answered.rows.map((r) => Number(r.amount))).toEqual(Array(32).fill(CHARGE_MICROS));
-    const chargePlan = plans.map(parsePlan).find((plan) => plan['Query Text'].includes('INSERT INTO nemo.ledger_entries') && plan['Query Text'].includes("o.kind = 'charge'"));
-    expect(chargePlan, plans.join('\n---\n')).toBeDefined();
+    const chargePlan = plans.find((plan) => plan['Query Text'].includes('INSERT INTO nemo.ledger_entries') && plan['Query Text'].includes("o.kind = 'charge'"));
+    expect(chargePlan, JSON.stringify(plans)).toBeDefined();
     const leaseReads = nodes(chargePlan!.Plan).filter((node) => node['Relation Name'] === 'reservations' && node.Alias === 'l');
     expect(leaseReads.map((node) => [node['Node Type'], node['Index Name']])).toEqual([['Index Scan', 'reservations_pkey']]);
     expect(nodes(chargePlan!.Plan).every((node) => (node['Rows Removed by Join Filter'] ?? 0) === 0)).toBe(true);
+  });
+
+  it('reads no table whole in any statement of a batch: reserves, settles, releases, lease grants and returns', async () => {
+    const orgs = [...leases.keys()].slice(8, 16);
+    const round = async () => {
+      const holds = orgs.map((org) => ({ org, reservation: randomUUID() }));
+      const reserved = await apply(client, holds.map(({ org, reservation }) => ({ kind: 'reserve', org, reservation, lease: null, amount: 1_000 })));
+      expect(reserved.rows.map((r) => Number(r.amount))).toEqual(Array(orgs.length).fill(1_000));
+      await apply(client, [
+        ...holds.map(({ org, reservation }, i): Op => ({ kind: i % 2 === 0 ? 'settle' : 'release', org, reservation, lease: null, amount: 400 })),
+        ...orgs.slice(0, 2).map((org): Op => ({ kind: 'lease_return', org, reservation: leases.get(org)!, lease: null, amount: LEASE_MICROS / 2 })),
+        ...orgs.slice(2, 4).map((org): Op => ({ kind: 'lease', org, reservation: randomUUID(), lease: null, amount: 10_000, holder: 'another-instance' })),
+      ]);
+    };
+    // Past PL/pgSQL's first five custom plans, as above.
+    for (let i = 0; i < 8; i++) await round();
+    const plans = await explained(client, round);
+
+    expect(plans.length).toBeGreaterThan(10);
+    const wholeReads = plans.flatMap((plan) => nodes(plan.Plan).filter((node) => node['Node Type'] === 'Seq Scan').map((node) => `${node['Relation Name']} in: ${plan['Query Text'].slice(0, 120)}`));
+    expect(wholeReads).toEqual([]);
   });
 });
