@@ -25,7 +25,7 @@ function isBare(value: string): boolean {
   if (value.length === 0 || (value.length === 4 && value.toLowerCase() === 'null')) return false;
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
-    const safe = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x3a) || c === 0x2d || c === 0x2e || c === 0x5f;
+    const safe = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x3a || c === 0x5f;
     if (!safe) return false;
   }
   return true;
