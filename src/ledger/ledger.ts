@@ -153,10 +153,7 @@ export class Ledger {
    * it commits. `usage`, what the charge was priced from, is recorded on its ledger row.
    */
   async settle(hold: Hold, chargeMicros: number, usage: PricedUsage | null = null): Promise<number> {
-    // A charge that is not a number (a pricing fault) takes the hold, the most the request may cost:
-    // a NaN would otherwise reach the lease's books here and the database's bigint column there.
-    if (Number.isNaN(chargeMicros)) log.error('ledger: a charge that is not a number; the hold is charged', { requestId: hold.requestId, amountMicros: hold.amountMicros });
-    const chargedMicros = Number.isNaN(chargeMicros) ? hold.amountMicros : Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
+    const chargedMicros = chargeWithinHold(hold, chargeMicros);
     if (hold.lease !== undefined) return this.chargeLease(hold, hold.lease, chargedMicros, usage);
     this.live.delete(hold.reservationId);
     const answer = await this.closeHold(hold, { ...this.base(hold), kind: 'settle', amountMicros: chargedMicros, minAmountMicros: 0, tokens: 0, usage });
@@ -339,4 +336,17 @@ export class Ledger {
     await this.writer.drain(Math.max(0, until - Date.now()));
     await this.pool.end();
   }
+}
+
+/**
+ * What a settle charges: the charge rounded up to a whole micro-unit, within [0, the hold]. A charge
+ * that is not a number (a pricing fault) takes the hold, the most the request may cost: a NaN would
+ * otherwise reach a lease's books and the database's bigint column.
+ */
+export function chargeWithinHold(hold: Pick<Hold, 'amountMicros' | 'requestId'>, chargeMicros: number): number {
+  if (Number.isNaN(chargeMicros)) {
+    log.error('ledger: a charge that is not a number; the hold is charged', { requestId: hold.requestId, amountMicros: hold.amountMicros });
+    return hold.amountMicros;
+  }
+  return Math.min(hold.amountMicros, Math.max(0, Math.ceil(chargeMicros)));
 }
