@@ -108,7 +108,7 @@ export class RequestLogWriter {
     return this.writtenRows;
   }
 
-  /** Rows dropped since start: the queue was full, or close() gave up on them. */
+  /** Rows dropped since start: the queue was full, the database refused them for their data, or close() gave up on them. */
   get dropped(): number {
     return this.droppedRows;
   }
@@ -120,8 +120,8 @@ export class RequestLogWriter {
       return false;
     }
     // Serialized now, a row at a time: one JSON.stringify of a 1,000-row batch held the event loop
-    // for 3-6 ms, which showed in the lag p99 under load. A queue of rows (a database away) then
-    // holds each body cut to maxBodyChars, not the whole one.
+    // for 3-6 ms at once. A queue of rows (a database away) then holds each body cut to
+    // maxBodyChars, not the whole one.
     const at = entry.at ?? new Date();
     this.queue.push({ json: rowJson(randomUUID(), at, entry, this.options.maxBodyChars), requestId: entry.requestId, at, retentionDays: entry.retentionDays ?? null });
     if (this.queue.length >= this.options.maxBatchRows && this.failures === 0) void this.flush();
